@@ -1,0 +1,140 @@
+"""The admin HTTP API (localhost by default): health, readiness, Prometheus metrics,
+status, and the dead-letter store.
+
+Read endpoints return JSON for the CLI's ``--json`` and for scripts. The admin API
+changes state in one place only, ``POST /v1/dlq/replay``; it binds to 127.0.0.1
+unless configured otherwise because it is unauthenticated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from eventing.broker.store import DeadLetter, Store
+from eventing.events import Event
+from eventing.metrics import Metrics
+
+MAX_LIST = 1000
+
+
+@dataclass
+class AdminHooks:
+    """What the admin API reads and does; provided by the composition root."""
+
+    metrics: Metrics
+    status: Callable[[], dict[str, Any]]
+    ready: Callable[[], bool]
+    stores: Callable[[], list[Store]]
+    replay: Callable[[str, Event], Awaitable[None]]
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(payload, indent=1).encode(),
+                        content_type="application/json")
+
+
+def dead_letter_json(dl: DeadLetter, with_data: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": dl.id, "broker": dl.broker, "trigger": dl.trigger,
+        "failedAt": dl.failed_at, "attempts": dl.attempts, "reason": dl.reason,
+        "status": dl.status, "attributes": dl.event.attributes,
+        "dataBytes": len(dl.event.data or b""),
+    }
+    if with_data and dl.event.data is not None:
+        try:
+            out["data"] = dl.event.data.decode("utf-8")
+        except UnicodeDecodeError:
+            out["dataBase64"] = base64.b64encode(dl.event.data).decode()
+    return out
+
+
+def admin_app(hooks: AdminHooks) -> web.Application:
+    app = web.Application()
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok = hooks.ready()
+        return _json({"ready": ok}, 200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(hooks.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status(_: web.Request) -> web.Response:
+        return _json(hooks.status())
+
+    async def dlq_list(request: web.Request) -> web.Response:
+        trigger = request.query.get("trigger") or None
+        try:
+            limit = min(MAX_LIST, int(request.query.get("limit", "100")))
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            return _json({"error": "limit and after must be integers"}, 400)
+        items: list[dict[str, Any]] = []
+        for store in hooks.stores():
+            for dl in await store.list_dead_letters(trigger, limit, after):
+                items.append(dead_letter_json(dl))
+        items.sort(key=lambda d: (d["failedAt"], d["id"]))
+        return _json({"items": items[:limit]})
+
+    async def dlq_show(request: web.Request) -> web.Response:
+        dl = await _find(hooks, request.match_info["id"])
+        if dl is None:
+            return _json({"error": "no such dead letter"}, 404)
+        return _json(dead_letter_json(dl[1], with_data=True))
+
+    async def dlq_replay(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            ids = [int(i) for i in body.get("ids", [])]
+            trigger = body.get("trigger")
+            replay_all = bool(body.get("all", False))
+        except (ValueError, TypeError, AttributeError):
+            return _json({"error": 'send {"ids": [1, 2]} or {"all": true, "trigger": ...}'},
+                         400)
+        replayed: list[int] = []
+        missing: list[int] = []
+        for store in hooks.stores():
+            targets = ([dl for dl in await store.list_dead_letters(trigger, MAX_LIST)]
+                       if replay_all else [])
+            for dl_id in ids:
+                found = await store.get_dead_letter(dl_id)
+                if found is not None:
+                    targets.append(found)
+            for dl in targets:
+                await hooks.replay(dl.trigger, dl.event)
+                await store.delete_dead_letters([dl.id])
+                replayed.append(dl.id)
+        missing = [i for i in ids if i not in replayed]
+        return _json({"replayed": replayed, "missing": missing},
+                     200 if not missing else 207)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/dlq", dlq_list)
+    app.router.add_get("/v1/dlq/{id}", dlq_show)
+    app.router.add_post("/v1/dlq/replay", dlq_replay)
+    return app
+
+
+async def _find(hooks: AdminHooks, raw: str) -> tuple[Store, DeadLetter] | None:
+    try:
+        dl_id = int(raw)
+    except ValueError:
+        return None
+    for store in hooks.stores():
+        dl = await store.get_dead_letter(dl_id)
+        if dl is not None:
+            return store, dl
+    return None

@@ -1,0 +1,167 @@
+"""The ``eventing`` command line.
+
+``run`` starts the system; ``validate`` checks manifests; ``send`` posts an event like
+``kn event send``; ``status`` and ``dlq`` read a running system through its admin API
+(every read command has ``--json`` for scripts); ``cesql`` evaluates an expression
+against an event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from eventing.app import commands
+from eventing.app.runtime import Running, RuntimeSettings, serve_forever
+from eventing.app.system import StoreSettings
+from eventing.ingress import IngressSettings
+
+DEFAULT_ADMIN = "http://127.0.0.1:8090"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventing",
+        description="A Knative-style event mesh with queue-depth autoscaling, on one machine.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the system described by a directory of YAML")
+    run.add_argument("directory", type=Path)
+    run.add_argument("--host", default="127.0.0.1",
+                     help="ingress bind address (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8080, help="ingress port (default 8080)")
+    run.add_argument("--admin-host", default="127.0.0.1",
+                     help="admin API bind address (default 127.0.0.1)")
+    run.add_argument("--admin-port", type=int, default=8090,
+                     help="admin API port (default 8090)")
+    run.add_argument("--data-dir", type=Path, default=Path(".eventing"),
+                     help="where the embedded broker keeps its store (default .eventing)")
+    run.add_argument("--fsync", choices=["full", "normal"], default="full",
+                     help="full: a 202 survives power loss (default); normal: survives "
+                          "a crash of the process only")
+    run.add_argument("--max-body", type=int, default=1024 * 1024,
+                     help="largest accepted request body in bytes (default 1 MiB)")
+    run.add_argument("--max-store-mb", type=int, default=1024,
+                     help="store bound in MiB before ingress answers 503 (default 1024)")
+    run.add_argument("--drain-timeout", type=float, default=10.0,
+                     help="seconds in-flight deliveries may take at shutdown (default 10)")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=_run)
+
+    validate = sub.add_parser("validate", help="check a directory of manifests")
+    validate.add_argument("directory", type=Path)
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=commands.validate)
+
+    send = sub.add_parser("send", help="send one event to a broker (like kn event send)")
+    send.add_argument("--to", default="http://127.0.0.1:8080/default/default",
+                      help="broker URL (default http://127.0.0.1:8080/default/default)")
+    send.add_argument("--type", required=True)
+    send.add_argument("--source", default="eventing-cli")
+    send.add_argument("--id", help="event id (default: a new UUID)")
+    send.add_argument("--subject")
+    send.add_argument("--data", help="the payload (JSON or text)")
+    send.add_argument("--data-file", type=Path, help="read the payload from a file")
+    send.add_argument("--content-type", help="datacontenttype (default application/json "
+                      "when the data parses as JSON, else text/plain)")
+    send.add_argument("--ext", action="append", default=[], metavar="NAME=VALUE",
+                      help="an extension attribute (repeatable)")
+    send.add_argument("--mode", choices=["binary", "structured"], default="binary")
+    send.add_argument("--json", action="store_true", help="print the result as JSON")
+    send.set_defaults(func=commands.send)
+
+    status = sub.add_parser("status", help="brokers, triggers and sources of a running system")
+    status.add_argument("--admin", default=DEFAULT_ADMIN, help=f"default {DEFAULT_ADMIN}")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=commands.status)
+
+    dlq = sub.add_parser("dlq", help="the built-in dead-letter store")
+    dlq_sub = dlq.add_subparsers(metavar="ACTION")
+    dlq_list = dlq_sub.add_parser("list", help="list dead letters")
+    dlq_list.add_argument("--trigger", help="only this trigger (namespace/name)")
+    dlq_list.add_argument("--limit", type=int, default=100)
+    dlq_show = dlq_sub.add_parser("show", help="one dead letter, with its data")
+    dlq_show.add_argument("id", type=int)
+    dlq_replay = dlq_sub.add_parser("replay", help="deliver dead letters again")
+    dlq_replay.add_argument("ids", type=int, nargs="*")
+    dlq_replay.add_argument("--all", action="store_true", help="every dead letter "
+                            "(of --trigger if given)")
+    dlq_replay.add_argument("--trigger")
+    for p, func in ((dlq_list, commands.dlq_list), (dlq_show, commands.dlq_show),
+                    (dlq_replay, commands.dlq_replay)):
+        p.add_argument("--admin", default=DEFAULT_ADMIN)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    cesql = sub.add_parser("cesql", help="evaluate a CESQL expression against an event")
+    cesql.add_argument("expression")
+    cesql.add_argument("--event", type=Path, help="a structured JSON event file")
+    cesql.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                       help="an attribute of the event (repeatable)")
+    cesql.add_argument("--json", action="store_true")
+    cesql.set_defaults(func=commands.cesql)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = RuntimeSettings(
+        host=args.host, port=args.port, admin_host=args.admin_host, admin_port=args.admin_port,
+        drain_timeout=args.drain_timeout,
+        hard_timeout=max(30.0, args.drain_timeout + 20.0),
+        store=StoreSettings(data_dir=args.data_dir, synchronous=args.fsync.upper(),
+                            max_bytes=args.max_store_mb * 1024 * 1024),
+        ingress=IngressSettings(max_body_bytes=args.max_body),
+    )
+    try:
+        _install_uvloop()
+        asyncio.run(serve_forever(args.directory, settings, _announce))
+    except commands.USER_ERRORS as exc:
+        print(f"eventing: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - optional speed-up
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _announce(running: Running) -> None:
+    lines = [f"eventing is running (admin API {running.admin_url}, "
+             f"status: eventing status --admin {running.admin_url})"]
+    for key, broker in running.system.brokers.items():
+        kind = "durable" if broker.durable else "IN-MEMORY, lost on exit"
+        lines.append(f"  broker {key} ({kind}): POST {running.ingress_url}/{key}")
+    for key, trig in running.system.triggers.items():
+        lines.append(f"  trigger {key} -> {trig.sink.target}")
+    for source in running.sources:
+        lines.append(f"  source {source.name} ({source.health.kind})")
+    print("\n".join(lines), flush=True)
+
+
+def dump(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=False))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

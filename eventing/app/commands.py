@@ -1,0 +1,206 @@
+"""The CLI's commands other than ``run``: each prints a table for people, or JSON with
+``--json``, and returns the exit status (0 ok, 1 failure, 2 usage).
+
+They are plain blocking functions: the CLI has no event loop of its own to protect,
+and ``urllib`` needs no session management for one request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from eventing.app.registry import kind_registry
+from eventing.app.tables import print_dlq, print_status
+from eventing.codec import http as binding
+from eventing.codec.jsonformat import parse_structured
+from eventing.errors import ConfigError, EventingError
+from eventing.events import AttributeValue, Event, is_valid_name
+from eventing.resources.loader import LoadError, load_resources
+
+USER_ERRORS = (LoadError, ConfigError, OSError)
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2))
+
+
+def validate(args: argparse.Namespace) -> int:
+    try:
+        resources = load_resources(args.directory, kind_registry())
+    except LoadError as exc:
+        if args.json:
+            _print_json({"valid": False, "errors": [
+                {"file": e.file, "line": e.line, "resource": e.resource, "path": e.path,
+                 "value": repr(e.value) if e.value is not None else None,
+                 "message": e.message} for e in exc.errors]})
+        else:
+            for e in exc.errors:
+                print(str(e), file=sys.stderr)
+            print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json({"valid": True, "resources": resources.kinds()})
+    else:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(resources.kinds().items()))
+        print(f"valid: {counts or 'no resources'}")
+    return 0
+
+
+def _http(method: str, url: str, body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def _admin_get(args: argparse.Namespace, path: str) -> Any:
+    try:
+        status, _, body = _http("GET", args.admin.rstrip("/") + path)
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"cannot reach the admin API at {args.admin} ({exc}); "
+                          "is `eventing run` running? (--admin URL)") from None
+    payload = json.loads(body or b"{}")
+    if status >= 400:
+        raise ConfigError(payload.get("error", f"HTTP {status}"))
+    return payload
+
+
+def _guarded(func: Any) -> Any:
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            result: int = func(args)
+        except (ConfigError, EventingError, ValueError) as exc:
+            print(f"eventing: {exc}", file=sys.stderr)
+            return 1
+        return result
+
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@_guarded
+def status(args: argparse.Namespace) -> int:
+    payload = _admin_get(args, "/v1/status")
+    if args.json:
+        _print_json(payload)
+    else:
+        print_status(payload)
+    return 0
+
+
+@_guarded
+def dlq_list(args: argparse.Namespace) -> int:
+    query = f"?limit={args.limit}" + (f"&trigger={args.trigger}" if args.trigger else "")
+    payload = _admin_get(args, "/v1/dlq" + query)
+    if args.json:
+        _print_json(payload)
+    else:
+        print_dlq(payload["items"])
+    return 0
+
+
+@_guarded
+def dlq_show(args: argparse.Namespace) -> int:
+    payload = _admin_get(args, f"/v1/dlq/{args.id}")
+    _print_json(payload)
+    return 0
+
+
+@_guarded
+def dlq_replay(args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise ConfigError("name dead-letter ids, or --all")
+    body = json.dumps({"ids": args.ids, "all": args.all, "trigger": args.trigger}).encode()
+    try:
+        code, _, raw = _http("POST", args.admin.rstrip("/") + "/v1/dlq/replay", body,
+                             {"Content-Type": "application/json"})
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"cannot reach the admin API at {args.admin} ({exc})") from None
+    payload = json.loads(raw or b"{}")
+    if args.json:
+        _print_json(payload)
+    else:
+        print(f"replayed {len(payload.get('replayed', []))}; "
+              f"not found: {payload.get('missing') or 'none'}")
+    return 0 if code < 300 else 1
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, AttributeValue]:
+    out: dict[str, AttributeValue] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not is_valid_name(name):
+            raise ConfigError(f"{what} {pair!r}: use name=value with a lowercase a-z0-9 name")
+        out[name] = value
+    return out
+
+
+@_guarded
+def send(args: argparse.Namespace) -> int:
+    data: bytes | None = None
+    if args.data_file is not None:
+        data = Path(args.data_file).read_bytes()
+    elif args.data is not None:
+        data = args.data.encode("utf-8")
+    attributes: dict[str, AttributeValue] = {
+        "specversion": "1.0", "id": args.id or str(uuid.uuid4()), "source": args.source,
+        "type": args.type,
+    }
+    if args.subject:
+        attributes["subject"] = args.subject
+    attributes.update(_parse_pairs(args.ext, "--ext"))
+    if data is not None:
+        attributes["datacontenttype"] = args.content_type or _guess_type(data)
+    event = Event(attributes, data)
+    headers, body = (binding.encode_structured(event) if args.mode == "structured"
+                     else binding.encode_binary(event))
+    try:
+        code, _, raw = _http("POST", args.to, body, headers)
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"cannot reach {args.to} ({exc})") from None
+    ok = 200 <= code < 300
+    if args.json:
+        _print_json({"status": code, "id": attributes["id"],
+                     "response": raw.decode("utf-8", "replace")})
+    else:
+        detail = "" if ok else f": {raw.decode('utf-8', 'replace')}"
+        print(f"{'sent' if ok else 'refused'} id={attributes['id']} -> HTTP {code}{detail}")
+    return 0 if ok else 1
+
+
+def _guess_type(data: bytes) -> str:
+    try:
+        json.loads(data)
+    except ValueError:
+        return "text/plain"
+    return "application/json"
+
+
+@_guarded
+def cesql(args: argparse.Namespace) -> int:
+    from triggers.cesql import explain
+
+    attributes: dict[str, AttributeValue] = {"specversion": "1.0", "id": "1",
+                                             "source": "/cli", "type": "cli.test"}
+    if args.event is not None:
+        attributes = dict(parse_structured(Path(args.event).read_bytes()).attributes)
+    attributes.update(_parse_pairs(args.attr, "--attr"))
+    result = explain(args.expression, attributes)
+    if args.json:
+        _print_json(result)
+    else:
+        error = result.get("error")
+        print(f"value: {json.dumps(result.get('value'))}")
+        if error:
+            print(f"error: {error['kind']}: {error['message']}")
+    return 0 if result.get("error") is None else 1

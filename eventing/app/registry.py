@@ -1,0 +1,56 @@
+"""The registries the composition root fills: resource kinds (for loading and
+``validate``) and source adapters (for running).
+
+A new source kind is one line in :data:`SOURCE_MODULES`: its module exports ``MODEL``
+(the resource class) and ``build(resource, **deps)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from eventing.app.system import System
+from eventing.errors import ConfigError
+from eventing.resources.broker import Broker
+from eventing.resources.loader import KindRegistry, ResourceSet
+from eventing.resources.trigger import Trigger
+from eventing.sourcing import Emit, Source, WebhookSource
+from triggers.materialize import check_trigger
+
+SOURCE_MODULES: tuple[ModuleType, ...] = ()
+
+
+def kind_registry() -> KindRegistry:
+    registry = KindRegistry()
+    registry.register(Broker)
+    registry.register(Trigger, check=check_trigger)
+    for module in SOURCE_MODULES:
+        registry.register(module.MODEL)
+    return registry
+
+
+def build_sources(resources: ResourceSet, system: System,
+                  data_dir: Path) -> list[tuple[Source | WebhookSource, Emit]]:
+    built: list[tuple[Source | WebhookSource, Emit]] = []
+    for module in SOURCE_MODULES:
+        for resource in resources.of(module.MODEL):
+            sink = resource.spec.sink
+            ref = getattr(sink, "ref", None)
+            if ref is None or ref.kind != "Broker":
+                raise ConfigError(f"{resource.kind}/{resource.name}: spec.sink must be a ref "
+                                  "to a Broker")
+            key = f"{ref.namespace or resource.namespace}/{ref.name}"
+            if key not in system.brokers:
+                raise ConfigError(f"{resource.kind}/{resource.name}: no Broker {key}")
+            deps = _deps(module, data_dir)
+            built.append((module.build(resource, **deps), system.emitter(key)))
+    return built
+
+
+def _deps(module: ModuleType, data_dir: Path) -> dict[str, Any]:
+    params = inspect.signature(module.build).parameters
+    offered: dict[str, Any] = {"state_dir": data_dir / "sources", "data_dir": data_dir}
+    return {k: v for k, v in offered.items() if k in params}

@@ -1,0 +1,179 @@
+"""The composition root: load, build, serve, and shut down in phases.
+
+Start: load and validate the manifests, open the stores, start one named dispatcher
+task per trigger and one per source, then the ingress and admin servers (so nothing
+is accepted before its trigger can take it), and print where it listens.
+
+Stop (SIGTERM/SIGINT, or ``stop()``), each phase bounded:
+
+1. stop intake: the ingress answers 503 and closes its listener; sources stop;
+2. drain: dispatchers take no new event, attempts on the wire finish until the
+   drain deadline, retries waiting for their backoff stay pending for the next run;
+3. close sinks and stores (every ack committed), cancel stragglers, exit.
+
+A watchdog thread ends the process if all of that exceeds the hard deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from eventing.admin import AdminHooks, admin_app
+from eventing.app.registry import build_sources, kind_registry
+from eventing.app.status import system_status
+from eventing.app.system import StoreSettings, System, build_system
+from eventing.ingress import Ingress, IngressSettings
+from eventing.metrics import Metrics
+from eventing.resources.loader import load_resources
+from eventing.sourcing import Source, WebhookSource
+from eventing.supervise import Supervisor
+
+logger = logging.getLogger(__name__)
+
+DISPATCH = "dispatch"
+SOURCES = "sources"
+
+
+@dataclass
+class RuntimeSettings:
+    host: str = "127.0.0.1"
+    """Interface the ingress binds to (use 0.0.0.0 to accept from other hosts)."""
+    port: int = 8080
+    """Ingress port (0 picks a free one)."""
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8090
+    drain_timeout: float = 10.0
+    """Seconds in-flight deliveries may take to finish at shutdown."""
+    hard_timeout: float = 30.0
+    """Seconds after a stop request when the process exits whatever happens."""
+    store: StoreSettings = field(default_factory=StoreSettings)
+    ingress: IngressSettings = field(default_factory=IngressSettings)
+
+
+@dataclass
+class Running:
+    """A started system: its addresses and what it runs (for tests and ``status``)."""
+
+    system: System
+    ingress: Ingress
+    ingress_url: str
+    admin_url: str
+    sources: list[Source | WebhookSource]
+    supervisor: Supervisor
+    runners: list[web.AppRunner]
+    started: float = field(default_factory=time.time)
+
+
+async def start(directory: Path, settings: RuntimeSettings) -> Running:
+    registry = kind_registry()
+    resources = load_resources(directory, registry)
+    metrics = Metrics()
+    system = await build_system(resources, settings.store, metrics)
+    supervisor = Supervisor()
+    for key, trig in system.triggers.items():
+        supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH,
+                         restart=True)
+    sources = build_sources(resources, system, settings.store.data_dir)
+    webhooks = []
+    for source, emit in sources:
+        if isinstance(source, WebhookSource):
+            webhooks.append((source, emit))
+        else:
+            supervisor.spawn(f"source {source.name}", _bind(source.run, emit),
+                             group=SOURCES, restart=True,
+                             on_error=_health_error(source))
+    ingress = Ingress(system.brokers, metrics, settings.ingress, webhooks)
+    ingress_runner, ingress_url = await _serve(ingress.app(), settings.host, settings.port)
+    hooks = AdminHooks(metrics=metrics, status=lambda: {}, ready=lambda: ingress.accepting,
+                       stores=lambda: system.stores, replay=system.replay)
+    admin_runner, admin_url = await _serve(admin_app(hooks), settings.admin_host,
+                                           settings.admin_port)
+    running = Running(system, ingress, ingress_url, admin_url, [s for s, _ in sources],
+                      supervisor, [ingress_runner, admin_runner])
+    hooks.status = lambda: system_status(running)
+    return running
+
+
+def _bind(run: Callable[[Any], Awaitable[None]], emit: Any) -> Callable[[], Awaitable[None]]:
+    async def runner() -> None:
+        await run(emit)
+
+    return runner
+
+
+def _health_error(source: Source) -> Callable[[str], None]:
+    def record(message: str) -> None:
+        source.health.set_state("reconnecting", message)
+
+    return record
+
+
+async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+    return runner, f"http://{shown}:{bound}"
+
+
+async def stop(running: Running, settings: RuntimeSettings) -> None:
+    loop = asyncio.get_running_loop()
+    watchdog = _watchdog(settings.hard_timeout)
+    started = loop.time()
+    logger.info("stopping: intake")
+    running.ingress.accepting = False
+    await running.supervisor.stop(SOURCES, timeout=5.0)
+    await running.runners[0].cleanup()
+    logger.info("stopping: draining deliveries (up to %.0fs)", settings.drain_timeout)
+    deadline = started + settings.drain_timeout
+    dispatchers = [t.dispatcher for t in running.system.triggers.values()]
+    await running.supervisor.stop(DISPATCH, timeout=1.0)
+    await asyncio.gather(*(d.stop(deadline) for d in dispatchers))
+    logger.info("stopping: closing stores")
+    await running.system.close()
+    await running.runners[1].cleanup()
+    watchdog.cancel()
+    logger.info("stopped in %.2fs", loop.time() - started)
+
+
+def _watchdog(seconds: float) -> threading.Timer:
+    def expire() -> None:
+        logger.error("shutdown took longer than %.0fs: exiting now", seconds)
+        os._exit(70)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+async def serve_forever(directory: Path, settings: RuntimeSettings,
+                        announce: Callable[[Running], None]) -> None:
+    """``eventing run``: start, print where it listens, run until SIGTERM/SIGINT."""
+    running = await start(directory, settings)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    announce(running)
+    try:
+        await stop_requested.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await stop(running, settings)

@@ -1,0 +1,230 @@
+"""Build the running system from loaded resources: stores, brokers, triggers with
+their filters, sinks and dispatchers, and the sources.
+
+This is the composition root's wiring: the one place that knows every concrete
+class (SQLite store, HTTP sink, trigger filters, source adapters) and hands them to
+the core through its protocols.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from eventing.broker.base import Broker
+from eventing.broker.embedded import EmbeddedBroker
+from eventing.broker.memory_store import MemoryStore
+from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
+from eventing.broker.stamps import now_rfc3339, stamp
+from eventing.broker.store import Routed, Store
+from eventing.broker.subscription import StoreSubscription
+from eventing.delivery.dispatcher import DeadLetterTarget, Dispatcher
+from eventing.delivery.policy import RetryPolicy
+from eventing.delivery.sink import Sink
+from eventing.errors import ConfigError
+from eventing.events import Event
+from eventing.metrics import Metrics
+from eventing.resources.base import Destination
+from eventing.resources.broker import EMBEDDED, IN_MEMORY
+from eventing.resources.broker import Broker as BrokerResource
+from eventing.resources.delivery import merge
+from eventing.resources.loader import ResourceSet
+from eventing.resources.trigger import Trigger
+from eventing.sourcing import Emit
+from sinks.http import HttpSink
+from sinks.log import LogSink
+from triggers.materialize import materialize
+
+logger = logging.getLogger(__name__)
+
+#: Extensions the dispatcher adds to dead letters; replay removes them again.
+ERROR_EXTENSIONS = ("knativeerrordest", "knativeerrorcode", "knativeerrordata",
+                    "eventingattempts", "eventingtrigger")
+
+
+@dataclass
+class StoreSettings:
+    data_dir: Path = Path(".eventing")
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    max_events: int = 1_000_000
+    max_bytes: int = 1024 * 1024 * 1024
+
+
+@dataclass
+class TriggerRuntime:
+    resource: Trigger
+    broker: EmbeddedBroker
+    subscription: StoreSubscription
+    dispatcher: Dispatcher
+    sink: Sink
+
+    @property
+    def key(self) -> str:
+        return self.resource.key
+
+
+@dataclass
+class System:
+    metrics: Metrics
+    stores: list[Store] = field(default_factory=list)
+    brokers: dict[str, EmbeddedBroker] = field(default_factory=dict)
+    triggers: dict[str, TriggerRuntime] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+    def emitter(self, broker_key: str) -> Emit:
+        """``emit`` for sources: stamp and publish into ``broker_key``."""
+        broker = self.brokers[broker_key]
+
+        async def emit(events: Sequence[Event], /) -> None:
+            arrival = now_rfc3339()
+            for event in events:
+                stamp(event, arrival)
+            await broker.publish(list(events))
+
+        return emit
+
+    async def replay(self, trigger_key: str, event: Event) -> None:
+        """Put a dead letter back into its trigger's backlog (that trigger only)."""
+        runtime = self.triggers.get(trigger_key)
+        if runtime is None:
+            raise ConfigError(f"trigger {trigger_key!r} does not exist any more")
+        fresh = Event({k: v for k, v in event.attributes.items()
+                       if k not in ERROR_EXTENSIONS}, event.data)
+        await runtime.broker.store.append(runtime.broker.key, [Routed(fresh, (trigger_key,))])
+        runtime.subscription.offer(fresh)
+
+    async def close(self) -> None:
+        for runtime in self.triggers.values():
+            await runtime.sink.close()
+        for store in self.stores:
+            await store.close()
+        if self.session is not None:
+            await self.session.close()
+
+
+async def build_system(resources: ResourceSet, settings: StoreSettings,
+                       metrics: Metrics) -> System:
+    system = System(metrics)
+    system.session = _new_session()
+    trigger_models: list[Trigger] = resources.of(Trigger)
+    broker_models: list[BrokerResource] = resources.of(BrokerResource)
+    durable: SqliteStore | None = None
+    by_store: dict[int, list[str]] = {}
+    for model in broker_models:
+        store: Store
+        if model.broker_class == IN_MEMORY:
+            store = MemoryStore(max_events=settings.max_events, max_bytes=settings.max_bytes)
+            logger.warning("broker %s is in-memory: its events are lost when the process "
+                           "exits (for tests and demos only)", model.key)
+            system.stores.append(store)
+        else:
+            if durable is None:
+                durable = SqliteStore(SqliteSettings(
+                    settings.data_dir / "events.db", settings.synchronous,
+                    settings.max_events, settings.max_bytes))
+                system.stores.append(durable)
+            store = durable
+        system.brokers[model.key] = EmbeddedBroker(model.key, model.broker_class or EMBEDDED,
+                                                   store)
+        by_store.setdefault(id(store), [])
+    brokers_by_key = {m.key: m for m in broker_models}
+    for trig in trigger_models:
+        broker_key = f"{trig.namespace}/{trig.spec.broker}"
+        broker = system.brokers[broker_key]
+        by_store[id(broker.store)].append(trig.key)
+    for store in system.stores:
+        await store.open(by_store.get(id(store), []))
+    for trig in trigger_models:
+        broker_key = f"{trig.namespace}/{trig.spec.broker}"
+        system.triggers[trig.key] = _trigger(system, trig, system.brokers[broker_key],
+                                             brokers_by_key[broker_key])
+    _register_gauges(system)
+    return system
+
+
+def _trigger(system: System, trig: Trigger, broker: EmbeddedBroker,
+             broker_model: BrokerResource) -> TriggerRuntime:
+    delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
+    policy = RetryPolicy.from_spec(delivery)
+    subscription = broker.subscribe(trig.key, materialize(trig.spec))
+    sink = resolve_sink(system, trig.spec.subscriber, trig.key)
+    dead_letter = None
+    if delivery.dead_letter_sink is not None:
+        dls = delivery.dead_letter_sink
+        dead_letter = DeadLetterTarget(None if dls.uri == "dlq:" else
+                                       resolve_sink(system, dls, trig.key))
+    dispatcher = Dispatcher(
+        trigger=trig.key, subscription=subscription, sink=sink, policy=policy,
+        dead_letter=dead_letter, publish_reply=broker_reply(broker),
+        metrics=system.metrics,
+    )
+    return TriggerRuntime(trig, broker, subscription, dispatcher, sink)
+
+
+def broker_reply(broker: Broker) -> Any:
+    async def publish(event: Event) -> None:
+        stamp(event, now_rfc3339())
+        await broker.publish([event])
+
+    return publish
+
+
+def resolve_sink(system: System, dest: Destination, owner: str) -> Sink:
+    if dest.ref is not None:
+        raise ConfigError(
+            f"{owner}: cannot resolve ref {dest.ref.kind}/{dest.ref.name} on one machine; "
+            "give the subscriber a uri (http://..., log:)")
+    uri = dest.uri or ""
+    if uri == "log:":
+        return LogSink(prefix=f"[{owner}] ")
+    if uri == "dlq:":
+        raise ConfigError(f"{owner}: 'dlq:' is only valid as a deadLetterSink")
+    assert system.session is not None
+    return HttpSink(uri, system.session)
+
+
+def _new_session() -> aiohttp.ClientSession:
+    from sinks.http import new_session
+
+    return new_session()
+
+
+def _register_gauges(system: System) -> None:
+    m = system.metrics
+
+    def backlog() -> list[tuple[list[str], float]]:
+        return [([t.key], float(t.subscription.backlog())) for t in system.triggers.values()]
+
+    def in_flight() -> list[tuple[list[str], float]]:
+        return [([t.key], float(t.dispatcher.stats.in_flight))
+                for t in system.triggers.values()]
+
+    def dlq_depth() -> list[tuple[list[str], float]]:
+        out: dict[str, float] = {}
+        for store in system.stores:
+            for trig, n in store.stats().dead_letters.items():
+                out[trig] = out.get(trig, 0) + n
+        return [([k], v) for k, v in out.items()]
+
+    def stored() -> list[tuple[list[str], float]]:
+        return [([b.key], float(b.store.stats().events)) for b in system.brokers.values()]
+
+    def dropped() -> list[tuple[list[str], float]]:
+        return [([b.key, trig, reason], float(n)) for b in system.brokers.values()
+                for (trig, reason), n in b.drops().items()]
+
+    m.add_live("eventing_trigger_backlog", "Matched events not yet delivered", ["trigger"],
+               backlog)
+    m.add_live("eventing_trigger_in_flight", "Delivery attempts in flight", ["trigger"],
+               in_flight)
+    m.add_live("eventing_dlq_depth", "Events kept by the built-in dead-letter store",
+               ["trigger"], dlq_depth)
+    m.add_live("eventing_store_events", "Events held by the broker's store", ["broker"],
+               stored)
+    m.add_live("eventing_filter_drops_total", "Events a trigger's filter did not pass",
+               ["broker", "trigger", "reason"], dropped)

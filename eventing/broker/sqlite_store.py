@@ -1,0 +1,412 @@
+"""The embedded durable store: SQLite in WAL mode, one writer thread, group commit.
+
+Why this shape:
+
+* One writer thread owns the only write connection. Callers on the event loop put
+  operations on a queue and await a future; the thread takes *everything* queued,
+  runs it in one transaction and commits once (group commit), so a burst of
+  requests shares one fsync instead of paying one each. Futures resolve only after
+  the commit returned: a 202 is never sent for an event that is not on disk.
+* ``synchronous=FULL`` by default: a commit survives ``kill -9`` and power loss.
+  ``NORMAL`` (survives ``kill -9``, not power loss) is a setting for who wants it.
+* Reads (recovery, spill, the dead-letter list) use a second connection on a second
+  thread; WAL lets them run beside the writer.
+* The store is bounded (events and bytes). At the bound ``append`` raises
+  :class:`StoreFullError` and the ingress answers 503; stored events are never
+  evicted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from eventing.broker.store import DeadLetter, Routed, StoreStats
+from eventing.errors import StoreClosedError, StoreError, StoreFullError
+from eventing.events import Event
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, broker TEXT NOT NULL, attrs TEXT NOT NULL,
+    data BLOB, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    trigger TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (trigger, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_by_seq ON pending(seq);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, broker TEXT NOT NULL, trigger TEXT NOT NULL,
+    attrs TEXT NOT NULL, data BLOB, failed_at REAL NOT NULL, attempts INTEGER NOT NULL,
+    reason TEXT NOT NULL, status INTEGER);
+CREATE INDEX IF NOT EXISTS dead_letters_by_trigger ON dead_letters(trigger, id);
+"""
+
+_MAX_GROUP = 2048
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: Literal["append", "ack", "dead_letter", "delete_dl"]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass
+class SqliteSettings:
+    path: Path
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """FULL: a 202 survives power loss. NORMAL: survives a process crash only."""
+    max_events: int = 1_000_000
+    """Stored events (not yet delivered to every matching trigger) before 503."""
+    max_bytes: int = 1024 * 1024 * 1024
+    """Stored bytes (attributes + data) before 503."""
+
+
+@dataclass
+class _Counters:
+    events: int = 0
+    bytes: int = 0
+    commits: int = 0
+    pending: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+
+class SqliteStore:
+    durable = True
+
+    def __init__(self, settings: SqliteSettings) -> None:
+        self.settings = settings
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        self._read_conn: sqlite3.Connection | None = None
+        self._counts = _Counters()
+        self._closed = True
+        self._reserved_events = 0
+        self._reserved_bytes = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def open(self, triggers: Sequence[str]) -> None:
+        self.settings.path.parent.mkdir(parents=True, exist_ok=True)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(loop, ready, list(triggers)),
+            name="sqlite-writer", daemon=True,
+        )
+        self._writer.start()
+        await ready
+        self._closed = False
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self._writer = None
+
+        def _close_reader() -> None:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._reader, _close_reader)
+        self._reader.shutdown(wait=True)
+
+    # -- writes ----------------------------------------------------------------
+
+    async def append(self, broker: str, routed: Sequence[Routed]) -> None:
+        if not routed:
+            return
+        size = sum(_size(r.event) for r in routed)
+        counts = self._counts
+        if counts.events + self._reserved_events + len(routed) > self.settings.max_events:
+            raise StoreFullError(f"store holds {counts.events} events (limit "
+                                 f"{self.settings.max_events})")
+        if counts.bytes + self._reserved_bytes + size > self.settings.max_bytes:
+            raise StoreFullError(f"store holds {counts.bytes} bytes (limit "
+                                 f"{self.settings.max_bytes})")
+        self._reserved_events += len(routed)
+        self._reserved_bytes += size
+        try:
+            await self._submit("append", broker, routed)
+        finally:
+            self._reserved_events -= len(routed)
+            self._reserved_bytes -= size
+
+    async def ack(self, trigger: str, seqs: Sequence[int]) -> None:
+        if seqs:
+            await self._submit("ack", trigger, list(seqs))
+
+    async def dead_letter(
+        self, broker: str, trigger: str, event: Event, *, attempts: int, reason: str,
+        status: int | None,
+    ) -> None:
+        await self._submit("dead_letter", broker, trigger, event, attempts, reason, status,
+                           time.time())
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        result: int = await self._submit("delete_dl", list(ids))
+        return result
+
+    def _submit(self, kind: Any, *args: Any) -> asyncio.Future[Any]:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Op(kind, args, future, loop))
+        return future
+
+    # -- reads -----------------------------------------------------------------
+
+    def pending_count(self, trigger: str) -> int:
+        return self._counts.pending.get(trigger, 0)
+
+    def stats(self) -> StoreStats:
+        c = self._counts
+        return StoreStats(c.events, c.bytes, c.commits, dict(c.pending), dict(c.dead_letters))
+
+    async def load_pending(self, trigger: str, after_seq: int, limit: int) -> list[Event]:
+        rows = await self._read(
+            "SELECT e.seq, e.attrs, e.data FROM pending p JOIN events e ON e.seq = p.seq "
+            "WHERE p.trigger = ? AND p.seq > ? ORDER BY p.seq LIMIT ?",
+            (trigger, after_seq, limit),
+        )
+        return [Event(json.loads(attrs), data, seq) for seq, attrs, data in rows]
+
+    async def list_dead_letters(
+        self, trigger: str | None, limit: int, after_id: int = 0
+    ) -> list[DeadLetter]:
+        where = "WHERE id > ?" + (" AND trigger = ?" if trigger else "")
+        params: tuple[Any, ...] = (after_id, trigger, limit) if trigger else (after_id, limit)
+        rows = await self._read(
+            "SELECT id, broker, trigger, attrs, data, failed_at, attempts, reason, status "
+            f"FROM dead_letters {where} ORDER BY id LIMIT ?",
+            params,
+        )
+        return [_dead_letter(row) for row in rows]
+
+    async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:
+        rows = await self._read(
+            "SELECT id, broker, trigger, attrs, data, failed_at, attempts, reason, status "
+            "FROM dead_letters WHERE id = ?",
+            (dl_id,),
+        )
+        return _dead_letter(rows[0]) if rows else None
+
+    async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            if self._read_conn is None:
+                self._read_conn = sqlite3.connect(self.settings.path, check_same_thread=False)
+                self._read_conn.execute("PRAGMA query_only = ON")
+            return self._read_conn.execute(sql, params).fetchall()
+
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    # -- the writer thread -------------------------------------------------------
+
+    def _write_loop(
+        self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None],
+        triggers: list[str],
+    ) -> None:
+        try:
+            conn = self._connect(triggers)
+        except Exception as exc:
+            loop.call_soon_threadsafe(_fail, ready, StoreError(f"cannot open store: {exc}"))
+            return
+        loop.call_soon_threadsafe(_resolve, ready, None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+
+    def _connect(self, triggers: list[str]) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.settings.path, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
+        conn.executescript(_SCHEMA)
+        conn.execute("BEGIN")
+        if triggers:
+            marks = ",".join("?" * len(triggers))
+            conn.execute(f"DELETE FROM pending WHERE trigger NOT IN ({marks})",  # noqa: S608
+                         triggers)
+        else:
+            conn.execute("DELETE FROM pending")
+        conn.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM pending)")
+        conn.execute("COMMIT")
+        count, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
+        self._counts.events, self._counts.bytes = count, size
+        for trig, n in conn.execute("SELECT trigger, COUNT(*) FROM pending GROUP BY trigger"):
+            self._counts.pending[trig] = n
+        for trig, n in conn.execute("SELECT trigger, COUNT(*) FROM dead_letters GROUP BY trigger"):
+            self._counts.dead_letters[trig] = n
+        return conn
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _MAX_GROUP:
+                try:
+                    op = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if op is None:
+                    stopping = True
+                    break
+                batch.append(op)
+            self._commit(conn, batch)
+        self._drain_closed()
+
+    def _drain_closed(self) -> None:
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if op is not None:
+                op.loop.call_soon_threadsafe(_fail, op.future,
+                                             StoreClosedError("the store is closed"))
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[Any] = []
+        deltas = _Counters()
+        try:
+            conn.execute("BEGIN")
+            for op in batch:
+                results.append(_APPLY[op.kind](conn, deltas, *op.args))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            logger.error("store commit failed: %s", exc)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            error = StoreFullError(str(exc)) if "full" in str(exc) else StoreError(str(exc))
+            for op in batch:
+                op.loop.call_soon_threadsafe(_fail, op.future, error)
+            return
+        loop = batch[0].loop
+        loop.call_soon_threadsafe(self._committed, batch, results, deltas)
+
+    def _committed(self, batch: list[_Op], results: list[Any], deltas: _Counters) -> None:
+        """On the event loop: apply counter deltas, then resolve the waiting futures."""
+        counts = self._counts
+        counts.events += deltas.events
+        counts.bytes += deltas.bytes
+        counts.commits += 1
+        for key, n in deltas.pending.items():
+            counts.pending[key] = counts.pending.get(key, 0) + n
+        for key, n in deltas.dead_letters.items():
+            counts.dead_letters[key] = counts.dead_letters.get(key, 0) + n
+        for op, result in zip(batch, results, strict=True):
+            _resolve(op.future, result)
+
+
+def _size(event: Event) -> int:
+    return len(event.data or b"") + 64 * len(event.attributes)
+
+
+def _apply_append(conn: sqlite3.Connection, d: _Counters, broker: str,
+                  routed: Sequence[Routed]) -> None:
+    for r in routed:
+        event = r.event
+        size = _size(event)
+        cur = conn.execute(
+            "INSERT INTO events (broker, attrs, data, size) VALUES (?, ?, ?, ?)",
+            (broker, json.dumps(event.attributes, separators=(",", ":")), event.data, size),
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        event.seq = seq
+        conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)",
+                         [(t, seq) for t in r.triggers])
+        d.events += 1
+        d.bytes += size
+        for t in r.triggers:
+            d.pending[t] = d.pending.get(t, 0) + 1
+
+
+def _apply_ack(conn: sqlite3.Connection, d: _Counters, trigger: str, seqs: list[int]) -> None:
+    for seq in seqs:
+        if conn.execute("DELETE FROM pending WHERE trigger = ? AND seq = ?",
+                        (trigger, seq)).rowcount:
+            d.pending[trigger] = d.pending.get(trigger, 0) - 1
+            _collect(conn, d, seq)
+
+
+def _collect(conn: sqlite3.Connection, d: _Counters, seq: int) -> None:
+    """Delete the event once no trigger has it pending."""
+    if conn.execute("SELECT 1 FROM pending WHERE seq = ? LIMIT 1", (seq,)).fetchone():
+        return
+    row = conn.execute("DELETE FROM events WHERE seq = ? RETURNING size", (seq,)).fetchone()
+    if row is not None:
+        d.events -= 1
+        d.bytes -= row[0]
+
+
+def _apply_dead_letter(conn: sqlite3.Connection, d: _Counters, broker: str, trigger: str,
+                       event: Event, attempts: int, reason: str, status: int | None,
+                       failed_at: float) -> None:
+    conn.execute(
+        "INSERT INTO dead_letters (broker, trigger, attrs, data, failed_at, attempts, reason,"
+        " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (broker, trigger, json.dumps(event.attributes, separators=(",", ":")), event.data,
+         failed_at, attempts, reason, status),
+    )
+    d.dead_letters[trigger] = d.dead_letters.get(trigger, 0) + 1
+    if event.seq:
+        _apply_ack(conn, d, trigger, [event.seq])
+
+
+def _apply_delete_dl(conn: sqlite3.Connection, d: _Counters, ids: list[int]) -> int:
+    deleted = 0
+    for dl_id in ids:
+        row = conn.execute("DELETE FROM dead_letters WHERE id = ? RETURNING trigger",
+                           (dl_id,)).fetchone()
+        if row is not None:
+            deleted += 1
+            d.dead_letters[row[0]] = d.dead_letters.get(row[0], 0) - 1
+    return deleted
+
+
+_APPLY: dict[str, Callable[..., Any]] = {
+    "append": _apply_append,
+    "ack": _apply_ack,
+    "dead_letter": _apply_dead_letter,
+    "delete_dl": _apply_delete_dl,
+}
+
+
+def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    dl_id, broker, trigger, attrs, data, failed_at, attempts, reason, status = row
+    return DeadLetter(dl_id, broker, trigger, Event(json.loads(attrs), data), failed_at,
+                      attempts, reason, status)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,87 @@
+"""What a broker class needs from storage, and the records it keeps.
+
+The store knows nothing of filters or HTTP: it appends events with the list of
+triggers each one matched (one ``pending`` row per match, which is what makes every
+trigger's backlog exact), removes a trigger's row when the event was delivered or
+dead-lettered, and keeps the dead-letter records of the built-in ``dlq:`` sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from eventing.events import Event
+
+
+@dataclass(slots=True)
+class Routed:
+    """An event to append and the triggers (keys) it matched."""
+
+    event: Event
+    triggers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A failed delivery kept by the ``dlq:`` sink."""
+
+    id: int
+    broker: str
+    trigger: str
+    event: Event
+    failed_at: float
+    attempts: int
+    reason: str
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class StoreStats:
+    events: int = 0
+    bytes: int = 0
+    commits: int = 0
+    pending: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Durable (or not) storage behind the embedded broker classes.
+
+    Every mutating call returns once the change is stored (for the durable store:
+    committed to disk); raises :class:`eventing.errors.StoreError` when it cannot be.
+    """
+
+    durable: bool
+
+    async def open(self, triggers: Sequence[str]) -> None:
+        """Open storage; forget pending rows of triggers that no longer exist."""
+
+    async def close(self) -> None: ...
+
+    async def append(self, broker: str, routed: Sequence[Routed]) -> None:
+        """Store events and their matches; sets ``event.seq``. Raises StoreFullError."""
+
+    async def ack(self, trigger: str, seqs: Sequence[int]) -> None: ...
+
+    async def dead_letter(
+        self, broker: str, trigger: str, event: Event, *, attempts: int, reason: str,
+        status: int | None,
+    ) -> None:
+        """Keep ``event`` as a dead letter and remove the trigger's pending row, at once."""
+
+    async def load_pending(self, trigger: str, after_seq: int, limit: int) -> list[Event]:
+        """Pending events of ``trigger`` with ``seq > after_seq``, in seq order."""
+
+    def pending_count(self, trigger: str) -> int: ...
+
+    def stats(self) -> StoreStats: ...
+
+    async def list_dead_letters(
+        self, trigger: str | None, limit: int, after_id: int = 0
+    ) -> list[DeadLetter]: ...
+
+    async def get_dead_letter(self, dl_id: int) -> DeadLetter | None: ...
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int: ...

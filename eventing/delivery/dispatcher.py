@@ -1,0 +1,260 @@
+"""The per-trigger dispatcher: subscription in, deliveries out, ack only when done.
+
+An event is acked (removed from the trigger's backlog) only after the subscriber
+answered 2xx (and a reply, if any, was stored) or the event was kept by the
+dead-letter sink. Anything else leaves it pending, so a crash redelivers it.
+
+Concurrency: at most ``limit`` attempts in flight (adaptive, see
+:mod:`eventing.delivery.limiter`). With ``ordering: ordered``, events that share a
+``partitionkey`` go one at a time in arrival order while other keys proceed; events
+held back that way count against a separate bound so memory stays bounded.
+
+Shutdown (``stop``): no new event is taken; attempts already on the wire may finish
+until the deadline; events waiting for a retry are left pending for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from eventing.broker.base import Subscription
+from eventing.delivery.limiter import AdaptiveLimit
+from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
+from eventing.delivery.sink import Outcome, Sink
+from eventing.errors import StoreError
+from eventing.events import ARRIVAL_TIME, PARTITION_KEY, TTL, Event
+from eventing.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+ERROR_DATA_MAX = 1024
+Publish = Callable[[Event], Awaitable[None]]
+
+
+@dataclass
+class DispatchStats:
+    delivered: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    replies: int = 0
+    in_flight: int = 0
+    last_error: str | None = None
+    service_times: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+
+@dataclass
+class DeadLetterTarget:
+    """Where exhausted events go: the built-in store (``sink is None``) or a sink."""
+
+    sink: Sink | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self, *, trigger: str, subscription: Subscription, sink: Sink, policy: RetryPolicy,
+        dead_letter: DeadLetterTarget | None, publish_reply: Publish, metrics: Metrics,
+    ) -> None:
+        self.trigger = trigger
+        self.subscription = subscription
+        self.sink = sink
+        self.policy = policy
+        self.dead_letter = dead_letter
+        self.publish_reply = publish_reply
+        self.metrics = metrics
+        self.stats = DispatchStats()
+        self.limit = AdaptiveLimit(policy.max_in_flight)
+        self._held = asyncio.Semaphore(policy.max_in_flight * 10)
+        self._keys: dict[str, deque[Event]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retrying: set[asyncio.Task[None] | None] = set()
+        self._stopping = False
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Take events until cancelled; the composition root runs this as a named task."""
+        while not self._stopping:
+            await self._held.acquire()
+            try:
+                event = await self.subscription.get()
+            except BaseException:
+                self._held.release()
+                raise
+            key = event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
+            if key is None:
+                self._spawn(event, None)
+            else:
+                queue = self._keys.get(str(key))
+                if queue is None:
+                    self._keys[str(key)] = deque()
+                    self._spawn(event, str(key))
+                else:
+                    queue.append(event)
+
+    def _spawn(self, event: Event, key: str | None) -> None:
+        task = asyncio.create_task(self._deliver_chain(event, key),
+                                   name=f"deliver {self.trigger} seq={event.seq}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_chain(self, event: Event, key: str | None) -> None:
+        current: Event | None = event
+        while current is not None:
+            try:
+                await self._deliver(current)
+            finally:
+                self._held.release()
+            current = None
+            if key is not None:
+                queue = self._keys[key]
+                if queue and not self._stopping:
+                    current = queue.popleft()
+                else:
+                    del self._keys[key]
+
+    async def stop(self, deadline: float) -> None:
+        """Stop taking events; let attempts on the wire finish until ``deadline``
+        (loop time); cancel the rest (their events stay pending)."""
+        self._stopping = True
+        for waiting in list(self._retrying):
+            if waiting is not None:
+                waiting.cancel()
+        remaining = deadline - asyncio.get_running_loop().time()
+        if self._tasks and remaining > 0:
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- one event ----------------------------------------------------------------
+
+    async def _deliver(self, event: Event) -> None:
+        attempt = 0
+        outcome = Outcome(None, error="not attempted")
+        task: asyncio.Task[None] | None = asyncio.current_task()  # type: ignore[assignment]
+        while True:
+            await self.sink.wait_ready()
+            attempt += 1
+            outcome = await self._attempt(event)
+            if outcome.status is not None and is_success(outcome.status):
+                if await self._accept(event, outcome):
+                    return
+                outcome = Outcome(502, error="reply could not be stored")
+            if self._stopping or not is_retryable(outcome.status) or attempt > self.policy.retry:
+                break
+            self.stats.retried += 1
+            self._retrying.add(task)  # stop() cancels these at once
+            try:
+                await asyncio.sleep(self.policy.backoff(attempt, outcome.retry_after))
+            finally:
+                self._retrying.discard(task)
+        if self._stopping and is_retryable(outcome.status):
+            return  # stays pending; the next run delivers it
+        await self._give_up(event, attempt, outcome)
+
+    async def _attempt(self, event: Event) -> Outcome:
+        await self.limit.acquire()
+        self.stats.in_flight += 1
+        started = time.monotonic()
+        try:
+            outcome = await self.sink.send(event, timeout=self.policy.timeout,
+                                           structured=self.policy.structured)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("sink %s failed", self.sink.target)
+            outcome = Outcome(None, error=f"sink error: {exc}")
+        finally:
+            self.stats.in_flight -= 1
+            elapsed = time.monotonic() - started
+            self.limit.release()
+        self.limit.observe(outcome.status, elapsed)
+        self.metrics.attempt_duration.labels(self.trigger).observe(elapsed)
+        self.metrics.attempts.labels(self.trigger, str(outcome.status or "error")).inc()
+        if outcome.status is not None and is_success(outcome.status):
+            self.stats.service_times.append(elapsed)
+        else:
+            self.stats.last_error = outcome.error or f"HTTP {outcome.status}"
+        return outcome
+
+    async def _accept(self, event: Event, outcome: Outcome) -> bool:
+        """Store the reply (if any), then ack. False if the reply could not be stored."""
+        if outcome.reply is not None:
+            reply = outcome.reply
+            ttl = _ttl(event) - 1
+            if ttl <= 0:
+                self.metrics.dropped.labels("", self.trigger, "ttl").inc()
+            else:
+                reply.attributes[TTL] = str(ttl)
+                try:
+                    await self.publish_reply(reply)
+                except StoreError:
+                    return False
+                self.stats.replies += 1
+                self.metrics.replies.labels(self.trigger).inc()
+        await self.subscription.ack(event)
+        self.stats.delivered += 1
+        self.metrics.deliveries.labels(self.trigger, "delivered").inc()
+        arrival = _arrival(event)
+        if arrival is not None:
+            self.metrics.latency.labels(self.trigger).observe(max(0.0, time.time() - arrival))
+        return True
+
+    async def _give_up(self, event: Event, attempts: int, outcome: Outcome) -> None:
+        self.stats.failed += 1
+        dead = event.copy()
+        dead.seq = event.seq
+        ext = dead.attributes
+        ext["knativeerrordest"] = self.sink.target
+        if outcome.status is not None:
+            ext["knativeerrorcode"] = str(outcome.status)
+        if outcome.body:
+            ext["knativeerrordata"] = base64.b64encode(outcome.body[:ERROR_DATA_MAX]).decode()
+        ext["eventingattempts"] = str(attempts)
+        ext["eventingtrigger"] = self.trigger
+        reason = outcome.error or f"HTTP {outcome.status}"
+        target = self.dead_letter
+        if target is not None and target.sink is not None:
+            sent = await target.sink.send(dead, timeout=self.policy.timeout, structured=False)
+            if sent.status is not None and is_success(sent.status):
+                await self.subscription.ack(event)
+                self._count_dead()
+                return
+            reason = f"{reason}; dead-letter sink {target.sink.target} failed too"
+        if target is None:
+            # No dead-letter sink: Knative drops the event. We keep it in the built-in
+            # store instead, so nothing is lost (see docs/delivery.md).
+            reason = f"{reason} (no deadLetterSink configured)"
+        await self.subscription.dead_letter(dead, attempts=attempts, reason=reason,
+                                            status=outcome.status)
+        self._count_dead()
+
+    def _count_dead(self) -> None:
+        self.stats.dead_lettered += 1
+        self.metrics.deliveries.labels(self.trigger, "dead_lettered").inc()
+
+
+def _ttl(event: Event) -> int:
+    try:
+        return int(event.attributes.get(TTL, 255))
+    except ValueError:
+        return 255
+
+
+def _arrival(event: Event) -> float | None:
+    raw = event.attributes.get(ARRIVAL_TIME)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,39 @@
+"""What the dispatcher needs of a delivery target.
+
+Implementations live in the ``sinks`` package (HTTP subscribers, ``log:``, workloads)
+and are chosen at the composition root. ``wait_ready`` is how a workload at zero
+replicas holds events in the broker without burning retries: the dispatcher awaits
+it before every attempt, and a plain URL is always ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from eventing.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt."""
+
+    status: int | None
+    """HTTP status, or None when no response arrived (network error, timeout)."""
+    reply: Event | None = None
+    retry_after: float | None = None
+    body: bytes = b""
+    """Start of the response body (for ``knativeerrordata``), at most 1024 bytes."""
+    error: str | None = None
+    """Why the attempt failed when there was no usable response."""
+
+
+class Sink(Protocol):
+    target: str
+    """Where events go, as shown to people and in ``knativeerrordest``."""
+
+    async def wait_ready(self) -> None: ...
+
+    async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome: ...
+
+    async def close(self) -> None: ...

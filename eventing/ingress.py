@@ -1,0 +1,212 @@
+"""The broker ingress: ``POST /<namespace>/<broker>``, answered as Knative's is.
+
+Checks in order, each failure one status: method (405; OPTIONS answered with
+``Allow: POST, OPTIONS`` and the webhook abuse-protection headers), path (404),
+declared size (413 before reading), body read within a deadline (408 for slow
+clients), mode and format (415 for a non-JSON structured format), the event (400),
+then storage: 202 only once stored; 503 with ``Retry-After`` when the store is
+full or unavailable. Batches (``application/cloudevents-batch+json``) are answered
+per entry in a JSON body.
+
+Webhook sources are served on the same server under their own paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from eventing.broker.base import Broker
+from eventing.broker.stamps import now_rfc3339, stamp
+from eventing.codec import http as binding
+from eventing.codec.jsonformat import event_from_json, parse_batch, parse_structured
+from eventing.errors import InvalidEventError, StoreError, StoreFullError
+from eventing.events import Event
+from eventing.metrics import Metrics
+from eventing.sourcing import Emit, WebhookRequest, WebhookSource
+
+logger = logging.getLogger(__name__)
+
+_OPTIONS_HEADERS = {
+    "Allow": "POST, OPTIONS",
+    "WebHook-Allowed-Origin": "*",
+    "WebHook-Allowed-Rate": "*",
+}
+
+
+@dataclass
+class IngressSettings:
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted (413 above it)."""
+    max_batch_events: int = 1000
+    """Most events in one batched request."""
+    read_timeout: float = 30.0
+    """Seconds a client may take to send its body (408 after)."""
+
+
+def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None
+                  ) -> web.Response:
+    return web.Response(status=status, body=json.dumps(payload).encode(),
+                        content_type="application/json", headers=headers)
+
+
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return json_response(status, {"error": message}, headers)
+
+
+class Ingress:
+    def __init__(
+        self, brokers: Mapping[str, Broker], metrics: Metrics,
+        settings: IngressSettings | None = None,
+        webhooks: Sequence[tuple[WebhookSource, Emit]] = (),
+    ) -> None:
+        self.brokers = brokers
+        self.metrics = metrics
+        self.settings = settings or IngressSettings()
+        self.webhooks = {source.path: (source, emit) for source, emit in webhooks}
+        self.accepting = True
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        hook = self.webhooks.get(request.path)
+        if hook is not None:
+            return await self._webhook(request, *hook)
+        parts = [p for p in request.path.split("/") if p]
+        if len(parts) != 2:
+            return error(404, "not found: post events to /<namespace>/<broker>")
+        broker = self.brokers.get(f"{parts[0]}/{parts[1]}")
+        if broker is None:
+            return error(404, f"no broker {parts[1]!r} in namespace {parts[0]!r}")
+        if request.method == "OPTIONS":
+            return web.Response(status=200, headers=_OPTIONS_HEADERS)
+        if request.method != "POST":
+            return error(405, "method not allowed: use POST", {"Allow": "POST, OPTIONS"})
+        return await self._produce(request, broker)
+
+    async def _read(self, request: web.Request) -> bytes | web.Response:
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return error(413, f"body larger than {limit} bytes")
+        try:
+            async with asyncio.timeout(self.settings.read_timeout):
+                body = await request.content.read(limit + 1)
+                while len(body) <= limit and not request.content.at_eof():
+                    chunk = await request.content.read(limit + 1 - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+        except TimeoutError:
+            return error(408, f"body not received within {self.settings.read_timeout:g}s")
+        if len(body) > limit:
+            return error(413, f"body larger than {limit} bytes")
+        return body
+
+    async def _produce(self, request: web.Request, broker: Broker) -> web.Response:
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            self.metrics.rejected.labels(broker.key, str(body.status)).inc()
+            return body
+        if not self.accepting:
+            return error(503, "shutting down", {"Retry-After": "5"})
+        content_type = request.headers.get("Content-Type")
+        try:
+            mode = binding.detect_mode(content_type)
+            if mode is binding.Mode.BATCH:
+                return await self._batch(broker, body)
+            if mode is binding.Mode.STRUCTURED:
+                event = parse_structured(body)
+            else:
+                event = binding.decode_binary(request.headers.items(), content_type, body)
+            stamp(event, now_rfc3339())
+        except binding.UnsupportedFormatError as exc:
+            return self._reject(broker, 415, str(exc))
+        except InvalidEventError as exc:
+            return self._reject(broker, 400, str(exc))
+        stored = await self._store(broker, [event])
+        if stored is not None:
+            return stored
+        self.metrics.received.labels(broker.key, mode.value).inc()
+        return web.Response(status=202)
+
+    def _reject(self, broker: Broker, status: int, message: str) -> web.Response:
+        self.metrics.rejected.labels(broker.key, str(status)).inc()
+        return error(status, message)
+
+    async def _store(self, broker: Broker, events: list[Event]) -> web.Response | None:
+        try:
+            await broker.publish(events)
+        except StoreFullError as exc:
+            logger.warning("broker %s is full: %s", broker.key, exc)
+            return self._unavailable(broker, "the broker's store is full", exc.retry_after)
+        except StoreError as exc:
+            logger.error("broker %s cannot store: %s", broker.key, exc)
+            return self._unavailable(broker, "the broker cannot store events now",
+                                     exc.retry_after)
+        return None
+
+    def _unavailable(self, broker: Broker, message: str, retry_after: float) -> web.Response:
+        self.metrics.rejected.labels(broker.key, "503").inc()
+        return error(503, message, {"Retry-After": str(max(1, round(retry_after)))})
+
+    async def _batch(self, broker: Broker, body: bytes) -> web.Response:
+        entries = parse_batch(body)
+        if len(entries) > self.settings.max_batch_events:
+            return self._reject(broker, 413, f"batch holds {len(entries)} events (limit "
+                                f"{self.settings.max_batch_events})")
+        results: list[dict[str, Any]] = []
+        accepted: list[Event] = []
+        arrival = now_rfc3339()
+        first_version: object = None
+        for index, entry in enumerate(entries):
+            try:
+                event = event_from_json(entry)
+                if first_version is None:
+                    first_version = event.specversion
+                elif event.specversion != first_version:
+                    raise InvalidEventError("all events in a batch must share specversion")
+                stamp(event, arrival)
+            except InvalidEventError as exc:
+                results.append({"index": index, "status": 400, "error": str(exc)})
+                continue
+            accepted.append(event)
+            results.append({"index": index, "id": event.id, "status": 202})
+        if accepted:
+            stored = await self._store(broker, accepted)
+            if stored is not None:
+                return stored
+            self.metrics.received.labels(broker.key, "batch").inc(len(accepted))
+        rejected = len(entries) - len(accepted)
+        if rejected:
+            self.metrics.rejected.labels(broker.key, "400").inc(rejected)
+        status = 202 if not rejected else (207 if accepted else 400)
+        return json_response(status, {"accepted": len(accepted), "rejected": rejected,
+                                      "results": results})
+
+    async def _webhook(self, request: web.Request, source: WebhookSource,
+                       emit: Emit) -> web.StreamResponse:
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            return body
+        if not self.accepting:
+            return error(503, "shutting down", {"Retry-After": "5"})
+        incoming = WebhookRequest(
+            method=request.method, path=request.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body, query=dict(request.query),
+        )
+        result = await source.handle(incoming, emit)
+        return web.Response(status=result.status, body=result.body,
+                            headers=dict(result.headers))
+
+
+EmitFactory = Callable[[str], Emit]

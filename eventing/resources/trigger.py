@@ -1,0 +1,92 @@
+"""Knative ``Trigger``: legacy ``filter.attributes`` and the ``filters`` array of
+Subscriptions API dialects (exact, prefix, suffix, all, any, not, cesql).
+
+Filter keys follow Knative's admission rules: lowercase a-z and 0-9 only, at most 20
+characters. CESQL expressions are checked by the ``triggers`` package when the
+resources are loaded (the core does not parse CESQL itself).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from eventing.resources.base import KNATIVE_EVENTING, Destination, Model, Name, Resource
+from eventing.resources.delivery import DeliverySpec
+
+_KEY = re.compile(r"[a-z0-9]{1,20}\Z")
+
+
+def _check_keys(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _KEY.match(key):
+            raise ValueError(
+                f"attribute name {key!r} is invalid: lowercase a-z and 0-9 only, "
+                "1 to 20 characters"
+            )
+    return value
+
+
+AttributeMap = Annotated[dict[str, str], AfterValidator(_check_keys)]
+
+
+class TriggerFilter(Model):
+    """Legacy filter: every listed attribute must equal the value ("" matches any)."""
+
+    attributes: AttributeMap = Field(default_factory=dict)
+
+
+class SubscriptionsAPIFilter(Model):
+    """One filter of the ``filters`` array: exactly one dialect is set."""
+
+    exact: AttributeMap | None = None
+    prefix: AttributeMap | None = None
+    suffix: AttributeMap | None = None
+    all: list[SubscriptionsAPIFilter] | None = None
+    any: list[SubscriptionsAPIFilter] | None = None
+    not_: SubscriptionsAPIFilter | None = Field(default=None, alias="not")
+    cesql: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SubscriptionsAPIFilter:
+        present = [name for name in self.dialects() if self.dialect_value(name) is not None]
+        if len(present) != 1:
+            raise ValueError(
+                "a filter needs exactly one dialect of exact, prefix, suffix, all, any, not, "
+                f"cesql; got {', '.join(present) or 'none'}"
+            )
+        for name in ("exact", "prefix", "suffix"):
+            value = self.dialect_value(name)
+            if isinstance(value, dict) and not value:
+                raise ValueError(f"'{name}' needs at least one attribute")
+        return self
+
+    @staticmethod
+    def dialects() -> tuple[str, ...]:
+        return ("exact", "prefix", "suffix", "all", "any", "not", "cesql")
+
+    def dialect_value(self, name: str) -> object:
+        return self.not_ if name == "not" else getattr(self, name)
+
+    @property
+    def dialect(self) -> str:
+        return next(n for n in self.dialects() if self.dialect_value(n) is not None)
+
+
+class TriggerSpec(Model):
+    broker: Name
+    filter: TriggerFilter | None = None
+    filters: list[SubscriptionsAPIFilter] = Field(default_factory=list)
+    subscriber: Destination
+    delivery: DeliverySpec | None = None
+
+
+class Trigger(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = (KNATIVE_EVENTING,)
+    KIND: ClassVar[str] = "Trigger"
+
+    api_version: Literal["eventing.knative.dev/v1"]
+    kind: Literal["Trigger"]
+    spec: TriggerSpec

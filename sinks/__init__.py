@@ -1,0 +1,1 @@
+"""Delivery targets: HTTP subscribers, the built-in dead-letter store, workloads."""

@@ -1,0 +1,192 @@
+"""Every bad manifest gets an error naming file, resource, field path, bad value and
+what is allowed; ``load_resources`` reports all errors at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eventing.resources.broker import Broker
+from eventing.resources.loader import KindRegistry, LoadError, load_resources
+from eventing.resources.trigger import Trigger
+
+BROKER = """apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+"""
+
+
+def trigger(spec: str, name: str = "t1") -> str:
+    return f"""apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: {name}}}
+spec:
+{spec}
+"""
+
+
+OK_SUB = "  subscriber: {uri: 'http://127.0.0.1:9/'}\n"
+
+# (case, manifest, expected path, expected text in message)
+CASES = [
+    ("unknown top-level field", BROKER + "extra: 1\n", "extra", "unknown field"),
+    ("unknown spec field", trigger("  broker: default\n  bogus: 1\n" + OK_SUB),
+     "spec.bogus", "unknown field"),
+    ("missing broker", trigger(OK_SUB), "spec.broker", "required"),
+    ("missing subscriber", trigger("  broker: default\n"), "spec.subscriber", "required"),
+    ("subscriber without target", trigger("  broker: default\n  subscriber: {}\n"),
+     "spec.subscriber", "needs 'ref' or 'uri'"),
+    ("unsupported uri scheme", trigger("  broker: default\n  subscriber: {uri: 'ftp://x'}\n"),
+     "spec.subscriber", "ftp://x"),
+    ("bad name", BROKER.replace("default", "Default_Broker"), "metadata.name", "DNS label"),
+    ("wrong apiVersion", BROKER.replace("eventing.knative.dev/v1", "eventing.knative.dev/v9"),
+     "apiVersion/kind", "unknown kind"),
+    ("unknown kind", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "apiVersion/kind",
+     "unknown kind"),
+    ("not a mapping", "- 1\n- 2\n", "", "must be a mapping"),
+    ("uppercase filter key", trigger("  broker: default\n  filter: {attributes: {Type: x}}\n"
+                                     + OK_SUB), "spec.filter.attributes", "lowercase"),
+    ("punctuation filter key", trigger("  broker: default\n  filter: {attributes: {'s-pace': x}}\n"
+                                       + OK_SUB), "spec.filter.attributes", "'s-pace'"),
+    ("filter key too long", trigger("  broker: default\n  filters: [{exact: {abcdefghijklmnopqrstu: x}}]\n"
+                                    + OK_SUB), "spec.filters[0].exact", "1 to 20"),
+    ("two dialects in one filter", trigger("  broker: default\n  filters: [{exact: {type: a}, prefix: {type: b}}]\n"
+                                           + OK_SUB), "spec.filters[0]", "exactly one"),
+    ("empty filter object", trigger("  broker: default\n  filters: [{}]\n" + OK_SUB),
+     "spec.filters[0]", "exactly one"),
+    ("empty exact map", trigger("  broker: default\n  filters: [{exact: {}}]\n" + OK_SUB),
+     "spec.filters[0]", "at least one"),
+    ("nested bad filter", trigger("  broker: default\n  filters: [{any: [{not: {suffix: {TYPE: x}}}]}]\n"
+                                  + OK_SUB), "spec.filters[0].any[0].not.suffix", "lowercase"),
+    ("negative retry", trigger("  broker: default\n  delivery: {retry: -1}\n" + OK_SUB),
+     "spec.delivery.retry", "greater than or equal"),
+    ("bad backoff policy", trigger("  broker: default\n  delivery: {backoffPolicy: random}\n"
+                                   + OK_SUB), "spec.delivery.backoffPolicy", "exponential"),
+    ("number as duration", trigger("  broker: default\n  delivery: {backoffDelay: 5}\n" + OK_SUB),
+     "spec.delivery.backoffDelay", "PT5S"),
+    ("bad ISO duration", trigger("  broker: default\n  delivery: {timeout: 5 seconds}\n" + OK_SUB),
+     "spec.delivery.timeout", "ISO-8601"),
+    ("months are rejected", trigger("  broker: default\n  delivery: {backoffDelay: P1M}\n" + OK_SUB),
+     "spec.delivery.backoffDelay", "ISO-8601"),
+    ("zero timeout", trigger("  broker: default\n  delivery: {timeout: PT0S}\n" + OK_SUB),
+     "spec.delivery.timeout", "greater than 0"),
+    ("bad format", trigger("  broker: default\n  delivery: {format: xml}\n" + OK_SUB),
+     "spec.delivery.format", "json"),
+    ("unknown broker class", BROKER.replace("{name: default}", "{name: default, annotations: "
+                                            "{eventing.knative.dev/broker.class: Bogus}}"),
+     "", "not a known broker class"),
+    ("bad dead letter sink", BROKER + "spec: {delivery: {deadLetterSink: {uri: 'mailto:x'}}}\n",
+     "spec.delivery.deadLetterSink", "mailto:x"),
+    ("maxInFlight zero", trigger("  broker: default\n  delivery: {maxInFlight: 0}\n" + OK_SUB),
+     "spec.delivery.maxInFlight", "greater than or equal to 1"),
+    ("filters not a list", trigger("  broker: default\n  filters: {exact: {type: x}}\n" + OK_SUB),
+     "spec.filters", "list"),
+]
+
+
+def registry() -> KindRegistry:
+    r = KindRegistry()
+    r.register(Broker)
+    r.register(Trigger)
+    return r
+
+
+def test_there_are_at_least_twenty_cases() -> None:
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize(("case", "manifest", "path", "text"), CASES, ids=[c[0] for c in CASES])
+def test_bad_manifest(tmp_path: Path, case: str, manifest: str, path: str, text: str) -> None:
+    documents = manifest if "kind: Broker" in manifest else BROKER + "---\n" + manifest
+    (tmp_path / "bad.yaml").write_text(documents)
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, registry())
+    errors = info.value.errors
+    assert len(errors) == 1, [str(e) for e in errors]
+    err = errors[0]
+    assert err.file.endswith("bad.yaml")
+    assert err.path == path
+    assert text in str(err), str(err)
+    assert err.resource  # names the resource (Kind/name or the document number)
+
+
+def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(BROKER + "bogus: 1\n---\n" + trigger(OK_SUB, "t1"))
+    (tmp_path / "b.yml").write_text(trigger("  broker: nope\n" + OK_SUB, "t2") + "---\n"
+                                    + trigger("  broker: default\n  filters: [{}]\n"
+                                              + OK_SUB, "t3"))
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, registry())
+    messages = "\n".join(str(e) for e in info.value.errors)
+    assert "a.yaml:4: Broker/default bogus" in messages
+    assert "Trigger/t1 spec.broker" in messages
+    assert "Trigger/t3 spec.filters[0]" in messages
+    assert "Trigger/t2 spec.broker = 'nope'" in messages
+    assert len(info.value.errors) == 4
+
+
+def test_line_numbers_point_at_the_field(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text(BROKER + "---\n" + trigger(
+        "  broker: default\n  delivery:\n    retry: -3\n" + OK_SUB))
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, registry())
+    assert info.value.errors[0].line == 11
+
+
+def test_unknown_broker_reference(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text(BROKER + "---\n" + trigger("  broker: other\n" + OK_SUB))
+    with pytest.raises(LoadError, match="no Broker 'other' in namespace 'default'"):
+        load_resources(tmp_path, registry())
+
+
+def test_duplicate_names(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text(BROKER + "---\n" + BROKER)
+    with pytest.raises(LoadError, match="duplicate Broker"):
+        load_resources(tmp_path, registry())
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("kind: Broker\nmetadata: {name: [\n")
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, registry())
+    assert "invalid YAML" in str(info.value)
+    assert info.value.errors[0].line is not None
+
+
+def test_knative_manifests_load_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "k.yaml").write_text("""apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  namespace: team-a
+  annotations: {eventing.knative.dev/broker.class: MTChannelBasedBroker}
+spec:
+  delivery:
+    retry: 5
+    backoffPolicy: exponential
+    backoffDelay: PT0.2S
+    deadLetterSink: {uri: "dlq:"}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: build-on-push, namespace: team-a}
+spec:
+  broker: default
+  filter:
+    attributes: {type: dev.knative.source.github.push}
+  filters:
+    - exact: {type: dev.knative.source.github.push}
+    - any:
+        - prefix: {source: https://github.com/}
+        - not: {suffix: {subject: main}}
+  subscriber:
+    ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: builder}
+    uri: /build
+  delivery: {retry: 3, timeout: PT30S, retryAfterMax: PT1M}
+""")
+    loaded = load_resources(tmp_path, registry())
+    assert loaded.kinds() == {"Broker": 1, "Trigger": 1}
+    broker = loaded.of(Broker)[0]
+    assert broker.broker_class == "Embedded"
+    assert broker.spec.delivery.backoff_delay == pytest.approx(0.2)

@@ -1,0 +1,90 @@
+"""Turn a Trigger's filter spec into one callable, once per trigger.
+
+Knative's precedence: a non-empty ``filters`` array wins (its entries are ANDed);
+otherwise the legacy ``filter.attributes``; otherwise everything passes. The result
+follows :class:`eventing.broker.base.Filter`: ``None`` to deliver, else the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from eventing.events import AttributeValue
+from eventing.resources.base import Resource
+from eventing.resources.trigger import SubscriptionsAPIFilter, Trigger, TriggerSpec
+from triggers.filters import attributes as attr
+from triggers.filters import logical
+from triggers.filters.verdict import NO_FILTER, Node, Verdict
+
+if TYPE_CHECKING:
+    from triggers.cesql import FunctionRegistry
+
+
+class TriggerFilter:
+    """The materialised filter of one trigger (satisfies ``eventing.broker.base.Filter``)."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Node | None) -> None:
+        self._node = node
+
+    def __call__(self, attributes: Mapping[str, AttributeValue], /) -> str | None:
+        if self._node is None:
+            return None
+        verdict: Verdict = self._node(attributes)
+        return None if verdict == NO_FILTER else verdict
+
+
+def materialize(spec: TriggerSpec, functions: FunctionRegistry | None = None) -> TriggerFilter:
+    if spec.filters:
+        return TriggerFilter(logical.all_of([_node(f, functions) for f in spec.filters]))
+    if spec.filter is not None and spec.filter.attributes:
+        return TriggerFilter(attr.legacy(spec.filter.attributes))
+    return TriggerFilter(None)
+
+
+def _node(f: SubscriptionsAPIFilter, functions: FunctionRegistry | None) -> Node:
+    if f.exact is not None:
+        return attr.exact(f.exact)
+    if f.prefix is not None:
+        return attr.prefix(f.prefix)
+    if f.suffix is not None:
+        return attr.suffix(f.suffix)
+    if f.all is not None:
+        return logical.all_of([_node(c, functions) for c in f.all])
+    if f.any is not None:
+        return logical.any_of([_node(c, functions) for c in f.any])
+    if f.not_ is not None:
+        return logical.not_(_node(f.not_, functions))
+    assert f.cesql is not None
+    from triggers.filters.cesql import cesql  # the engine loads only when a trigger uses it
+
+    return cesql(f.cesql, functions)
+
+
+def check_trigger(resource: Resource) -> Iterable[tuple[str, object, str]]:
+    """Load-time check: every CESQL expression parses (errors carry a caret)."""
+    if not isinstance(resource, Trigger):
+        return []
+    errors: list[tuple[str, object, str]] = []
+    for index, f in enumerate(resource.spec.filters):
+        _check(f, f"spec.filters[{index}]", errors)
+    return errors
+
+
+def _check(f: SubscriptionsAPIFilter, path: str, errors: list[tuple[str, object, str]]) -> None:
+    if f.cesql is not None and f.cesql.strip():
+        from triggers.cesql import CesqlParseError
+        from triggers.filters.cesql import cesql
+
+        try:
+            cesql(f.cesql)
+        except CesqlParseError as exc:
+            errors.append((f"{path}.cesql", f.cesql, "invalid CESQL:\n" + exc.render()))
+    for name in ("all", "any"):
+        children = getattr(f, name)
+        for i, child in enumerate(children or []):
+            _check(child, f"{path}.{name}[{i}]", errors)
+    if f.not_ is not None:
+        _check(f.not_, f"{path}.not", errors)
