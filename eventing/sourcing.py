@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from eventing.events import Event
 
@@ -84,6 +84,7 @@ class WebhookResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@runtime_checkable
 class WebhookSource(Protocol):
     """A source that lives on the ingress HTTP server at ``path``."""
 

@@ -1,13 +1,19 @@
-"""Delivery to an HTTP subscriber (aiohttp), binary mode unless structured is asked.
+"""Delivery to an HTTP subscriber, binary mode unless structured is asked.
 
 Requests carry ``Prefer: reply``. A 200 whose response is a CloudEvent (binary ``ce-``
 headers or a structured body) is a reply; a 202 never is. A response that claims to
 be a CloudEvent but is not a valid one counts as a failed attempt (502), as Knative
 treats it. The W3C ``traceparent`` extension is also sent as the HTTP header so
 services with ordinary tracing middleware join the trace.
+
+Plain ``http://`` subscribers go through the lean keep-alive client of
+:mod:`sinks.httpclient` (the hot path); ``https://`` ones through aiohttp, which
+brings TLS.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -17,16 +23,20 @@ from eventing.delivery.policy import parse_retry_after
 from eventing.delivery.sink import Outcome
 from eventing.errors import InvalidEventError
 from eventing.events import Event
+from sinks.httpclient import HttpError, Pool, Target
 
 MAX_REPLY_BYTES = 1024 * 1024
 _ERROR_BODY = 1024
+_NO_CONTENT_TYPE = ("Content-Type",)
 
 
 class HttpSink:
-    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, url: str, pool: Pool, session: aiohttp.ClientSession) -> None:
         self.target = url
         self.url = url
+        self.pool = pool
         self.session = session
+        self._plain = Target.parse(url) if url.startswith("http://") else None
 
     async def wait_ready(self) -> None:
         return None
@@ -38,12 +48,33 @@ class HttpSink:
         traceparent = event.attributes.get("traceparent")
         if isinstance(traceparent, str):
             headers["traceparent"] = traceparent
+        if self._plain is not None:
+            return await self._send_plain(self._plain, headers, body, timeout)
+        return await self._send_tls(headers, body, timeout)
+
+    async def _send_plain(self, target: Target, headers: dict[str, str], body: bytes,
+                          timeout: float) -> Outcome:
+        try:
+            response = await self.pool.post(target, list(headers.items()), body, timeout)
+        except TimeoutError:
+            return Outcome(None, error=f"timed out after {timeout:g}s")
+        except HttpError as exc:
+            return Outcome(None, error=str(exc)[:300])
+        return outcome(response.status, response.headers, response.body)
+
+    async def _send_tls(self, headers: dict[str, str], body: bytes,
+                        timeout: float) -> Outcome:
         try:
             async with self.session.post(
                 self.url, data=body, headers=headers, allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
+                # An event without datacontenttype goes without Content-Type; aiohttp
+                # would otherwise add application/octet-stream, inventing an attribute.
+                skip_auto_headers=None if "Content-Type" in headers else _NO_CONTENT_TYPE,
             ) as response:
-                return await _outcome(response)
+                data = await response.content.read(MAX_REPLY_BYTES + 1)
+                return outcome(response.status,
+                               {k.lower(): v for k, v in response.headers.items()}, data)
         except TimeoutError:
             return Outcome(None, error=f"timed out after {timeout:g}s")
         except aiohttp.ClientError as exc:
@@ -53,27 +84,25 @@ class HttpSink:
         return None
 
 
-async def _outcome(response: aiohttp.ClientResponse) -> Outcome:
-    status = response.status
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+def outcome(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
+    """Interpret a subscriber's response (``headers`` with lower-case names)."""
+    retry_after = parse_retry_after(headers.get("retry-after"))
     if status != 200:
-        body = await response.content.read(_ERROR_BODY) if status >= 300 else b""
-        return Outcome(status, retry_after=retry_after, body=body)
-    content_type = response.headers.get("Content-Type")
-    is_ce = binding.has_ce_headers(response.headers)
+        return Outcome(status, retry_after=retry_after,
+                       body=body[:_ERROR_BODY] if status >= 300 else b"")
+    content_type = headers.get("content-type")
     mode = _mode(content_type)
-    if not is_ce and mode != binding.Mode.STRUCTURED:
+    if "ce-specversion" not in headers and mode != binding.Mode.STRUCTURED:
         return Outcome(status)
-    data = await response.content.read(MAX_REPLY_BYTES + 1)
-    if len(data) > MAX_REPLY_BYTES:
+    if len(body) > MAX_REPLY_BYTES:
         return Outcome(502, error="reply larger than 1 MiB")
     try:
         if mode == binding.Mode.STRUCTURED:
-            reply = parse_structured(data)
+            reply = parse_structured(body)
         else:
-            reply = binding.decode_binary(response.headers.items(), content_type, data)
+            reply = binding.decode_binary(headers.items(), content_type, body)
     except InvalidEventError as exc:
-        return Outcome(502, error=f"malformed reply: {exc}"[:300], body=data[:_ERROR_BODY])
+        return Outcome(502, error=f"malformed reply: {exc}"[:300], body=body[:_ERROR_BODY])
     return Outcome(status, reply=reply)
 
 
@@ -85,7 +114,7 @@ def _mode(content_type: str | None) -> binding.Mode:
 
 
 def new_session(limit: int = 1000) -> aiohttp.ClientSession:
-    """One pooled client session for all HTTP sinks of a process."""
+    """One pooled aiohttp session for the ``https://`` sinks of a process."""
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60)
     return aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                  skip_auto_headers=("User-Agent",))

@@ -36,7 +36,8 @@ from eventing.resources.delivery import merge
 from eventing.resources.loader import ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.sourcing import Emit
-from sinks.http import HttpSink
+from sinks.http import HttpSink, new_session
+from sinks.httpclient import Pool
 from sinks.log import LogSink
 from triggers.materialize import materialize
 
@@ -75,6 +76,7 @@ class System:
     brokers: dict[str, EmbeddedBroker] = field(default_factory=dict)
     triggers: dict[str, TriggerRuntime] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
+    pool: Pool = field(default_factory=Pool)
 
     def emitter(self, broker_key: str) -> Emit:
         """``emit`` for sources: stamp and publish into ``broker_key``."""
@@ -103,6 +105,7 @@ class System:
             await runtime.sink.close()
         for store in self.stores:
             await store.close()
+        self.pool.close()
         if self.session is not None:
             await self.session.close()
 
@@ -110,7 +113,7 @@ class System:
 async def build_system(resources: ResourceSet, settings: StoreSettings,
                        metrics: Metrics) -> System:
     system = System(metrics)
-    system.session = _new_session()
+    system.session = new_session()
     trigger_models: list[Trigger] = resources.of(Trigger)
     broker_models: list[BrokerResource] = resources.of(BrokerResource)
     durable: SqliteStore | None = None
@@ -185,13 +188,7 @@ def resolve_sink(system: System, dest: Destination, owner: str) -> Sink:
     if uri == "dlq:":
         raise ConfigError(f"{owner}: 'dlq:' is only valid as a deadLetterSink")
     assert system.session is not None
-    return HttpSink(uri, system.session)
-
-
-def _new_session() -> aiohttp.ClientSession:
-    from sinks.http import new_session
-
-    return new_session()
+    return HttpSink(uri, system.pool, system.session)
 
 
 def _register_gauges(system: System) -> None:

@@ -67,6 +67,10 @@ class MemoryStore:
         for seq in seqs:
             self._release(trigger, seq)
 
+    def ack_nowait(self, trigger: str, seq: int) -> None:
+        self._check_open()
+        self._release(trigger, seq)
+
     def _release(self, trigger: str, seq: int) -> None:
         rows = self._pending.get(trigger)
         if rows is None or seq not in rows:

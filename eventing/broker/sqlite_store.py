@@ -26,7 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +40,13 @@ logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY, broker TEXT NOT NULL, attrs TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, broker TEXT NOT NULL, attrs TEXT NOT NULL,
     data BLOB, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
     trigger TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (trigger, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pending_by_seq ON pending(seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY, broker TEXT NOT NULL, trigger TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, broker TEXT NOT NULL, trigger TEXT NOT NULL,
     attrs TEXT NOT NULL, data BLOB, failed_at REAL NOT NULL, attempts INTEGER NOT NULL,
     reason TEXT NOT NULL, status INTEGER);
 CREATE INDEX IF NOT EXISTS dead_letters_by_trigger ON dead_letters(trigger, id);
@@ -59,7 +59,7 @@ _MAX_GROUP = 2048
 class _Op:
     kind: Literal["append", "ack", "dead_letter", "delete_dl"]
     args: tuple[Any, ...]
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop
 
 
@@ -96,6 +96,7 @@ class SqliteStore:
         self._closed = True
         self._reserved_events = 0
         self._reserved_bytes = 0
+        self._next_seq = 1  # owned by the writer thread once open
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -151,6 +152,14 @@ class SqliteStore:
     async def ack(self, trigger: str, seqs: Sequence[int]) -> None:
         if seqs:
             await self._submit("ack", trigger, list(seqs))
+
+    def ack_nowait(self, trigger: str, seq: int) -> None:
+        """Queue an ack without waiting for its commit. It commits with the next group;
+        a crash before that redelivers the event (at-least-once), and ``close`` commits
+        every queued ack before it returns."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        self._queue.put(_Op("ack", (trigger, [seq]), None, asyncio.get_running_loop()))
 
     async def dead_letter(
         self, broker: str, trigger: str, event: Event, *, attempts: int, reason: str,
@@ -251,6 +260,10 @@ class SqliteStore:
             conn.execute("DELETE FROM pending")
         conn.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM pending)")
         conn.execute("COMMIT")
+        # AUTOINCREMENT keeps the high-water mark in sqlite_sequence, so a seq is never
+        # reused even after every event was deleted; we assign them ourselves.
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self._next_seq = (row[0] if row else 0) + 1
         count, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
         self._counts.events, self._counts.bytes = count, size
         for trig, n in conn.execute("SELECT trigger, COUNT(*) FROM pending GROUP BY trigger"):
@@ -284,17 +297,16 @@ class SqliteStore:
                 op = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if op is not None:
+            if op is not None and op.future is not None:
                 op.loop.call_soon_threadsafe(_fail, op.future,
                                              StoreClosedError("the store is closed"))
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        results: list[Any] = []
+        results: list[Any] = [None] * len(batch)
         deltas = _Counters()
         try:
             conn.execute("BEGIN")
-            for op in batch:
-                results.append(_APPLY[op.kind](conn, deltas, *op.args))
+            self._apply(conn, batch, results, deltas)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             logger.error("store commit failed: %s", exc)
@@ -302,10 +314,51 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             error = StoreFullError(str(exc)) if "full" in str(exc) else StoreError(str(exc))
             for op in batch:
-                op.loop.call_soon_threadsafe(_fail, op.future, error)
+                if op.future is not None:
+                    op.loop.call_soon_threadsafe(_fail, op.future, error)
             return
         loop = batch[0].loop
         loop.call_soon_threadsafe(self._committed, batch, results, deltas)
+
+    def _apply(self, conn: sqlite3.Connection, batch: list[_Op], results: list[Any],
+               d: _Counters) -> None:
+        """Apply one group with a handful of set-based statements, not one per event:
+        inserts by ``executemany``, acks and garbage collection by ``json_each`` lists."""
+        event_rows: list[tuple[Any, ...]] = []
+        pending_rows: list[tuple[str, int]] = []
+        acked: dict[str, list[int]] = {}
+        for index, op in enumerate(batch):
+            if op.kind == "append":
+                broker, routed = op.args
+                for r in routed:
+                    seq = self._next_seq
+                    self._next_seq += 1
+                    r.event.seq = seq
+                    size = _size(r.event)
+                    event_rows.append((seq, broker, json.dumps(r.event.attributes,
+                                                               separators=(",", ":")),
+                                       r.event.data, size))
+                    pending_rows.extend((t, seq) for t in r.triggers)
+                    d.events += 1
+                    d.bytes += size
+                    for t in r.triggers:
+                        d.pending[t] = d.pending.get(t, 0) + 1
+            elif op.kind == "ack":
+                trigger, seqs = op.args
+                acked.setdefault(trigger, []).extend(seqs)
+            elif op.kind == "dead_letter":
+                _insert_dead_letter(conn, d, *op.args)
+                event = op.args[2]
+                if event.seq:
+                    acked.setdefault(op.args[1], []).append(event.seq)
+            else:
+                results[index] = _apply_delete_dl(conn, d, *op.args)
+        if event_rows:
+            conn.executemany("INSERT INTO events (seq, broker, attrs, data, size) "
+                             "VALUES (?, ?, ?, ?, ?)", event_rows)
+            conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)", pending_rows)
+        if acked:
+            _apply_acks(conn, d, acked)
 
     def _committed(self, batch: list[_Op], results: list[Any], deltas: _Counters) -> None:
         """On the event loop: apply counter deltas, then resolve the waiting futures."""
@@ -318,54 +371,36 @@ class SqliteStore:
         for key, n in deltas.dead_letters.items():
             counts.dead_letters[key] = counts.dead_letters.get(key, 0) + n
         for op, result in zip(batch, results, strict=True):
-            _resolve(op.future, result)
+            if op.future is not None:
+                _resolve(op.future, result)
 
 
 def _size(event: Event) -> int:
     return len(event.data or b"") + 64 * len(event.attributes)
 
 
-def _apply_append(conn: sqlite3.Connection, d: _Counters, broker: str,
-                  routed: Sequence[Routed]) -> None:
-    for r in routed:
-        event = r.event
-        size = _size(event)
-        cur = conn.execute(
-            "INSERT INTO events (broker, attrs, data, size) VALUES (?, ?, ?, ?)",
-            (broker, json.dumps(event.attributes, separators=(",", ":")), event.data, size),
-        )
-        seq = cur.lastrowid
-        assert seq is not None
-        event.seq = seq
-        conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)",
-                         [(t, seq) for t in r.triggers])
-        d.events += 1
-        d.bytes += size
-        for t in r.triggers:
-            d.pending[t] = d.pending.get(t, 0) + 1
-
-
-def _apply_ack(conn: sqlite3.Connection, d: _Counters, trigger: str, seqs: list[int]) -> None:
-    for seq in seqs:
-        if conn.execute("DELETE FROM pending WHERE trigger = ? AND seq = ?",
-                        (trigger, seq)).rowcount:
-            d.pending[trigger] = d.pending.get(trigger, 0) - 1
-            _collect(conn, d, seq)
-
-
-def _collect(conn: sqlite3.Connection, d: _Counters, seq: int) -> None:
-    """Delete the event once no trigger has it pending."""
-    if conn.execute("SELECT 1 FROM pending WHERE seq = ? LIMIT 1", (seq,)).fetchone():
+def _apply_acks(conn: sqlite3.Connection, d: _Counters, acked: dict[str, list[int]]) -> None:
+    """Delete the acked pending rows, then every event no trigger has pending any more."""
+    released: list[int] = []
+    for trigger, seqs in acked.items():
+        rows = conn.execute(
+            "DELETE FROM pending WHERE trigger = ? AND seq IN (SELECT value FROM json_each(?)) "
+            "RETURNING seq", (trigger, json.dumps(seqs))).fetchall()
+        d.pending[trigger] = d.pending.get(trigger, 0) - len(rows)
+        released.extend(row[0] for row in rows)
+    if not released:
         return
-    row = conn.execute("DELETE FROM events WHERE seq = ? RETURNING size", (seq,)).fetchone()
-    if row is not None:
-        d.events -= 1
-        d.bytes -= row[0]
+    gone = conn.execute(
+        "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
+        "(SELECT 1 FROM pending p WHERE p.seq = events.seq) RETURNING size",
+        (json.dumps(released),)).fetchall()
+    d.events -= len(gone)
+    d.bytes -= sum(row[0] for row in gone)
 
 
-def _apply_dead_letter(conn: sqlite3.Connection, d: _Counters, broker: str, trigger: str,
-                       event: Event, attempts: int, reason: str, status: int | None,
-                       failed_at: float) -> None:
+def _insert_dead_letter(conn: sqlite3.Connection, d: _Counters, broker: str, trigger: str,
+                        event: Event, attempts: int, reason: str, status: int | None,
+                        failed_at: float) -> None:
     conn.execute(
         "INSERT INTO dead_letters (broker, trigger, attrs, data, failed_at, attempts, reason,"
         " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -373,8 +408,6 @@ def _apply_dead_letter(conn: sqlite3.Connection, d: _Counters, broker: str, trig
          failed_at, attempts, reason, status),
     )
     d.dead_letters[trigger] = d.dead_letters.get(trigger, 0) + 1
-    if event.seq:
-        _apply_ack(conn, d, trigger, [event.seq])
 
 
 def _apply_delete_dl(conn: sqlite3.Connection, d: _Counters, ids: list[int]) -> int:
@@ -386,14 +419,6 @@ def _apply_delete_dl(conn: sqlite3.Connection, d: _Counters, ids: list[int]) -> 
             deleted += 1
             d.dead_letters[row[0]] = d.dead_letters.get(row[0], 0) - 1
     return deleted
-
-
-_APPLY: dict[str, Callable[..., Any]] = {
-    "append": _apply_append,
-    "ack": _apply_ack,
-    "dead_letter": _apply_dead_letter,
-    "delete_dl": _apply_delete_dl,
-}
 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:

@@ -65,6 +65,9 @@ class Store(Protocol):
 
     async def ack(self, trigger: str, seqs: Sequence[int]) -> None: ...
 
+    def ack_nowait(self, trigger: str, seq: int) -> None:
+        """Queue an ack; it is stored with the next commit (see the SQLite store)."""
+
     async def dead_letter(
         self, broker: str, trigger: str, event: Event, *, attempts: int, reason: str,
         status: int | None,

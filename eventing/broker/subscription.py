@@ -88,7 +88,10 @@ class StoreSubscription:
         self._buffer.extendleft(reversed(events))
 
     async def ack(self, event: Event) -> None:
-        await self.store.ack(self.trigger, [event.seq])
+        """Mark ``event`` done without waiting for the commit: the delivery slot is free
+        at once, the ack commits with the next group (a crash before that only means a
+        redelivery, which at-least-once allows)."""
+        self.store.ack_nowait(self.trigger, event.seq)
 
     async def dead_letter(
         self, event: Event, *, attempts: int, reason: str, status: int | None

@@ -77,7 +77,10 @@ def _percent_decode(name: str, value: str) -> str:
             buf.append(int(hexpart, 16))
             i += 3
         else:
-            buf.extend(char.encode("utf-8", "surrogateescape"))
+            try:
+                buf.extend(char.encode("utf-8", "surrogateescape"))
+            except UnicodeEncodeError:  # a lone surrogate no HTTP parser produces
+                raise InvalidEventError(f"header ce-{name}: value is not valid UTF-8") from None
             i += 1
     try:
         return buf.decode("utf-8", "strict")

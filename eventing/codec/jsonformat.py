@@ -71,6 +71,8 @@ def loads(body: bytes) -> Any:
         )
     except json.JSONDecodeError as exc:
         raise InvalidEventError(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's int-conversion digit limit
+        raise InvalidEventError(f"invalid JSON: {str(exc)[:80]}") from None
     except RecursionError:
         raise InvalidEventError("JSON nesting too deep") from None
 
@@ -111,7 +113,8 @@ def event_from_json(obj: Any) -> Event:
         if key == "data":
             has_data, data = True, value
         elif key == "data_base64":
-            has_b64, data = value is not None, value
+            if value is not None:  # null means absent: it must not clobber `data`
+                has_b64, data = True, value
         elif value is None:
             continue
         elif isinstance(value, (bool | str, int)):
@@ -134,6 +137,11 @@ def event_from_json(obj: Any) -> Event:
 def _data_bytes(
     attributes: dict[str, AttributeValue], data: Any, has_data: bool, has_b64: bool
 ) -> bytes | None:
+    # 0.3's datacontentencoding describes the JSON `data` member, not the event: once
+    # the bytes are decoded it no longer applies (left in place, binary mode would
+    # claim the raw body is Base64). sdk-java reads it the same way.
+    encoding = (attributes.pop("datacontentencoding", None)
+                if attributes.get("specversion") == "0.3" and (has_data or has_b64) else None)
     if has_b64:
         if not isinstance(data, str):
             raise InvalidEventError("'data_base64' must be a string")
@@ -141,10 +149,8 @@ def _data_bytes(
     if not has_data:
         return None
     content_type = attributes.get("datacontenttype")
-    if attributes.get("specversion") == "0.3" and attributes.get("datacontentencoding"):
-        if str(attributes["datacontentencoding"]).lower() != "base64" or not isinstance(
-            data, str
-        ):
+    if encoding is not None:
+        if str(encoding).lower() != "base64" or not isinstance(data, str):
             raise InvalidEventError("datacontentencoding must be 'base64' with string data")
         return _b64decode(data, "data")
     if content_type is None:
@@ -193,9 +199,15 @@ def to_json_bytes(event: Event) -> bytes:
     member: bytes
     if is_json_content_type(content_type) and _is_json(data):
         member = b'"data":' + data
-    elif (content_type is None or _is_text_content_type(content_type)) and _is_utf8(data):
+    elif _is_text_content_type(content_type) and _is_utf8(data):
         member = b'"data":' + json.dumps(data.decode("utf-8"), ensure_ascii=False).encode()
+    elif (event.attributes.get("specversion") == "0.3"
+          and "datacontentencoding" not in event.attributes):
+        # 0.3 has no data_base64 member: its form is datacontentencoding + data.
+        member = b'"datacontentencoding":"base64","data":"' + base64.b64encode(data) + b'"'
     else:
+        # Also when datacontenttype is absent: a reader would take a `data` member as
+        # JSON, so text would come back as a JSON string (json-format §3.1).
         member = b'"data_base64":"' + base64.b64encode(data) + b'"'
     prefix = head[:-1].encode("utf-8")
     separator = b"," if len(event.attributes) else b""
@@ -207,8 +219,10 @@ def batch_to_json_bytes(events: Sequence[Event]) -> bytes:
 
 
 def _is_json(data: bytes) -> bool:
+    """Whether ``data`` can be embedded as it is: UTF-8 JSON a strict reader accepts
+    (``json.loads`` alone also takes UTF-16/32 bytes and NaN/Infinity)."""
     try:
-        json.loads(data)
+        json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return False
     return True

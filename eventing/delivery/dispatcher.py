@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime
 
 from eventing.broker.base import Subscription
@@ -71,11 +72,16 @@ class Dispatcher:
         self.metrics = metrics
         self.stats = DispatchStats()
         self.limit = AdaptiveLimit(policy.max_in_flight)
-        self._held = asyncio.Semaphore(policy.max_in_flight * 10)
+        self._held = _Gate(policy.max_in_flight * 10)
         self._keys: dict[str, deque[Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._retrying: set[asyncio.Task[None] | None] = set()
         self._stopping = False
+        # Labelled metric children, looked up once (labels() costs a lock and a dict).
+        self._m_duration = metrics.attempt_duration.labels(trigger)
+        self._m_latency = metrics.latency.labels(trigger)
+        self._m_delivered = metrics.deliveries.labels(trigger, "delivered")
+        self._m_status: dict[int | None, Any] = {}
 
     # -- the loop ---------------------------------------------------------------
 
@@ -178,8 +184,12 @@ class Dispatcher:
             elapsed = time.monotonic() - started
             self.limit.release()
         self.limit.observe(outcome.status, elapsed)
-        self.metrics.attempt_duration.labels(self.trigger).observe(elapsed)
-        self.metrics.attempts.labels(self.trigger, str(outcome.status or "error")).inc()
+        self._m_duration.observe(elapsed)
+        counter = self._m_status.get(outcome.status)
+        if counter is None:
+            counter = self._m_status[outcome.status] = self.metrics.attempts.labels(
+                self.trigger, str(outcome.status or "error"))
+        counter.inc()
         if outcome.status is not None and is_success(outcome.status):
             self.stats.service_times.append(elapsed)
         else:
@@ -203,10 +213,10 @@ class Dispatcher:
                 self.metrics.replies.labels(self.trigger).inc()
         await self.subscription.ack(event)
         self.stats.delivered += 1
-        self.metrics.deliveries.labels(self.trigger, "delivered").inc()
+        self._m_delivered.inc()
         arrival = _arrival(event)
         if arrival is not None:
-            self.metrics.latency.labels(self.trigger).observe(max(0.0, time.time() - arrival))
+            self._m_latency.observe(max(0.0, time.time() - arrival))
         return True
 
     async def _give_up(self, event: Event, attempts: int, outcome: Outcome) -> None:
@@ -241,6 +251,27 @@ class Dispatcher:
     def _count_dead(self) -> None:
         self.stats.dead_lettered += 1
         self.metrics.deliveries.labels(self.trigger, "dead_lettered").inc()
+
+
+class _Gate:
+    """A counting gate cheaper than ``asyncio.Semaphore`` for one waiter (the run loop)."""
+
+    __slots__ = ("_free", "_opened")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._opened = asyncio.Event()
+
+    async def acquire(self) -> None:
+        while self._free <= 0:
+            self._opened.clear()
+            await self._opened.wait()
+        self._free -= 1
+
+    def release(self) -> None:
+        self._free += 1
+        if self._free == 1:
+            self._opened.set()
 
 
 def _ttl(event: Event) -> int:

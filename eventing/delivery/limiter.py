@@ -20,6 +20,7 @@ class AdaptiveLimit:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._floor = float("inf")
         self._recent: deque[float] = deque(maxlen=32)
+        self._seen = 0
 
     async def acquire(self) -> None:
         if self.in_use < int(self.limit) and not self._waiters:
@@ -55,11 +56,15 @@ class AdaptiveLimit:
         if status is None or not 200 <= status < 300:
             return
         self._recent.append(seconds)
-        self._floor = min(self._floor, seconds)
-        typical = sorted(self._recent)[len(self._recent) // 2]
-        if len(self._recent) >= 16 and typical > 4 * self._floor + 0.05:
-            self.limit = max(1.0, self.limit * 0.9)
-            self._floor = typical / 2  # forget a stale floor
-        else:
+        if seconds < self._floor:
+            self._floor = seconds
+        self._seen += 1
+        if self._seen % 16 == 0 and len(self._recent) >= 16:
+            typical = sorted(self._recent)[len(self._recent) // 2]
+            if typical > 4 * self._floor + 0.05:
+                self.limit = max(1.0, self.limit * 0.9)
+                self._floor = typical / 2  # forget a stale floor
+                return
+        if self.limit < self.maximum:
             self.limit = min(float(self.maximum), self.limit + 1.0 / max(1.0, self.limit))
-        self._wake()
+            self._wake()

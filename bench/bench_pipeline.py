@@ -1,0 +1,249 @@
+"""Pipeline benchmark (not a test): events/s through ingress -> one trigger -> a local
+HTTP subscriber, against a bare aiohttp POST handler hit by the same load generator
+in the same run; then p50/p99 latency at half the sustained rate, and the rate with
+batched ingress (100 events per request).
+
+    .venv/bin/python bench/bench_pipeline.py [--seconds 10] [--connections 64]
+
+Needs ``wrk`` (Debian package ``wrk``) as the load generator: it is written in C, so
+the generator costs the machine as little as possible and the same for both sides.
+Every server runs as its own process, as in production. Payload: 1 KiB of JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = json.dumps({"order": 1, "note": "x" * 990}, separators=(",", ":"))[:1024]
+
+WRK_SINGLE = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", nil, {
+    ["ce-specversion"] = "1.0", ["ce-id"] = "bench-" .. counter,
+    ["ce-source"] = "/bench", ["ce-type"] = "bench.event",
+    ["Content-Type"] = "application/json"}, [=[%s]=])
+end
+"""
+
+WRK_BATCH = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/cloudevents-batch+json"
+wrk.body = [=[%s]=]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not come up") from None
+            time.sleep(0.05)
+
+
+def start(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wrk(url: str, script: str, seconds: int, connections: int) -> float:
+    """Run wrk; return successful requests per second (non-2xx excluded)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", f.name,
+                          url], capture_output=True, text=True, check=True).stdout
+    os.unlink(f.name)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    duration = float(re.search(r"requests in ([\d.]+)s", out).group(1))  # type: ignore[union-attr]
+    return (total - (int(bad.group(1)) if bad else 0)) / duration
+
+
+def subscriber_stats(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=10) as r:  # noqa: S310
+        return json.load(r)  # type: ignore[no-any-return]
+
+
+def wait_drained(admin: str, sub_url: str, expected: int, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = subscriber_stats(sub_url)
+        if stats["count"] >= expected or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
+def manifests(directory: Path, sub_url: str) -> None:
+    (directory / "bench.yaml").write_text(f"""apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: default}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: bench}}
+spec:
+  broker: default
+  filters: [{{exact: {{type: bench.event}}}}]
+  subscriber: {{uri: "{sub_url}/events"}}
+""")
+
+
+def pipeline_rate(ingress: str, admin: str, sub_url: str, script: str, seconds: int,
+                  connections: int, per_request: int) -> tuple[float, float]:
+    """(accepted events/s at ingress, delivered events/s end to end)."""
+    urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))  # noqa: S310
+    started = time.time()
+    accepted_rate = wrk(ingress, script, seconds, connections) * per_request
+    accepted = int(accepted_rate * seconds)
+    stats = wait_drained(admin, sub_url, accepted)
+    delivered_rate = stats["count"] / max(1e-9, stats["last"] - started)
+    return accepted_rate, delivered_rate
+
+
+async def paced_latency(ingress: str, sub_url: str, rate: float, seconds: float) -> list[float]:
+    """Open-loop load at ``rate`` events/s; latencies measured by the subscriber."""
+    urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))  # noqa: S310
+    total = int(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def one(n: int) -> None:
+            headers = {"ce-specversion": "1.0", "ce-id": f"lat-{n}", "ce-source": "/bench",
+                       "ce-type": "bench.event", "Content-Type": "application/json",
+                       "ce-sentat": repr(time.time())}
+            async with http.post(ingress, data=PAYLOAD, headers=headers) as r:
+                await r.read()
+
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        tasks = []
+        for n in range(total):
+            delay = begin + n / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n)))
+        await asyncio.gather(*tasks)
+    deadline = time.monotonic() + 60
+    while subscriber_stats(sub_url)["count"] < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return list(subscriber_stats(sub_url)["latencies"])
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--fsync", choices=["full", "normal"], default="full")
+    parser.add_argument("--subscriber", choices=["lean", "aiohttp"], default="lean",
+                        help="lean: a raw asyncio responder (default); aiohttp: a typical "
+                             "aiohttp service")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+    single = WRK_SINGLE % PAYLOAD
+    batch_body = json.dumps([{"specversion": "1.0", "id": f"b-{i}", "source": "/bench",
+                              "type": "bench.event", "datacontenttype": "application/json",
+                              "data": json.loads(PAYLOAD)} for i in range(100)])
+    batch = WRK_BATCH % batch_body
+
+    bare_port = free_port()
+    bare = start("bench/bench_servers.py", "bare", str(bare_port))
+    wait_http(f"http://127.0.0.1:{bare_port}/")
+    try:
+        bare_rate = wrk(f"http://127.0.0.1:{bare_port}/", single, args.seconds, args.connections)
+    finally:
+        stop(bare)
+
+    sub_port, port, admin_port = free_port(), free_port(), free_port()
+    sub_url = f"http://127.0.0.1:{sub_port}"
+    ingress = f"http://127.0.0.1:{port}/default/default"
+    admin = f"http://127.0.0.1:{admin_port}"
+    work = Path(tempfile.mkdtemp(prefix="eventing-bench-"))
+    manifests(work, sub_url)
+    sub = start("bench/bench_servers.py",
+                "lean" if args.subscriber == "lean" else "subscriber", str(sub_port))
+    system = start("-m", "eventing.app.cli", "run", str(work), "--port", str(port),
+                   "--admin-port", str(admin_port), "--data-dir", str(work / "data"),
+                   "--fsync", args.fsync, "--log-level", "WARNING")
+    try:
+        wait_http(f"{sub_url}/stats")
+        wait_http(f"{admin}/healthz")
+        accepted, delivered = pipeline_rate(ingress, admin, sub_url, single, args.seconds,
+                                            args.connections, 1)
+        sustained = min(accepted, delivered)
+        latencies = asyncio.run(paced_latency(ingress, sub_url, sustained / 2, args.seconds))
+        b_accepted, b_delivered = pipeline_rate(ingress, admin, sub_url, batch, args.seconds,
+                                                max(4, args.connections // 8), 100)
+    finally:
+        stop(system)
+        stop(sub)
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [
+        ("bare aiohttp POST handler (baseline)", bare_rate, "-", "-"),
+        ("ingress -> trigger -> subscriber, accepted", accepted, "-", "-"),
+        ("ingress -> trigger -> subscriber, delivered", delivered, "-", "-"),
+        (f"latency at {sustained / 2:,.0f} ev/s (half of sustained)", None,
+         f"{percentile(latencies, 50) * 1000:.1f} ms", f"{percentile(latencies, 99) * 1000:.1f} ms"),
+        ("batched ingress (100/request), accepted", b_accepted, "-", "-"),
+        ("batched ingress (100/request), delivered", b_delivered, "-", "-"),
+    ]
+    print(f"\n1 KiB JSON events, wrk -t2 -c{args.connections} -d{args.seconds}s, "
+          f"fsync={args.fsync}, subscriber={args.subscriber}, {os.cpu_count()} CPUs\n")
+    print(f"{'path':<52} {'events/s':>10} {'p50':>9} {'p99':>9}")
+    print("-" * 84)
+    for name, rate, p50, p99 in rows:
+        shown = f"{rate:,.0f}" if rate is not None else "-"
+        print(f"{name:<52} {shown:>10} {p50:>9} {p99:>9}")
+    print(f"\nratio sustained end-to-end / bare handler: {sustained / bare_rate:.2f} "
+          "(physical ceiling about 0.5: two HTTP hops plus storage; goal >= 0.35)")
+    print(f"latency samples: {len(latencies)}, median {statistics.median(latencies) * 1000:.1f} ms"
+          if latencies else "no latency samples")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Small HTTP servers the pipeline benchmark runs as separate processes.
+
+``bare PORT``: the baseline, a bare aiohttp POST handler that reads the body and
+answers 202 (what any HTTP ingress costs at minimum).
+``subscriber PORT``: counts delivered events and records, from the ``ce-sentat``
+extension the load generator stamps, how long each took from send to delivery
+(aiohttp, like a typical Python service).
+``lean PORT``: the same subscriber on a raw asyncio protocol: a fast service, so the
+2-core machine's CPU goes to the system under test rather than to its subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from aiohttp import web
+
+
+def bare(port: int) -> web.Application:
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    return app
+
+
+def subscriber(port: int) -> web.Application:
+    state = {"count": 0, "first": 0.0, "last": 0.0}
+    latencies: list[float] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        now = time.time()
+        if state["count"] == 0:
+            state["first"] = now
+        state["count"] += 1
+        state["last"] = now
+        sent = request.headers.get("ce-sentat")
+        if sent is not None:
+            latencies.append(now - float(sent))
+        return web.Response(status=202)
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response({**state, "latencies": latencies})
+
+    async def reset(_: web.Request) -> web.Response:
+        state.update(count=0, first=0.0, last=0.0)
+        latencies.clear()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    app.router.add_post("/{tail:.*}", receive)
+    return app
+
+
+class _Lean(asyncio.Protocol):
+    """A minimal HTTP/1.1 responder: 202 to every POST; GET /stats; POST /reset."""
+
+    state: dict[str, float] = {"count": 0, "first": 0.0, "last": 0.0}
+    latencies: list[float] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].decode("latin-1")
+            length = 0
+            sent = None
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "ce-sentat":
+                    sent = float(value)
+            if len(self.buffer) < end + 4 + length:
+                return
+            self.buffer = self.buffer[end + 4 + length:]
+            self._answer(head.split(" ", 2)[:2], sent)
+
+    def _answer(self, request_line: list[str], sent: float | None) -> None:
+        method, path = request_line
+        if method == "GET":
+            body = json.dumps({**self.state, "latencies": self.latencies}).encode()
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"  # type: ignore[attr-defined]
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
+        if path == "/reset":
+            self.state.update(count=0, first=0.0, last=0.0)
+            self.latencies.clear()
+        else:
+            now = time.time()
+            if self.state["count"] == 0:
+                self.state["first"] = now
+            self.state["count"] += 1
+            self.state["last"] = now
+            if sent is not None:
+                self.latencies.append(now - sent)
+        self.transport.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")  # type: ignore[attr-defined]
+
+
+async def lean(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Lean, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    import uvloop
+
+    kind, port = sys.argv[1], int(sys.argv[2])
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if kind == "lean":
+        asyncio.run(lean(port))
+        return
+    app = bare(port) if kind == "bare" else subscriber(port)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None,
+                backlog=4096)
+
+
+if __name__ == "__main__":
+    main()

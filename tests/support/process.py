@@ -1,0 +1,79 @@
+"""``eventing run`` as a real subprocess, as a user runs it: start it on free ports,
+read where it listens from what it prints, kill it or stop it with a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+_BROKER_LINE = re.compile(r"broker (\S+) .*: POST (http://\S+)")
+_ADMIN_LINE = re.compile(r"admin API (http://[0-9.:]+)")
+
+
+class EventingProcess:
+    def __init__(self, manifests: Path, data_dir: Path, *extra: str) -> None:
+        self.manifests = manifests
+        self.data_dir = data_dir
+        self.extra = extra
+        self.proc: asyncio.subprocess.Process | None = None
+        self.brokers: dict[str, str] = {}
+        self.admin_url = ""
+        self.output: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        self.brokers.clear()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "eventing.app.cli", "run", str(self.manifests),
+            "--port", "0", "--admin-port", "0", "--data-dir", str(self.data_dir),
+            *self.extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        ready = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(ready), name="eventing output reader")
+        try:
+            async with asyncio.timeout(timeout):
+                await ready.wait()
+        except TimeoutError:
+            await self.kill()
+            raise AssertionError("eventing did not start:\n" + "\n".join(self.output)) from None
+
+    async def _read(self, ready: asyncio.Event) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.output.append(line)
+            if (m := _ADMIN_LINE.search(line)) is not None:
+                self.admin_url = m.group(1)
+            if (m := _BROKER_LINE.search(line)) is not None:
+                self.brokers[m.group(1)] = m.group(2)
+                ready.set()
+
+    def url(self, broker: str = "default/default") -> str:
+        return self.brokers[broker]
+
+    async def kill(self) -> None:
+        """``kill -9``: no chance to flush or clean up."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+        await self.wait(30)
+
+    async def terminate(self, timeout: float) -> int:
+        """SIGTERM, then wait up to ``timeout`` for the exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return await self.wait(timeout)
+
+    async def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        async with asyncio.timeout(timeout):
+            code = await self.proc.wait()
+        if self._reader is not None:
+            await self._reader
+            self._reader = None
+        return code

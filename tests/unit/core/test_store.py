@@ -1,0 +1,125 @@
+"""Both stores behave the same: exact per-trigger backlog, acks, dead letters, bounds,
+monotonic sequence numbers; the SQLite store also survives a reopen."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from eventing.broker.embedded import EmbeddedBroker
+from eventing.broker.memory_store import MemoryStore
+from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
+from eventing.broker.store import Routed, Store
+from eventing.errors import StoreFullError
+from eventing.events import Event
+
+StoreMaker = Callable[..., Store]
+
+
+def event(n: int, data: bytes | None = b"x") -> Event:
+    return Event({"specversion": "1.0", "id": f"e{n}", "source": "/s", "type": "t"}, data)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path
+                     ) -> AsyncIterator[StoreMaker]:
+    opened: list[Store] = []
+
+    def make(**bounds: int) -> Store:
+        store: Store
+        if request.param == "sqlite":
+            store = SqliteStore(SqliteSettings(tmp_path / "s.db", **bounds))  # type: ignore[arg-type]
+        else:
+            store = MemoryStore(**bounds)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+async def test_backlog_is_exact_per_trigger(make_store: StoreMaker) -> None:
+    store = make_store()
+    await store.open(["a", "b"])
+    events = [event(i) for i in range(5)]
+    await store.append("br", [Routed(e, ("a", "b") if i % 2 else ("a",))
+                              for i, e in enumerate(events)])
+    assert (store.pending_count("a"), store.pending_count("b")) == (5, 2)
+    await store.ack("a", [events[0].seq, events[1].seq])
+    assert (store.pending_count("a"), store.pending_count("b")) == (3, 2)
+    pending = await store.load_pending("a", 0, 10)
+    assert [e.id for e in pending] == ["e2", "e3", "e4"]
+    assert store.stats().events == 4  # e0 gone; e1 still pending for b
+
+
+async def test_sequence_numbers_never_repeat(make_store: StoreMaker) -> None:
+    store = make_store()
+    await store.open(["a"])
+    first = event(1)
+    await store.append("br", [Routed(first, ("a",))])
+    await store.ack("a", [first.seq])
+    second = event(2)
+    await store.append("br", [Routed(second, ("a",))])
+    assert second.seq > first.seq
+
+
+async def test_dead_letter_moves_the_event_atomically(make_store: StoreMaker) -> None:
+    store = make_store()
+    await store.open(["a"])
+    e = event(1, b"payload")
+    await store.append("br", [Routed(e, ("a",))])
+    await store.dead_letter("br", "a", e, attempts=3, reason="HTTP 500", status=500)
+    assert store.pending_count("a") == 0
+    [dl] = await store.list_dead_letters("a", 10)
+    assert (dl.event.id, dl.event.data, dl.attempts, dl.status) == ("e1", b"payload", 3, 500)
+    assert store.stats().dead_letters == {"a": 1}
+    assert await store.delete_dead_letters([dl.id]) == 1
+    assert await store.list_dead_letters(None, 10) == []
+
+
+async def test_full_store_rejects_and_never_evicts(make_store: StoreMaker) -> None:
+    store = make_store(max_events=3)
+    await store.open(["a"])
+    kept = [event(i) for i in range(3)]
+    await store.append("br", [Routed(e, ("a",)) for e in kept])
+    with pytest.raises(StoreFullError):
+        await store.append("br", [Routed(event(9), ("a",))])
+    assert [e.id for e in await store.load_pending("a", 0, 10)] == ["e0", "e1", "e2"]
+
+
+async def test_sqlite_reopen_recovers_pending_and_forgets_removed_triggers(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteStore(SqliteSettings(path))
+    await store.open(["a", "b"])
+    await store.append("br", [Routed(event(1), ("a", "b")), Routed(event(2), ("b",))])
+    await store.close()
+    again = SqliteStore(SqliteSettings(path))
+    await again.open(["a"])  # trigger b was removed from the manifests
+    try:
+        assert again.pending_count("a") == 1
+        assert again.pending_count("b") == 0
+        assert again.stats().events == 1
+        [recovered] = await again.load_pending("a", 0, 10)
+        assert recovered.id == "e1" and recovered.data == b"x"
+    finally:
+        await again.close()
+
+
+async def test_broker_routes_once_and_subscription_pages_from_disk(tmp_path: Path) -> None:
+    store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
+    broker = EmbeddedBroker("ns/b", "Embedded", store)
+    sub_a = broker.subscribe("a", lambda attrs: None if attrs["type"] == "t" else "filtered")
+    sub_b = broker.subscribe("b", lambda attrs: "filtered")
+    await store.open(["a", "b"])
+    try:
+        await broker.publish([event(i) for i in range(600)])  # more than a page and a buffer
+        assert sub_a.backlog() == 600 and sub_b.backlog() == 0
+        seen = [(await sub_a.get()).id for _ in range(600)]
+        assert seen == [f"e{i}" for i in range(600)]
+        assert broker.drops()[("b", "filtered")] == 600
+    finally:
+        await store.close()
