@@ -93,8 +93,9 @@ class Ingress:
             return error(405, "method not allowed: use POST", {"Allow": "POST, OPTIONS"})
         return await self._produce(request, broker)
 
-    async def _read(self, request: web.Request) -> bytes | web.Response:
-        limit = self.settings.max_body_bytes
+    async def _read(self, request: web.Request, limit: int | None = None
+                    ) -> bytes | web.Response:
+        limit = self.settings.max_body_bytes if limit is None else limit
         if request.content_length is not None and request.content_length > limit:
             return error(413, f"body larger than {limit} bytes")
         try:
@@ -194,7 +195,7 @@ class Ingress:
 
     async def _webhook(self, request: web.Request, source: WebhookSource,
                        emit: Emit) -> web.StreamResponse:
-        body = await self._read(request)
+        body = await self._read(request, getattr(source, "max_body_bytes", None))
         if isinstance(body, web.Response):
             return body
         if not self.accepting:

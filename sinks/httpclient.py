@@ -109,9 +109,9 @@ class _Connection(asyncio.Protocol):
                 del self.buffer[:length]
                 self._finish(Response(status, headers, body), keep=True)
         elif mode == "chunked":
-            body = _dechunk(self.buffer, self.max_body)
-            if body is not None:
-                self._finish(Response(status, headers, body), keep=True)
+            chunked = _dechunk(self.buffer, self.max_body)
+            if chunked is not None:
+                self._finish(Response(status, headers, chunked), keep=True)
         elif len(self.buffer) > self.max_body:  # read until close
             raise HttpError("response body over the limit")
 

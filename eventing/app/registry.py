@@ -18,9 +18,10 @@ from eventing.resources.broker import Broker
 from eventing.resources.loader import KindRegistry, ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.sourcing import Emit, Source, WebhookSource
+from sources import github, gitlab, ping, webhook
 from triggers.materialize import check_trigger
 
-SOURCE_MODULES: tuple[ModuleType, ...] = ()
+SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping)
 
 
 def kind_registry() -> KindRegistry:

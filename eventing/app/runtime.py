@@ -101,8 +101,33 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
                                            settings.admin_port)
     running = Running(system, ingress, ingress_url, admin_url, [s for s, _ in sources],
                       supervisor, [ingress_runner, admin_runner])
+    _source_gauges(metrics, running.sources)
     hooks.status = lambda: system_status(running)
     return running
+
+
+def _source_gauges(metrics: Metrics, sources: list[Source | WebhookSource]) -> None:
+    states = ("starting", "connected", "reconnecting", "failed", "stopped")
+
+    def drops() -> list[tuple[list[str], float]]:
+        return [([s.name, reason], float(n)) for s in sources
+                for reason, n in getattr(s, "drops", {}).items()]
+
+    def counters() -> list[tuple[list[str], float]]:
+        return [([s.name, s.health.kind, field], float(getattr(s.health, field)))
+                for s in sources
+                for field in ("received", "emitted", "refused", "failed", "reconnects")]
+
+    def up() -> list[tuple[list[str], float]]:
+        return [([s.name, s.health.kind, state], float(s.health.state == state))
+                for s in sources for state in states]
+
+    metrics.add_live("eventing_source_drops", "Events a source dropped on purpose, by reason",
+                     ["source", "reason"], drops)
+    metrics.add_live("eventing_source_messages", "Per-source counters", ["source", "kind",
+                     "counter"], counters)
+    metrics.add_live("eventing_source_state", "1 for the state a source is in",
+                     ["source", "kind", "state"], up)
 
 
 def _bind(run: Callable[[Any], Awaitable[None]], emit: Any) -> Callable[[], Awaitable[None]]:

@@ -14,11 +14,11 @@ def system_status(running: Running) -> dict[str, Any]:
     system = running.system
     brokers = []
     for broker in system.brokers.values():
-        stats = broker.store.stats()
+        stored = broker.store.stats()
         brokers.append({
             "name": broker.key, "class": broker.broker_class, "durable": broker.durable,
             "url": f"{running.ingress_url}/{broker.key}",
-            "storedEvents": stats.events, "storedBytes": stats.bytes,
+            "storedEvents": stored.events, "storedBytes": stored.bytes,
             "dropped": {f"{t or '*'}:{r}": n for (t, r), n in broker.drops().items()},
         })
     triggers = []
@@ -35,7 +35,8 @@ def system_status(running: Running) -> dict[str, Any]:
             "lastError": stats.last_error,
         })
     sources = [
-        {k: v for k, v in dataclasses.asdict(s.health).items()} for s in running.sources
+        {**dataclasses.asdict(s.health), "drops": dict(getattr(s, "drops", {}))}
+        for s in running.sources
     ]
     return {
         "uptime": round(time.time() - running.started, 1),

@@ -75,7 +75,7 @@ class Dispatcher:
         self._held = _Gate(policy.max_in_flight * 10)
         self._keys: dict[str, deque[Event]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._retrying: set[asyncio.Task[None] | None] = set()
+        self._retrying: set[asyncio.Task[Any] | None] = set()
         self._stopping = False
         # Labelled metric children, looked up once (labels() costs a lock and a dict).
         self._m_duration = metrics.attempt_duration.labels(trigger)
@@ -146,7 +146,7 @@ class Dispatcher:
     async def _deliver(self, event: Event) -> None:
         attempt = 0
         outcome = Outcome(None, error="not attempted")
-        task: asyncio.Task[None] | None = asyncio.current_task()  # type: ignore[assignment]
+        task: asyncio.Task[Any] | None = asyncio.current_task()
         while True:
             await self.sink.wait_ready()
             attempt += 1
