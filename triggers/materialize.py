@@ -75,13 +75,18 @@ def check_trigger(resource: Resource) -> Iterable[tuple[str, object, str]]:
 
 def _check(f: SubscriptionsAPIFilter, path: str, errors: list[tuple[str, object, str]]) -> None:
     if f.cesql is not None and f.cesql.strip():
-        from triggers.cesql import CesqlParseError
-        from triggers.filters.cesql import cesql
+        from triggers.cesql import CesqlParseError, compile_expression
 
         try:
-            cesql(f.cesql)
+            compiled = compile_expression(f.cesql)
         except CesqlParseError as exc:
             errors.append((f"{path}.cesql", f.cesql, "invalid CESQL:\n" + exc.render()))
+        else:
+            if compiled.result_type in (int, str):
+                kind = "an Integer" if compiled.result_type is int else "a String"
+                errors.append((f"{path}.cesql", f.cesql,
+                               f"a filter expression must be Boolean; this one is {kind}, "
+                               "so it could never match"))
     for name in ("all", "any"):
         children = getattr(f, name)
         for i, child in enumerate(children or []):
