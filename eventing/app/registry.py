@@ -18,10 +18,11 @@ from eventing.resources.broker import Broker
 from eventing.resources.loader import KindRegistry, ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.sourcing import Emit, Source, WebhookSource
-from sources import github, gitlab, ping, webhook
+from sources import github, gitlab, kafka, mqtt, ping, rabbitmq, webhook
 from triggers.materialize import check_trigger
 
-SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping)
+SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping, rabbitmq, kafka,
+                                          mqtt)
 
 
 def kind_registry() -> KindRegistry:
