@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -61,7 +62,7 @@ def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
+            with urllib.request.urlopen(url, timeout=1):
                 return
         except urllib.error.HTTPError:
             return
@@ -72,8 +73,9 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def start(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -88,8 +90,12 @@ def wrk(url: str, script: str, seconds: int, connections: int) -> float:
     """Run wrk; return successful requests per second (non-2xx excluded)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", f.name,
-                          url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(f.name)
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -97,12 +103,12 @@ def wrk(url: str, script: str, seconds: int, connections: int) -> float:
     return (total - (int(bad.group(1)) if bad else 0)) / duration
 
 
-def subscriber_stats(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(f"{url}/stats", timeout=10) as r:  # noqa: S310
+def subscriber_stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=10) as r:
         return json.load(r)  # type: ignore[no-any-return]
 
 
-def wait_drained(admin: str, sub_url: str, expected: int, timeout: float = 300) -> dict:
+def wait_drained(admin: str, sub_url: str, expected: int, timeout: float = 300) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         stats = subscriber_stats(sub_url)
@@ -126,10 +132,17 @@ spec:
 """)
 
 
-def pipeline_rate(ingress: str, admin: str, sub_url: str, script: str, seconds: int,
-                  connections: int, per_request: int) -> tuple[float, float]:
+def pipeline_rate(
+    ingress: str,
+    admin: str,
+    sub_url: str,
+    script: str,
+    seconds: int,
+    connections: int,
+    per_request: int,
+) -> tuple[float, float]:
     """(accepted events/s at ingress, delivered events/s end to end)."""
-    urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))  # noqa: S310
+    urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))
     started = time.time()
     accepted_rate = wrk(ingress, script, seconds, connections) * per_request
     accepted = int(accepted_rate * seconds)
@@ -140,14 +153,21 @@ def pipeline_rate(ingress: str, admin: str, sub_url: str, script: str, seconds: 
 
 async def paced_latency(ingress: str, sub_url: str, rate: float, seconds: float) -> list[float]:
     """Open-loop load at ``rate`` events/s; latencies measured by the subscriber."""
-    urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))  # noqa: S310
+    reset = urllib.request.Request(f"{sub_url}/reset", method="POST")
+    urllib.request.urlopen(reset)  # noqa: ASYNC210 - before the load starts
     total = int(rate * seconds)
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as http:
+
         async def one(n: int) -> None:
-            headers = {"ce-specversion": "1.0", "ce-id": f"lat-{n}", "ce-source": "/bench",
-                       "ce-type": "bench.event", "Content-Type": "application/json",
-                       "ce-sentat": repr(time.time())}
+            headers = {
+                "ce-specversion": "1.0",
+                "ce-id": f"lat-{n}",
+                "ce-source": "/bench",
+                "ce-type": "bench.event",
+                "Content-Type": "application/json",
+                "ce-sentat": repr(time.time()),
+            }
             async with http.post(ingress, data=PAYLOAD, headers=headers) as r:
                 await r.read()
 
@@ -162,7 +182,7 @@ async def paced_latency(ingress: str, sub_url: str, rate: float, seconds: float)
         await asyncio.gather(*tasks)
     deadline = time.monotonic() + 60
     while subscriber_stats(sub_url)["count"] < total and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # noqa: ASYNC110 - polling another process
     return list(subscriber_stats(sub_url)["latencies"])
 
 
@@ -176,17 +196,30 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--fsync", choices=["full", "normal"], default="full")
-    parser.add_argument("--subscriber", choices=["lean", "aiohttp"], default="lean",
-                        help="lean: a raw asyncio responder (default); aiohttp: a typical "
-                             "aiohttp service")
+    parser.add_argument(
+        "--subscriber",
+        choices=["lean", "aiohttp"],
+        default="lean",
+        help="lean: a raw asyncio responder (default); aiohttp: a typical aiohttp service",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
     single = WRK_SINGLE % PAYLOAD
-    batch_body = json.dumps([{"specversion": "1.0", "id": f"b-{i}", "source": "/bench",
-                              "type": "bench.event", "datacontenttype": "application/json",
-                              "data": json.loads(PAYLOAD)} for i in range(100)])
+    batch_body = json.dumps(
+        [
+            {
+                "specversion": "1.0",
+                "id": f"b-{i}",
+                "source": "/bench",
+                "type": "bench.event",
+                "datacontenttype": "application/json",
+                "data": json.loads(PAYLOAD),
+            }
+            for i in range(100)
+        ]
+    )
     batch = WRK_BATCH % batch_body
 
     bare_port = free_port()
@@ -203,20 +236,38 @@ def main() -> int:
     admin = f"http://127.0.0.1:{admin_port}"
     work = Path(tempfile.mkdtemp(prefix="eventing-bench-"))
     manifests(work, sub_url)
-    sub = start("bench/bench_servers.py",
-                "lean" if args.subscriber == "lean" else "subscriber", str(sub_port))
-    system = start("-m", "eventing.app.cli", "run", str(work), "--port", str(port),
-                   "--admin-port", str(admin_port), "--data-dir", str(work / "data"),
-                   "--fsync", args.fsync, "--log-level", "WARNING")
+    sub = start(
+        "bench/bench_servers.py",
+        "lean" if args.subscriber == "lean" else "subscriber",
+        str(sub_port),
+    )
+    system = start(
+        "-m",
+        "eventing.app.cli",
+        "run",
+        str(work),
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin_port),
+        "--data-dir",
+        str(work / "data"),
+        "--fsync",
+        args.fsync,
+        "--log-level",
+        "WARNING",
+    )
     try:
         wait_http(f"{sub_url}/stats")
         wait_http(f"{admin}/healthz")
-        accepted, delivered = pipeline_rate(ingress, admin, sub_url, single, args.seconds,
-                                            args.connections, 1)
+        accepted, delivered = pipeline_rate(
+            ingress, admin, sub_url, single, args.seconds, args.connections, 1
+        )
         sustained = min(accepted, delivered)
         latencies = asyncio.run(paced_latency(ingress, sub_url, sustained / 2, args.seconds))
-        b_accepted, b_delivered = pipeline_rate(ingress, admin, sub_url, batch, args.seconds,
-                                                max(4, args.connections // 8), 100)
+        b_accepted, b_delivered = pipeline_rate(
+            ingress, admin, sub_url, batch, args.seconds, max(4, args.connections // 8), 100
+        )
     finally:
         stop(system)
         stop(sub)
@@ -226,22 +277,33 @@ def main() -> int:
         ("bare aiohttp POST handler (baseline)", bare_rate, "-", "-"),
         ("ingress -> trigger -> subscriber, accepted", accepted, "-", "-"),
         ("ingress -> trigger -> subscriber, delivered", delivered, "-", "-"),
-        (f"latency at {sustained / 2:,.0f} ev/s (half of sustained)", None,
-         f"{percentile(latencies, 50) * 1000:.1f} ms", f"{percentile(latencies, 99) * 1000:.1f} ms"),
+        (
+            f"latency at {sustained / 2:,.0f} ev/s (half of sustained)",
+            None,
+            f"{percentile(latencies, 50) * 1000:.1f} ms",
+            f"{percentile(latencies, 99) * 1000:.1f} ms",
+        ),
         ("batched ingress (100/request), accepted", b_accepted, "-", "-"),
         ("batched ingress (100/request), delivered", b_delivered, "-", "-"),
     ]
-    print(f"\n1 KiB JSON events, wrk -t2 -c{args.connections} -d{args.seconds}s, "
-          f"fsync={args.fsync}, subscriber={args.subscriber}, {os.cpu_count()} CPUs\n")
+    print(
+        f"\n1 KiB JSON events, wrk -t2 -c{args.connections} -d{args.seconds}s, "
+        f"fsync={args.fsync}, subscriber={args.subscriber}, {os.cpu_count()} CPUs\n"
+    )
     print(f"{'path':<52} {'events/s':>10} {'p50':>9} {'p99':>9}")
     print("-" * 84)
     for name, rate, p50, p99 in rows:
         shown = f"{rate:,.0f}" if rate is not None else "-"
         print(f"{name:<52} {shown:>10} {p50:>9} {p99:>9}")
-    print(f"\nratio sustained end-to-end / bare handler: {sustained / bare_rate:.2f} "
-          "(physical ceiling about 0.5: two HTTP hops plus storage; goal >= 0.35)")
-    print(f"latency samples: {len(latencies)}, median {statistics.median(latencies) * 1000:.1f} ms"
-          if latencies else "no latency samples")
+    print(
+        f"\nratio sustained end-to-end / bare handler: {sustained / bare_rate:.2f} "
+        "(physical ceiling about 0.5: two HTTP hops plus storage; goal >= 0.35)"
+    )
+    print(
+        f"latency samples: {len(latencies)}, median {statistics.median(latencies) * 1000:.1f} ms"
+        if latencies
+        else "no latency samples"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import ClassVar, cast
 
 from aiohttp import web
 
@@ -63,11 +64,11 @@ def subscriber(port: int) -> web.Application:
 class _Lean(asyncio.Protocol):
     """A minimal HTTP/1.1 responder: 202 to every POST; GET /stats; POST /reset."""
 
-    state: dict[str, float] = {"count": 0, "first": 0.0, "last": 0.0}
-    latencies: list[float] = []
+    state: ClassVar[dict[str, float]] = {"count": 0, "first": 0.0, "last": 0.0}
+    latencies: ClassVar[list[float]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         self.buffer = b""
 
     def data_received(self, data: bytes) -> None:
@@ -88,15 +89,17 @@ class _Lean(asyncio.Protocol):
                     sent = float(value)
             if len(self.buffer) < end + 4 + length:
                 return
-            self.buffer = self.buffer[end + 4 + length:]
+            self.buffer = self.buffer[end + 4 + length :]
             self._answer(head.split(" ", 2)[:2], sent)
 
     def _answer(self, request_line: list[str], sent: float | None) -> None:
         method, path = request_line
         if method == "GET":
             body = json.dumps({**self.state, "latencies": self.latencies}).encode()
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"  # type: ignore[attr-defined]
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             return
         if path == "/reset":
             self.state.update(count=0, first=0.0, last=0.0)
@@ -109,7 +112,7 @@ class _Lean(asyncio.Protocol):
             self.state["last"] = now
             if sent is not None:
                 self.latencies.append(now - sent)
-        self.transport.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")  # type: ignore[attr-defined]
+        self.transport.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
 
 
 async def lean(port: int) -> None:
@@ -128,8 +131,7 @@ def main() -> None:
         asyncio.run(lean(port))
         return
     app = bare(port) if kind == "bare" else subscriber(port)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None,
-                backlog=4096)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)
 
 
 if __name__ == "__main__":

@@ -36,15 +36,21 @@ class AdminHooks:
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(payload, indent=1).encode(),
-                        content_type="application/json")
+    return web.Response(
+        status=status, body=json.dumps(payload, indent=1).encode(), content_type="application/json"
+    )
 
 
 def dead_letter_json(dl: DeadLetter, with_data: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": dl.id, "broker": dl.broker, "trigger": dl.trigger,
-        "failedAt": dl.failed_at, "attempts": dl.attempts, "reason": dl.reason,
-        "status": dl.status, "attributes": dl.event.attributes,
+        "id": dl.id,
+        "broker": dl.broker,
+        "trigger": dl.trigger,
+        "failedAt": dl.failed_at,
+        "attempts": dl.attempts,
+        "reason": dl.reason,
+        "status": dl.status,
+        "attributes": dl.event.attributes,
         "dataBytes": len(dl.event.data or b""),
     }
     if with_data and dl.event.data is not None:
@@ -99,13 +105,15 @@ def admin_app(hooks: AdminHooks) -> web.Application:
             trigger = body.get("trigger")
             replay_all = bool(body.get("all", False))
         except (ValueError, TypeError, AttributeError):
-            return _json({"error": 'send {"ids": [1, 2]} or {"all": true, "trigger": ...}'},
-                         400)
+            return _json({"error": 'send {"ids": [1, 2]} or {"all": true, "trigger": ...}'}, 400)
         replayed: list[int] = []
         missing: list[int] = []
         for store in hooks.stores():
-            targets = ([dl for dl in await store.list_dead_letters(trigger, MAX_LIST)]
-                       if replay_all else [])
+            targets = (
+                [dl for dl in await store.list_dead_letters(trigger, MAX_LIST)]
+                if replay_all
+                else []
+            )
             for dl_id in ids:
                 found = await store.get_dead_letter(dl_id)
                 if found is not None:
@@ -115,8 +123,7 @@ def admin_app(hooks: AdminHooks) -> web.Application:
                 await store.delete_dead_letters([dl.id])
                 replayed.append(dl.id)
         missing = [i for i in ids if i not in replayed]
-        return _json({"replayed": replayed, "missing": missing},
-                     200 if not missing else 207)
+        return _json({"replayed": replayed, "missing": missing}, 200 if not missing else 207)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -29,8 +29,18 @@ SPECVERSIONS: Final = frozenset({"1.0", "0.3"})
 REQUIRED: Final = ("specversion", "id", "source", "type")
 #: Attributes whose value must be a string (spec §3.1); extensions may be int or bool.
 STRING_ATTRIBUTES: Final = frozenset(
-    {"specversion", "id", "source", "type", "datacontenttype", "dataschema", "schemaurl",
-     "subject", "time", "datacontentencoding"}
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "datacontenttype",
+        "dataschema",
+        "schemaurl",
+        "subject",
+        "time",
+        "datacontentencoding",
+    }
 )
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
@@ -43,9 +53,7 @@ PARTITION_KEY: Final = "partitionkey"
 _NAME = re.compile(r"[a-z0-9]{1,20}\Z")
 # Characters a CloudEvents String must not contain (spec §3.1.1 "Type System").
 _FORBIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff\ud800-\udfff]")
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
 @dataclass(slots=True)
@@ -114,9 +122,7 @@ def validate(attributes: Mapping[str, AttributeValue]) -> None:
             problems.append(f"required attribute {name!r} is missing or empty")
     specversion = attributes.get("specversion")
     if specversion is not None and specversion != "" and specversion not in SPECVERSIONS:
-        problems.append(
-            f"specversion {specversion!r} is not supported (allowed: 1.0, 0.3)"
-        )
+        problems.append(f"specversion {specversion!r} is not supported (allowed: 1.0, 0.3)")
     for name, value in attributes.items():
         if not is_valid_name(name):
             problems.append(

@@ -50,10 +50,15 @@ class IngressSettings:
     """Seconds a client may take to send its body (408 after)."""
 
 
-def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None
-                  ) -> web.Response:
-    return web.Response(status=status, body=json.dumps(payload).encode(),
-                        content_type="application/json", headers=headers)
+def json_response(
+    status: int, payload: Any, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(payload).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -62,7 +67,9 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
 
 class Ingress:
     def __init__(
-        self, brokers: Mapping[str, Broker], metrics: Metrics,
+        self,
+        brokers: Mapping[str, Broker],
+        metrics: Metrics,
         settings: IngressSettings | None = None,
         webhooks: Sequence[tuple[WebhookSource, Emit]] = (),
     ) -> None:
@@ -93,8 +100,7 @@ class Ingress:
             return error(405, "method not allowed: use POST", {"Allow": "POST, OPTIONS"})
         return await self._produce(request, broker)
 
-    async def _read(self, request: web.Request, limit: int | None = None
-                    ) -> bytes | web.Response:
+    async def _read(self, request: web.Request, limit: int | None = None) -> bytes | web.Response:
         limit = self.settings.max_body_bytes if limit is None else limit
         if request.content_length is not None and request.content_length > limit:
             return error(413, f"body larger than {limit} bytes")
@@ -151,8 +157,7 @@ class Ingress:
             return self._unavailable(broker, "the broker's store is full", exc.retry_after)
         except StoreError as exc:
             logger.error("broker %s cannot store: %s", broker.key, exc)
-            return self._unavailable(broker, "the broker cannot store events now",
-                                     exc.retry_after)
+            return self._unavailable(broker, "the broker cannot store events now", exc.retry_after)
         return None
 
     def _unavailable(self, broker: Broker, message: str, retry_after: float) -> web.Response:
@@ -162,8 +167,11 @@ class Ingress:
     async def _batch(self, broker: Broker, body: bytes) -> web.Response:
         entries = parse_batch(body)
         if len(entries) > self.settings.max_batch_events:
-            return self._reject(broker, 413, f"batch holds {len(entries)} events (limit "
-                                f"{self.settings.max_batch_events})")
+            return self._reject(
+                broker,
+                413,
+                f"batch holds {len(entries)} events (limit {self.settings.max_batch_events})",
+            )
         results: list[dict[str, Any]] = []
         accepted: list[Event] = []
         arrival = now_rfc3339()
@@ -190,24 +198,27 @@ class Ingress:
         if rejected:
             self.metrics.rejected.labels(broker.key, "400").inc(rejected)
         status = 202 if not rejected else (207 if accepted else 400)
-        return json_response(status, {"accepted": len(accepted), "rejected": rejected,
-                                      "results": results})
+        return json_response(
+            status, {"accepted": len(accepted), "rejected": rejected, "results": results}
+        )
 
-    async def _webhook(self, request: web.Request, source: WebhookSource,
-                       emit: Emit) -> web.StreamResponse:
+    async def _webhook(
+        self, request: web.Request, source: WebhookSource, emit: Emit
+    ) -> web.StreamResponse:
         body = await self._read(request, getattr(source, "max_body_bytes", None))
         if isinstance(body, web.Response):
             return body
         if not self.accepting:
             return error(503, "shutting down", {"Retry-After": "5"})
         incoming = WebhookRequest(
-            method=request.method, path=request.path,
+            method=request.method,
+            path=request.path,
             headers={k.lower(): v for k, v in request.headers.items()},
-            body=body, query=dict(request.query),
+            body=body,
+            query=dict(request.query),
         )
         result = await source.handle(incoming, emit)
-        return web.Response(status=result.status, body=result.body,
-                            headers=dict(result.headers))
+        return web.Response(status=result.status, body=result.body, headers=dict(result.headers))
 
 
 EmitFactory = Callable[[str], Emit]

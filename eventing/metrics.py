@@ -14,43 +14,94 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-                    30, 60, 300)
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.received = Counter("eventing_events_received", "Events accepted by ingress",
-                                ["broker", "mode"], registry=r)
-        self.rejected = Counter("eventing_events_rejected", "Events refused by ingress",
-                                ["broker", "status"], registry=r)
-        self.dropped = Counter("eventing_events_dropped",
-                               "Events not delivered to a trigger, by reason",
-                               ["broker", "trigger", "reason"], registry=r)
-        self.deliveries = Counter("eventing_deliveries", "Delivery outcomes per trigger",
-                                  ["trigger", "outcome"], registry=r)
-        self.attempts = Counter("eventing_delivery_attempts", "Delivery attempts by status",
-                                ["trigger", "status"], registry=r)
-        self.latency = Histogram("eventing_delivery_latency_seconds",
-                                 "Arrival at ingress to successful delivery",
-                                 ["trigger"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.attempt_duration = Histogram("eventing_dispatch_duration_seconds",
-                                          "Duration of one delivery attempt",
-                                          ["trigger"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.replies = Counter("eventing_replies", "Reply events put back into a broker",
-                               ["trigger"], registry=r)
+        self.received = Counter(
+            "eventing_events_received", "Events accepted by ingress", ["broker", "mode"], registry=r
+        )
+        self.rejected = Counter(
+            "eventing_events_rejected",
+            "Events refused by ingress",
+            ["broker", "status"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "eventing_events_dropped",
+            "Events not delivered to a trigger, by reason",
+            ["broker", "trigger", "reason"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "eventing_deliveries",
+            "Delivery outcomes per trigger",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "eventing_delivery_attempts",
+            "Delivery attempts by status",
+            ["trigger", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "eventing_delivery_latency_seconds",
+            "Arrival at ingress to successful delivery",
+            ["trigger"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "eventing_dispatch_duration_seconds",
+            "Duration of one delivery attempt",
+            ["trigger"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.replies = Counter(
+            "eventing_replies", "Reply events put back into a broker", ["trigger"], registry=r
+        )
 
-    def add_live(self, name: str, doc: str, labels: list[str],
-                 read: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+    def add_live(
+        self,
+        name: str,
+        doc: str,
+        labels: list[str],
+        read: Callable[[], Iterable[tuple[list[str], float]]],
+    ) -> None:
         """Register a gauge whose samples are read from live state at scrape time."""
         self.registry.register(_LiveGauge(name, doc, labels, read))
 
 
 class _LiveGauge(Collector):
-    def __init__(self, name: str, doc: str, labels: list[str],
-                 read: Callable[[], Iterable[tuple[list[str], float]]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labels: list[str],
+        read: Callable[[], Iterable[tuple[list[str], float]]],
+    ) -> None:
         self._name, self._doc, self._labels, self._read = name, doc, labels, read
 
     def collect(self) -> Iterable[Metric]:

@@ -35,17 +35,28 @@ class Supervisor:
     max_backoff: float = 30.0
     tasks: dict[str, Supervised] = field(default_factory=dict)
 
-    def spawn(self, name: str, factory: Factory, *, group: str, restart: bool = False,
-              on_error: Callable[[str], None] | None = None) -> Supervised:
+    def spawn(
+        self,
+        name: str,
+        factory: Factory,
+        *,
+        group: str,
+        restart: bool = False,
+        on_error: Callable[[str], None] | None = None,
+    ) -> Supervised:
         if name in self.tasks:
             raise ValueError(f"a task named {name!r} already runs")
-        entry = Supervised(name, group, asyncio.create_task(
-            self._guard(name, factory, restart, on_error), name=name))
+        entry = Supervised(
+            name,
+            group,
+            asyncio.create_task(self._guard(name, factory, restart, on_error), name=name),
+        )
         self.tasks[name] = entry
         return entry
 
-    async def _guard(self, name: str, factory: Factory, restart: bool,
-                     on_error: Callable[[str], None] | None) -> None:
+    async def _guard(
+        self, name: str, factory: Factory, restart: bool, on_error: Callable[[str], None] | None
+    ) -> None:
         delay = self.initial_backoff
         while True:
             try:
@@ -62,8 +73,7 @@ class Supervisor:
                 if not restart:
                     logger.exception("task %r failed", name)
                     raise
-                logger.warning("task %r failed (%s); restarting in %.1fs", name, message,
-                               delay)
+                logger.warning("task %r failed (%s); restarting in %.1fs", name, message, delay)
             else:
                 if not restart:
                     return
@@ -84,8 +94,7 @@ class Supervisor:
 
     async def wait_group(self, group: str, timeout: float) -> None:
         """Wait (without cancelling) for the tasks of ``group`` to finish."""
-        await self._wait([e.task for e in self.tasks.values() if e.group == group],
-                         timeout, group)
+        await self._wait([e.task for e in self.tasks.values() if e.group == group], timeout, group)
 
     async def _wait(self, tasks: list[asyncio.Task[None]], timeout: float, group: str) -> None:
         if not tasks:
@@ -98,5 +107,8 @@ class Supervisor:
                 logger.debug("task %r ended with %r", task.get_name(), task.exception())
 
     def failed(self) -> list[Supervised]:
-        return [e for e in self.tasks.values()
-                if e.task.done() and not e.task.cancelled() and e.task.exception()]
+        return [
+            e
+            for e in self.tasks.values()
+            if e.task.done() and not e.task.cancelled() and e.task.exception()
+        ]

@@ -42,8 +42,9 @@ class HttpSink:
         return None
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
-        headers, body = (binding.encode_structured(event) if structured
-                         else binding.encode_binary(event))
+        headers, body = (
+            binding.encode_structured(event) if structured else binding.encode_binary(event)
+        )
         headers["Prefer"] = "reply"
         traceparent = event.attributes.get("traceparent")
         if isinstance(traceparent, str):
@@ -52,8 +53,9 @@ class HttpSink:
             return await self._send_plain(self._plain, headers, body, timeout)
         return await self._send_tls(headers, body, timeout)
 
-    async def _send_plain(self, target: Target, headers: dict[str, str], body: bytes,
-                          timeout: float) -> Outcome:
+    async def _send_plain(
+        self, target: Target, headers: dict[str, str], body: bytes, timeout: float
+    ) -> Outcome:
         try:
             response = await self.pool.post(target, list(headers.items()), body, timeout)
         except TimeoutError:
@@ -62,19 +64,22 @@ class HttpSink:
             return Outcome(None, error=str(exc)[:300])
         return outcome(response.status, response.headers, response.body)
 
-    async def _send_tls(self, headers: dict[str, str], body: bytes,
-                        timeout: float) -> Outcome:
+    async def _send_tls(self, headers: dict[str, str], body: bytes, timeout: float) -> Outcome:
         try:
             async with self.session.post(
-                self.url, data=body, headers=headers, allow_redirects=False,
+                self.url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 # An event without datacontenttype goes without Content-Type; aiohttp
                 # would otherwise add application/octet-stream, inventing an attribute.
                 skip_auto_headers=None if "Content-Type" in headers else _NO_CONTENT_TYPE,
             ) as response:
                 data = await response.content.read(MAX_REPLY_BYTES + 1)
-                return outcome(response.status,
-                               {k.lower(): v for k, v in response.headers.items()}, data)
+                return outcome(
+                    response.status, {k.lower(): v for k, v in response.headers.items()}, data
+                )
         except TimeoutError:
             return Outcome(None, error=f"timed out after {timeout:g}s")
         except aiohttp.ClientError as exc:
@@ -88,8 +93,9 @@ def outcome(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
     """Interpret a subscriber's response (``headers`` with lower-case names)."""
     retry_after = parse_retry_after(headers.get("retry-after"))
     if status != 200:
-        return Outcome(status, retry_after=retry_after,
-                       body=body[:_ERROR_BODY] if status >= 300 else b"")
+        return Outcome(
+            status, retry_after=retry_after, body=body[:_ERROR_BODY] if status >= 300 else b""
+        )
     content_type = headers.get("content-type")
     mode = _mode(content_type)
     if "ce-specversion" not in headers and mode != binding.Mode.STRUCTURED:
@@ -116,5 +122,6 @@ def _mode(content_type: str | None) -> binding.Mode:
 def new_session(limit: int = 1000) -> aiohttp.ClientSession:
     """One pooled aiohttp session for the ``https://`` sinks of a process."""
     connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60)
-    return aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                 skip_auto_headers=("User-Agent",))
+    return aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+    )

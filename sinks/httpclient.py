@@ -183,7 +183,7 @@ def _dechunk(buffer: bytearray, limit: int) -> bytes | None:
         start = line_end + 2
         if len(buffer) < start + size + 2:
             return None
-        out += buffer[start:start + size]
+        out += buffer[start : start + size]
         if len(out) > limit:
             raise HttpError("response body over the limit")
         pos = start + size + 2
@@ -199,8 +199,9 @@ class Pool:
         self._open: dict[tuple[str, int], int] = {}
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
 
-    async def post(self, target: Target, headers: list[tuple[str, str]], body: bytes,
-                   timeout: float) -> Response:
+    async def post(
+        self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
+    ) -> Response:
         key = (target.host, target.port)
         slots = self._slots.get(key)
         if slots is None:
@@ -216,8 +217,7 @@ class Pool:
             conn, _ = await self._connection(key, fresh=True)
             return await self._exchange(key, conn, request)
 
-    async def _exchange(self, key: tuple[str, int], conn: _Connection,
-                        request: bytes) -> Response:
+    async def _exchange(self, key: tuple[str, int], conn: _Connection, request: bytes) -> Response:
         loop = asyncio.get_running_loop()
         conn.waiter = loop.create_future()
         assert conn.transport is not None
@@ -235,8 +235,9 @@ class Pool:
             self._forget(key)
         return response
 
-    async def _connection(self, key: tuple[str, int],
-                          fresh: bool = False) -> tuple[_Connection, bool]:
+    async def _connection(
+        self, key: tuple[str, int], fresh: bool = False
+    ) -> tuple[_Connection, bool]:
         idle = self._idle.get(key)
         while idle and not fresh:
             conn = idle.pop()
@@ -247,8 +248,7 @@ class Pool:
         try:
             _, conn = await loop.create_connection(lambda: _Connection(self.max_body), *key)
         except OSError as exc:
-            raise HttpError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}"
-                            ) from None
+            raise HttpError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None
         self._open[key] = self._open.get(key, 0) + 1
         return conn, False
 
@@ -263,8 +263,15 @@ class Pool:
 
 
 def _request_bytes(target: Target, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    head = [b"POST ", target.path, b" HTTP/1.1\r\nHost: ", target.host_header,
-            b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n"]
+    head = [
+        b"POST ",
+        target.path,
+        b" HTTP/1.1\r\nHost: ",
+        target.host_header,
+        b"\r\nContent-Length: ",
+        str(len(body)).encode(),
+        b"\r\n",
+    ]
     for name, value in headers:
         head.append(f"{name}: {value}\r\n".encode())
     head.append(b"\r\n")

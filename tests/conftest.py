@@ -53,13 +53,16 @@ async def system(tmp_path: Path) -> AsyncIterator[SystemFactory]:
 
     started: list[tuple[Running, RuntimeSettings]] = []
 
-    async def make(manifests: str, *, data_dir: Path | None = None,
-                   drain_timeout: float = 5.0, **store: object) -> Running:
+    async def make(
+        manifests: str, *, data_dir: Path | None = None, drain_timeout: float = 5.0, **store: object
+    ) -> Running:
         directory = tmp_path / f"manifests{len(started)}"
         directory.mkdir()
         (directory / "system.yaml").write_text(manifests)
         settings = RuntimeSettings(
-            port=0, admin_port=0, drain_timeout=drain_timeout,
+            port=0,
+            admin_port=0,
+            drain_timeout=drain_timeout,
             store=StoreSettings(data_dir=data_dir or tmp_path / "data", **store),  # type: ignore[arg-type]
         )
         running = await start(directory, settings)

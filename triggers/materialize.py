@@ -84,9 +84,14 @@ def _check(f: SubscriptionsAPIFilter, path: str, errors: list[tuple[str, object,
         else:
             if compiled.result_type in (int, str):
                 kind = "an Integer" if compiled.result_type is int else "a String"
-                errors.append((f"{path}.cesql", f.cesql,
-                               f"a filter expression must be Boolean; this one is {kind}, "
-                               "so it could never match"))
+                errors.append(
+                    (
+                        f"{path}.cesql",
+                        f.cesql,
+                        f"a filter expression must be Boolean; this one is {kind}, "
+                        "so it could never match",
+                    )
+                )
     for name in ("all", "any"):
         children = getattr(f, name)
         for i, child in enumerate(children or []):

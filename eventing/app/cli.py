@@ -37,50 +37,98 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventing",
-        description="A Knative-style event mesh with queue-depth autoscaling, on one machine.")
+        description="A Knative-style event mesh with queue-depth autoscaling, on one machine.",
+    )
     sub = parser.add_subparsers(metavar="COMMAND")
+    _add_run(sub)
+    _add_reads(sub)
+    _add_dlq(sub)
+    return parser
 
+
+Sub = Any  # argparse's _SubParsersAction is private
+
+
+def _add_run(sub: Sub) -> None:
     run = sub.add_parser("run", help="run the system described by a directory of YAML")
     run.add_argument("directory", type=Path)
-    run.add_argument("--host", default="127.0.0.1",
-                     help="ingress bind address (default 127.0.0.1)")
+    run.add_argument("--host", default="127.0.0.1", help="ingress bind address (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8080, help="ingress port (default 8080)")
-    run.add_argument("--admin-host", default="127.0.0.1",
-                     help="admin API bind address (default 127.0.0.1)")
-    run.add_argument("--admin-port", type=int, default=8090,
-                     help="admin API port (default 8090)")
-    run.add_argument("--data-dir", type=Path, default=Path(".eventing"),
-                     help="where the embedded broker keeps its store (default .eventing)")
-    run.add_argument("--fsync", choices=["full", "normal"], default="full",
-                     help="full: a 202 survives power loss (default); normal: survives "
-                          "a crash of the process only")
-    run.add_argument("--max-body", type=int, default=1024 * 1024,
-                     help="largest accepted request body in bytes (default 1 MiB)")
-    run.add_argument("--max-store-mb", type=int, default=1024,
-                     help="store bound in MiB before ingress answers 503 (default 1024)")
-    run.add_argument("--drain-timeout", type=float, default=10.0,
-                     help="seconds in-flight deliveries may take at shutdown (default 10)")
+    run.add_argument(
+        "--admin-host", default="127.0.0.1", help="admin API bind address (default 127.0.0.1)"
+    )
+    run.add_argument("--admin-port", type=int, default=8090, help="admin API port (default 8090)")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".eventing"),
+        help="where the embedded broker keeps its store (default .eventing)",
+    )
+    run.add_argument(
+        "--fsync",
+        choices=["full", "normal"],
+        default="full",
+        help="full: a 202 survives power loss (default); normal: survives "
+        "a crash of the process only",
+    )
+    run.add_argument(
+        "--max-body",
+        type=int,
+        default=1024 * 1024,
+        help="largest accepted request body in bytes (default 1 MiB)",
+    )
+    run.add_argument(
+        "--max-store-mb",
+        type=int,
+        default=1024,
+        help="store bound in MiB before ingress answers 503 (default 1024)",
+    )
+    run.add_argument(
+        "--max-store-events",
+        type=int,
+        default=1_000_000,
+        help="store bound in events before ingress answers 503 (default 1000000)",
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="seconds in-flight deliveries may take at shutdown (default 10)",
+    )
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=_run)
 
+
+def _add_reads(sub: Sub) -> None:
     validate = sub.add_parser("validate", help="check a directory of manifests")
     validate.add_argument("directory", type=Path)
     validate.add_argument("--json", action="store_true")
     validate.set_defaults(func=commands.validate)
 
     send = sub.add_parser("send", help="send one event to a broker (like kn event send)")
-    send.add_argument("--to", default="http://127.0.0.1:8080/default/default",
-                      help="broker URL (default http://127.0.0.1:8080/default/default)")
+    send.add_argument(
+        "--to",
+        default="http://127.0.0.1:8080/default/default",
+        help="broker URL (default http://127.0.0.1:8080/default/default)",
+    )
     send.add_argument("--type", required=True)
     send.add_argument("--source", default="eventing-cli")
     send.add_argument("--id", help="event id (default: a new UUID)")
     send.add_argument("--subject")
     send.add_argument("--data", help="the payload (JSON or text)")
     send.add_argument("--data-file", type=Path, help="read the payload from a file")
-    send.add_argument("--content-type", help="datacontenttype (default application/json "
-                      "when the data parses as JSON, else text/plain)")
-    send.add_argument("--ext", action="append", default=[], metavar="NAME=VALUE",
-                      help="an extension attribute (repeatable)")
+    send.add_argument(
+        "--content-type",
+        help="datacontenttype (default application/json "
+        "when the data parses as JSON, else text/plain)",
+    )
+    send.add_argument(
+        "--ext",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extension attribute (repeatable)",
+    )
     send.add_argument("--mode", choices=["binary", "structured"], default="binary")
     send.add_argument("--json", action="store_true", help="print the result as JSON")
     send.set_defaults(func=commands.send)
@@ -90,6 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=commands.status)
 
+    cesql = sub.add_parser("cesql", help="evaluate a CESQL expression against an event")
+    cesql.add_argument("expression")
+    cesql.add_argument("--event", type=Path, help="a structured JSON event file")
+    cesql.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an attribute of the event (repeatable)",
+    )
+    cesql.add_argument("--json", action="store_true")
+    cesql.set_defaults(func=commands.cesql)
+
+
+def _add_dlq(sub: Sub) -> None:
     dlq = sub.add_parser("dlq", help="the built-in dead-letter store")
     dlq_sub = dlq.add_subparsers(metavar="ACTION")
     dlq_list = dlq_sub.add_parser("list", help="list dead letters")
@@ -99,34 +162,37 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_show.add_argument("id", type=int)
     dlq_replay = dlq_sub.add_parser("replay", help="deliver dead letters again")
     dlq_replay.add_argument("ids", type=int, nargs="*")
-    dlq_replay.add_argument("--all", action="store_true", help="every dead letter "
-                            "(of --trigger if given)")
+    dlq_replay.add_argument(
+        "--all", action="store_true", help="every dead letter (of --trigger if given)"
+    )
     dlq_replay.add_argument("--trigger")
-    for p, func in ((dlq_list, commands.dlq_list), (dlq_show, commands.dlq_show),
-                    (dlq_replay, commands.dlq_replay)):
+    for p, func in (
+        (dlq_list, commands.dlq_list),
+        (dlq_show, commands.dlq_show),
+        (dlq_replay, commands.dlq_replay),
+    ):
         p.add_argument("--admin", default=DEFAULT_ADMIN)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
 
-    cesql = sub.add_parser("cesql", help="evaluate a CESQL expression against an event")
-    cesql.add_argument("expression")
-    cesql.add_argument("--event", type=Path, help="a structured JSON event file")
-    cesql.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
-                       help="an attribute of the event (repeatable)")
-    cesql.add_argument("--json", action="store_true")
-    cesql.set_defaults(func=commands.cesql)
-    return parser
-
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = RuntimeSettings(
-        host=args.host, port=args.port, admin_host=args.admin_host, admin_port=args.admin_port,
+        host=args.host,
+        port=args.port,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
         drain_timeout=args.drain_timeout,
         hard_timeout=max(30.0, args.drain_timeout + 20.0),
-        store=StoreSettings(data_dir=args.data_dir, synchronous=args.fsync.upper(),
-                            max_bytes=args.max_store_mb * 1024 * 1024),
+        store=StoreSettings(
+            data_dir=args.data_dir,
+            synchronous=args.fsync.upper(),
+            max_bytes=args.max_store_mb * 1024 * 1024,
+            max_events=args.max_store_events,
+        ),
         ingress=IngressSettings(max_body_bytes=args.max_body),
     )
     try:
@@ -147,8 +213,10 @@ def _install_uvloop() -> None:
 
 
 def _announce(running: Running) -> None:
-    lines = [f"eventing is running (admin API {running.admin_url}, "
-             f"status: eventing status --admin {running.admin_url})"]
+    lines = [
+        f"eventing is running (admin API {running.admin_url}, "
+        f"status: eventing status --admin {running.admin_url})"
+    ]
     for key, broker in running.system.brokers.items():
         kind = "durable" if broker.durable else "IN-MEMORY, lost on exit"
         lines.append(f"  broker {key} ({kind}): POST {running.ingress_url}/{key}")

@@ -36,10 +36,22 @@ def validate(args: argparse.Namespace) -> int:
         resources = load_resources(args.directory, kind_registry())
     except LoadError as exc:
         if args.json:
-            _print_json({"valid": False, "errors": [
-                {"file": e.file, "line": e.line, "resource": e.resource, "path": e.path,
-                 "value": repr(e.value) if e.value is not None else None,
-                 "message": e.message} for e in exc.errors]})
+            _print_json(
+                {
+                    "valid": False,
+                    "errors": [
+                        {
+                            "file": e.file,
+                            "line": e.line,
+                            "resource": e.resource,
+                            "path": e.path,
+                            "value": repr(e.value) if e.value is not None else None,
+                            "message": e.message,
+                        }
+                        for e in exc.errors
+                    ],
+                }
+            )
         else:
             for e in exc.errors:
                 print(str(e), file=sys.stderr)
@@ -53,11 +65,14 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _http(method: str, url: str, body: bytes | None = None,
-          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def _http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{url!r} is not an http:// or https:// URL")
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - checked
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
@@ -67,8 +82,10 @@ def _admin_get(args: argparse.Namespace, path: str) -> Any:
     try:
         status, _, body = _http("GET", args.admin.rstrip("/") + path)
     except (urllib.error.URLError, OSError) as exc:
-        raise ConfigError(f"cannot reach the admin API at {args.admin} ({exc}); "
-                          "is `eventing run` running? (--admin URL)") from None
+        raise ConfigError(
+            f"cannot reach the admin API at {args.admin} ({exc}); "
+            "is `eventing run` running? (--admin URL)"
+        ) from None
     payload = json.loads(body or b"{}")
     if status >= 400:
         raise ConfigError(payload.get("error", f"HTTP {status}"))
@@ -122,16 +139,22 @@ def dlq_replay(args: argparse.Namespace) -> int:
         raise ConfigError("name dead-letter ids, or --all")
     body = json.dumps({"ids": args.ids, "all": args.all, "trigger": args.trigger}).encode()
     try:
-        code, _, raw = _http("POST", args.admin.rstrip("/") + "/v1/dlq/replay", body,
-                             {"Content-Type": "application/json"})
+        code, _, raw = _http(
+            "POST",
+            args.admin.rstrip("/") + "/v1/dlq/replay",
+            body,
+            {"Content-Type": "application/json"},
+        )
     except (urllib.error.URLError, OSError) as exc:
         raise ConfigError(f"cannot reach the admin API at {args.admin} ({exc})") from None
     payload = json.loads(raw or b"{}")
     if args.json:
         _print_json(payload)
     else:
-        print(f"replayed {len(payload.get('replayed', []))}; "
-              f"not found: {payload.get('missing') or 'none'}")
+        print(
+            f"replayed {len(payload.get('replayed', []))}; "
+            f"not found: {payload.get('missing') or 'none'}"
+        )
     return 0 if code < 300 else 1
 
 
@@ -153,7 +176,9 @@ def send(args: argparse.Namespace) -> int:
     elif args.data is not None:
         data = args.data.encode("utf-8")
     attributes: dict[str, AttributeValue] = {
-        "specversion": "1.0", "id": args.id or str(uuid.uuid4()), "source": args.source,
+        "specversion": "1.0",
+        "id": args.id or str(uuid.uuid4()),
+        "source": args.source,
         "type": args.type,
     }
     if args.subject:
@@ -162,16 +187,20 @@ def send(args: argparse.Namespace) -> int:
     if data is not None:
         attributes["datacontenttype"] = args.content_type or _guess_type(data)
     event = Event(attributes, data)
-    headers, body = (binding.encode_structured(event) if args.mode == "structured"
-                     else binding.encode_binary(event))
+    headers, body = (
+        binding.encode_structured(event)
+        if args.mode == "structured"
+        else binding.encode_binary(event)
+    )
     try:
         code, _, raw = _http("POST", args.to, body, headers)
     except (urllib.error.URLError, OSError) as exc:
         raise ConfigError(f"cannot reach {args.to} ({exc})") from None
     ok = 200 <= code < 300
     if args.json:
-        _print_json({"status": code, "id": attributes["id"],
-                     "response": raw.decode("utf-8", "replace")})
+        _print_json(
+            {"status": code, "id": attributes["id"], "response": raw.decode("utf-8", "replace")}
+        )
     else:
         detail = "" if ok else f": {raw.decode('utf-8', 'replace')}"
         print(f"{'sent' if ok else 'refused'} id={attributes['id']} -> HTTP {code}{detail}")
@@ -190,8 +219,12 @@ def _guess_type(data: bytes) -> str:
 def cesql(args: argparse.Namespace) -> int:
     from triggers.cesql import explain
 
-    attributes: dict[str, AttributeValue] = {"specversion": "1.0", "id": "1",
-                                             "source": "/cli", "type": "cli.test"}
+    attributes: dict[str, AttributeValue] = {
+        "specversion": "1.0",
+        "id": "1",
+        "source": "/cli",
+        "type": "cli.test",
+    }
     if args.event is not None:
         attributes = dict(parse_structured(Path(args.event).read_bytes()).attributes)
     attributes.update(_parse_pairs(args.attr, "--attr"))

@@ -21,8 +21,7 @@ from eventing.sourcing import Emit, Source, WebhookSource
 from sources import github, gitlab, kafka, mqtt, ping, rabbitmq, webhook
 from triggers.materialize import check_trigger
 
-SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping, rabbitmq, kafka,
-                                          mqtt)
+SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping, rabbitmq, kafka, mqtt)
 
 
 def kind_registry() -> KindRegistry:
@@ -34,16 +33,18 @@ def kind_registry() -> KindRegistry:
     return registry
 
 
-def build_sources(resources: ResourceSet, system: System,
-                  data_dir: Path) -> list[tuple[Source | WebhookSource, Emit]]:
+def build_sources(
+    resources: ResourceSet, system: System, data_dir: Path
+) -> list[tuple[Source | WebhookSource, Emit]]:
     built: list[tuple[Source | WebhookSource, Emit]] = []
     for module in SOURCE_MODULES:
         for resource in resources.of(module.MODEL):
             sink = resource.spec.sink
             ref = getattr(sink, "ref", None)
             if ref is None or ref.kind != "Broker":
-                raise ConfigError(f"{resource.kind}/{resource.name}: spec.sink must be a ref "
-                                  "to a Broker")
+                raise ConfigError(
+                    f"{resource.kind}/{resource.name}: spec.sink must be a ref to a Broker"
+                )
             key = f"{ref.namespace or resource.namespace}/{ref.name}"
             if key not in system.brokers:
                 raise ConfigError(f"{resource.kind}/{resource.name}: no Broker {key}")

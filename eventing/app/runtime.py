@@ -82,25 +82,41 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
     system = await build_system(resources, settings.store, metrics)
     supervisor = Supervisor()
     for key, trig in system.triggers.items():
-        supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH,
-                         restart=True)
+        supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH, restart=True)
     sources = build_sources(resources, system, settings.store.data_dir)
     webhooks = []
     for source, emit in sources:
         if isinstance(source, WebhookSource):
             webhooks.append((source, emit))
         else:
-            supervisor.spawn(f"source {source.name}", _bind(source.run, emit),
-                             group=SOURCES, restart=True,
-                             on_error=_health_error(source))
+            supervisor.spawn(
+                f"source {source.name}",
+                _bind(source.run, emit),
+                group=SOURCES,
+                restart=True,
+                on_error=_health_error(source),
+            )
     ingress = Ingress(system.brokers, metrics, settings.ingress, webhooks)
     ingress_runner, ingress_url = await _serve(ingress.app(), settings.host, settings.port)
-    hooks = AdminHooks(metrics=metrics, status=lambda: {}, ready=lambda: ingress.accepting,
-                       stores=lambda: system.stores, replay=system.replay)
-    admin_runner, admin_url = await _serve(admin_app(hooks), settings.admin_host,
-                                           settings.admin_port)
-    running = Running(system, ingress, ingress_url, admin_url, [s for s, _ in sources],
-                      supervisor, [ingress_runner, admin_runner])
+    hooks = AdminHooks(
+        metrics=metrics,
+        status=lambda: {},
+        ready=lambda: ingress.accepting,
+        stores=lambda: system.stores,
+        replay=system.replay,
+    )
+    admin_runner, admin_url = await _serve(
+        admin_app(hooks), settings.admin_host, settings.admin_port
+    )
+    running = Running(
+        system,
+        ingress,
+        ingress_url,
+        admin_url,
+        [s for s, _ in sources],
+        supervisor,
+        [ingress_runner, admin_runner],
+    )
     _source_gauges(metrics, running.sources)
     hooks.status = lambda: system_status(running)
     return running
@@ -110,24 +126,38 @@ def _source_gauges(metrics: Metrics, sources: list[Source | WebhookSource]) -> N
     states = ("starting", "connected", "reconnecting", "failed", "stopped")
 
     def drops() -> list[tuple[list[str], float]]:
-        return [([s.name, reason], float(n)) for s in sources
-                for reason, n in getattr(s, "drops", {}).items()]
+        return [
+            ([s.name, reason], float(n))
+            for s in sources
+            for reason, n in getattr(s, "drops", {}).items()
+        ]
 
     def counters() -> list[tuple[list[str], float]]:
-        return [([s.name, s.health.kind, field], float(getattr(s.health, field)))
-                for s in sources
-                for field in ("received", "emitted", "refused", "failed", "reconnects")]
+        return [
+            ([s.name, s.health.kind, field], float(getattr(s.health, field)))
+            for s in sources
+            for field in ("received", "emitted", "refused", "failed", "reconnects")
+        ]
 
     def up() -> list[tuple[list[str], float]]:
-        return [([s.name, s.health.kind, state], float(s.health.state == state))
-                for s in sources for state in states]
+        return [
+            ([s.name, s.health.kind, state], float(s.health.state == state))
+            for s in sources
+            for state in states
+        ]
 
-    metrics.add_live("eventing_source_drops", "Events a source dropped on purpose, by reason",
-                     ["source", "reason"], drops)
-    metrics.add_live("eventing_source_messages", "Per-source counters", ["source", "kind",
-                     "counter"], counters)
-    metrics.add_live("eventing_source_state", "1 for the state a source is in",
-                     ["source", "kind", "state"], up)
+    metrics.add_live(
+        "eventing_source_drops",
+        "Events a source dropped on purpose, by reason",
+        ["source", "reason"],
+        drops,
+    )
+    metrics.add_live(
+        "eventing_source_messages", "Per-source counters", ["source", "kind", "counter"], counters
+    )
+    metrics.add_live(
+        "eventing_source_state", "1 for the state a source is in", ["source", "kind", "state"], up
+    )
 
 
 def _bind(run: Callable[[Any], Awaitable[None]], emit: Any) -> Callable[[], Awaitable[None]]:
@@ -187,8 +217,9 @@ def _watchdog(seconds: float) -> threading.Timer:
     return timer
 
 
-async def serve_forever(directory: Path, settings: RuntimeSettings,
-                        announce: Callable[[Running], None]) -> None:
+async def serve_forever(
+    directory: Path, settings: RuntimeSettings, announce: Callable[[Running], None]
+) -> None:
     """``eventing run``: start, print where it listens, run until SIGTERM/SIGINT."""
     running = await start(directory, settings)
     stop_requested = asyncio.Event()

@@ -15,31 +15,47 @@ def system_status(running: Running) -> dict[str, Any]:
     brokers = []
     for broker in system.brokers.values():
         stored = broker.store.stats()
-        brokers.append({
-            "name": broker.key, "class": broker.broker_class, "durable": broker.durable,
-            "url": f"{running.ingress_url}/{broker.key}",
-            "storedEvents": stored.events, "storedBytes": stored.bytes,
-            "dropped": {f"{t or '*'}:{r}": n for (t, r), n in broker.drops().items()},
-        })
+        brokers.append(
+            {
+                "name": broker.key,
+                "class": broker.broker_class,
+                "durable": broker.durable,
+                "url": f"{running.ingress_url}/{broker.key}",
+                "storedEvents": stored.events,
+                "storedBytes": stored.bytes,
+                "dropped": {f"{t or '*'}:{r}": n for (t, r), n in broker.drops().items()},
+            }
+        )
     triggers = []
     for key, trig in system.triggers.items():
         stats = trig.dispatcher.stats
         dead = sum(s.stats().dead_letters.get(key, 0) for s in system.stores)
-        triggers.append({
-            "name": key, "broker": trig.broker.key, "subscriber": trig.sink.target,
-            "backlog": trig.subscription.backlog(), "inFlight": stats.in_flight,
-            "delivered": stats.delivered, "failed": stats.failed,
-            "retried": stats.retried, "deadLettered": stats.dead_lettered,
-            "dlqDepth": dead, "replies": stats.replies,
-            "concurrencyLimit": int(trig.dispatcher.limit.limit),
-            "lastError": stats.last_error,
-        })
+        triggers.append(
+            {
+                "name": key,
+                "broker": trig.broker.key,
+                "subscriber": trig.sink.target,
+                "backlog": trig.subscription.backlog(),
+                "inFlight": stats.in_flight,
+                "delivered": stats.delivered,
+                "failed": stats.failed,
+                "retried": stats.retried,
+                "deadLettered": stats.dead_lettered,
+                "dlqDepth": dead,
+                "replies": stats.replies,
+                "concurrencyLimit": int(trig.dispatcher.limit.limit),
+                "lastError": stats.last_error,
+            }
+        )
     sources = [
         {**dataclasses.asdict(s.health), "drops": dict(getattr(s, "drops", {}))}
         for s in running.sources
     ]
     return {
         "uptime": round(time.time() - running.started, 1),
-        "ingress": running.ingress_url, "admin": running.admin_url,
-        "brokers": brokers, "triggers": triggers, "sources": sources,
+        "ingress": running.ingress_url,
+        "admin": running.admin_url,
+        "brokers": brokers,
+        "triggers": triggers,
+        "sources": sources,
     }

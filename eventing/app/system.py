@@ -44,8 +44,13 @@ from triggers.materialize import materialize
 logger = logging.getLogger(__name__)
 
 #: Extensions the dispatcher adds to dead letters; replay removes them again.
-ERROR_EXTENSIONS = ("knativeerrordest", "knativeerrorcode", "knativeerrordata",
-                    "eventingattempts", "eventingtrigger")
+ERROR_EXTENSIONS = (
+    "knativeerrordest",
+    "knativeerrorcode",
+    "knativeerrordata",
+    "eventingattempts",
+    "eventingtrigger",
+)
 
 
 @dataclass
@@ -95,8 +100,9 @@ class System:
         runtime = self.triggers.get(trigger_key)
         if runtime is None:
             raise ConfigError(f"trigger {trigger_key!r} does not exist any more")
-        fresh = Event({k: v for k, v in event.attributes.items()
-                       if k not in ERROR_EXTENSIONS}, event.data)
+        fresh = Event(
+            {k: v for k, v in event.attributes.items() if k not in ERROR_EXTENSIONS}, event.data
+        )
         await runtime.broker.store.append(runtime.broker.key, [Routed(fresh, (trigger_key,))])
         runtime.subscription.offer(fresh)
 
@@ -110,8 +116,7 @@ class System:
             await self.session.close()
 
 
-async def build_system(resources: ResourceSet, settings: StoreSettings,
-                       metrics: Metrics) -> System:
+async def build_system(resources: ResourceSet, settings: StoreSettings, metrics: Metrics) -> System:
     system = System(metrics)
     system.session = new_session()
     trigger_models: list[Trigger] = resources.of(Trigger)
@@ -122,18 +127,25 @@ async def build_system(resources: ResourceSet, settings: StoreSettings,
         store: Store
         if model.broker_class == IN_MEMORY:
             store = MemoryStore(max_events=settings.max_events, max_bytes=settings.max_bytes)
-            logger.warning("broker %s is in-memory: its events are lost when the process "
-                           "exits (for tests and demos only)", model.key)
+            logger.warning(
+                "broker %s is in-memory: its events are lost when the process "
+                "exits (for tests and demos only)",
+                model.key,
+            )
             system.stores.append(store)
         else:
             if durable is None:
-                durable = SqliteStore(SqliteSettings(
-                    settings.data_dir / "events.db", settings.synchronous,
-                    settings.max_events, settings.max_bytes))
+                durable = SqliteStore(
+                    SqliteSettings(
+                        settings.data_dir / "events.db",
+                        settings.synchronous,
+                        settings.max_events,
+                        settings.max_bytes,
+                    )
+                )
                 system.stores.append(durable)
             store = durable
-        system.brokers[model.key] = EmbeddedBroker(model.key, model.broker_class or EMBEDDED,
-                                                   store)
+        system.brokers[model.key] = EmbeddedBroker(model.key, model.broker_class or EMBEDDED, store)
         by_store.setdefault(id(store), [])
     brokers_by_key = {m.key: m for m in broker_models}
     for trig in trigger_models:
@@ -144,14 +156,16 @@ async def build_system(resources: ResourceSet, settings: StoreSettings,
         await store.open(by_store.get(id(store), []))
     for trig in trigger_models:
         broker_key = f"{trig.namespace}/{trig.spec.broker}"
-        system.triggers[trig.key] = _trigger(system, trig, system.brokers[broker_key],
-                                             brokers_by_key[broker_key])
+        system.triggers[trig.key] = _trigger(
+            system, trig, system.brokers[broker_key], brokers_by_key[broker_key]
+        )
     _register_gauges(system)
     return system
 
 
-def _trigger(system: System, trig: Trigger, broker: EmbeddedBroker,
-             broker_model: BrokerResource) -> TriggerRuntime:
+def _trigger(
+    system: System, trig: Trigger, broker: EmbeddedBroker, broker_model: BrokerResource
+) -> TriggerRuntime:
     delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
     policy = RetryPolicy.from_spec(delivery)
     subscription = broker.subscribe(trig.key, materialize(trig.spec))
@@ -159,11 +173,16 @@ def _trigger(system: System, trig: Trigger, broker: EmbeddedBroker,
     dead_letter = None
     if delivery.dead_letter_sink is not None:
         dls = delivery.dead_letter_sink
-        dead_letter = DeadLetterTarget(None if dls.uri == "dlq:" else
-                                       resolve_sink(system, dls, trig.key))
+        dead_letter = DeadLetterTarget(
+            None if dls.uri == "dlq:" else resolve_sink(system, dls, trig.key)
+        )
     dispatcher = Dispatcher(
-        trigger=trig.key, subscription=subscription, sink=sink, policy=policy,
-        dead_letter=dead_letter, publish_reply=broker_reply(broker),
+        trigger=trig.key,
+        subscription=subscription,
+        sink=sink,
+        policy=policy,
+        dead_letter=dead_letter,
+        publish_reply=broker_reply(broker),
         metrics=system.metrics,
     )
     return TriggerRuntime(trig, broker, subscription, dispatcher, sink)
@@ -181,7 +200,8 @@ def resolve_sink(system: System, dest: Destination, owner: str) -> Sink:
     if dest.ref is not None:
         raise ConfigError(
             f"{owner}: cannot resolve ref {dest.ref.kind}/{dest.ref.name} on one machine; "
-            "give the subscriber a uri (http://..., log:)")
+            "give the subscriber a uri (http://..., log:)"
+        )
     uri = dest.uri or ""
     if uri == "log:":
         return LogSink(prefix=f"[{owner}] ")
@@ -198,8 +218,7 @@ def _register_gauges(system: System) -> None:
         return [([t.key], float(t.subscription.backlog())) for t in system.triggers.values()]
 
     def in_flight() -> list[tuple[list[str], float]]:
-        return [([t.key], float(t.dispatcher.stats.in_flight))
-                for t in system.triggers.values()]
+        return [([t.key], float(t.dispatcher.stats.in_flight)) for t in system.triggers.values()]
 
     def dlq_depth() -> list[tuple[list[str], float]]:
         out: dict[str, float] = {}
@@ -212,16 +231,24 @@ def _register_gauges(system: System) -> None:
         return [([b.key], float(b.store.stats().events)) for b in system.brokers.values()]
 
     def dropped() -> list[tuple[list[str], float]]:
-        return [([b.key, trig, reason], float(n)) for b in system.brokers.values()
-                for (trig, reason), n in b.drops().items()]
+        return [
+            ([b.key, trig, reason], float(n))
+            for b in system.brokers.values()
+            for (trig, reason), n in b.drops().items()
+        ]
 
-    m.add_live("eventing_trigger_backlog", "Matched events not yet delivered", ["trigger"],
-               backlog)
-    m.add_live("eventing_trigger_in_flight", "Delivery attempts in flight", ["trigger"],
-               in_flight)
-    m.add_live("eventing_dlq_depth", "Events kept by the built-in dead-letter store",
-               ["trigger"], dlq_depth)
-    m.add_live("eventing_store_events", "Events held by the broker's store", ["broker"],
-               stored)
-    m.add_live("eventing_filter_drops_total", "Events a trigger's filter did not pass",
-               ["broker", "trigger", "reason"], dropped)
+    m.add_live("eventing_trigger_backlog", "Matched events not yet delivered", ["trigger"], backlog)
+    m.add_live("eventing_trigger_in_flight", "Delivery attempts in flight", ["trigger"], in_flight)
+    m.add_live(
+        "eventing_dlq_depth",
+        "Events kept by the built-in dead-letter store",
+        ["trigger"],
+        dlq_depth,
+    )
+    m.add_live("eventing_store_events", "Events held by the broker's store", ["broker"], stored)
+    m.add_live(
+        "eventing_filter_drops_total",
+        "Events a trigger's filter did not pass",
+        ["broker", "trigger", "reason"],
+        dropped,
+    )

@@ -10,8 +10,7 @@ from typing import Any
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -24,40 +23,125 @@ def _cell(value: object) -> str:
 
 
 def print_status(payload: dict[str, Any]) -> None:
-    print(f"ingress {payload['ingress']}   admin {payload['admin']}   "
-          f"up {payload['uptime']}s\n")
-    print(table(["BROKER", "CLASS", "DURABLE", "STORED", "URL"],
-                [[b["name"], b["class"], b["durable"], b["storedEvents"], b["url"]]
-                 for b in payload["brokers"]]))
+    print(f"ingress {payload['ingress']}   admin {payload['admin']}   up {payload['uptime']}s\n")
+    print(
+        table(
+            ["BROKER", "CLASS", "DURABLE", "STORED", "URL"],
+            [
+                [b["name"], b["class"], b["durable"], b["storedEvents"], b["url"]]
+                for b in payload["brokers"]
+            ],
+        )
+    )
     print()
-    print(table(["TRIGGER", "BACKLOG", "IN-FLIGHT", "DELIVERED", "FAILED", "RETRIED", "DLQ",
-                 "SUBSCRIBER", "LAST ERROR"],
-                [[t["name"], t["backlog"], t["inFlight"], t["delivered"], t["failed"],
-                  t["retried"], t["dlqDepth"], t["subscriber"], t["lastError"]]
-                 for t in payload["triggers"]]))
+    print(
+        table(
+            [
+                "TRIGGER",
+                "BACKLOG",
+                "IN-FLIGHT",
+                "DELIVERED",
+                "FAILED",
+                "RETRIED",
+                "DLQ",
+                "SUBSCRIBER",
+                "LAST ERROR",
+            ],
+            [
+                [
+                    t["name"],
+                    t["backlog"],
+                    t["inFlight"],
+                    t["delivered"],
+                    t["failed"],
+                    t["retried"],
+                    t["dlqDepth"],
+                    t["subscriber"],
+                    t["lastError"],
+                ]
+                for t in payload["triggers"]
+            ],
+        )
+    )
     if payload.get("sources"):
         print()
-        print(table(["SOURCE", "KIND", "STATE", "RECEIVED", "EMITTED", "REFUSED",
-                     "RECONNECTS", "LAST ERROR"],
-                    [[s["name"], s["kind"], s["state"], s["received"], s["emitted"],
-                      s["refused"], s["reconnects"], s["last_error"]]
-                     for s in payload["sources"]]))
+        print(
+            table(
+                [
+                    "SOURCE",
+                    "KIND",
+                    "STATE",
+                    "RECEIVED",
+                    "EMITTED",
+                    "REFUSED",
+                    "RECONNECTS",
+                    "LAST ERROR",
+                ],
+                [
+                    [
+                        s["name"],
+                        s["kind"],
+                        s["state"],
+                        s["received"],
+                        s["emitted"],
+                        s["refused"],
+                        s["reconnects"],
+                        s["last_error"],
+                    ]
+                    for s in payload["sources"]
+                ],
+            )
+        )
     if payload.get("workloads"):
         print()
-        print(table(["WORKLOAD", "READY", "STARTING", "DRAINING", "DESIRED", "BACKLOG",
-                     "LAST DECISION"],
-                    [[w["name"], w["ready"], w["starting"], w["draining"], w["desired"],
-                      w["backlog"], w["reason"]] for w in payload["workloads"]]))
+        print(
+            table(
+                [
+                    "WORKLOAD",
+                    "READY",
+                    "STARTING",
+                    "DRAINING",
+                    "DESIRED",
+                    "BACKLOG",
+                    "LAST DECISION",
+                ],
+                [
+                    [
+                        w["name"],
+                        w["ready"],
+                        w["starting"],
+                        w["draining"],
+                        w["desired"],
+                        w["backlog"],
+                        w["reason"],
+                    ]
+                    for w in payload["workloads"]
+                ],
+            )
+        )
 
 
 def print_dlq(items: list[dict[str, Any]]) -> None:
     if not items:
         print("no dead letters")
         return
-    print(table(["ID", "TRIGGER", "FAILED", "ATTEMPTS", "STATUS", "EVENT", "REASON"],
-                [[d["id"], d["trigger"], _ago(d["failedAt"]), d["attempts"], d["status"],
-                  f"{d['attributes'].get('type')} {d['attributes'].get('id')}", d["reason"]]
-                 for d in items]))
+    print(
+        table(
+            ["ID", "TRIGGER", "FAILED", "ATTEMPTS", "STATUS", "EVENT", "REASON"],
+            [
+                [
+                    d["id"],
+                    d["trigger"],
+                    _ago(d["failedAt"]),
+                    d["attempts"],
+                    d["status"],
+                    f"{d['attributes'].get('type')} {d['attributes'].get('id')}",
+                    d["reason"],
+                ]
+                for d in items
+            ],
+        )
+    )
 
 
 def _ago(when: float) -> str:

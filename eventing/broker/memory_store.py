@@ -83,13 +83,20 @@ class MemoryStore:
             self._bytes -= size
 
     async def dead_letter(
-        self, broker: str, trigger: str, event: Event, *, attempts: int, reason: str,
+        self,
+        broker: str,
+        trigger: str,
+        event: Event,
+        *,
+        attempts: int,
+        reason: str,
         status: int | None,
     ) -> None:
         self._check_open()
         dl_id = next(self._dl_ids)
-        self._dead[dl_id] = DeadLetter(dl_id, broker, trigger, event.copy(), time.time(),
-                                       attempts, reason, status)
+        self._dead[dl_id] = DeadLetter(
+            dl_id, broker, trigger, event.copy(), time.time(), attempts, reason, status
+        )
         if event.seq:
             self._release(trigger, event.seq)
 
@@ -115,8 +122,11 @@ class MemoryStore:
     async def list_dead_letters(
         self, trigger: str | None, limit: int, after_id: int = 0
     ) -> list[DeadLetter]:
-        rows = [d for i, d in sorted(self._dead.items())
-                if i > after_id and (trigger is None or d.trigger == trigger)]
+        rows = [
+            d
+            for i, d in sorted(self._dead.items())
+            if i > after_id and (trigger is None or d.trigger == trigger)
+        ]
         return rows[:limit]
 
     async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:

@@ -105,8 +105,10 @@ class SqliteStore:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
         self._writer = threading.Thread(
-            target=self._write_loop, args=(loop, ready, list(triggers)),
-            name="sqlite-writer", daemon=True,
+            target=self._write_loop,
+            args=(loop, ready, list(triggers)),
+            name="sqlite-writer",
+            daemon=True,
         )
         self._writer.start()
         await ready
@@ -136,11 +138,13 @@ class SqliteStore:
         size = sum(_size(r.event) for r in routed)
         counts = self._counts
         if counts.events + self._reserved_events + len(routed) > self.settings.max_events:
-            raise StoreFullError(f"store holds {counts.events} events (limit "
-                                 f"{self.settings.max_events})")
+            raise StoreFullError(
+                f"store holds {counts.events} events (limit {self.settings.max_events})"
+            )
         if counts.bytes + self._reserved_bytes + size > self.settings.max_bytes:
-            raise StoreFullError(f"store holds {counts.bytes} bytes (limit "
-                                 f"{self.settings.max_bytes})")
+            raise StoreFullError(
+                f"store holds {counts.bytes} bytes (limit {self.settings.max_bytes})"
+            )
         self._reserved_events += len(routed)
         self._reserved_bytes += size
         try:
@@ -162,11 +166,18 @@ class SqliteStore:
         self._queue.put(_Op("ack", (trigger, [seq]), None, asyncio.get_running_loop()))
 
     async def dead_letter(
-        self, broker: str, trigger: str, event: Event, *, attempts: int, reason: str,
+        self,
+        broker: str,
+        trigger: str,
+        event: Event,
+        *,
+        attempts: int,
+        reason: str,
         status: int | None,
     ) -> None:
-        await self._submit("dead_letter", broker, trigger, event, attempts, reason, status,
-                           time.time())
+        await self._submit(
+            "dead_letter", broker, trigger, event, attempts, reason, status, time.time()
+        )
 
     async def delete_dead_letters(self, ids: Sequence[int]) -> int:
         result: int = await self._submit("delete_dl", list(ids))
@@ -204,7 +215,7 @@ class SqliteStore:
         params: tuple[Any, ...] = (after_id, trigger, limit) if trigger else (after_id, limit)
         rows = await self._read(
             "SELECT id, broker, trigger, attrs, data, failed_at, attempts, reason, status "
-            f"FROM dead_letters {where} ORDER BY id LIMIT ?",
+            f"FROM dead_letters {where} ORDER BY id LIMIT ?",  # noqa: S608 - fixed text
             params,
         )
         return [_dead_letter(row) for row in rows]
@@ -231,7 +242,9 @@ class SqliteStore:
     # -- the writer thread -------------------------------------------------------
 
     def _write_loop(
-        self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None],
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ready: asyncio.Future[None],
         triggers: list[str],
     ) -> None:
         try:
@@ -246,16 +259,17 @@ class SqliteStore:
             conn.close()
 
     def _connect(self, triggers: list[str]) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.settings.path, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(self.settings.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.settings.synchronous}")
         conn.executescript(_SCHEMA)
         conn.execute("BEGIN")
         if triggers:
             marks = ",".join("?" * len(triggers))
-            conn.execute(f"DELETE FROM pending WHERE trigger NOT IN ({marks})",  # noqa: S608
-                         triggers)
+            conn.execute(
+                f"DELETE FROM pending WHERE trigger NOT IN ({marks})",  # noqa: S608
+                triggers,
+            )
         else:
             conn.execute("DELETE FROM pending")
         conn.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM pending)")
@@ -298,8 +312,9 @@ class SqliteStore:
             except queue.Empty:
                 return
             if op is not None and op.future is not None:
-                op.loop.call_soon_threadsafe(_fail, op.future,
-                                             StoreClosedError("the store is closed"))
+                op.loop.call_soon_threadsafe(
+                    _fail, op.future, StoreClosedError("the store is closed")
+                )
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         results: list[Any] = [None] * len(batch)
@@ -320,8 +335,9 @@ class SqliteStore:
         loop = batch[0].loop
         loop.call_soon_threadsafe(self._committed, batch, results, deltas)
 
-    def _apply(self, conn: sqlite3.Connection, batch: list[_Op], results: list[Any],
-               d: _Counters) -> None:
+    def _apply(
+        self, conn: sqlite3.Connection, batch: list[_Op], results: list[Any], d: _Counters
+    ) -> None:
         """Apply one group with a handful of set-based statements, not one per event:
         inserts by ``executemany``, acks and garbage collection by ``json_each`` lists."""
         event_rows: list[tuple[Any, ...]] = []
@@ -335,9 +351,15 @@ class SqliteStore:
                     self._next_seq += 1
                     r.event.seq = seq
                     size = _size(r.event)
-                    event_rows.append((seq, broker, json.dumps(r.event.attributes,
-                                                               separators=(",", ":")),
-                                       r.event.data, size))
+                    event_rows.append(
+                        (
+                            seq,
+                            broker,
+                            json.dumps(r.event.attributes, separators=(",", ":")),
+                            r.event.data,
+                            size,
+                        )
+                    )
                     pending_rows.extend((t, seq) for t in r.triggers)
                     d.events += 1
                     d.bytes += size
@@ -354,8 +376,10 @@ class SqliteStore:
             else:
                 results[index] = _apply_delete_dl(conn, d, *op.args)
         if event_rows:
-            conn.executemany("INSERT INTO events (seq, broker, attrs, data, size) "
-                             "VALUES (?, ?, ?, ?, ?)", event_rows)
+            conn.executemany(
+                "INSERT INTO events (seq, broker, attrs, data, size) VALUES (?, ?, ?, ?, ?)",
+                event_rows,
+            )
             conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)", pending_rows)
         if acked:
             _apply_acks(conn, d, acked)
@@ -385,7 +409,9 @@ def _apply_acks(conn: sqlite3.Connection, d: _Counters, acked: dict[str, list[in
     for trigger, seqs in acked.items():
         rows = conn.execute(
             "DELETE FROM pending WHERE trigger = ? AND seq IN (SELECT value FROM json_each(?)) "
-            "RETURNING seq", (trigger, json.dumps(seqs))).fetchall()
+            "RETURNING seq",
+            (trigger, json.dumps(seqs)),
+        ).fetchall()
         d.pending[trigger] = d.pending.get(trigger, 0) - len(rows)
         released.extend(row[0] for row in rows)
     if not released:
@@ -393,19 +419,36 @@ def _apply_acks(conn: sqlite3.Connection, d: _Counters, acked: dict[str, list[in
     gone = conn.execute(
         "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
         "(SELECT 1 FROM pending p WHERE p.seq = events.seq) RETURNING size",
-        (json.dumps(released),)).fetchall()
+        (json.dumps(released),),
+    ).fetchall()
     d.events -= len(gone)
     d.bytes -= sum(row[0] for row in gone)
 
 
-def _insert_dead_letter(conn: sqlite3.Connection, d: _Counters, broker: str, trigger: str,
-                        event: Event, attempts: int, reason: str, status: int | None,
-                        failed_at: float) -> None:
+def _insert_dead_letter(
+    conn: sqlite3.Connection,
+    d: _Counters,
+    broker: str,
+    trigger: str,
+    event: Event,
+    attempts: int,
+    reason: str,
+    status: int | None,
+    failed_at: float,
+) -> None:
     conn.execute(
         "INSERT INTO dead_letters (broker, trigger, attrs, data, failed_at, attempts, reason,"
         " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (broker, trigger, json.dumps(event.attributes, separators=(",", ":")), event.data,
-         failed_at, attempts, reason, status),
+        (
+            broker,
+            trigger,
+            json.dumps(event.attributes, separators=(",", ":")),
+            event.data,
+            failed_at,
+            attempts,
+            reason,
+            status,
+        ),
     )
     d.dead_letters[trigger] = d.dead_letters.get(trigger, 0) + 1
 
@@ -413,8 +456,9 @@ def _insert_dead_letter(conn: sqlite3.Connection, d: _Counters, broker: str, tri
 def _apply_delete_dl(conn: sqlite3.Connection, d: _Counters, ids: list[int]) -> int:
     deleted = 0
     for dl_id in ids:
-        row = conn.execute("DELETE FROM dead_letters WHERE id = ? RETURNING trigger",
-                           (dl_id,)).fetchone()
+        row = conn.execute(
+            "DELETE FROM dead_letters WHERE id = ? RETURNING trigger", (dl_id,)
+        ).fetchone()
         if row is not None:
             deleted += 1
             d.dead_letters[row[0]] = d.dead_letters.get(row[0], 0) - 1
@@ -423,8 +467,9 @@ def _apply_delete_dl(conn: sqlite3.Connection, d: _Counters, ids: list[int]) -> 
 
 def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
     dl_id, broker, trigger, attrs, data, failed_at, attempts, reason, status = row
-    return DeadLetter(dl_id, broker, trigger, Event(json.loads(attrs), data), failed_at,
-                      attempts, reason, status)
+    return DeadLetter(
+        dl_id, broker, trigger, Event(json.loads(attrs), data), failed_at, attempts, reason, status
+    )
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:

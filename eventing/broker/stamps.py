@@ -33,6 +33,7 @@ def stamp(event: Event, arrival: str) -> None:
         except (TypeError, ValueError):
             raise InvalidEventError(f"{TTL} = {str(raw)[:20]!r} is not an integer") from None
         if ttl <= 0:
-            raise InvalidEventError(f"{TTL} is {ttl}: the event's hop budget is spent "
-                                    "(a reply loop?)")
+            raise InvalidEventError(
+                f"{TTL} is {ttl}: the event's hop budget is spent (a reply loop?)"
+            )
     event.attributes[ARRIVAL_TIME] = arrival

@@ -69,7 +69,13 @@ class Store(Protocol):
         """Queue an ack; it is stored with the next commit (see the SQLite store)."""
 
     async def dead_letter(
-        self, broker: str, trigger: str, event: Event, *, attempts: int, reason: str,
+        self,
+        broker: str,
+        trigger: str,
+        event: Event,
+        *,
+        attempts: int,
+        reason: str,
         status: int | None,
     ) -> None:
         """Keep ``event`` as a dead letter and remove the trigger's pending row, at once."""

@@ -21,7 +21,12 @@ PAGE = 256
 
 class StoreSubscription:
     def __init__(
-        self, store: Store, broker: str, trigger: str, *, buffer_events: int = 2048,
+        self,
+        store: Store,
+        broker: str,
+        trigger: str,
+        *,
+        buffer_events: int = 2048,
         buffer_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.store = store
@@ -41,8 +46,10 @@ class StoreSubscription:
             self._wake.set()
             return
         size = len(event.data or b"")
-        if (len(self._buffer) >= self._limit_events
-                or self._buffered_bytes + size > self._limit_bytes):
+        if (
+            len(self._buffer) >= self._limit_events
+            or self._buffered_bytes + size > self._limit_bytes
+        ):
             self._spill = True
         else:
             self._buffer.append(event)
@@ -96,8 +103,9 @@ class StoreSubscription:
     async def dead_letter(
         self, event: Event, *, attempts: int, reason: str, status: int | None
     ) -> None:
-        await self.store.dead_letter(self.broker, self.trigger, event, attempts=attempts,
-                                     reason=reason, status=status)
+        await self.store.dead_letter(
+            self.broker, self.trigger, event, attempts=attempts, reason=reason, status=status
+        )
 
     def backlog(self) -> int:
         return self.store.pending_count(self.trigger)

@@ -49,9 +49,7 @@ def detect_mode(content_type: str | None) -> Mode:
 def _require_json(lowered: str, prefix: str) -> None:
     media = lowered.split(";", 1)[0].strip()
     if media not in (prefix, prefix + "+json"):
-        raise UnsupportedFormatError(
-            f"event format {media!r} is not supported; use {prefix}+json"
-        )
+        raise UnsupportedFormatError(f"event format {media!r} is not supported; use {prefix}+json")
 
 
 def decode_binary(

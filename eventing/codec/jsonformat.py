@@ -124,9 +124,7 @@ def event_from_json(obj: Any) -> Event:
                 f"attribute {key[:40]!r} = {value!r} is not a CloudEvents Integer"
             )
         else:
-            raise InvalidEventError(
-                f"attribute {key[:40]!r} must be a string, boolean or integer"
-            )
+            raise InvalidEventError(f"attribute {key[:40]!r} must be a string, boolean or integer")
     if has_data and has_b64:
         raise InvalidEventError("'data' and 'data_base64' are mutually exclusive")
     validate(attributes)
@@ -140,8 +138,11 @@ def _data_bytes(
     # 0.3's datacontentencoding describes the JSON `data` member, not the event: once
     # the bytes are decoded it no longer applies (left in place, binary mode would
     # claim the raw body is Base64). sdk-java reads it the same way.
-    encoding = (attributes.pop("datacontentencoding", None)
-                if attributes.get("specversion") == "0.3" and (has_data or has_b64) else None)
+    encoding = (
+        attributes.pop("datacontentencoding", None)
+        if attributes.get("specversion") == "0.3" and (has_data or has_b64)
+        else None
+    )
     if has_b64:
         if not isinstance(data, str):
             raise InvalidEventError("'data_base64' must be a string")
@@ -201,8 +202,10 @@ def to_json_bytes(event: Event) -> bytes:
         member = b'"data":' + data
     elif _is_text_content_type(content_type) and _is_utf8(data):
         member = b'"data":' + json.dumps(data.decode("utf-8"), ensure_ascii=False).encode()
-    elif (event.attributes.get("specversion") == "0.3"
-          and "datacontentencoding" not in event.attributes):
+    elif (
+        event.attributes.get("specversion") == "0.3"
+        and "datacontentencoding" not in event.attributes
+    ):
         # 0.3 has no data_base64 member: its form is datacontentencoding + data.
         member = b'"datacontentencoding":"base64","data":"' + base64.b64encode(data) + b'"'
     else:

@@ -22,8 +22,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 from eventing.broker.base import Subscription
 from eventing.delivery.limiter import AdaptiveLimit
@@ -60,8 +60,15 @@ class DeadLetterTarget:
 
 class Dispatcher:
     def __init__(
-        self, *, trigger: str, subscription: Subscription, sink: Sink, policy: RetryPolicy,
-        dead_letter: DeadLetterTarget | None, publish_reply: Publish, metrics: Metrics,
+        self,
+        *,
+        trigger: str,
+        subscription: Subscription,
+        sink: Sink,
+        policy: RetryPolicy,
+        dead_letter: DeadLetterTarget | None,
+        publish_reply: Publish,
+        metrics: Metrics,
     ) -> None:
         self.trigger = trigger
         self.subscription = subscription
@@ -106,8 +113,9 @@ class Dispatcher:
                     queue.append(event)
 
     def _spawn(self, event: Event, key: str | None) -> None:
-        task = asyncio.create_task(self._deliver_chain(event, key),
-                                   name=f"deliver {self.trigger} seq={event.seq}")
+        task = asyncio.create_task(
+            self._deliver_chain(event, key), name=f"deliver {self.trigger} seq={event.seq}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -172,8 +180,9 @@ class Dispatcher:
         self.stats.in_flight += 1
         started = time.monotonic()
         try:
-            outcome = await self.sink.send(event, timeout=self.policy.timeout,
-                                           structured=self.policy.structured)
+            outcome = await self.sink.send(
+                event, timeout=self.policy.timeout, structured=self.policy.structured
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -188,7 +197,8 @@ class Dispatcher:
         counter = self._m_status.get(outcome.status)
         if counter is None:
             counter = self._m_status[outcome.status] = self.metrics.attempts.labels(
-                self.trigger, str(outcome.status or "error"))
+                self.trigger, str(outcome.status or "error")
+            )
         counter.inc()
         if outcome.status is not None and is_success(outcome.status):
             self.stats.service_times.append(elapsed)
@@ -244,8 +254,9 @@ class Dispatcher:
             # No dead-letter sink: Knative drops the event. We keep it in the built-in
             # store instead, so nothing is lost (see docs/delivery.md).
             reason = f"{reason} (no deadLetterSink configured)"
-        await self.subscription.dead_letter(dead, attempts=attempts, reason=reason,
-                                            status=outcome.status)
+        await self.subscription.dead_letter(
+            dead, attempts=attempts, reason=reason, status=outcome.status
+        )
         self._count_dead()
 
     def _count_dead(self) -> None:

@@ -56,8 +56,7 @@ class AdaptiveLimit:
         if status is None or not 200 <= status < 300:
             return
         self._recent.append(seconds)
-        if seconds < self._floor:
-            self._floor = seconds
+        self._floor = min(self._floor, seconds)
         self._seen += 1
         if self._seen % 16 == 0 and len(self._recent) >= 16:
             typical = sorted(self._recent)[len(self._recent) // 2]

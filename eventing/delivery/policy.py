@@ -67,10 +67,10 @@ class RetryPolicy:
         return cls(
             retry=base.retry if spec.retry is None else spec.retry,
             backoff_policy=spec.backoff_policy or base.backoff_policy,
-            backoff_delay=base.backoff_delay if spec.backoff_delay is None
-            else spec.backoff_delay,
+            backoff_delay=base.backoff_delay if spec.backoff_delay is None else spec.backoff_delay,
             timeout=spec.timeout or base.timeout,
-            retry_after_max=base.retry_after_max if spec.retry_after_max is None
+            retry_after_max=base.retry_after_max
+            if spec.retry_after_max is None
             else spec.retry_after_max,
             jitter=base.jitter if spec.jitter is None else spec.jitter,
             structured=spec.format == "json",
@@ -78,8 +78,9 @@ class RetryPolicy:
             max_in_flight=spec.max_in_flight or base.max_in_flight,
         )
 
-    def backoff(self, retry_number: int, retry_after: float | None = None,
-                rng: random.Random | None = None) -> float:
+    def backoff(
+        self, retry_number: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""
         n = max(1, retry_number)
         if self.backoff_policy == "linear":
@@ -103,6 +104,7 @@ def parse_retry_after(value: str | None) -> float | None:
         return float(value)
     from datetime import UTC, datetime
     from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

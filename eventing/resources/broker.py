@@ -20,8 +20,11 @@ EMBEDDED: Final = "Embedded"
 IN_MEMORY: Final = "InMemory"
 #: Knative's class names are accepted and mapped to our embedded class, so Knative
 #: manifests load unchanged on one machine.
-CLASS_ALIASES: Final = {"MTChannelBasedBroker": EMBEDDED, "Kafka": EMBEDDED,
-                        "RabbitMQBroker": EMBEDDED}
+CLASS_ALIASES: Final = {
+    "MTChannelBasedBroker": EMBEDDED,
+    "Kafka": EMBEDDED,
+    "RabbitMQBroker": EMBEDDED,
+}
 BROKER_CLASSES: Final = (EMBEDDED, IN_MEMORY)
 
 

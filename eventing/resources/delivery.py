@@ -44,7 +44,8 @@ def merge(primary: DeliverySpec | None, fallback: DeliverySpec | None) -> Delive
     if fallback is None:
         return primary
     values = {
-        name: getattr(primary, name) if getattr(primary, name) is not None
+        name: getattr(primary, name)
+        if getattr(primary, name) is not None
         else getattr(fallback, name)
         for name in DeliverySpec.model_fields
     }

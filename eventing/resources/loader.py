@@ -96,8 +96,9 @@ def manifest_files(directory: Path) -> list[Path]:
     if directory.is_file():
         return [directory]
     if not directory.is_dir():
-        raise LoadError([ResourceError(str(directory), None, "-", "", None,
-                                       "no such file or directory")])
+        raise LoadError(
+            [ResourceError(str(directory), None, "-", "", None, "no such file or directory")]
+        )
     return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
 
 
@@ -117,9 +118,16 @@ def load_resources(directory: Path, registry: KindRegistry) -> ResourceSet:
             loaded.origins[id(resource)] = (str(path), line)
             key = (resource.kind, resource.key)
             if key in seen:
-                errors.append(ResourceError(str(path), None, _label(resource), "metadata.name",
-                                            resource.name,
-                                            f"duplicate {resource.kind}; first in {seen[key]}"))
+                errors.append(
+                    ResourceError(
+                        str(path),
+                        None,
+                        _label(resource),
+                        "metadata.name",
+                        resource.name,
+                        f"duplicate {resource.kind}; first in {seen[key]}",
+                    )
+                )
                 continue
             seen[key] = str(path)
             loaded.resources.append(resource)
@@ -136,8 +144,16 @@ def _load_file(path: Path, registry: KindRegistry) -> Iterable[Loaded]:
     name = str(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            yield None, [ResourceError(name, None, "-", "", None,
-                                       f"file is larger than {MAX_FILE_BYTES} bytes")], None, None
+            yield (
+                None,
+                [
+                    ResourceError(
+                        name, None, "-", "", None, f"file is larger than {MAX_FILE_BYTES} bytes"
+                    )
+                ],
+                None,
+                None,
+            )
             return
         text = path.read_text(encoding="utf-8")
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
@@ -148,7 +164,12 @@ def _load_file(path: Path, registry: KindRegistry) -> Iterable[Loaded]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        yield None, [ResourceError(name, line, "-", "", None, f"invalid YAML: {problem}")], line, None
+        yield (
+            None,
+            [ResourceError(name, line, "-", "", None, f"invalid YAML: {problem}")],
+            line,
+            None,
+        )
         return
     for index, node in enumerate(nodes[:MAX_DOCUMENTS]):
         if node is None:
@@ -185,16 +206,26 @@ def _validate_document(
         return None, [ResourceError(file, line, f"document {index + 1}", "", None, str(exc))]
     label = f"document {index + 1}"
     if not isinstance(doc, dict):
-        return None, [ResourceError(file, line, label, "", None,
-                                    "a manifest must be a mapping with apiVersion and kind")]
+        return None, [
+            ResourceError(
+                file, line, label, "", None, "a manifest must be a mapping with apiVersion and kind"
+            )
+        ]
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
     label = f"{doc.get('kind', '?')}/{name or '?'}"
     model = registry.models.get((str(doc.get("apiVersion")), str(doc.get("kind"))))
     if model is None:
-        return None, [ResourceError(
-            file, line, label, "apiVersion/kind", f"{doc.get('apiVersion')}/{doc.get('kind')}",
-            f"unknown kind; known: {registry.describe()}")]
+        return None, [
+            ResourceError(
+                file,
+                line,
+                label,
+                "apiVersion/kind",
+                f"{doc.get('apiVersion')}/{doc.get('kind')}",
+                f"unknown kind; known: {registry.describe()}",
+            )
+        ]
     try:
         resource = model.model_validate(doc)
     except ValidationError as exc:
@@ -258,19 +289,37 @@ def _cross_checks(loaded: ResourceSet, registry: KindRegistry) -> list[ResourceE
     for r in loaded.resources:
         file, line = loaded.origins.get(id(r), ("-", None))
         spec = getattr(r, "spec", None)
-        if r.kind == "Trigger" and spec is not None:
-            if ("Broker", f"{r.namespace}/{spec.broker}") not in named:
-                errors.append(ResourceError(file, line, _label(r), "spec.broker", spec.broker,
-                                            f"no Broker {spec.broker!r} in namespace "
-                                            f"{r.namespace!r}"))
+        if (
+            r.kind == "Trigger"
+            and spec is not None
+            and ("Broker", f"{r.namespace}/{spec.broker}") not in named
+        ):
+            errors.append(
+                ResourceError(
+                    file,
+                    line,
+                    _label(r),
+                    "spec.broker",
+                    spec.broker,
+                    f"no Broker {spec.broker!r} in namespace {r.namespace!r}",
+                )
+            )
         for path, dest in _destinations(r):
             ref = dest.ref
             if ref is None or ref.kind not in {k for _, k in registry.models}:
                 continue
             key = (ref.kind, f"{ref.namespace or r.namespace}/{ref.name}")
             if key not in named:
-                errors.append(ResourceError(file, line, _label(r), f"{path}.ref", ref.name,
-                                            f"no {ref.kind} named {ref.name!r}"))
+                errors.append(
+                    ResourceError(
+                        file,
+                        line,
+                        _label(r),
+                        f"{path}.ref",
+                        ref.name,
+                        f"no {ref.kind} named {ref.name!r}",
+                    )
+                )
     return errors
 
 

@@ -23,8 +23,7 @@ def _check_keys(value: dict[str, str]) -> dict[str, str]:
     for key in value:
         if not _KEY.match(key):
             raise ValueError(
-                f"attribute name {key!r} is invalid: lowercase a-z and 0-9 only, "
-                "1 to 20 characters"
+                f"attribute name {key!r} is invalid: lowercase a-z and 0-9 only, 1 to 20 characters"
             )
     return value
 

@@ -40,8 +40,12 @@ def wait_until(url: str, deadline: float) -> None:
 
 
 def eventing(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eventing.app.cli", *args],
-                          check=False, text=True, capture_output=True)
+    return subprocess.run(
+        [sys.executable, "-m", "eventing.app.cli", *args],
+        check=False,
+        text=True,
+        capture_output=True,
+    )
 
 
 def main() -> int:
@@ -49,18 +53,40 @@ def main() -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs = [
         subprocess.Popen([sys.executable, str(HERE / "subscriber.py"), "8181"], env=env),
-        subprocess.Popen([sys.executable, "-m", "eventing.app.cli", "run", str(HERE),
-                          "--data-dir", str(ROOT / ".state" / "quickstart")], env=env),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "eventing.app.cli",
+                "run",
+                str(HERE),
+                "--data-dir",
+                str(ROOT / ".state" / "quickstart"),
+            ],
+            env=env,
+        ),
     ]
     try:
         wait_until(f"{ADMIN}/readyz", time.monotonic() + 30)
         print("\n== sending events (eventing send ...)\n", flush=True)
         for type_, exts, data in EVENTS:
             ext_args = [a for k, v in exts.items() for a in ("--ext", f"{k}={v}")]
-            result = eventing("send", "--to", BROKER, "--type", type_, "--source", "/demo",
-                              "--data", data, *ext_args)
-            print(f"  {type_} {exts or ''} -> {result.stdout.strip() or result.stderr.strip()}",
-                  flush=True)
+            result = eventing(
+                "send",
+                "--to",
+                BROKER,
+                "--type",
+                type_,
+                "--source",
+                "/demo",
+                "--data",
+                data,
+                *ext_args,
+            )
+            print(
+                f"  {type_} {exts or ''} -> {result.stdout.strip() or result.stderr.strip()}",
+                flush=True,
+            )
         deadline = time.monotonic() + 15
         while True:
             with urllib.request.urlopen(f"{ADMIN}/v1/status", timeout=2) as r:  # noqa: S310
@@ -70,12 +96,18 @@ def main() -> int:
             time.sleep(0.1)
         print("\n== eventing status\n", flush=True)
         print(eventing("status").stdout, flush=True)
-        print("3 of 5 events matched a trigger (2 orders created, 1 EU payment); the others\n"
-              "were dropped by the filters and counted (curl -s "
-              f"{ADMIN}/metrics | grep drops).", flush=True)
+        print(
+            "3 of 5 events matched a trigger (2 orders created, 1 EU payment); the others\n"
+            "were dropped by the filters and counted (curl -s "
+            f"{ADMIN}/metrics | grep drops).",
+            flush=True,
+        )
         if keep:
-            print(f"\nStill running: try `eventing send --type com.example.order.created "
-                  f"--data '{{}}'`. Ctrl-C stops.", flush=True)
+            print(
+                "\nStill running: try `eventing send --type com.example.order.created "
+                "--data '{}'`. Ctrl-C stops.",
+                flush=True,
+            )
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         for proc in reversed(procs):

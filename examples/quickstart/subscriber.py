@@ -11,9 +11,11 @@ from aiohttp import web
 
 async def receive(request: web.Request) -> web.Response:
     body = await request.read()
-    print(f"  {request.path:<13} <- type={request.headers.get('ce-type')} "
-          f"id={request.headers.get('ce-id')} data={body.decode('utf-8', 'replace')}",
-          flush=True)
+    print(
+        f"  {request.path:<13} <- type={request.headers.get('ce-type')} "
+        f"id={request.headers.get('ce-id')} data={body.decode('utf-8', 'replace')}",
+        flush=True,
+    )
     return web.Response(status=202)
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from tests.support.process import EventingProcess
-from tests.support.subscriber import Answer, RecordingSubscriber, Received
+from tests.support.subscriber import Answer, Received, RecordingSubscriber
 
 pytestmark = pytest.mark.e2e
 
@@ -68,8 +68,13 @@ class Load:
         while True:
             n = next(self.counter)
             event_type = TYPES[n % len(TYPES)]
-            headers = {"ce-specversion": "1.0", "ce-id": f"ev-{n}", "ce-source": "/load",
-                       "ce-type": event_type, "Content-Type": "application/json"}
+            headers = {
+                "ce-specversion": "1.0",
+                "ce-id": f"ev-{n}",
+                "ce-source": "/load",
+                "ce-type": event_type,
+                "Content-Type": "application/json",
+            }
             try:
                 async with http.post(self.url, data=b'{"n": %d}' % n, headers=headers) as r:
                     if r.status == 202:
@@ -82,8 +87,10 @@ class Load:
     def start(self, url: str) -> None:
         self.url = url
         self._http = aiohttp.ClientSession()
-        self._tasks = [asyncio.create_task(self.sender(self._http), name=f"sender {i}")
-                       for i in range(self.senders)]
+        self._tasks = [
+            asyncio.create_task(self.sender(self._http), name=f"sender {i}")
+            for i in range(self.senders)
+        ]
 
     async def wait_accepted(self, count: int) -> None:
         async with asyncio.timeout(120):
@@ -119,7 +126,8 @@ def flaky(received: Received, n: int) -> Answer:
 
 
 async def test_kill_9_mid_stream_loses_no_accepted_event(
-        tmp_path: Path, subscriber: RecordingSubscriber) -> None:
+    tmp_path: Path, subscriber: RecordingSubscriber
+) -> None:
     subscriber.responder = flaky
     proc = EventingProcess(manifests(tmp_path, subscriber.url), tmp_path / "data")
     await proc.start()
@@ -140,10 +148,12 @@ async def test_kill_9_mid_stream_loses_no_accepted_event(
 
 
 async def test_sigterm_under_load_drains_and_loses_nothing(
-        tmp_path: Path, subscriber: RecordingSubscriber) -> None:
+    tmp_path: Path, subscriber: RecordingSubscriber
+) -> None:
     subscriber.responder = flaky
-    proc = EventingProcess(manifests(tmp_path, subscriber.url), tmp_path / "data",
-                           "--drain-timeout", "5")
+    proc = EventingProcess(
+        manifests(tmp_path, subscriber.url), tmp_path / "data", "--drain-timeout", "5"
+    )
     await proc.start()
     load = Load()
     try:

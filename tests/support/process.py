@@ -28,10 +28,20 @@ class EventingProcess:
     async def start(self, timeout: float = 60.0) -> None:
         self.brokers.clear()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eventing.app.cli", "run", str(self.manifests),
-            "--port", "0", "--admin-port", "0", "--data-dir", str(self.data_dir),
+            sys.executable,
+            "-m",
+            "eventing.app.cli",
+            "run",
+            str(self.manifests),
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
             *self.extra,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         ready = asyncio.Event()
@@ -44,7 +54,8 @@ class EventingProcess:
             raise AssertionError("eventing did not start:\n" + "\n".join(self.output)) from None
 
     async def _read(self, ready: asyncio.Event) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         async for raw in self.proc.stdout:
             line = raw.decode(errors="replace").rstrip()
             self.output.append(line)

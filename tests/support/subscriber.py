@@ -48,8 +48,9 @@ class RecordingSubscriber:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -70,9 +71,10 @@ class RecordingSubscriber:
             if mode is binding.Mode.STRUCTURED:
                 event = parse_structured(body)
             else:
-                event = binding.decode_binary(request.headers.items(),
-                                              request.headers.get("Content-Type"), body)
-        except Exception as exc:  # noqa: BLE001 - recorded for the test to inspect
+                event = binding.decode_binary(
+                    request.headers.items(), request.headers.get("Content-Type"), body
+                )
+        except Exception as exc:
             error = str(exc)
         received = Received(request.path, headers, body, event, error)
         async with self._changed:
@@ -87,21 +89,27 @@ class RecordingSubscriber:
         return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
 
     def events(self, path: str | None = None) -> list[Event]:
-        return [r.event for r in self.received
-                if r.event is not None and (path is None or r.path == path)]
+        return [
+            r.event
+            for r in self.received
+            if r.event is not None and (path is None or r.path == path)
+        ]
 
     def ids(self, path: str | None = None) -> list[str]:
         return [e.id for e in self.events(path)]
 
-    async def wait_for(self, predicate: Callable[[list[Received]], bool],
-                       timeout: float = 20.0) -> list[Received]:
+    async def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 20.0
+    ) -> list[Received]:
         async with asyncio.timeout(timeout):
             async with self._changed:
                 await self._changed.wait_for(lambda: predicate(self.received))
         return self.received
 
-    async def wait_count(self, n: int, path: str | None = None,
-                         timeout: float = 20.0) -> list[Event]:
-        await self.wait_for(lambda rs: len([r for r in rs if path is None or r.path == path])
-                            >= n, timeout)
+    async def wait_count(
+        self, n: int, path: str | None = None, timeout: float = 20.0
+    ) -> list[Event]:
+        await self.wait_for(
+            lambda rs: len([r for r in rs if path is None or r.path == path]) >= n, timeout
+        )
         return self.events(path)

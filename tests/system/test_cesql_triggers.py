@@ -53,26 +53,45 @@ spec:
 
 
 async def test_cesql_triggers_deliver_exactly_what_they_select(
-        system: SystemFactory, subscriber: RecordingSubscriber) -> None:
+    system: SystemFactory, subscriber: RecordingSubscriber
+) -> None:
     running = await system(manifests(subscriber.url))
     async with aiohttp.ClientSession() as http:
         for event_id, type_, source, subject, extensions in EVENTS:
-            headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": source,
-                       "ce-type": type_, **{f"ce-{k}": v for k, v in extensions.items()}}
+            headers = {
+                "ce-specversion": "1.0",
+                "ce-id": event_id,
+                "ce-source": source,
+                "ce-type": type_,
+                **{f"ce-{k}": v for k, v in extensions.items()},
+            }
             if subject is not None:
                 headers["ce-subject"] = subject
-            async with http.post(f"{running.ingress_url}/default/default", data=b"",
-                                 headers=headers) as r:
+            async with http.post(
+                f"{running.ingress_url}/default/default", data=b"", headers=headers
+            ) as r:
                 assert r.status == 202
         # A sentinel every trigger matches marks the end of each trigger's stream.
-        async with http.post(f"{running.ingress_url}/default/default", data=b"", headers={
-                "ce-specversion": "1.0", "ce-id": "end", "ce-source": "/shop",
-                "ce-type": "order.created", "ce-subject": "a", "ce-region": "eu",
-                "ce-amount": "100"}) as r:
+        async with http.post(
+            f"{running.ingress_url}/default/default",
+            data=b"",
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "end",
+                "ce-source": "/shop",
+                "ce-type": "order.created",
+                "ce-subject": "a",
+                "ce-region": "eu",
+                "ce-amount": "100",
+            },
+        ) as r:
             assert r.status == 202
-    await subscriber.wait_for(lambda rs: all(
-        "end" in {x.event.id for x in rs if x.event and x.path == f"/{name}"}
-        for name in EXPRESSIONS))
+    await subscriber.wait_for(
+        lambda rs: all(
+            "end" in {x.event.id for x in rs if x.event and x.path == f"/{name}"}
+            for name in EXPRESSIONS
+        )
+    )
     for name, expected in EXPECTED.items():
         got = set(subscriber.ids(f"/{name}")) - {"end"}
         assert got == expected, name

@@ -68,16 +68,20 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVENTING_SECRET_GL_TOKEN", TOKEN)
 
 
-def github_headers(event: str, body: bytes, delivery: str, secret: str = SECRET
-                   ) -> dict[str, str]:
+def github_headers(event: str, body: bytes, delivery: str, secret: str = SECRET) -> dict[str, str]:
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-GitHub-Event": event,
-            "X-GitHub-Delivery": delivery, "X-Hub-Signature-256": f"sha256={signature}"}
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": f"sha256={signature}",
+    }
 
 
 @pytest.mark.usefixtures("secrets")
 async def test_every_github_payload_arrives_as_the_table_says(
-        system: SystemFactory, subscriber: RecordingSubscriber) -> None:
+    system: SystemFactory, subscriber: RecordingSubscriber
+) -> None:
     running = await system(manifests(subscriber.url))
     url = f"{running.ingress_url}/webhooks/default/repo"
     sent: dict[str, tuple[str, str, str, dict[str, object]]] = {}
@@ -85,8 +89,9 @@ async def test_every_github_payload_arrives_as_the_table_says(
         for file, event, subject, extensions in GITHUB:
             body = (TESTDATA / "github-webhooks" / file).read_bytes()
             delivery = str(uuid.uuid4())
-            async with http.post(url, data=body,
-                                 headers=github_headers(event, body, delivery)) as r:
+            async with http.post(
+                url, data=body, headers=github_headers(event, body, delivery)
+            ) as r:
                 assert r.status == 202, (file, await r.text())
             sent[delivery] = (file, event, subject, extensions)
     events = await subscriber.wait_count(len(GITHUB), path="/github")
@@ -104,37 +109,45 @@ async def test_every_github_payload_arrives_as_the_table_says(
 @pytest.mark.usefixtures("secrets")
 @pytest.mark.parametrize("mutation", ["bad-secret", "missing", "other-body"])
 async def test_bad_github_signatures_are_refused_and_nothing_is_stored(
-        system: SystemFactory, subscriber: RecordingSubscriber, mutation: str) -> None:
+    system: SystemFactory, subscriber: RecordingSubscriber, mutation: str
+) -> None:
     running = await system(manifests(subscriber.url))
     body = (TESTDATA / "github-webhooks" / "push" / "payload.json").read_bytes()
-    headers = github_headers("push", body, str(uuid.uuid4()),
-                             "wrong" if mutation == "bad-secret" else SECRET)
+    headers = github_headers(
+        "push", body, str(uuid.uuid4()), "wrong" if mutation == "bad-secret" else SECRET
+    )
     if mutation == "missing":
         del headers["X-Hub-Signature-256"]
     sent = body + b" " if mutation == "other-body" else body  # replayed with another body
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{running.ingress_url}/webhooks/default/repo", data=sent,
-                             headers=headers) as r:
-            assert r.status == 401
-            assert SECRET not in await r.text()
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{running.ingress_url}/webhooks/default/repo", data=sent, headers=headers
+    ) as r:
+        assert r.status == 401
+        assert SECRET not in await r.text()
     assert running.system.brokers["default/default"].store.stats().events == 0
     assert running.system.triggers["default/github"].subscription.backlog() == 0
 
 
 @pytest.mark.usefixtures("secrets")
 async def test_every_gitlab_payload_arrives_typed_from_its_header(
-        system: SystemFactory, subscriber: RecordingSubscriber) -> None:
+    system: SystemFactory, subscriber: RecordingSubscriber
+) -> None:
     running = await system(manifests(subscriber.url))
     url = f"{running.ingress_url}/webhooks/default/project"
     async with aiohttp.ClientSession() as http:
         for file, header, _ in GITLAB:
             body = (TESTDATA / "gitlab-webhooks" / file).read_bytes()
-            headers = {"Content-Type": "application/json", "X-Gitlab-Event": header,
-                       "X-Gitlab-Token": TOKEN, "X-Gitlab-Event-UUID": f"uuid-{file}"}
+            headers = {
+                "Content-Type": "application/json",
+                "X-Gitlab-Event": header,
+                "X-Gitlab-Token": TOKEN,
+                "X-Gitlab-Event-UUID": f"uuid-{file}",
+            }
             async with http.post(url, data=body, headers=headers) as r:
                 assert r.status == 202, (file, await r.text())
-        async with http.post(url, data=b"{}", headers={
-                "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}) as r:
+        async with http.post(
+            url, data=b"{}", headers={"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}
+        ) as r:
             assert r.status == 401
     events = await subscriber.wait_count(len(GITLAB), path="/gitlab")
     by_id = {e.id: e for e in events}

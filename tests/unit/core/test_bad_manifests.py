@@ -31,57 +31,151 @@ OK_SUB = "  subscriber: {uri: 'http://127.0.0.1:9/'}\n"
 # (case, manifest, expected path, expected text in message)
 CASES = [
     ("unknown top-level field", BROKER + "extra: 1\n", "extra", "unknown field"),
-    ("unknown spec field", trigger("  broker: default\n  bogus: 1\n" + OK_SUB),
-     "spec.bogus", "unknown field"),
+    (
+        "unknown spec field",
+        trigger("  broker: default\n  bogus: 1\n" + OK_SUB),
+        "spec.bogus",
+        "unknown field",
+    ),
     ("missing broker", trigger(OK_SUB), "spec.broker", "required"),
     ("missing subscriber", trigger("  broker: default\n"), "spec.subscriber", "required"),
-    ("subscriber without target", trigger("  broker: default\n  subscriber: {}\n"),
-     "spec.subscriber", "needs 'ref' or 'uri'"),
-    ("unsupported uri scheme", trigger("  broker: default\n  subscriber: {uri: 'ftp://x'}\n"),
-     "spec.subscriber", "ftp://x"),
+    (
+        "subscriber without target",
+        trigger("  broker: default\n  subscriber: {}\n"),
+        "spec.subscriber",
+        "needs 'ref' or 'uri'",
+    ),
+    (
+        "unsupported uri scheme",
+        trigger("  broker: default\n  subscriber: {uri: 'ftp://x'}\n"),
+        "spec.subscriber",
+        "ftp://x",
+    ),
     ("bad name", BROKER.replace("default", "Default_Broker"), "metadata.name", "DNS label"),
-    ("wrong apiVersion", BROKER.replace("eventing.knative.dev/v1", "eventing.knative.dev/v9"),
-     "apiVersion/kind", "unknown kind"),
-    ("unknown kind", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "apiVersion/kind",
-     "unknown kind"),
+    (
+        "wrong apiVersion",
+        BROKER.replace("eventing.knative.dev/v1", "eventing.knative.dev/v9"),
+        "apiVersion/kind",
+        "unknown kind",
+    ),
+    (
+        "unknown kind",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
+        "apiVersion/kind",
+        "unknown kind",
+    ),
     ("not a mapping", "- 1\n- 2\n", "", "must be a mapping"),
-    ("uppercase filter key", trigger("  broker: default\n  filter: {attributes: {Type: x}}\n"
-                                     + OK_SUB), "spec.filter.attributes", "lowercase"),
-    ("punctuation filter key", trigger("  broker: default\n  filter: {attributes: {'s-pace': x}}\n"
-                                       + OK_SUB), "spec.filter.attributes", "'s-pace'"),
-    ("filter key too long", trigger("  broker: default\n  filters: [{exact: {abcdefghijklmnopqrstu: x}}]\n"
-                                    + OK_SUB), "spec.filters[0].exact", "1 to 20"),
-    ("two dialects in one filter", trigger("  broker: default\n  filters: [{exact: {type: a}, prefix: {type: b}}]\n"
-                                           + OK_SUB), "spec.filters[0]", "exactly one"),
-    ("empty filter object", trigger("  broker: default\n  filters: [{}]\n" + OK_SUB),
-     "spec.filters[0]", "exactly one"),
-    ("empty exact map", trigger("  broker: default\n  filters: [{exact: {}}]\n" + OK_SUB),
-     "spec.filters[0]", "at least one"),
-    ("nested bad filter", trigger("  broker: default\n  filters: [{any: [{not: {suffix: {TYPE: x}}}]}]\n"
-                                  + OK_SUB), "spec.filters[0].any[0].not.suffix", "lowercase"),
-    ("negative retry", trigger("  broker: default\n  delivery: {retry: -1}\n" + OK_SUB),
-     "spec.delivery.retry", "greater than or equal"),
-    ("bad backoff policy", trigger("  broker: default\n  delivery: {backoffPolicy: random}\n"
-                                   + OK_SUB), "spec.delivery.backoffPolicy", "exponential"),
-    ("number as duration", trigger("  broker: default\n  delivery: {backoffDelay: 5}\n" + OK_SUB),
-     "spec.delivery.backoffDelay", "PT5S"),
-    ("bad ISO duration", trigger("  broker: default\n  delivery: {timeout: 5 seconds}\n" + OK_SUB),
-     "spec.delivery.timeout", "ISO-8601"),
-    ("months are rejected", trigger("  broker: default\n  delivery: {backoffDelay: P1M}\n" + OK_SUB),
-     "spec.delivery.backoffDelay", "ISO-8601"),
-    ("zero timeout", trigger("  broker: default\n  delivery: {timeout: PT0S}\n" + OK_SUB),
-     "spec.delivery.timeout", "greater than 0"),
-    ("bad format", trigger("  broker: default\n  delivery: {format: xml}\n" + OK_SUB),
-     "spec.delivery.format", "json"),
-    ("unknown broker class", BROKER.replace("{name: default}", "{name: default, annotations: "
-                                            "{eventing.knative.dev/broker.class: Bogus}}"),
-     "", "not a known broker class"),
-    ("bad dead letter sink", BROKER + "spec: {delivery: {deadLetterSink: {uri: 'mailto:x'}}}\n",
-     "spec.delivery.deadLetterSink", "mailto:x"),
-    ("maxInFlight zero", trigger("  broker: default\n  delivery: {maxInFlight: 0}\n" + OK_SUB),
-     "spec.delivery.maxInFlight", "greater than or equal to 1"),
-    ("filters not a list", trigger("  broker: default\n  filters: {exact: {type: x}}\n" + OK_SUB),
-     "spec.filters", "list"),
+    (
+        "uppercase filter key",
+        trigger("  broker: default\n  filter: {attributes: {Type: x}}\n" + OK_SUB),
+        "spec.filter.attributes",
+        "lowercase",
+    ),
+    (
+        "punctuation filter key",
+        trigger("  broker: default\n  filter: {attributes: {'s-pace': x}}\n" + OK_SUB),
+        "spec.filter.attributes",
+        "'s-pace'",
+    ),
+    (
+        "filter key too long",
+        trigger("  broker: default\n  filters: [{exact: {abcdefghijklmnopqrstu: x}}]\n" + OK_SUB),
+        "spec.filters[0].exact",
+        "1 to 20",
+    ),
+    (
+        "two dialects in one filter",
+        trigger("  broker: default\n  filters: [{exact: {type: a}, prefix: {type: b}}]\n" + OK_SUB),
+        "spec.filters[0]",
+        "exactly one",
+    ),
+    (
+        "empty filter object",
+        trigger("  broker: default\n  filters: [{}]\n" + OK_SUB),
+        "spec.filters[0]",
+        "exactly one",
+    ),
+    (
+        "empty exact map",
+        trigger("  broker: default\n  filters: [{exact: {}}]\n" + OK_SUB),
+        "spec.filters[0]",
+        "at least one",
+    ),
+    (
+        "nested bad filter",
+        trigger("  broker: default\n  filters: [{any: [{not: {suffix: {TYPE: x}}}]}]\n" + OK_SUB),
+        "spec.filters[0].any[0].not.suffix",
+        "lowercase",
+    ),
+    (
+        "negative retry",
+        trigger("  broker: default\n  delivery: {retry: -1}\n" + OK_SUB),
+        "spec.delivery.retry",
+        "greater than or equal",
+    ),
+    (
+        "bad backoff policy",
+        trigger("  broker: default\n  delivery: {backoffPolicy: random}\n" + OK_SUB),
+        "spec.delivery.backoffPolicy",
+        "exponential",
+    ),
+    (
+        "number as duration",
+        trigger("  broker: default\n  delivery: {backoffDelay: 5}\n" + OK_SUB),
+        "spec.delivery.backoffDelay",
+        "PT5S",
+    ),
+    (
+        "bad ISO duration",
+        trigger("  broker: default\n  delivery: {timeout: 5 seconds}\n" + OK_SUB),
+        "spec.delivery.timeout",
+        "ISO-8601",
+    ),
+    (
+        "months are rejected",
+        trigger("  broker: default\n  delivery: {backoffDelay: P1M}\n" + OK_SUB),
+        "spec.delivery.backoffDelay",
+        "ISO-8601",
+    ),
+    (
+        "zero timeout",
+        trigger("  broker: default\n  delivery: {timeout: PT0S}\n" + OK_SUB),
+        "spec.delivery.timeout",
+        "greater than 0",
+    ),
+    (
+        "bad format",
+        trigger("  broker: default\n  delivery: {format: xml}\n" + OK_SUB),
+        "spec.delivery.format",
+        "json",
+    ),
+    (
+        "unknown broker class",
+        BROKER.replace(
+            "{name: default}",
+            "{name: default, annotations: {eventing.knative.dev/broker.class: Bogus}}",
+        ),
+        "",
+        "not a known broker class",
+    ),
+    (
+        "bad dead letter sink",
+        BROKER + "spec: {delivery: {deadLetterSink: {uri: 'mailto:x'}}}\n",
+        "spec.delivery.deadLetterSink",
+        "mailto:x",
+    ),
+    (
+        "maxInFlight zero",
+        trigger("  broker: default\n  delivery: {maxInFlight: 0}\n" + OK_SUB),
+        "spec.delivery.maxInFlight",
+        "greater than or equal to 1",
+    ),
+    (
+        "filters not a list",
+        trigger("  broker: default\n  filters: {exact: {type: x}}\n" + OK_SUB),
+        "spec.filters",
+        "list",
+    ),
 ]
 
 
@@ -113,9 +207,11 @@ def test_bad_manifest(tmp_path: Path, case: str, manifest: str, path: str, text:
 
 def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(BROKER + "bogus: 1\n---\n" + trigger(OK_SUB, "t1"))
-    (tmp_path / "b.yml").write_text(trigger("  broker: nope\n" + OK_SUB, "t2") + "---\n"
-                                    + trigger("  broker: default\n  filters: [{}]\n"
-                                              + OK_SUB, "t3"))
+    (tmp_path / "b.yml").write_text(
+        trigger("  broker: nope\n" + OK_SUB, "t2")
+        + "---\n"
+        + trigger("  broker: default\n  filters: [{}]\n" + OK_SUB, "t3")
+    )
     with pytest.raises(LoadError) as info:
         load_resources(tmp_path, registry())
     messages = "\n".join(str(e) for e in info.value.errors)
@@ -127,8 +223,9 @@ def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_line_numbers_point_at_the_field(tmp_path: Path) -> None:
-    (tmp_path / "x.yaml").write_text(BROKER + "---\n" + trigger(
-        "  broker: default\n  delivery:\n    retry: -3\n" + OK_SUB))
+    (tmp_path / "x.yaml").write_text(
+        BROKER + "---\n" + trigger("  broker: default\n  delivery:\n    retry: -3\n" + OK_SUB)
+    )
     with pytest.raises(LoadError) as info:
         load_resources(tmp_path, registry())
     assert info.value.errors[0].line == 11

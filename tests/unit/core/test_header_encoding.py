@@ -56,7 +56,8 @@ def test_invalid_values_are_rejected(raw: str) -> None:
 def test_characters_that_must_be_encoded(char: str) -> None:
     encoded = encode_value(f"a{char}b")
     assert encoded != f"a{char}b"
-    assert encoded.startswith("a%") and encoded.endswith("b")
+    assert encoded.startswith("a%")
+    assert encoded.endswith("b")
     assert decode_value("x", encoded) == f"a{char}b"
 
 

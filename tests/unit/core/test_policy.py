@@ -13,10 +13,27 @@ from eventing.resources.delivery import DeliverySpec
 @pytest.mark.parametrize(
     ("status", "retry"),
     [
-        (None, True), (404, True), (408, True), (409, True), (429, True),
-        (500, True), (502, True), (503, True), (599, True), (600, True), (99, True),
-        (400, False), (401, False), (403, False), (405, False), (410, False), (413, False),
-        (422, False), (301, False), (302, False), (101, False),
+        (None, True),
+        (404, True),
+        (408, True),
+        (409, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (599, True),
+        (600, True),
+        (99, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (405, False),
+        (410, False),
+        (413, False),
+        (422, False),
+        (301, False),
+        (302, False),
+        (101, False),
     ],
 )
 def test_retryable_statuses(status: int | None, retry: bool) -> None:
@@ -44,7 +61,8 @@ def test_retry_after_is_honoured_and_capped() -> None:
     assert policy.backoff(1, retry_after=5) == 5
     assert policy.backoff(1, retry_after=500) == 10
     assert RetryPolicy(jitter=0, retry_after_max=0, backoff_delay=0.1).backoff(
-        1, retry_after=5) == pytest.approx(0.2)
+        1, retry_after=5
+    ) == pytest.approx(0.2)
 
 
 def test_parse_retry_after() -> None:
@@ -55,12 +73,25 @@ def test_parse_retry_after() -> None:
 
 
 def test_policy_from_delivery_spec() -> None:
-    spec = DeliverySpec.model_validate({
-        "retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT1S", "timeout": "PT5S",
-        "format": "json", "ordering": "ordered", "maxInFlight": 4,
-    })
+    spec = DeliverySpec.model_validate(
+        {
+            "retry": 3,
+            "backoffPolicy": "linear",
+            "backoffDelay": "PT1S",
+            "timeout": "PT5S",
+            "format": "json",
+            "ordering": "ordered",
+            "maxInFlight": 4,
+        }
+    )
     policy = RetryPolicy.from_spec(spec)
     assert (policy.retry, policy.backoff_policy, policy.backoff_delay, policy.timeout) == (
-        3, "linear", 1.0, 5.0)
-    assert policy.structured and policy.ordered and policy.max_in_flight == 4
+        3,
+        "linear",
+        1.0,
+        5.0,
+    )
+    assert policy.structured
+    assert policy.ordered
+    assert policy.max_in_flight == 4
     assert RetryPolicy.from_spec(DeliverySpec()).retry == 10

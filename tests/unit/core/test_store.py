@@ -23,8 +23,7 @@ def event(n: int, data: bytes | None = b"x") -> Event:
 
 
 @pytest.fixture(params=["sqlite", "memory"])
-async def make_store(request: pytest.FixtureRequest, tmp_path: Path
-                     ) -> AsyncIterator[StoreMaker]:
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreMaker]:
     opened: list[Store] = []
 
     def make(**bounds: int) -> Store:
@@ -45,8 +44,9 @@ async def test_backlog_is_exact_per_trigger(make_store: StoreMaker) -> None:
     store = make_store()
     await store.open(["a", "b"])
     events = [event(i) for i in range(5)]
-    await store.append("br", [Routed(e, ("a", "b") if i % 2 else ("a",))
-                              for i, e in enumerate(events)])
+    await store.append(
+        "br", [Routed(e, ("a", "b") if i % 2 else ("a",)) for i, e in enumerate(events)]
+    )
     assert (store.pending_count("a"), store.pending_count("b")) == (5, 2)
     await store.ack("a", [events[0].seq, events[1].seq])
     assert (store.pending_count("a"), store.pending_count("b")) == (3, 2)
@@ -90,8 +90,7 @@ async def test_full_store_rejects_and_never_evicts(make_store: StoreMaker) -> No
     assert [e.id for e in await store.load_pending("a", 0, 10)] == ["e0", "e1", "e2"]
 
 
-async def test_sqlite_reopen_recovers_pending_and_forgets_removed_triggers(
-        tmp_path: Path) -> None:
+async def test_sqlite_reopen_recovers_pending_and_forgets_removed_triggers(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = SqliteStore(SqliteSettings(path))
     await store.open(["a", "b"])
@@ -104,7 +103,8 @@ async def test_sqlite_reopen_recovers_pending_and_forgets_removed_triggers(
         assert again.pending_count("b") == 0
         assert again.stats().events == 1
         [recovered] = await again.load_pending("a", 0, 10)
-        assert recovered.id == "e1" and recovered.data == b"x"
+        assert recovered.id == "e1"
+        assert recovered.data == b"x"
     finally:
         await again.close()
 
@@ -117,7 +117,8 @@ async def test_broker_routes_once_and_subscription_pages_from_disk(tmp_path: Pat
     await store.open(["a", "b"])
     try:
         await broker.publish([event(i) for i in range(600)])  # more than a page and a buffer
-        assert sub_a.backlog() == 600 and sub_b.backlog() == 0
+        assert sub_a.backlog() == 600
+        assert sub_b.backlog() == 0
         seen = [(await sub_a.get()).id for _ in range(600)]
         assert seen == [f"e{i}" for i in range(600)]
         assert broker.drops()[("b", "filtered")] == 600
