@@ -42,13 +42,7 @@ class HttpSink:
         return None
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
-        headers, body = (
-            binding.encode_structured(event) if structured else binding.encode_binary(event)
-        )
-        headers["Prefer"] = "reply"
-        traceparent = event.attributes.get("traceparent")
-        if isinstance(traceparent, str):
-            headers["traceparent"] = traceparent
+        headers, body = prepare(event, structured)
         if self._plain is not None:
             return await self._send_plain(self._plain, headers, body, timeout)
         return await self._send_tls(headers, body, timeout)
@@ -56,13 +50,7 @@ class HttpSink:
     async def _send_plain(
         self, target: Target, headers: dict[str, str], body: bytes, timeout: float
     ) -> Outcome:
-        try:
-            response = await self.pool.post(target, list(headers.items()), body, timeout)
-        except TimeoutError:
-            return Outcome(None, error=f"timed out after {timeout:g}s")
-        except HttpError as exc:
-            return Outcome(None, error=str(exc)[:300])
-        return outcome(response.status, response.headers, response.body)
+        return await post_plain(self.pool, target, headers, body, timeout)
 
     async def _send_tls(self, headers: dict[str, str], body: bytes, timeout: float) -> Outcome:
         try:
@@ -87,6 +75,29 @@ class HttpSink:
 
     async def close(self) -> None:
         return None
+
+
+def prepare(event: Event, structured: bool) -> tuple[dict[str, str], bytes]:
+    """Headers and body of a delivery request (binary mode unless ``structured``)."""
+    headers, body = binding.encode_structured(event) if structured else binding.encode_binary(event)
+    headers["Prefer"] = "reply"
+    traceparent = event.attributes.get("traceparent")
+    if isinstance(traceparent, str):
+        headers["traceparent"] = traceparent
+    return headers, body
+
+
+async def post_plain(
+    pool: Pool, target: Target, headers: dict[str, str], body: bytes, timeout: float
+) -> Outcome:
+    """One POST over the lean keep-alive client, as an :class:`Outcome`."""
+    try:
+        response = await pool.post(target, list(headers.items()), body, timeout)
+    except TimeoutError:
+        return Outcome(None, error=f"timed out after {timeout:g}s")
+    except HttpError as exc:
+        return Outcome(None, error=str(exc)[:300])
+    return outcome(response.status, response.headers, response.body)
 
 
 def outcome(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:

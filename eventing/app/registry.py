@@ -17,6 +17,7 @@ from eventing.errors import ConfigError
 from eventing.resources.broker import Broker
 from eventing.resources.loader import KindRegistry, ResourceSet
 from eventing.resources.trigger import Trigger
+from eventing.resources.workload import Workload
 from eventing.sourcing import Emit, Source, WebhookSource
 from sources import github, gitlab, kafka, mqtt, ping, rabbitmq, webhook
 from triggers.materialize import check_trigger
@@ -28,6 +29,7 @@ def kind_registry() -> KindRegistry:
     registry = KindRegistry()
     registry.register(Broker)
     registry.register(Trigger, check=check_trigger)
+    registry.register(Workload)
     for module in SOURCE_MODULES:
         registry.register(module.MODEL)
     return registry

@@ -9,7 +9,9 @@ Stop (SIGTERM/SIGINT, or ``stop()``), each phase bounded:
 1. stop intake: the ingress answers 503 and closes its listener; sources stop;
 2. drain: dispatchers take no new event, attempts on the wire finish until the
    drain deadline, retries waiting for their backoff stay pending for the next run;
-3. close sinks and stores (every ack committed), cancel stragglers, exit.
+3. stop the scalers, then every workload's replicas (each drains what it holds, then
+   SIGTERM, then SIGKILL after its grace period); the guardian exits last;
+4. close sinks and stores (every ack committed), cancel stragglers, exit.
 
 A watchdog thread ends the process if all of that exceeds the hard deadline.
 """
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 DISPATCH = "dispatch"
 SOURCES = "sources"
+SCALERS = "scalers"
 
 
 @dataclass
@@ -81,6 +84,10 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
     metrics = Metrics()
     system = await build_system(resources, settings.store, metrics)
     supervisor = Supervisor()
+    if system.workloads is not None:
+        await system.workloads.start()
+        for key, workload in system.workloads.items.items():
+            supervisor.spawn(f"scaler {key}", workload.scaler.run, group=SCALERS, restart=True)
     for key, trig in system.triggers.items():
         supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH, restart=True)
     sources = build_sources(resources, system, settings.store.data_dir)
@@ -199,6 +206,8 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     dispatchers = [t.dispatcher for t in running.system.triggers.values()]
     await running.supervisor.stop(DISPATCH, timeout=1.0)
     await asyncio.gather(*(d.stop(deadline) for d in dispatchers))
+    logger.info("stopping: workloads")
+    await running.supervisor.stop(SCALERS, timeout=2.0)
     logger.info("stopping: closing stores")
     await running.system.close()
     await running.runners[1].cleanup()

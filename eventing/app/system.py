@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from eventing.app.workloads import Workloads, external_metrics
 from eventing.broker.base import Broker
 from eventing.broker.embedded import EmbeddedBroker
 from eventing.broker.memory_store import MemoryStore
@@ -35,6 +36,7 @@ from eventing.resources.broker import Broker as BrokerResource
 from eventing.resources.delivery import merge
 from eventing.resources.loader import ResourceSet
 from eventing.resources.trigger import Trigger
+from eventing.resources.workload import Workload
 from eventing.sourcing import Emit
 from sinks.http import HttpSink, new_session
 from sinks.httpclient import Pool
@@ -82,6 +84,7 @@ class System:
     triggers: dict[str, TriggerRuntime] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
     pool: Pool = field(default_factory=Pool)
+    workloads: Workloads | None = None
 
     def emitter(self, broker_key: str) -> Emit:
         """``emit`` for sources: stamp and publish into ``broker_key``."""
@@ -109,6 +112,8 @@ class System:
     async def close(self) -> None:
         for runtime in self.triggers.values():
             await runtime.sink.close()
+        if self.workloads is not None:
+            await self.workloads.close()
         for store in self.stores:
             await store.close()
         self.pool.close()
@@ -154,6 +159,9 @@ async def build_system(resources: ResourceSet, settings: StoreSettings, metrics:
         by_store[id(broker.store)].append(trig.key)
     for store in system.stores:
         await store.open(by_store.get(id(store), []))
+    system.workloads = Workloads(metrics, settings.data_dir, system.pool)
+    for workload in resources.of(Workload):
+        system.workloads.add(workload, external_metrics(workload))
     for trig in trigger_models:
         broker_key = f"{trig.namespace}/{trig.spec.broker}"
         system.triggers[trig.key] = _trigger(
@@ -169,7 +177,12 @@ def _trigger(
     delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
     policy = RetryPolicy.from_spec(delivery)
     subscription = broker.subscribe(trig.key, materialize(trig.spec))
-    sink = resolve_sink(system, trig.spec.subscriber, trig.key)
+    ref = trig.spec.subscriber.ref
+    if ref is not None and ref.kind == "Workload" and system.workloads is not None:
+        key = f"{ref.namespace or trig.namespace}/{ref.name}"
+        sink: Sink = system.workloads.attach(key, subscription)
+    else:
+        sink = resolve_sink(system, trig.spec.subscriber, trig.key)
     dead_letter = None
     if delivery.dead_letter_sink is not None:
         dls = delivery.dead_letter_sink
@@ -200,7 +213,7 @@ def resolve_sink(system: System, dest: Destination, owner: str) -> Sink:
     if dest.ref is not None:
         raise ConfigError(
             f"{owner}: cannot resolve ref {dest.ref.kind}/{dest.ref.name} on one machine; "
-            "give the subscriber a uri (http://..., log:)"
+            "refer to a Workload, or give a uri (http://..., log:)"
         )
     uri = dest.uri or ""
     if uri == "log:":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from eventing.broker.store import Store
 from eventing.events import Event
@@ -39,9 +40,13 @@ class StoreSubscription:
         self._spill = True  # start by recovering whatever is pending on disk
         self._cursor = 0
         self._wake = asyncio.Event()
+        self.listeners: list[Callable[[], None]] = []
+        """Called on every new event (the autoscaler counts arrivals and is poked)."""
 
     def offer(self, event: Event) -> None:
         """Called after ``event`` was committed with a pending row for this trigger."""
+        for listener in self.listeners:
+            listener()
         if self._spill:
             self._wake.set()
             return

@@ -1,0 +1,200 @@
+"""Wire Workload resources into the running system: a replica pool, a recorder and a
+scaler per workload, a delivery sink for the triggers that target it, the guardian,
+the external queue probes, and the workload metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eventing.autoscaler.decide import Decision
+from eventing.autoscaler.measure import ObservationRecorder
+from eventing.autoscaler.observe import MetricSource
+from eventing.broker.subscription import StoreSubscription
+from eventing.metrics import Metrics
+from eventing.resources.workload import ExternalMetric, Workload
+from eventing.workloads.guardian import Guardian
+from eventing.workloads.pool import ReplicaPool
+from eventing.workloads.replica import Replica, ReplicaConfig
+from eventing.workloads.scaler import External, WorkloadScaler
+from sinks.httpclient import Pool
+from sinks.workload import WorkloadSink
+
+logger = logging.getLogger(__name__)
+
+_ACTIVATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass
+class WorkloadRuntime:
+    resource: Workload
+    pool: ReplicaPool
+    scaler: WorkloadScaler
+    sink: WorkloadSink
+    subscriptions: list[StoreSubscription] = field(default_factory=list)
+    probes: list[MetricSource] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return self.resource.key
+
+
+class Workloads:
+    """All workloads of a system, and the one guardian they share."""
+
+    def __init__(self, metrics: Metrics, data_dir: Path, client: Pool) -> None:
+        self.metrics = metrics
+        self.data_dir = data_dir
+        self.client = client
+        self.guardian = Guardian()
+        self.items: dict[str, WorkloadRuntime] = {}
+        r = metrics.registry
+        from prometheus_client import Counter, Histogram
+
+        self.decisions = Counter(
+            "eventing_scale_decisions",
+            "Replica count changes",
+            ["workload", "direction"],
+            registry=r,
+        )
+        self.cold_starts = Counter(
+            "eventing_cold_starts",
+            "Replicas started while the workload had none ready",
+            ["workload"],
+            registry=r,
+        )
+        self.activation = Histogram(
+            "eventing_activation_latency_seconds",
+            "First event for a workload at zero -> replica ready",
+            ["workload"],
+            buckets=_ACTIVATION_BUCKETS,
+            registry=r,
+        )
+        metrics.add_live(
+            "eventing_workload_replicas", "Replicas by state", ["workload", "state"], self._replicas
+        )
+        metrics.add_live(
+            "eventing_workload_desired_replicas",
+            "Replicas the scaler wants",
+            ["workload"],
+            lambda: [([w.key], float(w.pool.desired)) for w in self.items.values()],
+        )
+
+    def _replicas(self) -> list[tuple[list[str], float]]:
+        return [
+            ([w.key, state], float(w.pool.count(state)))
+            for w in self.items.values()
+            for state in ("starting", "ready", "draining")
+        ]
+
+    def add(self, resource: Workload, external: list[External]) -> WorkloadRuntime:
+        spec = resource.scaling_spec
+        env = {e.name: e.value for e in resource.spec.env}
+        readiness = resource.spec.readiness
+        config = ReplicaConfig(
+            workload=resource.name,
+            command=resource.spec.command,
+            env=env,
+            working_dir=resource.spec.working_dir,
+            probe_path=readiness.http_get.path if readiness.http_get is not None else None,
+            probe_period=readiness.period_seconds,
+            probe_timeout=readiness.timeout_seconds,
+            startup_timeout=resource.spec.startup_timeout_seconds,
+            grace_period=resource.spec.termination_grace_period_seconds,
+        )
+        pool = ReplicaPool(config, concurrency=spec.concurrency_per_replica, guardian=self.guardian)
+        recorder = ObservationRecorder(concurrency=spec.concurrency_per_replica)
+        subscriptions: list[StoreSubscription] = []
+        scaler = WorkloadScaler(
+            resource.key,
+            spec,
+            pool,
+            recorder,
+            backlog=lambda: sum(s.backlog() for s in subscriptions),
+            external=external,
+            decision_file=self.data_dir / "decisions.jsonl",
+            on_decision=lambda d, prev: self._decided(resource.key, d, prev),
+        )
+        sink = WorkloadSink(resource.key, pool, scaler, self.client, resource.spec.path)
+        runtime = WorkloadRuntime(
+            resource, pool, scaler, sink, subscriptions, [e.source for e in external]
+        )
+        pool.on_ready = lambda replica: self._ready(runtime, replica)
+        self.items[resource.key] = runtime
+        return runtime
+
+    def attach(self, workload_key: str, subscription: StoreSubscription) -> WorkloadSink:
+        runtime = self.items[workload_key]
+        runtime.subscriptions.append(subscription)
+        subscription.listeners.append(runtime.scaler.arrived)
+        return runtime.sink
+
+    def _decided(self, key: str, decision: Decision, previous: int) -> None:
+        direction = "up" if decision.replicas > previous else "down"
+        if decision.replicas == 0:
+            direction = "to_zero"
+        elif previous == 0:
+            direction = "from_zero"
+        self.decisions.labels(key, direction).inc()
+
+    def _ready(self, runtime: WorkloadRuntime, replica: Replica) -> None:
+        scaler = runtime.scaler
+        runtime.scaler.recorder.replica_ready(time.monotonic() - replica.created)
+        if scaler.activated_at is not None:
+            self.activation.labels(runtime.key).observe(time.monotonic() - scaler.activated_at)
+            self.cold_starts.labels(runtime.key).inc()
+            scaler.activated_at = None
+
+    async def start(self) -> None:
+        if self.items:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            await self.guardian.start()
+
+    async def close(self) -> None:
+        for runtime in self.items.values():
+            await runtime.pool.close()
+            for probe in runtime.probes:
+                close = getattr(probe, "close", None)
+                if close is not None:
+                    await close()
+        await self.guardian.close()
+
+
+def external_metrics(resource: Workload) -> list[External]:
+    """Build the external queue probes a workload scales on (KEDA-style)."""
+    interval = resource.spec.scaling.polling_interval or 2.0
+    built: list[External] = []
+    for metric in resource.spec.scaling.external_metrics:
+        built.append(
+            External(_probe(metric), interval, includes_in_flight=_includes_in_flight(metric))
+        )
+    return built
+
+
+def _includes_in_flight(metric: ExternalMetric) -> bool:
+    # Management API depth counts unacknowledged messages (ours in flight); AMQP passive
+    # declare and Kafka lag on committed offsets do not.
+    return metric.type == "rabbitmq" and metric.management_url is not None
+
+
+def _probe(metric: ExternalMetric) -> MetricSource:
+    if metric.type == "rabbitmq":
+        from sources.metrics_rabbitmq import RabbitmqQueueDepth
+
+        assert metric.queue is not None
+        return RabbitmqQueueDepth(
+            metric.queue, management_url=metric.management_url, amqp_url=metric.url
+        )
+    from sources.metrics_kafka import KafkaConsumerLag, LagPolicy
+
+    assert metric.bootstrap_servers
+    assert metric.consumer_group
+    assert metric.topic
+    return KafkaConsumerLag(
+        metric.bootstrap_servers,
+        metric.consumer_group,
+        [metric.topic],
+        LagPolicy(lag_threshold=metric.lag_threshold, initial_offset=metric.offset_reset_policy),
+    )

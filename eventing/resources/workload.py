@@ -1,0 +1,165 @@
+"""``Workload`` (our kind, ``eventing.local/v1alpha1``): what runs and how it scales.
+
+On one machine a workload is an argv command; each replica is a subprocess that gets
+its own ``PORT`` and receives events as HTTP POSTs on ``path``. A trigger delivers to
+it with ``subscriber: {ref: {kind: Workload, name: ...}}``. The ``scaling`` block uses
+KEDA's names where KEDA has the knob (``minReplicaCount`` is accepted as well as
+``minReplicas``, and so on), and maps onto :class:`eventing.autoscaler.spec.ScalingSpec`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+
+from eventing.autoscaler.spec import ScalingSpec
+from eventing.errors import ConfigError
+from eventing.resources.base import OUR_API, Model, Resource
+
+
+class HttpGetProbe(Model):
+    path: str = "/healthz"
+
+
+class TcpSocketProbe(Model):
+    pass
+
+
+class Readiness(Model):
+    """How to tell a replica is ready: an HTTP GET answering 2xx, or a TCP connect.
+    Without one, a replica is ready once its ``PORT`` accepts TCP connections."""
+
+    http_get: HttpGetProbe | None = None
+    tcp_socket: TcpSocketProbe | None = None
+    period_seconds: float = Field(default=0.02, gt=0, le=10)
+    """How often to probe while the replica starts (short: activation latency)."""
+    timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Readiness:
+        if self.http_get is not None and self.tcp_socket is not None:
+            raise ValueError("use either httpGet or tcpSocket, not both")
+        return self
+
+
+class EnvVar(Model):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str = ""
+
+
+class ExternalMetric(Model):
+    """Scale on an external queue as KEDA does (see docs/autoscaling.md)."""
+
+    type: Literal["rabbitmq", "kafka"]
+    # rabbitmq
+    queue: str | None = None
+    url: str | None = None
+    """AMQP URL (passive declare: ready messages only) for ``rabbitmq``."""
+    management_url: str | None = None
+    """RabbitMQ management API URL: ready + unacknowledged messages."""
+    # kafka
+    bootstrap_servers: list[str] | None = None
+    topic: str | None = None
+    consumer_group: str | None = None
+    lag_threshold: int = Field(default=10, ge=1)
+    offset_reset_policy: Literal["earliest", "latest"] = "latest"
+
+    @model_validator(mode="after")
+    def _fields(self) -> ExternalMetric:
+        if self.type == "rabbitmq" and (not self.queue or not (self.url or self.management_url)):
+            raise ValueError("rabbitmq needs 'queue' and 'url' or 'managementUrl'")
+        if self.type == "kafka" and (
+            not self.bootstrap_servers or not self.topic or not self.consumer_group
+        ):
+            raise ValueError("kafka needs 'bootstrapServers', 'topic' and 'consumerGroup'")
+        return self
+
+
+class Scaling(Model):
+    """Every knob of :class:`~eventing.autoscaler.spec.ScalingSpec`; see its docstrings
+    and docs/autoscaling.md for defaults and meaning."""
+
+    min_replicas: int | None = Field(
+        default=None, ge=0, validation_alias=AliasChoices("minReplicas", "minReplicaCount")
+    )
+    max_replicas: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("maxReplicas", "maxReplicaCount")
+    )
+    concurrency_per_replica: int | None = Field(default=None, ge=1, le=10_000)
+    target_utilization: float | None = Field(default=None, gt=0, le=1)
+    target_per_replica: float | None = Field(
+        default=None, gt=0, validation_alias=AliasChoices("targetPerReplica", "value")
+    )
+    activation_threshold: float | None = Field(
+        default=None,
+        ge=0,
+        validation_alias=AliasChoices("activationThreshold", "activationValue"),
+    )
+    stabilization_window_seconds: float | None = Field(default=None, ge=0, le=3600)
+    drain_horizon_seconds: float | None = Field(default=None, gt=0, le=3600)
+    keep_alive: Literal["fixed", "adaptive"] | None = None
+    cooldown_period: float | None = Field(default=None, ge=0, le=86400)
+    max_keep_alive_seconds: float | None = Field(default=None, ge=0, le=86400)
+    keep_alive_min_samples: int | None = Field(default=None, ge=1, le=1000)
+    cold_start_cost_seconds: float | None = Field(default=None, ge=0, le=86400)
+    prewarm: bool | None = None
+    polling_interval: float | None = Field(default=None, ge=0)
+    """Accepted for KEDA compatibility and ignored (the scaler is pushed, not polled)."""
+    external_metrics: list[ExternalMetric] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Scaling:
+        try:
+            self.to_spec()
+        except ConfigError as exc:  # e.g. maxReplicas < minReplicas
+            raise ValueError(str(exc).removeprefix("invalid scaling spec: ")) from None
+        return self
+
+    def to_spec(self) -> ScalingSpec:
+        fields = {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "concurrency_per_replica": self.concurrency_per_replica,
+            "target_utilization": self.target_utilization,
+            "target_per_replica": self.target_per_replica,
+            "activation_threshold": self.activation_threshold,
+            "scale_down_stabilization": self.stabilization_window_seconds,
+            "drain_horizon": self.drain_horizon_seconds,
+            "keep_alive": self.keep_alive,
+            "scale_to_zero_after": self.cooldown_period,
+            "keep_alive_max": self.max_keep_alive_seconds,
+            "keep_alive_min_samples": self.keep_alive_min_samples,
+            "cold_start_cost": self.cold_start_cost_seconds,
+            "prewarm": self.prewarm,
+            "polling_interval": self.polling_interval,
+        }
+        return ScalingSpec(**{k: v for k, v in fields.items() if v is not None})  # type: ignore[arg-type]
+
+
+class WorkloadSpec(Model):
+    command: list[str] = Field(min_length=1)
+    """argv of one replica; no shell is involved."""
+    env: list[EnvVar] = Field(default_factory=list)
+    working_dir: str | None = None
+    path: str = Field(default="/", pattern=r"^/")
+    """Where events are POSTed on a replica."""
+    readiness: Readiness = Field(default_factory=Readiness)
+    scaling: Scaling = Field(default_factory=Scaling)
+    startup_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """A replica not ready by then is killed and replaced."""
+    termination_grace_period_seconds: float = Field(default=10.0, ge=0, le=3600)
+    """After SIGTERM, seconds before SIGKILL (Kubernetes' name and meaning)."""
+
+
+class Workload(Resource):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = (OUR_API,)
+    KIND: ClassVar[str] = "Workload"
+
+    api_version: Literal["eventing.local/v1alpha1"]
+    kind: Literal["Workload"]
+    spec: WorkloadSpec
+
+    @property
+    def scaling_spec(self) -> ScalingSpec:
+        return self.spec.scaling.to_spec()

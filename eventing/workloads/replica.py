@@ -1,0 +1,221 @@
+"""One replica of a workload: a subprocess in its own process group, with its own
+``PORT``, a readiness probe, prefixed output, and a bounded stop.
+
+Lifecycle: ``starting`` (spawned, probing) -> ``ready`` (receives events) ->
+``draining`` (no new events; in-flight ones finish) -> ``stopped``. A replica whose
+process exits on its own is ``crashed``; the pool replaces it.
+
+Why a process group of its own: stopping a replica must stop everything it started
+(a shell script's children too), and a terminal's Ctrl-C must reach ``eventing`` only,
+which then stops replicas in order. No shell is involved: ``command`` is an argv.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+State = Literal["starting", "ready", "draining", "stopped", "crashed"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ReplicaConfig:
+    workload: str
+    command: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    probe_path: str | None = "/healthz"
+    """HTTP GET path for readiness; None probes by TCP connect."""
+    probe_period: float = 0.02
+    probe_timeout: float = 1.0
+    startup_timeout: float = 60.0
+    grace_period: float = 10.0
+
+
+class Replica:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        number: int,
+        *,
+        on_exit: Callable[[Replica], None],
+        output: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.number = number
+        self.name = f"{config.workload}-{number}"
+        self.port = free_port()
+        self.state: State = "starting"
+        self.in_flight = 0
+        self.created = time.monotonic()
+        self.ready_at: float | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self._on_exit = on_exit
+        self._output = output or _print
+        self._tasks: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def pgid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    async def start(self) -> None:
+        env = {**os.environ, **self.config.env, "PORT": str(self.port)}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        # `python` in a command means the interpreter eventing runs on (as if its
+        # virtualenv were activated), so replicas see the same installed packages.
+        bin_dir = os.path.dirname(sys.executable)
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.config.command,
+            env=env,
+            cwd=self.config.working_dir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group (and session)
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        self._tasks = [
+            asyncio.create_task(self._pump(self.proc.stdout), name=f"{self.name} stdout"),
+            asyncio.create_task(self._pump(self.proc.stderr), name=f"{self.name} stderr"),
+            asyncio.create_task(self._watch(), name=f"{self.name} watch"),
+        ]
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream limit: skip it
+                continue
+            if not line:
+                return
+            self._output(f"[{self.name}] {line.decode(errors='replace').rstrip()}")
+
+    async def _watch(self) -> None:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        if self.state not in ("stopped", "draining"):
+            logger.warning("replica %s exited with status %s", self.name, code)
+            self.state = "crashed"
+        else:
+            self.state = "stopped"
+        self._on_exit(self)
+
+    async def wait_ready(self) -> bool:
+        """Probe until ready; False if the process died or the startup timeout passed."""
+        deadline = time.monotonic() + self.config.startup_timeout
+        while self.state == "starting":
+            if await self._probe():
+                if self.state != "starting":
+                    return False
+                self.state = "ready"
+                self.ready_at = time.monotonic()
+                return True
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "replica %s not ready within %.0fs", self.name, self.config.startup_timeout
+                )
+                return False
+            await asyncio.sleep(self.config.probe_period)
+        return False
+
+    async def _probe(self) -> bool:
+        try:
+            async with asyncio.timeout(self.config.probe_timeout):
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                try:
+                    if self.config.probe_path is None:
+                        return True
+                    writer.write(
+                        f"GET {self.config.probe_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Connection: close\r\n\r\n".encode()
+                    )
+                    status = await reader.readline()
+                    parts = status.split(b" ", 2)
+                    return len(parts) >= 2 and parts[1][:1] == b"2"
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except (OSError, TimeoutError):
+            return False
+
+    def lease(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def stop(self, *, drain: bool = True) -> None:
+        """Stop routing to it, let in-flight events finish (within the grace period),
+        then SIGTERM its process group, then SIGKILL after the grace period."""
+        if self.state in ("stopped", "crashed"):
+            await self._reap()
+            return
+        self.state = "draining"
+        grace = self.config.grace_period
+        if drain and self.in_flight:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
+        self.state = "stopped" if self.state == "draining" else self.state
+        self._signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace):
+                await self._reap()
+        except TimeoutError:
+            logger.warning("replica %s ignored SIGTERM for %.0fs: SIGKILL", self.name, grace)
+            self._signal(signal.SIGKILL)
+            await self._reap()
+
+    def kill(self) -> None:
+        """SIGKILL the process group now (for a replica that never became ready)."""
+        self.state = "stopped"
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    async def _reap(self) -> None:
+        if self.proc is not None:
+            await self.proc.wait()
+        # Children that outlived the leader keep the group (and our pipes) alive: end
+        # them, so the output pumps see EOF.
+        self._signal(signal.SIGKILL)
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=5)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
