@@ -182,7 +182,13 @@ def _health_error(source: Source) -> Callable[[str], None]:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        lingering_time=1.0,  # after a 408/413, read the rest of the body for 1 s at most
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

@@ -124,6 +124,17 @@ class System:
 async def build_system(resources: ResourceSet, settings: StoreSettings, metrics: Metrics) -> System:
     system = System(metrics)
     system.session = new_session()
+    try:
+        await _build(system, resources, settings, metrics)
+    except BaseException:
+        await system.close()  # a failed start leaves no open store or session behind
+        raise
+    return system
+
+
+async def _build(
+    system: System, resources: ResourceSet, settings: StoreSettings, metrics: Metrics
+) -> None:
     trigger_models: list[Trigger] = resources.of(Trigger)
     broker_models: list[BrokerResource] = resources.of(BrokerResource)
     durable: SqliteStore | None = None
@@ -168,7 +179,6 @@ async def build_system(resources: ResourceSet, settings: StoreSettings, metrics:
             system, trig, system.brokers[broker_key], brokers_by_key[broker_key]
         )
     _register_gauges(system)
-    return system
 
 
 def _trigger(

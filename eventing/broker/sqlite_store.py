@@ -211,13 +211,14 @@ class SqliteStore:
     async def list_dead_letters(
         self, trigger: str | None, limit: int, after_id: int = 0
     ) -> list[DeadLetter]:
-        where = "WHERE id > ?" + (" AND trigger = ?" if trigger else "")
-        params: tuple[Any, ...] = (after_id, trigger, limit) if trigger else (after_id, limit)
-        rows = await self._read(
-            "SELECT id, broker, trigger, attrs, data, failed_at, attempts, reason, status "
-            f"FROM dead_letters {where} ORDER BY id LIMIT ?",  # noqa: S608 - fixed text
-            params,
-        )
+        columns = "SELECT id, broker, trigger, attrs, data, failed_at, attempts, reason, status"
+        if trigger:
+            sql = f"{columns} FROM dead_letters WHERE id > ? AND trigger = ? ORDER BY id LIMIT ?"
+            params: tuple[Any, ...] = (after_id, trigger, limit)
+        else:
+            sql = f"{columns} FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?"
+            params = (after_id, limit)
+        rows = await self._read(sql, params)
         return [_dead_letter(row) for row in rows]
 
     async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:

@@ -43,10 +43,11 @@ def merge(primary: DeliverySpec | None, fallback: DeliverySpec | None) -> Delive
         return fallback or DeliverySpec()
     if fallback is None:
         return primary
-    values = {
-        name: getattr(primary, name)
-        if getattr(primary, name) is not None
-        else getattr(fallback, name)
+    # model_copy, not model_validate: the values are already parsed (durations are
+    # seconds now) and must not go through the YAML validators again.
+    inherited = {
+        name: getattr(fallback, name)
         for name in DeliverySpec.model_fields
+        if getattr(primary, name) is None and getattr(fallback, name) is not None
     }
-    return DeliverySpec.model_validate(values)
+    return primary.model_copy(update=inherited)

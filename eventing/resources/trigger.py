@@ -81,6 +81,15 @@ class TriggerSpec(Model):
     subscriber: Destination
     delivery: DeliverySpec | None = None
 
+    @model_validator(mode="after")
+    def _subscriber_not_dlq(self) -> TriggerSpec:
+        if self.subscriber.uri == "dlq:":
+            raise ValueError(
+                "subscriber uri 'dlq:' is only valid as a deadLetterSink; use http(s)://, "
+                "log:, or a ref to a Workload"
+            )
+        return self
+
 
 class Trigger(Resource):
     API_VERSIONS: ClassVar[tuple[str, ...]] = (KNATIVE_EVENTING,)
