@@ -1,0 +1,1 @@
+"""Unit tests of the autoscaling core, the KEDA/KPA baselines and the simulator."""
