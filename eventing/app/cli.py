@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_reads(sub)
     _add_dlq(sub)
+    _add_simulate(sub)
     return parser
 
 
@@ -174,6 +175,19 @@ def _add_dlq(sub: Sub) -> None:
         p.add_argument("--admin", default=DEFAULT_ADMIN)
         p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
+
+
+def _add_simulate(sub: Sub) -> None:
+    from eventing.autoscaler.simulate import cli as simulate
+
+    parser = sub.add_parser(
+        "simulate",
+        help="compare our autoscaler with KEDA and Knative on traces (or your own)",
+        description="Trace-driven simulation of the default scaling policy against "
+        "re-implementations of KEDA + HPA and Knative KPA (see docs/autoscaling.md).",
+    )
+    simulate.add_arguments(parser)
+    parser.set_defaults(func=simulate.run)
 
 
 def _run(args: argparse.Namespace) -> int:
