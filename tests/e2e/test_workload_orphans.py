@@ -1,0 +1,86 @@
+"""No replica outlives ``eventing``: not after SIGTERM, and not after ``kill -9`` of the
+parent (the guardian ends them; see eventing/workloads/guardian.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.mesh import wait_until
+from tests.support.process import EventingProcess
+
+pytestmark = pytest.mark.e2e
+REPLICA = str(Path(__file__).resolve().parents[1] / "support" / "replica_app.py")
+
+
+def manifests(tmp_path: Path, pid_dir: Path) -> Path:
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    (directory / "system.yaml").write_text(f"""apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: default}}
+---
+apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {{name: worker}}
+spec:
+  command: ["{sys.executable}", "{REPLICA}"]
+  env: [{{name: PID_DIR, value: "{pid_dir}"}}, {{name: WORK_SECONDS, value: "0.5"}}]
+  readiness: {{httpGet: {{path: /healthz}}}}
+  scaling: {{minReplicas: 3, maxReplicas: 3}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: jobs}}
+spec:
+  broker: default
+  subscriber: {{ref: {{apiVersion: eventing.local/v1alpha1, kind: Workload, name: worker}}}}
+""")
+    return directory
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) is not a running orphan.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+async def started_replicas(proc: EventingProcess, pid_dir: Path) -> list[int]:
+    await wait_until(lambda: len(os.listdir(pid_dir)) == 3, 60, "3 replicas")
+    pids = [int(name) for name in os.listdir(pid_dir)]
+    async with aiohttp.ClientSession() as http:
+        for n in range(6):  # keep them busy so a graceful stop has something to drain
+            headers = {
+                "ce-specversion": "1.0",
+                "ce-id": f"e{n}",
+                "ce-source": "/t",
+                "ce-type": "job",
+            }
+            async with http.post(proc.url(), data=b"{}", headers=headers) as r:
+                assert r.status == 202
+    return pids
+
+
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+async def test_no_replica_survives_eventing(tmp_path: Path, how: str) -> None:
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    proc = EventingProcess(manifests(tmp_path, pid_dir), tmp_path / "data")
+    await proc.start()
+    try:
+        pids = await started_replicas(proc, pid_dir)
+        assert all(alive(pid) for pid in pids)
+    finally:
+        if how == "kill -9":
+            await proc.kill()
+        else:
+            assert await proc.terminate(60) == 0
+    await wait_until(lambda: not any(alive(pid) for pid in pids), 30, "replicas gone")
