@@ -143,3 +143,33 @@ async def test_scale_in_drains_in_flight_events(
     finally:
         await pool.close()
         await guardian.close()
+
+
+async def test_scale_in_under_load_loses_nothing(
+    system: SystemFactory, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """A burst scales the workload out; then a steady trickle (two events outstanding at
+    a time) needs fewer replicas, so the scaler removes replicas while events are in
+    flight. Every event is delivered and no attempt fails: the replicas chosen to stop
+    finished their events before they were stopped."""
+    data = tmp_path / "data"
+    text = manifests(f"{subscriber.url}/report", work=0.3, max_replicas=4)
+    text = text.replace("stabilizationWindowSeconds: 1", "stabilizationWindowSeconds: 0")
+    running = await system(text, data_dir=data)
+    sent = [f"burst-{i}" for i in range(20)]
+    await send(running, sent)
+    for n in range(40):  # closed loop: the next event once all but two are done
+        await subscriber.wait_for(lambda _: len(reported(subscriber)) >= len(sent) - 2)
+        sent.append(f"trickle-{n}")
+        await send(running, sent[-1:])
+    await subscriber.wait_for(lambda _: set(sent) <= set(reported(subscriber)), timeout=90)
+    stats = running.system.triggers["default/jobs"].dispatcher.stats
+    await wait_until(lambda: stats.delivered == len(sent), 20, "every delivery")
+    busy_scale_ins = [
+        d
+        for d in decisions(data)
+        if 0 < int(d["to"]) < int(d["from"]) and int(d["inFlight"]) > 0  # type: ignore[call-overload]
+    ]
+    assert busy_scale_ins, [(d["from"], d["to"], d["inFlight"]) for d in decisions(data)]
+    assert stats.failed == 0
+    assert stats.retried == 0
