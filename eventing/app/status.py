@@ -83,4 +83,5 @@ def system_status(running: Running) -> dict[str, Any]:
         "brokers": brokers,
         "triggers": triggers,
         "sources": sources,
+        "workloads": workloads,
     }
