@@ -6,15 +6,23 @@ At-least-once, step by step: a ``getmany`` batch is decoded (pure,
 are exactly the batch's offsets (last + 1 per partition) committed. If ``emit``
 raises, nothing is committed, every partition of the batch is rewound (``seek``) to
 its first record, and the source backs off before fetching again, so the same records
-come back. A failed commit or a lost connection restarts the session: the group
-resumes from its last commit, so records may be emitted twice, never lost (their ids
-are ``partition:<p>/offset:<o>``, so the broker can dedupe them).
+come back. When the store fills part-way through a batch, the prefix that fit is
+committed and each partition is rewound to its first unstored record
+(:func:`sources.emitting.emit_prefix`). A failed commit or a lost connection restarts
+the session: the group resumes from its last commit, so records may be emitted twice,
+never lost (their ids are ``partition:<p>/offset:<o>``, so the broker can dedupe them).
 
 Records that cannot become events (over the size limit, or claiming to be a
 CloudEvent but invalid) are refused: counted, logged without payload, and committed
 past, since Kafka has no per-record reject. When a partition is first assigned to a
 group that never committed it, its starting position is committed at once, so the
 consumer-lag metric is exact from the start (KEDA's lag of 1 forever, keda#2033).
+
+Outages: aiokafka reconnects inside its client and neither ``getmany`` nor ``commit``
+raises while the cluster is down (a commit waits for a coordinator), so ``health``
+would keep saying ``connected``. The source marks itself ``reconnecting`` when an idle
+probe fails or a commit waits longer than :data:`COMMIT_PATIENCE`, and ``connected``
+again when records or a commit get through.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from aiokafka.errors import KafkaError
 from eventing.errors import ConfigError, InvalidEventError
 from eventing.events import Event
 from sources.base import Emit, SourceHealth, SourceState
-from sources.emitting import emit_batch, refuse, too_large
+from sources.emitting import emit_prefix, refuse, too_large
 from sources.kafka_binding import KafkaRecord, record_to_event
 from sources.kafka_model import KafkaSourceResource
 from sources.reconnect import Backoff, close_quietly, describe, keep_connected
@@ -44,6 +52,7 @@ BATCH: Final = 256
 POLL_MS: Final = 500
 PROBE_AFTER: Final = 2.0
 PROBE_TIMEOUT: Final = 3.0
+COMMIT_PATIENCE: Final = 3.0
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -141,6 +150,22 @@ class KafkaAdapter:
         else:
             self._mark("connected")
 
+    async def _commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``offsets``. While the cluster is down aiokafka's commit waits for a
+        group coordinator instead of failing, so a source under load would sit in it
+        for the whole outage looking ``connected``: a commit still waiting after
+        :data:`COMMIT_PATIENCE` seconds marks the source ``reconnecting`` until it
+        completes (the session is kept, as with :meth:`_probe`)."""
+        commit = asyncio.ensure_future(consumer.commit(offsets))
+        try:
+            await asyncio.wait({commit}, timeout=COMMIT_PATIENCE)
+            if not commit.done():
+                self._mark("reconnecting", "offset commit is waiting for the Kafka cluster")
+            await commit
+        finally:
+            commit.cancel()  # only if we were cancelled while it was still running
+        self._mark("connected")
+
     def _mark(self, state: SourceState, error: str | None = None) -> None:
         if self.health.state != state:
             self.health.set_state(state, error)
@@ -167,18 +192,25 @@ class KafkaAdapter:
                 event = self._decode(record)
                 if event is not None:
                     items.append((record, event))
-        try:
-            await emit_batch(emit, items, self.health, log)
-        except Exception as exc:  # StoreError above all: commit nothing, fetch again later
-            for tp, offset in rewind.items():
-                consumer.seek(tp, offset)
-            self.health.last_error = f"emit failed: {describe(exc)}"
-            delay = self._store_backoff.next()
-            log.warning("%s: emit failed (%s); retrying in %.1fs", self.name, describe(exc), delay)
-            await asyncio.sleep(delay)
+        outcome = await emit_prefix(emit, items, self.health, log)
+        if outcome.error is None:
+            self._store_backoff.reset()
+            await self._commit(consumer, offsets)
             return
-        self._store_backoff.reset()
-        await consumer.commit(offsets)
+        # StoreError above all: commit only the stored prefix, fetch the rest again later
+        for record, _ in items[outcome.stored :]:
+            tp = TopicPartition(record.topic, record.partition)
+            if offsets[tp] > record.offset:  # the first unstored record of its partition
+                offsets[tp] = record.offset
+                consumer.seek(tp, record.offset)
+        advanced = {tp: offset for tp, offset in offsets.items() if offset > rewind[tp]}
+        if advanced:
+            await self._commit(consumer, advanced)
+        error = describe(outcome.error)
+        self.health.last_error = f"emit failed: {error}"
+        delay = self._store_backoff.next()
+        log.warning("%s: emit failed (%s); retrying in %.1fs", self.name, error, delay)
+        await asyncio.sleep(delay)
 
     def _decode(self, raw: Any) -> Event | None:
         """Record -> Event, or None when refused (counted)."""

@@ -13,8 +13,10 @@ future aiomqtt drops that attribute, rather than silently acknowledging early.
 
 MQTT has no negative acknowledgement and forbids resending on an open connection, so
 when ``emit`` raises, the source keeps the unacknowledged batch and retries ``emit``
-with jittered backoff; if the process dies meanwhile, the server redelivers the
-unacknowledged messages to the persistent session on the next connect.
+with jittered backoff (when the store fills part-way through a batch, the prefix that
+fit is acknowledged and only the rest is kept: :func:`sources.emitting.emit_prefix`);
+if the process dies meanwhile, the server redelivers the unacknowledged messages to
+the persistent session on the next connect.
 
 Messages that cannot become events (over the size limit, or an invalid CloudEvent)
 are acknowledged and counted in ``health.refused``: MQTT cannot reject them, and
@@ -39,7 +41,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from eventing.errors import InvalidEventError, SourceError
 from eventing.events import Event
 from sources.base import Emit, SourceHealth
-from sources.emitting import emit_batch, refuse, too_large
+from sources.emitting import emit_prefix, refuse, too_large
 from sources.mqtt_binding import MqttMessage, message_to_event
 from sources.mqtt_model import MqttSourceResource
 from sources.reconnect import Backoff, describe, keep_connected
@@ -134,27 +136,36 @@ class MqttAdapter:
     async def _handle(
         self, client: aiomqtt.Client, batch: list[aiomqtt.Message], emit: Emit
     ) -> None:
-        items: list[tuple[aiomqtt.Message, Event]] = []
-        for message in batch:
+        items: list[tuple[int, Event]] = []  # (index in the batch, event)
+        for index, message in enumerate(batch):
             self.health.received += 1
             event = self._decode(message)
             if event is not None:
-                items.append((message, event))
+                items.append((index, event))
+        acked = 0  # batch[:acked] are acknowledged
+
+        def ack_until(end: int) -> None:
+            nonlocal acked
+            for message in batch[acked:end]:  # PUBACK in arrival order, refused included
+                if message.qos > 0:
+                    _paho(client).ack(message.mid, message.qos)
+            acked = max(acked, end)
+
         while True:
-            try:
-                await emit_batch(emit, items, self.health, log)
+            outcome = await emit_prefix(emit, items, self.health, log)
+            if outcome.stored:
+                ack_until(items[outcome.stored - 1][0] + 1)
+            items = items[outcome.stored :]
+            if outcome.error is None:
                 break
-            except Exception as exc:  # StoreError above all: keep the batch, try again
-                self.health.last_error = f"emit failed: {describe(exc)}"
-                delay = self._store_backoff.next()
-                log.warning(
-                    "%s: emit failed (%s); retrying in %.1fs", self.name, describe(exc), delay
-                )
-                await asyncio.sleep(delay)
+            # StoreError above all: keep the rest of the batch unacknowledged, try again
+            error = describe(outcome.error)
+            self.health.last_error = f"emit failed: {error}"
+            delay = self._store_backoff.next()
+            log.warning("%s: emit failed (%s); retrying in %.1fs", self.name, error, delay)
+            await asyncio.sleep(delay)
         self._store_backoff.reset()
-        for message in batch:  # PUBACK in arrival order, refused ones included
-            if message.qos > 0:
-                _paho(client).ack(message.mid, message.qos)
+        ack_until(len(batch))
 
     def _decode(self, message: aiomqtt.Message) -> Event | None:
         payload = message.payload if isinstance(message.payload, bytes) else b""

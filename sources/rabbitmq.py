@@ -5,8 +5,10 @@ At-least-once, step by step: deliveries arrive (at most ``parallelism`` unacknow
 the channel's prefetch) into a local inbox; the loop takes what is there as one batch,
 decodes it (pure, :mod:`sources.rabbitmq_binding`), hands it to ``emit`` and only then
 acks (one ``multiple`` ack for the batch). If ``emit`` raises (``StoreError``: the
-broker is full or unavailable), the whole batch is nacked with requeue, and the source
-waits (jittered backoff) before taking more. A lost connection drops the inbox: the
+broker is full or unavailable), the batch is nacked with requeue, and the source
+waits (jittered backoff) before taking more. When the store fills part-way through a
+batch, the prefix that fit is acked and only the rest is nacked
+(:func:`sources.emitting.emit_prefix`). A lost connection drops the inbox: the
 unacknowledged deliveries go back to the queue on the server's side.
 
 Messages that cannot become events (over the size limit, or claiming to be a
@@ -34,7 +36,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from eventing.errors import InvalidEventError
 from eventing.events import Event
 from sources.base import Emit, SourceHealth
-from sources.emitting import emit_batch, refuse, too_large
+from sources.emitting import emit_prefix, refuse, too_large
 from sources.rabbitmq_binding import AmqpMessage, message_to_event
 from sources.rabbitmq_model import RabbitmqSourceResource
 from sources.reconnect import Backoff, close_quietly, describe, keep_connected
@@ -149,19 +151,23 @@ class RabbitmqAdapter:
                 items.append((message, event))
         if not items:
             return
-        try:
-            refused = await emit_batch(emit, items, self.health, log)
-        except Exception as exc:  # StoreError above all: hand everything back, then wait
-            await items[-1][0].nack(requeue=True, multiple=True)
-            self.health.last_error = f"emit failed: {describe(exc)}"
-            delay = self._store_backoff.next()
-            log.warning("%s: emit failed (%s); retrying in %.1fs", self.name, describe(exc), delay)
-            await asyncio.sleep(delay)
-            return
-        self._store_backoff.reset()
-        for message in refused:
+        outcome = await emit_prefix(emit, items, self.health, log)
+        for message in outcome.refused:
             await message.nack(requeue=False)
-        await items[-1][0].ack(multiple=len(items) > 1)
+        refused = {id(m) for m in outcome.refused}
+        stored = [m for m, _ in items[: outcome.stored] if id(m) not in refused]
+        if stored:  # every earlier delivery of the batch is settled by now
+            await stored[-1].ack(multiple=len(stored) > 1)
+        if outcome.error is None:
+            self._store_backoff.reset()
+            return
+        # StoreError above all: hand the rest back (requeue), then wait
+        await items[-1][0].nack(requeue=True, multiple=True)
+        error = describe(outcome.error)
+        self.health.last_error = f"emit failed: {error}"
+        delay = self._store_backoff.next()
+        log.warning("%s: emit failed (%s); retrying in %.1fs", self.name, error, delay)
+        await asyncio.sleep(delay)
 
     def _decode(self, message: AbstractIncomingMessage) -> Event | None:
         """Delivery -> Event, or None when refused (counted)."""
