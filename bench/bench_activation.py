@@ -144,9 +144,7 @@ async def run(runs: int) -> int:
                 while workload.pool.replicas:  # back at zero  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
                 decided: list[float] = []
-                workload.scaler.on_decision = (
-                    lambda d, prev, out=decided: out.append(time.time())
-                )
+                workload.scaler.on_decision = lambda d, prev, out=decided: out.append(time.time())
                 headers = {
                     "ce-specversion": "1.0",
                     "ce-id": f"a{n}",

@@ -15,6 +15,7 @@ compare the canonical string form (``canonical``); CESQL casts as its spec says.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class Event:
     data: bytes | None = None
     #: Broker-assigned storage position; 0 until stored. Not a CloudEvents attribute.
     seq: int = field(default=0, compare=False)
+    #: The attributes as compact JSON, when they arrived that way and were not changed
+    #: since (an ingress worker's frame): the store writes it instead of encoding again.
+    encoded: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -96,6 +100,12 @@ class Event:
     def copy(self) -> Event:
         return Event(dict(self.attributes), self.data)
 
+    def attributes_json(self) -> str:
+        """The attributes as compact JSON (reusing :attr:`encoded` when set)."""
+        if self.encoded is not None:
+            return self.encoded
+        return json.dumps(self.attributes, separators=(",", ":"))
+
 
 def canonical(value: AttributeValue) -> str:
     """The canonical string form of an attribute value (spec §3.1.1)."""
@@ -104,9 +114,18 @@ def canonical(value: AttributeValue) -> str:
     return str(value)
 
 
+_KNOWN_NAMES: set[str] = set(REQUIRED) | STRING_ATTRIBUTES
+
+
 def is_valid_name(name: str) -> bool:
     """Attribute names: lowercase a-z and 0-9, 1 to 20 characters, and never ``data``."""
-    return name != "data" and _NAME.match(name) is not None
+    if name in _KNOWN_NAMES:
+        return True
+    if name == "data" or _NAME.match(name) is None:
+        return False
+    if len(_KNOWN_NAMES) < 4096:  # names repeat: remember the valid ones, bounded
+        _KNOWN_NAMES.add(name)
+    return True
 
 
 def validate(attributes: Mapping[str, AttributeValue]) -> None:
@@ -148,7 +167,7 @@ def _check_value(name: str, value: AttributeValue) -> list[str]:
         return []
     if not isinstance(value, str):
         return [f"attribute {name!r} has unsupported type {type(value).__name__}"]
-    if _FORBIDDEN_CHARS.search(value):
+    if not (value.isascii() and value.isprintable()) and _FORBIDDEN_CHARS.search(value):
         return [f"attribute {name!r} contains a control or non-character code point"]
     if name == "subject" and value == "":
         return ["attribute 'subject' must not be empty when present"]

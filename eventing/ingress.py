@@ -80,11 +80,17 @@ class Ingress:
         self.accepting = True
 
     def app(self) -> web.Application:
+        """The ingress as an aiohttp application (for tests and embedding)."""
         app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def server(self) -> web.Server:
+        """The ingress as aiohttp's low-level server: no router or middleware chain on
+        the hot path, as :meth:`handle` dispatches on the path itself."""
+        return web.Server(self.handle, access_log=None, lingering_time=1.0)
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         hook = self.webhooks.get(request.path)
         if hook is not None:
             return await self._webhook(request, *hook)
@@ -100,10 +106,18 @@ class Ingress:
             return error(405, "method not allowed: use POST", {"Allow": "POST, OPTIONS"})
         return await self._produce(request, broker)
 
-    async def _read(self, request: web.Request, limit: int | None = None) -> bytes | web.Response:
+    async def _read(
+        self, request: web.BaseRequest, limit: int | None = None
+    ) -> bytes | web.Response:
         limit = self.settings.max_body_bytes if limit is None else limit
-        if request.content_length is not None and request.content_length > limit:
+        length = request.content_length
+        if length is not None and length > limit:
             return error(413, f"body larger than {limit} bytes")
+        content = request.content
+        if length is not None and content.is_eof():
+            # The whole body arrived with the headers (the common case for events): take
+            # it without arming a read deadline.
+            return content.read_nowait(-1)
         try:
             async with asyncio.timeout(self.settings.read_timeout):
                 body = await request.content.read(limit + 1)
@@ -118,7 +132,7 @@ class Ingress:
             return error(413, f"body larger than {limit} bytes")
         return body
 
-    async def _produce(self, request: web.Request, broker: Broker) -> web.Response:
+    async def _produce(self, request: web.BaseRequest, broker: Broker) -> web.Response:
         body = await self._read(request)
         if isinstance(body, web.Response):
             self.metrics.rejected.labels(broker.key, str(body.status)).inc()
@@ -203,7 +217,7 @@ class Ingress:
         )
 
     async def _webhook(
-        self, request: web.Request, source: WebhookSource, emit: Emit
+        self, request: web.BaseRequest, source: WebhookSource, emit: Emit
     ) -> web.StreamResponse:
         body = await self._read(request, getattr(source, "max_body_bytes", None))
         if isinstance(body, web.Response):

@@ -197,37 +197,66 @@ class Pool:
         self.max_body = max_body
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._open: dict[tuple[str, int], int] = {}
-        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._busy: dict[tuple[str, int], int] = {}
+        self._waiting: dict[tuple[str, int], deque[asyncio.Future[None]]] = {}
 
     async def post(
         self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
     ) -> Response:
+        """POST and return the response; raises :class:`HttpError`, or ``TimeoutError``
+        when no complete response arrived within ``timeout`` seconds."""
         key = (target.host, target.port)
-        slots = self._slots.get(key)
-        if slots is None:
-            slots = self._slots[key] = asyncio.Semaphore(self.limit)
-        request = _request_bytes(target, headers, body)
-        async with slots, asyncio.timeout(timeout):
-            conn, reused = await self._connection(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._busy.get(key, 0) >= self.limit:
+            await self._wait_slot(key, deadline)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            request = _request_bytes(target, headers, body)
+            conn, reused = await self._connection(key, deadline)
             try:
-                return await self._exchange(key, conn, request)
+                return await self._exchange(key, conn, request, deadline)
             except HttpError:
                 if not reused or conn.buffer:
                     raise
-            conn, _ = await self._connection(key, fresh=True)
-            return await self._exchange(key, conn, request)
+            conn, _ = await self._connection(key, deadline, fresh=True)
+            return await self._exchange(key, conn, request, deadline)
+        finally:
+            self._busy[key] -= 1
+            waiting = self._waiting.get(key)
+            while waiting:
+                future = waiting.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    break
 
-    async def _exchange(self, key: tuple[str, int], conn: _Connection, request: bytes) -> Response:
+    async def _wait_slot(self, key: tuple[str, int], deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        conn.waiter = loop.create_future()
+        while self._busy.get(key, 0) >= self.limit:
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiting.setdefault(key, deque()).append(future)
+            async with asyncio.timeout_at(deadline):
+                await future
+
+    async def _exchange(
+        self, key: tuple[str, int], conn: _Connection, request: bytes, deadline: float
+    ) -> Response:
+        # One timer per exchange instead of an asyncio.timeout() context: this runs for
+        # every delivery.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Response] = loop.create_future()
+        conn.waiter = waiter
+        timer = loop.call_at(deadline, _expire, waiter)
         assert conn.transport is not None
         try:
             conn.transport.write(request)
-            response = await conn.waiter
+            response = await waiter
         except BaseException:
             conn.abort()
             self._forget(key)
             raise
+        finally:
+            timer.cancel()
         if conn.reusable and not conn.closed:
             self._idle.setdefault(key, deque()).append(conn)
         else:
@@ -236,7 +265,7 @@ class Pool:
         return response
 
     async def _connection(
-        self, key: tuple[str, int], fresh: bool = False
+        self, key: tuple[str, int], deadline: float, fresh: bool = False
     ) -> tuple[_Connection, bool]:
         idle = self._idle.get(key)
         while idle and not fresh:
@@ -246,7 +275,8 @@ class Pool:
             self._forget(key)
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(lambda: _Connection(self.max_body), *key)
+            async with asyncio.timeout_at(deadline):
+                _, conn = await loop.create_connection(lambda: _Connection(self.max_body), *key)
         except OSError as exc:
             raise HttpError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None
         self._open[key] = self._open.get(key, 0) + 1
@@ -260,6 +290,11 @@ class Pool:
             while idle:
                 idle.pop().abort()
         self._idle.clear()
+
+
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _request_bytes(target: Target, headers: list[tuple[str, str]], body: bytes) -> bytes:

@@ -4,7 +4,7 @@ loopback HTTP, and a factory that runs the whole system from YAML text."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,15 @@ if TYPE_CHECKING:
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TESTDATA = SHARED / "testdata"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_leftover_processes() -> Iterator[None]:
+    """Whatever a failing test left running (``eventing run`` and its workers), stop it."""
+    yield
+    from tests.support.process import kill_leftovers
+
+    kill_leftovers()
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,13 @@ def _add_run(sub: Sub) -> None:
         default=10.0,
         help="seconds in-flight deliveries may take at shutdown (default 10)",
     )
+    run.add_argument(
+        "--ingress-workers",
+        default="auto",
+        help="processes that parse ingress HTTP requests, so the broker can use more than "
+        "one core; 0 serves the ingress from the main process (default auto: one fewer "
+        "than the CPUs, at most 2)",
+    )
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=_run)
 
@@ -167,10 +175,13 @@ def _add_dlq(sub: Sub) -> None:
         "--all", action="store_true", help="every dead letter (of --trigger if given)"
     )
     dlq_replay.add_argument("--trigger")
+    dlq_delete = dlq_sub.add_parser("delete", help="forget dead letters for good")
+    dlq_delete.add_argument("ids", type=int, nargs="+")
     for p, func in (
         (dlq_list, commands.dlq_list),
         (dlq_show, commands.dlq_show),
         (dlq_replay, commands.dlq_replay),
+        (dlq_delete, commands.dlq_delete),
     ):
         p.add_argument("--admin", default=DEFAULT_ADMIN)
         p.add_argument("--json", action="store_true")
@@ -200,6 +211,8 @@ def _run(args: argparse.Namespace) -> int:
         admin_host=args.admin_host,
         admin_port=args.admin_port,
         drain_timeout=args.drain_timeout,
+        ingress_workers=_workers(args.ingress_workers),
+        log_level=args.log_level.upper(),
         hard_timeout=max(30.0, args.drain_timeout + 20.0),
         store=StoreSettings(
             data_dir=args.data_dir,
@@ -216,6 +229,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"eventing: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return max(0, min(2, (os.cpu_count() or 1) - 1))
+    try:
+        count = int(value)
+    except ValueError:
+        raise SystemExit(
+            f"eventing: --ingress-workers must be a number or auto, not {value!r}"
+        ) from None
+    if not 0 <= count <= 64:
+        raise SystemExit("eventing: --ingress-workers must be between 0 and 64")
+    return count
 
 
 def _install_uvloop() -> None:

@@ -32,10 +32,12 @@ from typing import Any
 from aiohttp import web
 
 from eventing.admin import AdminHooks, admin_app
+from eventing.app.lock import DataDirLock
 from eventing.app.registry import build_sources, kind_registry
 from eventing.app.status import system_status
 from eventing.app.system import StoreSettings, System, build_system
 from eventing.ingress import Ingress, IngressSettings
+from eventing.ingress_workers import IngressWorkers
 from eventing.metrics import Metrics
 from eventing.resources.loader import load_resources
 from eventing.sourcing import Source, WebhookSource
@@ -60,6 +62,10 @@ class RuntimeSettings:
     """Seconds in-flight deliveries may take to finish at shutdown."""
     hard_timeout: float = 30.0
     """Seconds after a stop request when the process exits whatever happens."""
+    ingress_workers: int = 0
+    """Processes that parse ingress HTTP requests (0: the main process does it)."""
+    log_level: str = "WARNING"
+    """Log level of the ingress workers."""
     store: StoreSettings = field(default_factory=StoreSettings)
     ingress: IngressSettings = field(default_factory=IngressSettings)
 
@@ -74,47 +80,83 @@ class Running:
     admin_url: str
     sources: list[Source | WebhookSource]
     supervisor: Supervisor
-    runners: list[web.AppRunner]
+    runners: list[web.BaseRunner]
+    """The in-process ingress server's runner (if any), then the admin API's."""
+    workers: IngressWorkers | None
+    lock: DataDirLock
     started: float = field(default_factory=time.time)
 
 
 async def start(directory: Path, settings: RuntimeSettings) -> Running:
     registry = kind_registry()
     resources = load_resources(directory, registry)
+    lock = DataDirLock(settings.store.data_dir)
     metrics = Metrics()
-    system = await build_system(resources, settings.store, metrics)
+    try:
+        system = await build_system(resources, settings.store, metrics)
+    except BaseException:
+        lock.release()
+        raise
     supervisor = Supervisor()
-    if system.workloads is not None:
-        await system.workloads.start()
-        for key, workload in system.workloads.items.items():
-            supervisor.spawn(f"scaler {key}", workload.scaler.run, group=SCALERS, restart=True)
-    for key, trig in system.triggers.items():
-        supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH, restart=True)
-    sources = build_sources(resources, system, settings.store.data_dir)
-    webhooks = []
-    for source, emit in sources:
-        if isinstance(source, WebhookSource):
-            webhooks.append((source, emit))
-        else:
-            supervisor.spawn(
-                f"source {source.name}",
-                _bind(source.run, emit),
-                group=SOURCES,
-                restart=True,
-                on_error=_health_error(source),
+    runners: list[web.BaseRunner] = []
+    workers: IngressWorkers | None = None
+    try:
+        sources = build_sources(resources, system, settings.store.data_dir)
+        if system.workloads is not None:
+            await system.workloads.start()
+            for key, workload in system.workloads.items.items():
+                supervisor.spawn(f"scaler {key}", workload.scaler.run, group=SCALERS, restart=True)
+        for key, trig in system.triggers.items():
+            supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH, restart=True)
+        webhooks = []
+        for source, emit in sources:
+            if isinstance(source, WebhookSource):
+                webhooks.append((source, emit))
+            else:
+                supervisor.spawn(
+                    f"source {source.name}",
+                    _bind(source.run, emit),
+                    group=SOURCES,
+                    restart=True,
+                    on_error=_health_error(source),
+                )
+        ingress = Ingress(system.brokers, metrics, settings.ingress, webhooks)
+        if settings.ingress_workers > 0:
+            workers = IngressWorkers(
+                settings.ingress_workers,
+                system.brokers,
+                webhooks,
+                settings.ingress,
+                metrics,
+                settings.log_level,
             )
-    ingress = Ingress(system.brokers, metrics, settings.ingress, webhooks)
-    ingress_runner, ingress_url = await _serve(ingress.app(), settings.host, settings.port)
-    hooks = AdminHooks(
-        metrics=metrics,
-        status=lambda: {},
-        ready=lambda: ingress.accepting,
-        stores=lambda: system.stores,
-        replay=system.replay,
-    )
-    admin_runner, admin_url = await _serve(
-        admin_app(hooks), settings.admin_host, settings.admin_port
-    )
+            ingress_url = await workers.start(settings.host, settings.port)
+        else:
+            ingress_runner, ingress_url = await _serve(
+                ingress.server(), settings.host, settings.port
+            )
+            runners.append(ingress_runner)
+        hooks = AdminHooks(
+            metrics=metrics,
+            status=lambda: {},
+            ready=lambda: ingress.accepting,
+            stores=lambda: system.stores,
+            replay=system.replay,
+        )
+        admin_runner, admin_url = await _serve(
+            admin_app(hooks), settings.admin_host, settings.admin_port
+        )
+        runners.append(admin_runner)
+    except BaseException:
+        if workers is not None:
+            await workers.stop()
+        for group in (SOURCES, DISPATCH, SCALERS):
+            await supervisor.stop(group, timeout=2.0)
+        for runner in runners:
+            await runner.cleanup()
+        await system.close()
+        lock.release()
+        raise
     running = Running(
         system,
         ingress,
@@ -122,7 +164,9 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
         admin_url,
         [s for s, _ in sources],
         supervisor,
-        [ingress_runner, admin_runner],
+        runners,
+        workers,
+        lock,
     )
     _source_gauges(metrics, running.sources)
     hooks.status = lambda: system_status(running)
@@ -181,14 +225,20 @@ def _health_error(source: Source) -> Callable[[str], None]:
     return record
 
 
-async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=1.0,
-        lingering_time=1.0,  # after a 408/413, read the rest of the body for 1 s at most
-    )
+async def _serve(
+    app: web.Application | web.Server, host: str, port: int
+) -> tuple[web.BaseRunner, str]:
+    runner: web.BaseRunner
+    if isinstance(app, web.Server):
+        runner = web.ServerRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    else:
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            lingering_time=1.0,  # after a 408/413, read the rest of the body for 1 s at most
+        )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
@@ -206,7 +256,10 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     logger.info("stopping: intake")
     running.ingress.accepting = False
     await running.supervisor.stop(SOURCES, timeout=5.0)
-    await running.runners[0].cleanup()
+    if running.workers is not None:
+        await running.workers.stop(timeout=settings.drain_timeout)
+    else:
+        await running.runners[0].cleanup()
     logger.info("stopping: draining deliveries (up to %.0fs)", settings.drain_timeout)
     deadline = started + settings.drain_timeout
     dispatchers = [t.dispatcher for t in running.system.triggers.values()]
@@ -216,7 +269,8 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     await running.supervisor.stop(SCALERS, timeout=2.0)
     logger.info("stopping: closing stores")
     await running.system.close()
-    await running.runners[1].cleanup()
+    await running.runners[-1].cleanup()
+    running.lock.release()
     watchdog.cancel()
     logger.info("stopped in %.2fs", loop.time() - started)
 

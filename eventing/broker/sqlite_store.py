@@ -97,13 +97,14 @@ class SqliteStore:
         self._reserved_events = 0
         self._reserved_bytes = 0
         self._next_seq = 1  # owned by the writer thread once open
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
     async def open(self, triggers: Sequence[str]) -> None:
         self.settings.path.parent.mkdir(parents=True, exist_ok=True)
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
         self._writer = threading.Thread(
             target=self._write_loop,
             args=(loop, ready, list(triggers)),
@@ -163,7 +164,8 @@ class SqliteStore:
         every queued ack before it returns."""
         if self._closed:
             raise StoreClosedError("the store is closed")
-        self._queue.put(_Op("ack", (trigger, [seq]), None, asyncio.get_running_loop()))
+        assert self._loop is not None
+        self._queue.put(_Op("ack", (trigger, [seq]), None, self._loop))
 
     async def dead_letter(
         self,
@@ -186,7 +188,8 @@ class SqliteStore:
     def _submit(self, kind: Any, *args: Any) -> asyncio.Future[Any]:
         if self._closed:
             raise StoreClosedError("the store is closed")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put(_Op(kind, args, future, loop))
         return future
@@ -356,7 +359,7 @@ class SqliteStore:
                         (
                             seq,
                             broker,
-                            json.dumps(r.event.attributes, separators=(",", ":")),
+                            r.event.attributes_json(),
                             r.event.data,
                             size,
                         )

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from eventing.broker.base import Subscription
@@ -69,8 +70,10 @@ class Dispatcher:
         dead_letter: DeadLetterTarget | None,
         publish_reply: Publish,
         metrics: Metrics,
+        broker: str = "",
     ) -> None:
         self.trigger = trigger
+        self.broker = broker
         self.subscription = subscription
         self.sink = sink
         self.policy = policy
@@ -212,7 +215,7 @@ class Dispatcher:
             reply = outcome.reply
             ttl = _ttl(event) - 1
             if ttl <= 0:
-                self.metrics.dropped.labels("", self.trigger, "ttl").inc()
+                self.metrics.dropped.labels(self.broker, self.trigger, "ttl").inc()
             else:
                 reply.attributes[TTL] = str(ttl)
                 try:
@@ -293,10 +296,24 @@ def _ttl(event: Event) -> int:
 
 
 def _arrival(event: Event) -> float | None:
+    """The arrival time stamped by our ingress as epoch seconds (for the latency
+    histogram); the whole-second part is parsed once per second, not per event."""
     raw = event.attributes.get(ARRIVAL_TIME)
     if not isinstance(raw, str):
         return None
+    second, dot, fraction = raw.partition(".")
+    if dot and fraction.endswith("Z") and fraction[:-1].isdigit():
+        base = _epoch_second(second)
+        return None if base is None else base + float("0." + fraction[:-1])
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=64)
+def _epoch_second(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text + "+00:00").timestamp()
     except ValueError:
         return None

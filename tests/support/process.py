@@ -4,6 +4,7 @@ read where it listens from what it prints, kill it or stop it with a signal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -12,6 +13,18 @@ from pathlib import Path
 
 _BROKER_LINE = re.compile(r"broker (\S+) .*: POST (http://\S+)")
 _ADMIN_LINE = re.compile(r"admin API (http://[0-9.:]+)")
+
+
+#: Every process started by a test, so a failing test cannot leave one running.
+STARTED: list[asyncio.subprocess.Process] = []
+
+
+def kill_leftovers() -> None:
+    """SIGKILL the process group of every started ``eventing run`` still alive."""
+    for proc in STARTED:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 class EventingProcess:
@@ -43,7 +56,9 @@ class EventingProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its own group: a leftover is killed with its workers
         )
+        STARTED.append(self.proc)
         ready = asyncio.Event()
         self._reader = asyncio.create_task(self._read(ready), name="eventing output reader")
         try:
