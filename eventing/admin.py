@@ -2,7 +2,8 @@
 status, and the dead-letter store.
 
 Read endpoints return JSON for the CLI's ``--json`` and for scripts. The admin API
-changes state in one place only, ``POST /v1/dlq/replay``; it binds to 127.0.0.1
+changes state in two places only, ``POST /v1/dlq/replay`` and ``/v1/dlq/delete``; it
+binds to 127.0.0.1
 unless configured otherwise because it is unauthenticated.
 """
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventing.broker.store import DeadLetter, Store
+from eventing.errors import EventingError
 from eventing.events import Event
 from eventing.metrics import Metrics
 
@@ -61,24 +63,27 @@ def dead_letter_json(dl: DeadLetter, with_data: bool = False) -> dict[str, Any]:
     return out
 
 
-def admin_app(hooks: AdminHooks) -> web.Application:
-    app = web.Application()
+class _Api:
+    """The admin endpoints, as methods over the self.hooks."""
 
-    async def healthz(_: web.Request) -> web.Response:
+    def __init__(self, hooks: AdminHooks) -> None:
+        self.hooks = hooks
+
+    async def healthz(self, _: web.Request) -> web.Response:
         return _json({"status": "ok"})
 
-    async def readyz(_: web.Request) -> web.Response:
-        ok = hooks.ready()
+    async def readyz(self, _: web.Request) -> web.Response:
+        ok = self.hooks.ready()
         return _json({"ready": ok}, 200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(hooks.metrics.registry)
+    async def metrics(self, _: web.Request) -> web.Response:
+        body = generate_latest(self.hooks.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def status(_: web.Request) -> web.Response:
-        return _json(hooks.status())
+    async def status(self, _: web.Request) -> web.Response:
+        return _json(self.hooks.status())
 
-    async def dlq_list(request: web.Request) -> web.Response:
+    async def dlq_list(self, request: web.Request) -> web.Response:
         trigger = request.query.get("trigger") or None
         try:
             limit = min(MAX_LIST, int(request.query.get("limit", "100")))
@@ -86,19 +91,19 @@ def admin_app(hooks: AdminHooks) -> web.Application:
         except ValueError:
             return _json({"error": "limit and after must be integers"}, 400)
         items: list[dict[str, Any]] = []
-        for store in hooks.stores():
+        for store in self.hooks.stores():
             for dl in await store.list_dead_letters(trigger, limit, after):
                 items.append(dead_letter_json(dl))
         items.sort(key=lambda d: (d["failedAt"], d["id"]))
         return _json({"items": items[:limit]})
 
-    async def dlq_show(request: web.Request) -> web.Response:
-        dl = await _find(hooks, request.match_info["id"])
+    async def dlq_show(self, request: web.Request) -> web.Response:
+        dl = await _find(self.hooks, request.match_info["id"])
         if dl is None:
             return _json({"error": "no such dead letter"}, 404)
         return _json(dead_letter_json(dl[1], with_data=True))
 
-    async def dlq_replay(request: web.Request) -> web.Response:
+    async def dlq_replay(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
             ids = [int(i) for i in body.get("ids", [])]
@@ -107,8 +112,8 @@ def admin_app(hooks: AdminHooks) -> web.Application:
         except (ValueError, TypeError, AttributeError):
             return _json({"error": 'send {"ids": [1, 2]} or {"all": true, "trigger": ...}'}, 400)
         replayed: list[int] = []
-        missing: list[int] = []
-        for store in hooks.stores():
+        failed: list[dict[str, Any]] = []
+        for store in self.hooks.stores():
             targets = (
                 [dl for dl in await store.list_dead_letters(trigger, MAX_LIST)]
                 if replay_all
@@ -119,19 +124,43 @@ def admin_app(hooks: AdminHooks) -> web.Application:
                 if found is not None:
                     targets.append(found)
             for dl in targets:
-                await hooks.replay(dl.trigger, dl.event)
+                try:
+                    await self.hooks.replay(dl.trigger, dl.event)
+                except EventingError as exc:  # e.g. its trigger was removed since
+                    failed.append({"id": dl.id, "error": str(exc)})
+                    continue
                 await store.delete_dead_letters([dl.id])
                 replayed.append(dl.id)
-        missing = [i for i in ids if i not in replayed]
-        return _json({"replayed": replayed, "missing": missing}, 200 if not missing else 207)
+        done = set(replayed) | {f["id"] for f in failed}
+        missing = [i for i in ids if i not in done]
+        ok = not missing and not failed
+        return _json(
+            {"replayed": replayed, "missing": missing, "failed": failed}, 200 if ok else 207
+        )
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/v1/status", status)
-    app.router.add_get("/v1/dlq", dlq_list)
-    app.router.add_get("/v1/dlq/{id}", dlq_show)
-    app.router.add_post("/v1/dlq/replay", dlq_replay)
+    async def dlq_delete(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            ids = [int(i) for i in body.get("ids", [])]
+        except (ValueError, TypeError, AttributeError):
+            return _json({"error": 'send {"ids": [1, 2]}'}, 400)
+        deleted = 0
+        for store in self.hooks.stores():
+            deleted += await store.delete_dead_letters(ids)
+        return _json({"deleted": deleted})
+
+
+def admin_app(hooks: AdminHooks) -> web.Application:
+    api = _Api(hooks)
+    app = web.Application()
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", api.metrics)
+    app.router.add_get("/v1/status", api.status)
+    app.router.add_get("/v1/dlq", api.dlq_list)
+    app.router.add_get("/v1/dlq/{id}", api.dlq_show)
+    app.router.add_post("/v1/dlq/replay", api.dlq_replay)
+    app.router.add_post("/v1/dlq/delete", api.dlq_delete)
     return app
 
 

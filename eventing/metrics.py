@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (
@@ -89,26 +89,31 @@ class Metrics:
         doc: str,
         labels: list[str],
         read: Callable[[], Iterable[tuple[list[str], float]]],
+        *,
+        counter: bool = False,
     ) -> None:
-        """Register a gauge whose samples are read from live state at scrape time."""
-        self.registry.register(_LiveGauge(name, doc, labels, read))
+        """Register a gauge (or a counter kept elsewhere) whose samples are read from
+        live state at scrape time."""
+        self.registry.register(_Live(name, doc, labels, read, counter))
 
 
-class _LiveGauge(Collector):
+class _Live(Collector):
     def __init__(
         self,
         name: str,
         doc: str,
         labels: list[str],
         read: Callable[[], Iterable[tuple[list[str], float]]],
+        counter: bool,
     ) -> None:
         self._name, self._doc, self._labels, self._read = name, doc, labels, read
+        self._family = CounterMetricFamily if counter else GaugeMetricFamily
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(self._name, self._doc, labels=self._labels)
+        family = self._family(self._name, self._doc, labels=self._labels)
         for values, value in self._read():
             family.add_metric(values, value)
         yield family
 
     def describe(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily(self._name, self._doc, labels=self._labels)
+        yield self._family(self._name, self._doc, labels=self._labels)

@@ -135,21 +135,26 @@ def dlq_show(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
-def dlq_replay(args: argparse.Namespace) -> int:
-    if not args.ids and not args.all:
-        raise ConfigError("name dead-letter ids, or --all")
-    body = json.dumps({"ids": args.ids, "all": args.all, "trigger": args.trigger}).encode()
+def _admin_post(args: argparse.Namespace, path: str, payload: Any) -> tuple[int, Any]:
     try:
         code, _, raw = _http(
             "POST",
-            args.admin.rstrip("/") + "/v1/dlq/replay",
-            body,
+            args.admin.rstrip("/") + path,
+            json.dumps(payload).encode(),
             {"Content-Type": "application/json"},
         )
     except (urllib.error.URLError, OSError) as exc:
         raise ConfigError(f"cannot reach the admin API at {args.admin} ({exc})") from None
-    payload = json.loads(raw or b"{}")
+    return code, json.loads(raw or b"{}")
+
+
+@_guarded
+def dlq_replay(args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise ConfigError("name dead-letter ids, or --all")
+    code, payload = _admin_post(
+        args, "/v1/dlq/replay", {"ids": args.ids, "all": args.all, "trigger": args.trigger}
+    )
     if args.json:
         _print_json(payload)
     else:
@@ -157,7 +162,19 @@ def dlq_replay(args: argparse.Namespace) -> int:
             f"replayed {len(payload.get('replayed', []))}; "
             f"not found: {payload.get('missing') or 'none'}"
         )
-    return 0 if code < 300 else 1
+        for failure in payload.get("failed", []):
+            print(f"could not replay {failure['id']}: {failure['error']}", file=sys.stderr)
+    return 0 if code == 200 else 1
+
+
+@_guarded
+def dlq_delete(args: argparse.Namespace) -> int:
+    code, payload = _admin_post(args, "/v1/dlq/delete", {"ids": args.ids})
+    if args.json:
+        _print_json(payload)
+    else:
+        print(f"deleted {payload.get('deleted', 0)} of {len(args.ids)}")
+    return 0 if code == 200 and payload.get("deleted") == len(args.ids) else 1
 
 
 def _parse_pairs(pairs: list[str], what: str) -> dict[str, AttributeValue]:

@@ -28,7 +28,7 @@ from eventing.delivery.dispatcher import DeadLetterTarget, Dispatcher
 from eventing.delivery.policy import RetryPolicy
 from eventing.delivery.sink import Sink
 from eventing.errors import ConfigError
-from eventing.events import Event
+from eventing.events import ARRIVAL_TIME, Event
 from eventing.metrics import Metrics
 from eventing.resources.base import Destination
 from eventing.resources.broker import EMBEDDED, IN_MEMORY
@@ -106,6 +106,7 @@ class System:
         fresh = Event(
             {k: v for k, v in event.attributes.items() if k not in ERROR_EXTENSIONS}, event.data
         )
+        fresh.attributes[ARRIVAL_TIME] = now_rfc3339()  # it arrives (again) now
         await runtime.broker.store.append(runtime.broker.key, [Routed(fresh, (trigger_key,))])
         runtime.subscription.offer(fresh)
 
@@ -207,6 +208,7 @@ def _trigger(
         dead_letter=dead_letter,
         publish_reply=broker_reply(broker),
         metrics=system.metrics,
+        broker=broker.key,
     )
     return TriggerRuntime(trig, broker, subscription, dispatcher, sink)
 
@@ -270,8 +272,9 @@ def _register_gauges(system: System) -> None:
     )
     m.add_live("eventing_store_events", "Events held by the broker's store", ["broker"], stored)
     m.add_live(
-        "eventing_filter_drops_total",
-        "Events a trigger's filter did not pass",
+        "eventing_filter_drops",
+        "Events a trigger's filter did not pass, by reason",
         ["broker", "trigger", "reason"],
         dropped,
+        counter=True,
     )

@@ -63,6 +63,14 @@ def print_status(payload: dict[str, Any]) -> None:
             ],
         )
     )
+    drops = [
+        [b["name"], *key.split(":", 1), n]
+        for b in payload["brokers"]
+        for key, n in sorted(b.get("dropped", {}).items())
+    ]
+    if drops:
+        print()
+        print(table(["BROKER", "NOT DELIVERED TO", "REASON", "EVENTS"], drops))
     if payload.get("sources"):
         print()
         print(

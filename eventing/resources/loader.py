@@ -24,6 +24,8 @@ from eventing.resources.base import Resource
 Check = Callable[[Resource], Iterable[tuple[str, object, str]]]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
+#: Kinds a ``ref`` may point to when running on one machine.
+RESOLVABLE = frozenset({"Workload", "Broker"})
 MAX_DOCUMENTS = 10_000
 
 
@@ -102,9 +104,11 @@ def manifest_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
 
 
-def load_resources(directory: Path, registry: KindRegistry) -> ResourceSet:
+def load_resources(directory: Path, registry: KindRegistry, *, local: bool = True) -> ResourceSet:
     """Load and validate every manifest under ``directory``; raise :class:`LoadError`
-    listing all problems if there is any."""
+    listing all problems if there is any. ``local``: also require what running on one
+    machine needs (references resolvable here); off, Knative manifests that point at
+    Kubernetes Services load as models."""
     errors: list[ResourceError] = []
     loaded = ResourceSet()
     seen: dict[tuple[str, str], str] = {}
@@ -131,7 +135,7 @@ def load_resources(directory: Path, registry: KindRegistry) -> ResourceSet:
                 continue
             seen[key] = str(path)
             loaded.resources.append(resource)
-    errors.extend(_cross_checks(loaded, registry))
+    errors.extend(_cross_checks(loaded, registry, local))
     if errors:
         raise LoadError(errors)
     return loaded
@@ -281,7 +285,7 @@ def _line_of(node: yaml.Node, path: str) -> int | None:
     return current.start_mark.line + 1 if current is not None else None
 
 
-def _cross_checks(loaded: ResourceSet, registry: KindRegistry) -> list[ResourceError]:
+def _cross_checks(loaded: ResourceSet, registry: KindRegistry, local: bool) -> list[ResourceError]:
     """References between resources; a reference to a document that failed its own
     validation is not reported again."""
     named = {(r.kind, r.key) for r in loaded.resources} | loaded.invalid
@@ -306,7 +310,22 @@ def _cross_checks(loaded: ResourceSet, registry: KindRegistry) -> list[ResourceE
             )
         for path, dest in _destinations(r):
             ref = dest.ref
-            if ref is None or ref.kind not in {k for _, k in registry.models}:
+            if ref is None:
+                continue
+            if ref.kind not in RESOLVABLE and not local:
+                continue
+            if ref.kind not in RESOLVABLE:
+                errors.append(
+                    ResourceError(
+                        file,
+                        line,
+                        _label(r),
+                        f"{path}.ref.kind",
+                        ref.kind,
+                        f"a ref to a {ref.kind} cannot be resolved on one machine; refer to "
+                        f"a {' or '.join(sorted(RESOLVABLE))}, or give a uri",
+                    )
+                )
                 continue
             key = (ref.kind, f"{ref.namespace or r.namespace}/{ref.name}")
             if key not in named:

@@ -30,8 +30,14 @@ def main() -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/", handle)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None,
-                access_log=None, handle_signals=True)
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["PORT"]),
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,13 @@ def wait_up(deadline: float) -> None:
 
 
 def post(event_type: str, data: str, **extensions: str) -> int:
-    headers = {"ce-specversion": "1.0", "ce-id": str(uuid.uuid4()), "ce-source": "/demo",
-               "ce-type": event_type, "Content-Type": "application/json"}
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-source": "/demo",
+        "ce-type": event_type,
+        "Content-Type": "application/json",
+    }
     headers.update({f"ce-{k}": v for k, v in extensions.items()})
     request = urllib.request.Request(BROKER, data=data.encode(), headers=headers)
     with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
@@ -65,9 +70,12 @@ def snapshot() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def show(label: str) -> tuple[dict[str, Any], dict[str, Any]]:
     w, t = snapshot()
-    print(f"  {label:<10} replicas ready={w['ready']} starting={w['starting']} "
-          f"draining={w['draining']} desired={w['desired']} | backlog={t['backlog']} "
-          f"delivered={t['delivered']}", flush=True)
+    print(
+        f"  {label:<10} replicas ready={w['ready']} starting={w['starting']} "
+        f"draining={w['draining']} desired={w['desired']} | backlog={t['backlog']} "
+        f"delivered={t['delivered']}",
+        flush=True,
+    )
     return w, t
 
 
@@ -89,9 +97,20 @@ def main() -> int:
     keep = "--keep-running" in sys.argv
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     eventing = subprocess.Popen(
-        [sys.executable, "-m", "eventing.app.cli", "run", str(HERE.relative_to(ROOT)),
-         "--data-dir", str(ROOT / ".state" / "quickstart"), "--log-level", "WARNING"],
-        cwd=ROOT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "eventing.app.cli",
+            "run",
+            str(HERE.relative_to(ROOT)),
+            "--data-dir",
+            str(ROOT / ".state" / "quickstart"),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         wait_up(time.monotonic() + 30)
         print("\n== 1. routing: each event goes where its trigger's filter says\n", flush=True)
@@ -103,17 +122,24 @@ def main() -> int:
         ]:
             status = post(event_type, data, **ext)
             print(f"  sent {event_type} {ext or ''} -> HTTP {status}", flush=True)
-        print("  (order.created -> order-processor; the EU payment -> log:; the other two\n"
-              "   match no trigger and are dropped, counted in /metrics)\n", flush=True)
+        print(
+            "  (order.created -> order-processor; the EU payment -> log:; the other two\n"
+            "   match no trigger and are dropped, counted in /metrics)\n",
+            flush=True,
+        )
         watch(lambda w, t: t["delivered"] >= 1, "activation", 30)
 
-        print("\n== 2. a burst of 40 orders: the workload scales out, then back to zero\n",
-              flush=True)
+        print(
+            "\n== 2. a burst of 40 orders: the workload scales out, then back to zero\n", flush=True
+        )
         for n in range(40):
             post("com.example.order.created", f'{{"order": {100 + n}}}')
         watch(lambda w, t: t["backlog"] == 0, "burst", 60)
-        print("\n  backlog drained: replicas are removed as the 3 s stabilisation window\n"
-              "  allows, and the last one after 5 idle seconds (cooldownPeriod)\n", flush=True)
+        print(
+            "\n  backlog drained: replicas are removed as the 3 s stabilisation window\n"
+            "  allows, and the last one after 5 idle seconds (cooldownPeriod)\n",
+            flush=True,
+        )
         watch(lambda w, t: w["ready"] + w["starting"] + w["draining"] == 0, "idle", 30, 1.0)
 
         print("\n== 3. one more order: a replica cold-starts and takes it\n", flush=True)
@@ -121,13 +147,26 @@ def main() -> int:
         started = time.monotonic()
         post("com.example.order.created", '{"order": 999}')
         watch(lambda w, t: t["delivered"] > before, "cold start", 30, 0.1)
-        print(f"\n  delivered {1000 * (time.monotonic() - started):.0f} ms after it was "
-              "sent, starting from zero replicas\n", flush=True)
-        print(subprocess.run([sys.executable, "-m", "eventing.app.cli", "status"],
-                             capture_output=True, text=True, check=False).stdout, flush=True)
+        print(
+            f"\n  delivered {1000 * (time.monotonic() - started):.0f} ms after it was "
+            "sent, starting from zero replicas\n",
+            flush=True,
+        )
+        print(
+            subprocess.run(
+                [sys.executable, "-m", "eventing.app.cli", "status"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout,
+            flush=True,
+        )
         if keep:
-            print("Still running; try: eventing send --type com.example.order.created "
-                  "--data '{}'   (Ctrl-C stops)", flush=True)
+            print(
+                "Still running; try: eventing send --type com.example.order.created "
+                "--data '{}'   (Ctrl-C stops)",
+                flush=True,
+            )
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         eventing.send_signal(signal.SIGTERM)

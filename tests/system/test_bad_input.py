@@ -26,6 +26,7 @@ from eventing.errors import ConfigError
 from eventing.ingress import IngressSettings
 from tests.conftest import SystemFactory
 from tests.support.mesh import (
+    BROKER,
     assert_nothing_stored,
     broker_doc,
     broker_url,
@@ -446,12 +447,22 @@ async def test_client_that_stops_sending_gets_408(
 
 
 async def test_failed_start_closes_its_http_session(tmp_path: Path) -> None:
-    # A ref the local runtime cannot resolve passes validation and fails while building.
-    trigger = trigger_doc("t", "http://127.0.0.1:9/")
-    trigger["spec"]["subscriber"] = {
-        "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "x"}
+    # Valid manifests whose start fails after the store and session exist: a GitHub
+    # source whose secret is not set anywhere.
+    source = {
+        "apiVersion": "sources.knative.dev/v1alpha1",
+        "kind": "GitHubSource",
+        "metadata": {"name": "repo"},
+        "spec": {
+            "ownerAndRepository": "o/r",
+            "eventTypes": ["push"],
+            "secretToken": {"secretKeyRef": {"name": "nowhere", "key": "token"}},
+            "sink": {
+                "ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": BROKER}
+            },
+        },
     }
-    text = manifests(broker_doc(), trigger)
+    text = manifests(broker_doc(), trigger_doc("t", "http://127.0.0.1:9/"), source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -460,7 +471,7 @@ async def test_failed_start_closes_its_http_session(tmp_path: Path) -> None:
         except ConfigError:
             pass
         else:
-            pytest.fail("a subscriber ref to a Service must be refused on one machine")
+            pytest.fail("a source whose secret is missing must refuse to start")
         gc.collect()
     leaks = [w for w in caught if "Unclosed client session" in str(w.message)]
     assert leaks == []

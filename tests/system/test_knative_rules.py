@@ -492,7 +492,7 @@ async def test_builtin_dlq_keeps_queryable_and_replayable_dead_letters(
         # The subscriber works again: replay delivers it (without the error extensions).
         status, replayed = await admin_json(http, running, "/v1/dlq/replay", {"ids": [item["id"]]})
         assert status == 200
-        assert replayed == {"replayed": [item["id"]], "missing": []}
+        assert replayed == {"replayed": [item["id"]], "missing": [], "failed": []}
         await subscriber.wait_count(3, "/sub")
         await settled(running)
         status, listing = await admin_json(http, running, "/v1/dlq")

@@ -119,9 +119,10 @@ async def test_bad_github_signatures_are_refused_and_nothing_is_stored(
     if mutation == "missing":
         del headers["X-Hub-Signature-256"]
     sent = body + b" " if mutation == "other-body" else body  # replayed with another body
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{running.ingress_url}/webhooks/default/repo", data=sent, headers=headers
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{running.ingress_url}/webhooks/default/repo", data=sent, headers=headers) as r,
+    ):
         assert r.status == 401
         assert SECRET not in await r.text()
     assert running.system.brokers["default/default"].store.stats().events == 0

@@ -282,8 +282,10 @@ spec:
     uri: /build
   delivery: {retry: 3, timeout: PT30S, retryAfterMax: PT1M}
 """)
-    loaded = load_resources(tmp_path, registry())
+    loaded = load_resources(tmp_path, registry(), local=False)
     assert loaded.kinds() == {"Broker": 1, "Trigger": 1}
+    with pytest.raises(LoadError, match="cannot be resolved on one machine"):
+        load_resources(tmp_path, registry())  # a Knative Service cannot run here
     broker = loaded.of(Broker)[0]
     assert broker.broker_class == "Embedded"
     assert broker.spec.delivery.backoff_delay == pytest.approx(0.2)
