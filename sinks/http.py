@@ -13,7 +13,7 @@ brings TLS.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -23,7 +23,7 @@ from eventing.delivery.policy import parse_retry_after
 from eventing.delivery.sink import Outcome
 from eventing.errors import InvalidEventError
 from eventing.events import Event
-from sinks.httpclient import HttpError, Pool, Target
+from sinks.httpclient import HttpError, Pool, Response, Target
 
 MAX_REPLY_BYTES = 1024 * 1024
 _ERROR_BODY = 1024
@@ -46,6 +46,20 @@ class HttpSink:
         if self._plain is not None:
             return await self._send_plain(self._plain, headers, body, timeout)
         return await self._send_tls(headers, body, timeout)
+
+    def try_send(
+        self, event: Event, *, timeout: float, structured: bool, done: Callable[[Outcome], None]
+    ) -> bool:
+        """The delivery fast path: send on an idle keep-alive connection and call
+        ``done`` with the outcome later, without a task; False if it cannot right now."""
+        if self._plain is None:
+            return False
+        headers, body = prepare(event, structured)
+
+        def answered(result: Response | BaseException) -> None:
+            done(_as_outcome(result, timeout))
+
+        return self.pool.try_post(self._plain, list(headers.items()), body, timeout, answered)
 
     async def _send_plain(
         self, target: Target, headers: dict[str, str], body: bytes, timeout: float
@@ -75,6 +89,14 @@ class HttpSink:
 
     async def close(self) -> None:
         return None
+
+
+def _as_outcome(result: Response | BaseException, timeout: float) -> Outcome:
+    if isinstance(result, TimeoutError):
+        return Outcome(None, error=f"timed out after {timeout:g}s")
+    if isinstance(result, BaseException):
+        return Outcome(None, error=str(result)[:300])
+    return outcome(result.status, result.headers, result.body)
 
 
 def prepare(event: Event, structured: bool) -> tuple[dict[str, str], bytes]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -28,6 +29,14 @@ MAX_HEAD = 64 * 1024
 
 class HttpError(Exception):
     """A connection-level failure: nothing usable came back."""
+
+
+class StaleConnectionError(HttpError):
+    """The connection closed before any byte of the response: on a reused keep-alive
+    connection, the server had closed it while idle and never saw the request."""
+
+    def __init__(self, got: str) -> None:
+        super().__init__(f"connection closed {got}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +64,15 @@ class Target:
         return cls(parts.hostname, port, path.encode("ascii"), host.encode("idna"))
 
 
+Done = Callable[[Response | BaseException], None]
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, max_body: int) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[Response] | None = None
+        self.on_done: Done | None = None
+        """Called once with the response, or the exception that ended the exchange."""
         self.max_body = max_body
         self.closed = False
         self.reusable = True
@@ -70,26 +83,34 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        waiter = self.waiter
-        if waiter is None or waiter.done():
+        if self.on_done is None:
             return
         if self._head is not None and self._head[3] == "close":
             status, headers, _, _ = self._head
             self._finish(Response(status, headers, bytes(self.buffer)), keep=False)
             return
         got = "after a partial response" if self._head or self.buffer else "before a response"
-        waiter.set_exception(HttpError(f"connection closed {got}"))
+        self.fail(
+            StaleConnectionError(got)
+            if not (self._head or self.buffer)
+            else HttpError(f"connection closed {got}")
+        )
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if self.waiter is None or self.waiter.done():
+        if self.on_done is None:
             self.abort()  # unsolicited bytes: this connection is out of sync
             return
         try:
             self._parse()
         except HttpError as exc:
-            self.waiter.set_exception(exc)
+            self.fail(exc)
             self.abort()
+
+    def fail(self, exc: BaseException) -> None:
+        done, self.on_done = self.on_done, None
+        if done is not None:
+            done(exc)
 
     def _parse(self) -> None:
         if self._head is None:
@@ -121,9 +142,9 @@ class _Connection(asyncio.Protocol):
         self._head = None
         if self.buffer:
             self.reusable = False
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(response)
+        done, self.on_done = self.on_done, None
+        if done is not None:
+            done(response)
 
     def abort(self) -> None:
         self.reusable = False
@@ -199,6 +220,7 @@ class Pool:
         self._open: dict[tuple[str, int], int] = {}
         self._busy: dict[tuple[str, int], int] = {}
         self._waiting: dict[tuple[str, int], deque[asyncio.Future[None]]] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def post(
         self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
@@ -222,13 +244,7 @@ class Pool:
             conn, _ = await self._connection(key, deadline, fresh=True)
             return await self._exchange(key, conn, request, deadline)
         finally:
-            self._busy[key] -= 1
-            waiting = self._waiting.get(key)
-            while waiting:
-                future = waiting.popleft()
-                if not future.done():
-                    future.set_result(None)
-                    break
+            self._release(key)
 
     async def _wait_slot(self, key: tuple[str, int], deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -245,24 +261,117 @@ class Pool:
         # every delivery.
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Response] = loop.create_future()
-        conn.waiter = waiter
-        timer = loop.call_at(deadline, _expire, waiter)
+
+        def done(result: Response | BaseException) -> None:
+            if waiter.done():
+                return
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+
+        conn.on_done = done
+        timer = loop.call_at(deadline, conn.fail, TimeoutError())
         assert conn.transport is not None
         try:
             conn.transport.write(request)
             response = await waiter
         except BaseException:
+            conn.on_done = None
             conn.abort()
             self._forget(key)
             raise
         finally:
             timer.cancel()
+        self._keep(key, conn)
+        return response
+
+    def _keep(self, key: tuple[str, int], conn: _Connection) -> None:
         if conn.reusable and not conn.closed:
             self._idle.setdefault(key, deque()).append(conn)
         else:
             conn.abort()
             self._forget(key)
-        return response
+
+    def try_post(
+        self,
+        target: Target,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+        done: Done,
+    ) -> bool:
+        """Send now on an idle keep-alive connection and call ``done`` with the response
+        (or the exception) later, without a coroutine or a task; False (nothing sent)
+        when that is not possible (no idle connection, or at the limit)."""
+        key = (target.host, target.port)
+        if self._busy.get(key, 0) >= self.limit:
+            return False
+        idle = self._idle.get(key)
+        conn: _Connection | None = None
+        while idle:
+            candidate = idle.pop()
+            if not candidate.closed:
+                conn = candidate
+                break
+            self._forget(key)
+        if conn is None or conn.transport is None:
+            return False
+        self._busy[key] = self._busy.get(key, 0) + 1
+        loop = asyncio.get_running_loop()
+        request = _request_bytes(target, headers, body)
+        deadline = loop.time() + timeout
+
+        def finished(result: Response | BaseException) -> None:
+            timer.cancel()
+            if isinstance(result, StaleConnectionError):
+                # The server closed it while idle: send again on a fresh connection,
+                # like post() does; the caller still gets exactly one answer.
+                self._forget(key)
+                self._release(key)
+                task = asyncio.ensure_future(self._resend(target, headers, body, deadline, done))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            self._release(key)
+            if isinstance(result, BaseException):
+                conn.abort()
+                self._forget(key)
+            else:
+                self._keep(key, conn)
+            done(result)
+
+        conn.on_done = finished
+        timer = loop.call_at(deadline, conn.fail, TimeoutError())
+        conn.transport.write(request)
+        return True
+
+    async def _resend(
+        self,
+        target: Target,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        deadline: float,
+        done: Done,
+    ) -> None:
+        result: Response | BaseException = HttpError("the client was closed")
+        try:
+            result = await self.post(
+                target, headers, body, max(0.0, deadline - asyncio.get_running_loop().time())
+            )
+        except (HttpError, TimeoutError) as exc:
+            result = exc
+        finally:
+            done(result)  # exactly one answer, even when cancelled by close()
+
+    def _release(self, key: tuple[str, int]) -> None:
+        self._busy[key] -= 1
+        waiting = self._waiting.get(key)
+        while waiting:
+            future = waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+                break
 
     async def _connection(
         self, key: tuple[str, int], deadline: float, fresh: bool = False
@@ -286,6 +395,8 @@ class Pool:
         self._open[key] = max(0, self._open.get(key, 0) - 1)
 
     def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         for idle in self._idle.values():
             while idle:
                 idle.pop().abort()

@@ -37,6 +37,10 @@ class Subscription(Protocol):
     async def ack(self, event: Event) -> None:
         """``event`` was delivered (or dead-lettered): remove it from the backlog."""
 
+    def ack_nowait(self, event: Event) -> None:
+        """As :meth:`ack`, from a callback that cannot await; stored with the next
+        commit (a crash before it only means a redelivery)."""
+
     async def dead_letter(
         self, event: Event, *, attempts: int, reason: str, status: int | None
     ) -> None:

@@ -99,6 +99,9 @@ class StoreSubscription:
         self._buffered_bytes += sum(len(e.data or b"") for e in events)
         self._buffer.extendleft(reversed(events))
 
+    def ack_nowait(self, event: Event) -> None:
+        self.store.ack_nowait(self.trigger, event.seq)
+
     async def ack(self, event: Event) -> None:
         """Mark ``event`` done without waiting for the commit: the delivery slot is free
         at once, the ack commits with the next group (a crash before that only means a

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections import deque
@@ -92,6 +93,11 @@ class Dispatcher:
         self._m_latency = metrics.latency.labels(trigger)
         self._m_delivered = metrics.deliveries.labels(trigger, "delivered")
         self._m_status: dict[int | None, Any] = {}
+        # The fast path: a sink that can send without a task (HttpSink.try_send).
+        self._fast_send = getattr(sink, "try_send", None)
+        self._fast_in_flight = 0
+        self._fast_idle = asyncio.Event()
+        self._fast_idle.set()
 
     # -- the loop ---------------------------------------------------------------
 
@@ -106,7 +112,8 @@ class Dispatcher:
                 raise
             key = event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
             if key is None:
-                self._spawn(event, None)
+                if not self._try_fast(event):
+                    self._spawn(event, None)
             else:
                 queue = self._keys.get(str(key))
                 if queue is None:
@@ -115,18 +122,57 @@ class Dispatcher:
                 else:
                     queue.append(event)
 
-    def _spawn(self, event: Event, key: str | None) -> None:
+    def _spawn(self, event: Event, key: str | None, first: Outcome | None = None) -> None:
         task = asyncio.create_task(
-            self._deliver_chain(event, key), name=f"deliver {self.trigger} seq={event.seq}"
+            self._deliver_chain(event, key, first), name=f"deliver {self.trigger} seq={event.seq}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver_chain(self, event: Event, key: str | None) -> None:
+    def _try_fast(self, event: Event) -> bool:
+        """First attempt without a task: most events succeed at once, and a task with
+        its chain of coroutines costs as much as the rest of the delivery. Anything but
+        a plain success (a failure, a reply) continues on the task path below."""
+        if self._fast_send is None or self._stopping or not self.limit.try_acquire():
+            return False
+        started = time.monotonic()
+
+        def done(outcome: Outcome) -> None:
+            self._fast_done(event, outcome, started)
+
+        sent = self._fast_send(
+            event, timeout=self.policy.timeout, structured=self.policy.structured, done=done
+        )
+        if not sent:
+            self.limit.release()
+            return False
+        self.stats.in_flight += 1
+        self._fast_in_flight += 1
+        self._fast_idle.clear()
+        return True
+
+    def _fast_done(self, event: Event, outcome: Outcome, started: float) -> None:
+        self._fast_in_flight -= 1
+        if self._fast_in_flight == 0:
+            self._fast_idle.set()
+        self.stats.in_flight -= 1
+        self.limit.release()
+        self._record(outcome, time.monotonic() - started)
+        if outcome.status is not None and is_success(outcome.status) and outcome.reply is None:
+            self.subscription.ack_nowait(event)
+            self._delivered(event)
+            self._held.release()
+        elif self._stopping:
+            self._held.release()  # stays pending; the next run delivers it
+        else:
+            self._spawn(event, None, outcome)  # retries, replies, dead letters
+
+    async def _deliver_chain(self, event: Event, key: str | None, first: Outcome | None) -> None:
         current: Event | None = event
         while current is not None:
             try:
-                await self._deliver(current)
+                await self._deliver(current, first)
+                first = None
             finally:
                 self._held.release()
             current = None
@@ -145,6 +191,11 @@ class Dispatcher:
             if waiting is not None:
                 waiting.cancel()
         remaining = deadline - asyncio.get_running_loop().time()
+        if self._fast_in_flight and remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._fast_idle.wait()
+        remaining = deadline - asyncio.get_running_loop().time()
         if self._tasks and remaining > 0:
             await asyncio.wait(list(self._tasks), timeout=remaining)
         for task in list(self._tasks):
@@ -154,14 +205,20 @@ class Dispatcher:
 
     # -- one event ----------------------------------------------------------------
 
-    async def _deliver(self, event: Event) -> None:
+    async def _deliver(self, event: Event, first: Outcome | None = None) -> None:
+        """Deliver with retries; ``first`` is the outcome of an attempt the fast path
+        already made."""
         attempt = 0
         outcome = Outcome(None, error="not attempted")
         task: asyncio.Task[Any] | None = asyncio.current_task()
         while True:
-            await self.sink.wait_ready()
-            attempt += 1
-            outcome = await self._attempt(event)
+            if first is not None:
+                outcome, first = first, None
+                attempt += 1
+            else:
+                await self.sink.wait_ready()
+                attempt += 1
+                outcome = await self._attempt(event)
             if outcome.status is not None and is_success(outcome.status):
                 if await self._accept(event, outcome):
                     return
@@ -195,6 +252,11 @@ class Dispatcher:
             self.stats.in_flight -= 1
             elapsed = time.monotonic() - started
             self.limit.release()
+        self._record(outcome, elapsed)
+        return outcome
+
+    def _record(self, outcome: Outcome, elapsed: float) -> None:
+        """Account for one finished attempt: limit, metrics, stats."""
         self.limit.observe(outcome.status, elapsed)
         self._m_duration.observe(elapsed)
         counter = self._m_status.get(outcome.status)
@@ -207,7 +269,6 @@ class Dispatcher:
             self.stats.service_times.append(elapsed)
         else:
             self.stats.last_error = outcome.error or f"HTTP {outcome.status}"
-        return outcome
 
     async def _accept(self, event: Event, outcome: Outcome) -> bool:
         """Store the reply (if any), then ack. False if the reply could not be stored."""
@@ -225,12 +286,15 @@ class Dispatcher:
                 self.stats.replies += 1
                 self.metrics.replies.labels(self.trigger).inc()
         await self.subscription.ack(event)
+        self._delivered(event)
+        return True
+
+    def _delivered(self, event: Event) -> None:
         self.stats.delivered += 1
         self._m_delivered.inc()
         arrival = _arrival(event)
         if arrival is not None:
             self._m_latency.observe(max(0.0, time.time() - arrival))
-        return True
 
     async def _give_up(self, event: Event, attempts: int, outcome: Outcome) -> None:
         self.stats.failed += 1

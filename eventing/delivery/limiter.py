@@ -22,6 +22,13 @@ class AdaptiveLimit:
         self._recent: deque[float] = deque(maxlen=32)
         self._seen = 0
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now (nobody waiting); never waits."""
+        if self.in_use < int(self.limit) and not self._waiters:
+            self.in_use += 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         if self.in_use < int(self.limit) and not self._waiters:
             self.in_use += 1
