@@ -49,12 +49,9 @@ from sources.webhook_fields import (
 from sources.webhook_http import (
     Ignored,
     Rejected,
-    check_bounds,
-    emit_and_answer,
-    ignore,
     media_type,
     parse_json_object,
-    refuse,
+    serve,
 )
 
 TYPE_PREFIX: Final = "dev.knative.source.github."
@@ -189,18 +186,20 @@ class GitHubAdapter:
         return f"GitHubAdapter({self.name!r}, path={self.path!r})"
 
     async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
-        self.health.received += 1
-        try:
-            check_bounds(request, self.max_body_bytes)
+        def event() -> Event:
             signature = request.headers.get("x-hub-signature-256")
             if not verify_sha256_signature(self._secret.reveal(), request.body, signature):
                 raise Rejected(401, "missing or invalid X-Hub-Signature-256")
-            event = map_delivery(self.resource, request, now=self._now())
-        except Rejected as rejected:
-            return refuse(self.health, rejected)
-        except Ignored as ignored:
-            return ignore(self.drops, ignored)
-        return await emit_and_answer(emit, [event], self.health)
+            return map_delivery(self.resource, request, now=self._now())
+
+        return await serve(
+            request,
+            emit,
+            health=self.health,
+            drops=self.drops,
+            max_body_bytes=self.max_body_bytes,
+            make_event=event,
+        )
 
 
 def build(

@@ -46,11 +46,8 @@ from sources.webhook_fields import (
 from sources.webhook_http import (
     Ignored,
     Rejected,
-    check_bounds,
-    emit_and_answer,
-    ignore,
     parse_json_object,
-    refuse,
+    serve,
 )
 
 TYPE_PREFIX: Final = "dev.knative.sources.gitlab."
@@ -203,17 +200,19 @@ class GitLabAdapter:
         return f"GitLabAdapter({self.name!r}, path={self.path!r})"
 
     async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
-        self.health.received += 1
-        try:
-            check_bounds(request, self.max_body_bytes)
+        def event() -> Event:
             if not verify_token(self._secret.reveal(), request.headers.get("x-gitlab-token")):
                 raise Rejected(401, "missing or invalid X-Gitlab-Token")
-            event = map_hook(self.resource, request, now=self._now())
-        except Rejected as rejected:
-            return refuse(self.health, rejected)
-        except Ignored as ignored:
-            return ignore(self.drops, ignored)
-        return await emit_and_answer(emit, [event], self.health)
+            return map_hook(self.resource, request, now=self._now())
+
+        return await serve(
+            request,
+            emit,
+            health=self.health,
+            drops=self.drops,
+            max_body_bytes=self.max_body_bytes,
+            make_event=event,
+        )
 
 
 def build(

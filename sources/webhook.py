@@ -46,7 +46,7 @@ from sources.webhook_fields import (
     default_webhook_path,
     extension_name_for_header,
 )
-from sources.webhook_http import Rejected, check_bounds, emit_and_answer, refuse
+from sources.webhook_http import Rejected, serve
 
 DEFAULT_TYPE: Final = "local.eventing.webhook"
 DEFAULT_MAX_BODY: Final = 1024 * 1024  # the ingress default, and Argo's webhook default
@@ -248,14 +248,18 @@ class WebhookAdapter:
             )
 
     async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
-        self.health.received += 1
-        try:
-            check_bounds(request, self.max_body_bytes)
+        def event() -> Event:
             self._authenticate(request)
-            event = map_request(self.resource, request, now=self._now())
-        except Rejected as rejected:
-            return refuse(self.health, rejected)
-        return await emit_and_answer(emit, [event], self.health)
+            return map_request(self.resource, request, now=self._now())
+
+        return await serve(
+            request,
+            emit,
+            health=self.health,
+            drops=self.drops,
+            max_body_bytes=self.max_body_bytes,
+            make_event=event,
+        )
 
 
 def build(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from eventing.errors import InvalidEventError, PayloadTooLargeError, StoreError
@@ -130,3 +130,26 @@ async def emit_and_answer(
         health.set_state("connected")
     ids = [e.id for e in events]
     return answer(202, {"id": ids[0]} if len(ids) == 1 else {"ids": ids})
+
+
+async def serve(
+    request: WebhookRequest,
+    emit: Emit,
+    *,
+    health: SourceHealth,
+    drops: Counter[str],
+    max_body_bytes: int,
+    make_event: Callable[[], Event],
+) -> WebhookResponse:
+    """What every webhook adapter does with a request: check its bounds, let
+    ``make_event`` authenticate and map it (raising :class:`Rejected` or
+    :class:`Ignored`), then store the event and answer."""
+    health.received += 1
+    try:
+        check_bounds(request, max_body_bytes)
+        event = make_event()
+    except Rejected as rejected:
+        return refuse(health, rejected)
+    except Ignored as ignored:
+        return ignore(drops, ignored)
+    return await emit_and_answer(emit, [event], health)
