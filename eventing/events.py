@@ -72,6 +72,9 @@ class Event:
     #: The attributes as compact JSON, when they arrived that way and were not changed
     #: since (an ingress worker's frame): the store writes it instead of encoding again.
     encoded: str | None = field(default=None, compare=False, repr=False)
+    #: When the broker accepted it (``time.time()``), for the latency metric without
+    #: parsing ``knativearrivaltime``; 0 for an event read back from the store.
+    arrived: float = field(default=0.0, compare=False, repr=False)
 
     @property
     def id(self) -> str:

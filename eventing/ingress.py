@@ -78,6 +78,7 @@ class Ingress:
         self.settings = settings or IngressSettings()
         self.webhooks = {source.path: (source, emit) for source, emit in webhooks}
         self.accepting = True
+        self._received: dict[tuple[str, str], Any] = {}  # labelled children, looked up once
 
     def app(self) -> web.Application:
         """The ingress as an aiohttp application (for tests and embedding)."""
@@ -156,7 +157,12 @@ class Ingress:
         stored = await self._store(broker, [event])
         if stored is not None:
             return stored
-        self.metrics.received.labels(broker.key, mode.value).inc()
+        counter = self._received.get((broker.key, mode.value))
+        if counter is None:
+            counter = self._received[(broker.key, mode.value)] = self.metrics.received.labels(
+                broker.key, mode.value
+            )
+        counter.inc()
         return web.Response(status=202)
 
     def _reject(self, broker: Broker, status: int, message: str) -> web.Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -170,6 +171,9 @@ async def _serve(config: dict[str, Any]) -> None:
     site = web.SockSite(runner, listener, backlog=1024)
     await site.start()
     channel.send(ipc.STATS, json.dumps({"ready": True}).encode())
+    gc.collect()
+    gc.freeze()  # see eventing.app.runtime.tune_gc
+    gc.set_threshold(20_000, 20, 20)
 
     async def report() -> None:
         while True:

@@ -221,6 +221,7 @@ class Pool:
         self._busy: dict[tuple[str, int], int] = {}
         self._waiting: dict[tuple[str, int], deque[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def post(
         self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
@@ -228,7 +229,7 @@ class Pool:
         """POST and return the response; raises :class:`HttpError`, or ``TimeoutError``
         when no complete response arrived within ``timeout`` seconds."""
         key = (target.host, target.port)
-        loop = asyncio.get_running_loop()
+        loop = self.loop()
         deadline = loop.time() + timeout
         if self._busy.get(key, 0) >= self.limit:
             await self._wait_slot(key, deadline)
@@ -259,7 +260,7 @@ class Pool:
     ) -> Response:
         # One timer per exchange instead of an asyncio.timeout() context: this runs for
         # every delivery.
-        loop = asyncio.get_running_loop()
+        loop = self.loop()
         waiter: asyncio.Future[Response] = loop.create_future()
 
         def done(result: Response | BaseException) -> None:
@@ -318,7 +319,7 @@ class Pool:
         if conn is None or conn.transport is None:
             return False
         self._busy[key] = self._busy.get(key, 0) + 1
-        loop = asyncio.get_running_loop()
+        loop = self.loop()
         request = _request_bytes(target, headers, body)
         deadline = loop.time() + timeout
 
@@ -363,6 +364,13 @@ class Pool:
             result = exc
         finally:
             done(result)  # exactly one answer, even when cancelled by close()
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, looked up once: ``asyncio.get_running_loop()`` costs a
+        ``getpid`` system call on every call in Python 3.11."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     def _release(self, key: tuple[str, int]) -> None:
         self._busy[key] -= 1

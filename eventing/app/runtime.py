@@ -19,6 +19,7 @@ A watchdog thread ends the process if all of that exceeds the hard deadline.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -275,6 +276,17 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     logger.info("stopped in %.2fs", loop.time() - started)
 
 
+def tune_gc() -> None:
+    """Once started: move everything allocated so far (modules, models, the system) out
+    of the collector's sight and collect the young generation less often. The hot path
+    allocates short-lived objects by the hundred per event; with the default thresholds
+    the cyclic collector ran every few events and rescanned every long-lived object on
+    each older-generation pass (measured at about 5 % of the main process's CPU)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def _watchdog(seconds: float) -> threading.Timer:
     def expire() -> None:
         logger.error("shutdown took longer than %.0fs: exiting now", seconds)
@@ -295,6 +307,7 @@ async def serve_forever(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
+    tune_gc()
     announce(running)
     try:
         await stop_requested.wait()

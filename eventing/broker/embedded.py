@@ -9,6 +9,7 @@ trigger wants is never written at all (it is counted as dropped, not stored).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 from eventing.broker.base import Filter
@@ -57,6 +58,9 @@ class EmbeddedBroker:
             if triggers:
                 routed.append(Routed(event, triggers))
         if routed:
+            now = time.time()
+            for r in routed:
+                r.event.arrived = now
             await self.store.append(self.key, routed)
         for key in dropped:  # counted only once the batch was accepted
             self._drops[key] = self._drops.get(key, 0) + 1

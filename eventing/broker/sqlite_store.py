@@ -98,6 +98,7 @@ class SqliteStore:
         self._reserved_bytes = 0
         self._next_seq = 1  # owned by the writer thread once open
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._acks: dict[str, list[int]] = {}
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -119,6 +120,7 @@ class SqliteStore:
         if self._writer is None:
             return
         self._closed = True
+        self._flush_acks()  # queued acks commit before the writer stops
         self._queue.put(None)
         await asyncio.to_thread(self._writer.join)
         self._writer = None
@@ -164,8 +166,20 @@ class SqliteStore:
         every queued ack before it returns."""
         if self._closed:
             raise StoreClosedError("the store is closed")
+        # Acks made in one event-loop iteration travel to the writer as one operation.
+        pending = self._acks.get(trigger)
+        if pending is None:
+            if not self._acks:
+                assert self._loop is not None
+                self._loop.call_soon(self._flush_acks)
+            pending = self._acks[trigger] = []
+        pending.append(seq)
+
+    def _flush_acks(self) -> None:
+        acks, self._acks = self._acks, {}
         assert self._loop is not None
-        self._queue.put(_Op("ack", (trigger, [seq]), None, self._loop))
+        for trigger, seqs in acks.items():
+            self._queue.put(_Op("ack", (trigger, seqs), None, self._loop))
 
     async def dead_letter(
         self,

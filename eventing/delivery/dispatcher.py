@@ -361,7 +361,10 @@ def _ttl(event: Event) -> int:
 
 def _arrival(event: Event) -> float | None:
     """The arrival time stamped by our ingress as epoch seconds (for the latency
-    histogram); the whole-second part is parsed once per second, not per event."""
+    histogram): as recorded in memory when the broker accepted it, or parsed from
+    ``knativearrivaltime`` (the whole-second part once per second) after a restart."""
+    if event.arrived:
+        return event.arrived
     raw = event.attributes.get(ARRIVAL_TIME)
     if not isinstance(raw, str):
         return None
