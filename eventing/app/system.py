@@ -9,12 +9,13 @@ the core through its protocols.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from eventing.app.workloads import Workloads, external_metrics
 from eventing.broker.base import Broker
@@ -29,7 +30,7 @@ from eventing.delivery.policy import RetryPolicy
 from eventing.delivery.sink import Sink
 from eventing.errors import ConfigError
 from eventing.events import ARRIVAL_TIME, Event
-from eventing.metrics import Metrics
+from eventing.metrics import Metrics, histogram_family
 from eventing.resources.base import Destination
 from eventing.resources.broker import EMBEDDED, IN_MEMORY
 from eventing.resources.broker import Broker as BrokerResource
@@ -236,8 +237,40 @@ def resolve_sink(system: System, dest: Destination, owner: str) -> Sink:
     return HttpSink(uri, system.pool, system.session)
 
 
+def _delivery_families(system: System) -> Iterable[Metric]:
+    """The per-delivery metrics, read from the dispatchers at scrape time."""
+    triggers = list(system.triggers.values())
+    outcomes = CounterMetricFamily(
+        "eventing_deliveries", "Delivery outcomes per trigger", labels=["trigger", "outcome"]
+    )
+    attempts = CounterMetricFamily(
+        "eventing_delivery_attempts", "Delivery attempts by status", labels=["trigger", "status"]
+    )
+    for t in triggers:
+        stats = t.dispatcher.stats
+        outcomes.add_metric([t.key, "delivered"], stats.delivered)
+        outcomes.add_metric([t.key, "dead_lettered"], stats.dead_lettered)
+        for status, n in list(t.dispatcher.attempts.items()):
+            attempts.add_metric([t.key, str(status or "error")], n)
+    yield outcomes
+    yield attempts
+    yield histogram_family(
+        "eventing_delivery_latency_seconds",
+        "Arrival at ingress to successful delivery",
+        ["trigger"],
+        [([t.key], t.dispatcher.latency) for t in triggers],
+    )
+    yield histogram_family(
+        "eventing_dispatch_duration_seconds",
+        "Duration of one delivery attempt",
+        ["trigger"],
+        [([t.key], t.dispatcher.durations) for t in triggers],
+    )
+
+
 def _register_gauges(system: System) -> None:
     m = system.metrics
+    m.add_collector(lambda: _delivery_families(system))
 
     def backlog() -> list[tuple[list[str], float]]:
         return [([t.key], float(t.subscription.backlog())) for t in system.triggers.values()]

@@ -33,7 +33,7 @@ from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
 from eventing.delivery.sink import Outcome, Sink
 from eventing.errors import StoreError
 from eventing.events import ARRIVAL_TIME, PARTITION_KEY, TTL, Event
-from eventing.metrics import Metrics
+from eventing.metrics import LocalHistogram, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,9 @@ class Dispatcher:
         self._retrying: set[asyncio.Task[Any] | None] = set()
         self._stopping = False
         # Labelled metric children, looked up once (labels() costs a lock and a dict).
-        self._m_duration = metrics.attempt_duration.labels(trigger)
-        self._m_latency = metrics.latency.labels(trigger)
-        self._m_delivered = metrics.deliveries.labels(trigger, "delivered")
-        self._m_status: dict[int | None, Any] = {}
+        self.latency = LocalHistogram()  # arrival -> delivered
+        self.durations = LocalHistogram()  # one attempt
+        self.attempts: dict[int | None, int] = {}  # by status (None: no response)
         # The fast path: a sink that can send without a task (HttpSink.try_send).
         self._fast_send = getattr(sink, "try_send", None)
         self._fast_in_flight = 0
@@ -258,13 +257,9 @@ class Dispatcher:
     def _record(self, outcome: Outcome, elapsed: float) -> None:
         """Account for one finished attempt: limit, metrics, stats."""
         self.limit.observe(outcome.status, elapsed)
-        self._m_duration.observe(elapsed)
-        counter = self._m_status.get(outcome.status)
-        if counter is None:
-            counter = self._m_status[outcome.status] = self.metrics.attempts.labels(
-                self.trigger, str(outcome.status or "error")
-            )
-        counter.inc()
+        self.durations.observe(elapsed)
+        status = outcome.status
+        self.attempts[status] = self.attempts.get(status, 0) + 1
         if outcome.status is not None and is_success(outcome.status):
             self.stats.service_times.append(elapsed)
         else:
@@ -291,10 +286,9 @@ class Dispatcher:
 
     def _delivered(self, event: Event) -> None:
         self.stats.delivered += 1
-        self._m_delivered.inc()
         arrival = _arrival(event)
         if arrival is not None:
-            self._m_latency.observe(max(0.0, time.time() - arrival))
+            self.latency.observe(max(0.0, time.time() - arrival))
 
     async def _give_up(self, event: Event, attempts: int, outcome: Outcome) -> None:
         self.stats.failed += 1
@@ -328,7 +322,6 @@ class Dispatcher:
 
     def _count_dead(self) -> None:
         self.stats.dead_lettered += 1
-        self.metrics.deliveries.labels(self.trigger, "dead_lettered").inc()
 
 
 class _Gate:
