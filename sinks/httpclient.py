@@ -25,6 +25,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024
+SWEEP = 0.05  # seconds between deadline checks
 
 
 class HttpError(Exception):
@@ -222,6 +223,8 @@ class Pool:
         self._waiting: dict[tuple[str, int], deque[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: dict[_Connection, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def post(
         self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
@@ -258,8 +261,8 @@ class Pool:
     async def _exchange(
         self, key: tuple[str, int], conn: _Connection, request: bytes, deadline: float
     ) -> Response:
-        # One timer per exchange instead of an asyncio.timeout() context: this runs for
-        # every delivery.
+        # A deadline in the pool's sweep instead of an asyncio.timeout() context or a
+        # timer per exchange: this runs for every delivery.
         loop = self.loop()
         waiter: asyncio.Future[Response] = loop.create_future()
 
@@ -272,7 +275,7 @@ class Pool:
                 waiter.set_result(result)
 
         conn.on_done = done
-        timer = loop.call_at(deadline, conn.fail, TimeoutError())
+        self._watch(conn, deadline)
         assert conn.transport is not None
         try:
             conn.transport.write(request)
@@ -283,7 +286,7 @@ class Pool:
             self._forget(key)
             raise
         finally:
-            timer.cancel()
+            self._deadlines.pop(conn, None)
         self._keep(key, conn)
         return response
 
@@ -324,7 +327,7 @@ class Pool:
         deadline = loop.time() + timeout
 
         def finished(result: Response | BaseException) -> None:
-            timer.cancel()
+            self._deadlines.pop(conn, None)
             if isinstance(result, StaleConnectionError):
                 # The server closed it while idle: send again on a fresh connection,
                 # like post() does; the caller still gets exactly one answer.
@@ -343,7 +346,7 @@ class Pool:
             done(result)
 
         conn.on_done = finished
-        timer = loop.call_at(deadline, conn.fail, TimeoutError())
+        self._watch(conn, deadline)
         conn.transport.write(request)
         return True
 
@@ -371,6 +374,24 @@ class Pool:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    def _watch(self, conn: _Connection, deadline: float) -> None:
+        """Fail ``conn``'s exchange with TimeoutError once ``deadline`` passes, checked
+        by a sweep every 50 ms (delivery timeouts are seconds; a timer per request cost
+        a libuv timer start and stop on the hot path)."""
+        self._deadlines[conn] = deadline
+        if self._sweeper is None:
+            self._sweeper = self.loop().call_later(SWEEP, self._sweep)
+
+    def _sweep(self) -> None:
+        loop = self.loop()
+        now = loop.time()
+        expired = [conn for conn, deadline in self._deadlines.items() if deadline <= now]
+        for conn in expired:
+            del self._deadlines[conn]
+            conn.fail(TimeoutError())
+            conn.abort()
+        self._sweeper = loop.call_later(SWEEP, self._sweep) if self._deadlines else None
 
     def _release(self, key: tuple[str, int]) -> None:
         self._busy[key] -= 1
@@ -403,6 +424,9 @@ class Pool:
         self._open[key] = max(0, self._open.get(key, 0) - 1)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for task in self._tasks:
             task.cancel()
         for idle in self._idle.values():
