@@ -55,8 +55,8 @@ class Workloads:
 
         self.decisions = Counter(
             "eventing_scale_decisions",
-            "Replica count changes",
-            ["workload", "direction"],
+            "Replica count changes, by the kind of the decision's reason",
+            ["workload", "reason"],
             registry=r,
         )
         self.cold_starts = Counter(
@@ -132,12 +132,7 @@ class Workloads:
         return runtime.sink
 
     def _decided(self, key: str, decision: Decision, previous: int) -> None:
-        direction = "up" if decision.replicas > previous else "down"
-        if decision.replicas == 0:
-            direction = "to_zero"
-        elif previous == 0:
-            direction = "from_zero"
-        self.decisions.labels(key, direction).inc()
+        self.decisions.labels(key, reason_kind(decision.reason)).inc()
 
     def _ready(self, runtime: WorkloadRuntime, replica: Replica) -> None:
         scaler = runtime.scaler
@@ -160,6 +155,19 @@ class Workloads:
                 if close is not None:
                     await close()
         await self.guardian.close()
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a decision's reason, for a metric label: its leading words, up to
+    the first number or colon ("scale up 1 -> 6: ..." -> "scale_up")."""
+    words = []
+    for word in reason.split():
+        if word[0].isdigit() or word.endswith(":"):
+            if word.endswith(":") and not word[0].isdigit():
+                words.append(word[:-1])
+            break
+        words.append(word)
+    return "_".join(words) or "other"
 
 
 def external_metrics(resource: Workload) -> list[External]:

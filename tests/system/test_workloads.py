@@ -173,3 +173,34 @@ async def test_scale_in_under_load_loses_nothing(
     assert busy_scale_ins, [(d["from"], d["to"], d["inFlight"]) for d in decisions(data)]
     assert stats.failed == 0
     assert stats.retried == 0
+
+
+async def test_a_crashed_replica_is_replaced(tmp_path: Path) -> None:
+    """A replica that exits on its own is replaced (with backoff) until the pool has
+    the replicas it was asked for again."""
+    marker = tmp_path / "crashed-once"
+    # The first replica exits at once; later ones (marker present) serve normally.
+    script = tmp_path / "flaky.py"
+    script.write_text(
+        "import os, sys, runpy\n"
+        f"marker = {str(marker)!r}\n"
+        "if not os.path.exists(marker):\n"
+        "    open(marker, 'w').close()\n"
+        "    sys.exit(3)\n"
+        f"runpy.run_path({REPLICA!r}, run_name='__main__')\n"
+    )
+    guardian = Guardian()
+    await guardian.start()
+    pool = ReplicaPool(
+        ReplicaConfig(workload="flaky", command=[sys.executable, str(script)]),
+        concurrency=1,
+        guardian=guardian,
+    )
+    try:
+        pool.scale_to(1)
+        await wait_until(lambda: pool.ready_count() == 1, 60, "a ready replacement")
+        assert pool.crashes == 1
+        assert [r.number for r in pool.replicas] == [2]
+    finally:
+        await pool.close()
+        await guardian.close()
