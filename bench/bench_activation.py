@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+
+from eventing.workloads.replica import free_port
 
 REPLICA = """import time
 T0 = time.time()
@@ -57,12 +58,6 @@ async def main():
 LISTEN = 0.0
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def manifests(script: Path, report: str) -> str:

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from eventing.workloads.replica import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = json.dumps({"order": 1, "note": "x" * 990}, separators=(",", ":"))[:1024]
@@ -50,12 +51,6 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/cloudevents-batch+json"
 wrk.body = [=[%s]=]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 30) -> None:

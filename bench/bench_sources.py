@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from eventing.events import Event
+from eventing.workloads.replica import free_port
 from sources import kafka, rabbitmq
 from sources.base import Source
 
@@ -199,12 +199,6 @@ async def kafka_source(topic: str, n: int) -> float:
 
 
 # --- the whole system: eventing run -> broker -> trigger -> HTTP subscriber ---------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Subscriber:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from eventing.app.runtime import Running
 from eventing.delivery.policy import RetryPolicy
 from eventing.events import Event
+from eventing.workloads.replica import free_port
 from tests.conftest import SystemFactory
 from tests.support.mesh import (
     NAMESPACE,
@@ -79,10 +79,7 @@ def _first(subscriber: RecordingSubscriber, path: str) -> WireEvent:
 
 def _closed_port_url() -> str:
     """A loopback URL nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/gone"
+    return f"http://127.0.0.1:{free_port()}/gone"
 
 
 # -- 5.1 ingress -------------------------------------------------------------------------
@@ -974,7 +971,6 @@ async def test_overlapping_any_filters_on_two_sinks(
 
 async def test_cesql_filters(system: SystemFactory, subscriber: RecordingSubscriber) -> None:
     """Knative's ``new_trigger_filters`` cases that use CESQL, as written upstream."""
-    pytest.importorskip("triggers.cesql")
     any_yes = [
         Ev("exact.event.type"),
         Ev("prefix.event.type"),
