@@ -1,11 +1,12 @@
-"""Delivery to a workload's replicas (the local process runtime).
+"""Delivery to a workload (local replicas or a Kubernetes Service), through its router.
 
 ``wait_ready`` is where an event for a workload at zero waits: it pokes the scaler
 (which starts a replica at once) and returns when a replica is ready, before the
 dispatcher counts an attempt, so no retry is burnt and no timeout runs while the
-workload starts. ``send`` then takes the least busy ready replica with room (waiting
-for room if all are at their concurrency), POSTs the event to it, and records the
-service time the autoscaler's rate estimates are built from.
+workload starts. ``send`` then asks the router where the event goes (for local
+replicas the least busy ready one with room; for a Kubernetes workload its Service,
+while the ready pods have room), POSTs the event there, and records the service time
+the autoscaler's rate estimates are built from.
 """
 
 from __future__ import annotations
@@ -14,42 +15,47 @@ import time
 
 from eventing.delivery.sink import Outcome
 from eventing.events import Event
-from eventing.workloads.pool import ReplicaPool
+from eventing.workloads.actuator import Router
 from eventing.workloads.scaler import WorkloadScaler
 from sinks.http import post_plain, prepare
 from sinks.httpclient import Pool, Target
 
+#: Parsed targets kept per router URL; local replicas get a new port each, so bounded.
+MAX_TARGETS = 1024
+
 
 class WorkloadSink:
     def __init__(
-        self, name: str, pool: ReplicaPool, scaler: WorkloadScaler, client: Pool, path: str = "/"
+        self, name: str, router: Router, scaler: WorkloadScaler, client: Pool, path: str = ""
     ) -> None:
+        """``path`` is appended to the router's URLs (local replicas: the workload's
+        ``path``; a Kubernetes router's URL is complete already)."""
         self.target = f"workload:{name}"
         self.name = name
-        self.replicas = pool
+        self.router = router
         self.scaler = scaler
         self.client = client
         self.path = path
-        self._targets: dict[int, Target] = {}
+        self._targets: dict[str, Target] = {}
 
     async def wait_ready(self) -> None:
-        if self.replicas.ready_count() == 0:
+        if self.router.ready_count() == 0:
             self.scaler.poke()
-            await self.replicas.wait_ready()
+            await self.router.wait_ready()
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
         headers, body = prepare(event, structured)
-        replica = await self.replicas.acquire()
-        target = self._targets.get(replica.port)
+        endpoint = await self.router.acquire()
+        target = self._targets.get(endpoint.url)
         if target is None:
-            target = self._targets[replica.port] = Target.parse(
-                f"http://127.0.0.1:{replica.port}{self.path}"
-            )
+            if len(self._targets) >= MAX_TARGETS:
+                self._targets.clear()
+            target = self._targets[endpoint.url] = Target.parse(endpoint.url + self.path)
         started = time.monotonic()
         try:
             result = await post_plain(self.client, target, headers, body, timeout)
         finally:
-            await self.replicas.release(replica)
+            await self.router.release(endpoint)
         if result.status is not None and 200 <= result.status < 300:
             now = time.monotonic()
             self.scaler.recorder.completion(

@@ -58,22 +58,18 @@ def system_status(running: Running) -> dict[str, Any]:
             workloads.append(
                 {
                     "name": key,
-                    "ready": w.pool.count("ready"),
-                    "starting": w.pool.count("starting"),
-                    "draining": w.pool.count("draining"),
-                    "desired": w.pool.desired,
+                    "ready": w.actuator.count("ready"),
+                    "starting": w.actuator.count("starting"),
+                    "draining": w.actuator.count("draining"),
+                    "desired": w.actuator.desired,
                     "backlog": obs.backlog if obs else 0,
-                    "inFlight": w.pool.in_flight,
+                    "inFlight": w.router.in_flight,
                     "arrivalRate": round(obs.arrival_rate, 3) if obs else 0.0,
                     "serviceRate": round(obs.service_rate, 3) if obs and obs.service_rate else None,
                     "startupTime": round(obs.startup_time, 3) if obs and obs.startup_time else None,
-                    "coldStarts": w.pool.cold_starts,
-                    "crashes": w.pool.crashes,
                     "reason": decision.reason if decision else None,
-                    "replicas": [
-                        {"name": r.name, "port": r.port, "state": r.state, "inFlight": r.in_flight}
-                        for r in w.pool.replicas
-                    ],
+                    "error": w.actuator.error,
+                    **w.actuator.details(),
                 }
             )
     return {

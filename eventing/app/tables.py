@@ -112,6 +112,7 @@ def print_status(payload: dict[str, Any]) -> None:
                     "DESIRED",
                     "BACKLOG",
                     "LAST DECISION",
+                    "ERROR",
                 ],
                 [
                     [
@@ -122,6 +123,7 @@ def print_status(payload: dict[str, Any]) -> None:
                         w["desired"],
                         w["backlog"],
                         w["reason"],
+                        w.get("error") or "",
                     ]
                     for w in payload["workloads"]
                 ],

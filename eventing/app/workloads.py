@@ -1,6 +1,7 @@
-"""Wire Workload resources into the running system: a replica pool, a recorder and a
-scaler per workload, a delivery sink for the triggers that target it, the guardian,
-the external queue probes, and the workload metrics."""
+"""Wire Workload resources into the running system: an actuator and a router per
+workload (local processes, or a Kubernetes scale target), a recorder and a scaler, a
+delivery sink for the triggers that target it, the guardian, the external queue
+probes, and the workload metrics."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from eventing.autoscaler.observe import MetricSource
 from eventing.broker.subscription import StoreSubscription
 from eventing.metrics import Metrics
 from eventing.resources.workload import ExternalMetric, Workload
+from eventing.workloads.actuator import STATES, Actuator, Router
 from eventing.workloads.guardian import Guardian
+from eventing.workloads.local import LocalActuator
 from eventing.workloads.pool import ReplicaPool
-from eventing.workloads.replica import Replica, ReplicaConfig
+from eventing.workloads.replica import ReplicaConfig
 from eventing.workloads.scaler import External, WorkloadScaler
 from sinks.httpclient import Pool
 from sinks.workload import WorkloadSink
@@ -30,7 +33,8 @@ _ACTIVATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 
 @dataclass
 class WorkloadRuntime:
     resource: Workload
-    pool: ReplicaPool
+    actuator: Actuator
+    router: Router
     scaler: WorkloadScaler
     sink: WorkloadSink
     subscriptions: list[StoreSubscription] = field(default_factory=list)
@@ -39,6 +43,13 @@ class WorkloadRuntime:
     @property
     def key(self) -> str:
         return self.resource.key
+
+    @property
+    def pool(self) -> ReplicaPool:
+        """The replica pool of a local workload (tests look inside it)."""
+        if not isinstance(self.actuator, LocalActuator):
+            raise TypeError(f"workload {self.key} does not run local processes")
+        return self.actuator.pool
 
 
 class Workloads:
@@ -79,18 +90,41 @@ class Workloads:
             "eventing_workload_desired_replicas",
             "Replicas the scaler wants",
             ["workload"],
-            lambda: [([w.key], float(w.pool.desired)) for w in self.items.values()],
+            lambda: [([w.key], float(w.actuator.desired)) for w in self.items.values()],
         )
 
     def _replicas(self) -> list[tuple[list[str], float]]:
         return [
-            ([w.key, state], float(w.pool.count(state)))
+            ([w.key, state], float(w.actuator.count(state)))
             for w in self.items.values()
-            for state in ("starting", "ready", "draining")
+            for state in STATES
         ]
 
     def add(self, resource: Workload, external: list[External]) -> WorkloadRuntime:
         spec = resource.scaling_spec
+        actuator, router, path = self._local(resource)
+        recorder = ObservationRecorder(concurrency=spec.concurrency_per_replica)
+        subscriptions: list[StoreSubscription] = []
+        scaler = WorkloadScaler(
+            resource.key,
+            spec,
+            actuator,
+            recorder,
+            backlog=lambda: sum(s.backlog() for s in subscriptions),
+            in_flight=lambda: router.in_flight,
+            external=external,
+            decision_file=self.data_dir / "decisions.jsonl",
+            on_decision=lambda d, prev: self._decided(resource.key, d, prev),
+        )
+        sink = WorkloadSink(resource.key, router, scaler, self.client, path)
+        runtime = WorkloadRuntime(
+            resource, actuator, router, scaler, sink, subscriptions, [e.source for e in external]
+        )
+        actuator.on_ready(lambda startup: self._ready(runtime, startup))
+        self.items[resource.key] = runtime
+        return runtime
+
+    def _local(self, resource: Workload) -> tuple[Actuator, Router, str]:
         env = {e.name: e.value for e in resource.spec.env}
         readiness = resource.spec.readiness
         config = ReplicaConfig(
@@ -104,26 +138,12 @@ class Workloads:
             startup_timeout=resource.spec.startup_timeout_seconds,
             grace_period=resource.spec.termination_grace_period_seconds,
         )
-        pool = ReplicaPool(config, concurrency=spec.concurrency_per_replica, guardian=self.guardian)
-        recorder = ObservationRecorder(concurrency=spec.concurrency_per_replica)
-        subscriptions: list[StoreSubscription] = []
-        scaler = WorkloadScaler(
-            resource.key,
-            spec,
-            pool,
-            recorder,
-            backlog=lambda: sum(s.backlog() for s in subscriptions),
-            external=external,
-            decision_file=self.data_dir / "decisions.jsonl",
-            on_decision=lambda d, prev: self._decided(resource.key, d, prev),
+        local = LocalActuator(
+            config,
+            concurrency=resource.scaling_spec.concurrency_per_replica,
+            guardian=self.guardian,
         )
-        sink = WorkloadSink(resource.key, pool, scaler, self.client, resource.spec.path)
-        runtime = WorkloadRuntime(
-            resource, pool, scaler, sink, subscriptions, [e.source for e in external]
-        )
-        pool.on_ready = lambda replica: self._ready(runtime, replica)
-        self.items[resource.key] = runtime
-        return runtime
+        return local, local, resource.spec.path
 
     def attach(self, workload_key: str, subscription: StoreSubscription) -> WorkloadSink:
         runtime = self.items[workload_key]
@@ -134,9 +154,9 @@ class Workloads:
     def _decided(self, key: str, decision: Decision, previous: int) -> None:
         self.decisions.labels(key, reason_kind(decision.reason)).inc()
 
-    def _ready(self, runtime: WorkloadRuntime, replica: Replica) -> None:
+    def _ready(self, runtime: WorkloadRuntime, startup: float) -> None:
         scaler = runtime.scaler
-        runtime.scaler.recorder.replica_ready(time.monotonic() - replica.created)
+        scaler.recorder.replica_ready(startup)
         if scaler.activated_at is not None:
             self.activation.labels(runtime.key).observe(time.monotonic() - scaler.activated_at)
             self.cold_starts.labels(runtime.key).inc()
@@ -146,10 +166,12 @@ class Workloads:
         if self.items:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             await self.guardian.start()
+        for runtime in self.items.values():
+            await runtime.actuator.start()
 
     async def close(self) -> None:
         for runtime in self.items.values():
-            await runtime.pool.close()
+            await runtime.actuator.close()
             for probe in runtime.probes:
                 close = getattr(probe, "close", None)
                 if close is not None:

@@ -5,7 +5,9 @@ arrives for a workload at zero (no polling delay on activation; KEDA waits for i
 30 s poll). Each tick builds :class:`Observations` from what the runtime knows exactly
 (the triggers' backlog, the replicas' in-flight counts and states, arrivals and service
 times recorded by :class:`ObservationRecorder`), or from an external queue's depth or
-lag when the workload scales on one, and applies the decision to the replica pool.
+lag when the workload scales on one, and applies the decision through the workload's
+:class:`~eventing.workloads.actuator.Actuator` (local processes or a Kubernetes scale
+subresource: the loop does not know which).
 
 Every decision that changes the replica count is logged with its reason (logger
 ``eventing.decisions``, and one JSON line per decision in ``decisions.jsonl`` in the
@@ -26,7 +28,7 @@ from eventing.autoscaler.decide import DeciderState, Decision, decide
 from eventing.autoscaler.measure import ObservationRecorder
 from eventing.autoscaler.observe import MetricSample, MetricSource, Observations, fold_sample
 from eventing.autoscaler.spec import ScalingSpec
-from eventing.workloads.pool import ReplicaPool
+from eventing.workloads.actuator import Actuator
 
 logger = logging.getLogger(__name__)
 decisions_log = logging.getLogger("eventing.decisions")
@@ -50,10 +52,11 @@ class WorkloadScaler:
         self,
         name: str,
         spec: ScalingSpec,
-        pool: ReplicaPool,
+        actuator: Actuator,
         recorder: ObservationRecorder,
         *,
         backlog: Callable[[], int],
+        in_flight: Callable[[], int] = lambda: 0,
         external: Sequence[External] = (),
         decision_file: Path | None = None,
         on_decision: Callable[[Decision, int], None] | None = None,
@@ -61,9 +64,11 @@ class WorkloadScaler:
     ) -> None:
         self.name = name
         self.spec = spec
-        self.pool = pool
+        self.actuator = actuator
         self.recorder = recorder
         self.backlog = backlog
+        self.in_flight = in_flight
+        """Events handed to replicas and not yet answered (the router counts them)."""
         self.external = list(external)
         self.decision_file = decision_file
         self.on_decision = on_decision
@@ -77,7 +82,7 @@ class WorkloadScaler:
 
     def poke(self) -> None:
         """Decide now (an event arrived for a workload at zero)."""
-        if self.activated_at is None and self.pool.desired == 0:
+        if self.activated_at is None and self.actuator.desired == 0:
             self.activated_at = self.clock()
         self._poked.set()
 
@@ -85,34 +90,40 @@ class WorkloadScaler:
         """Called by the broker for each event routed to one of the workload's triggers."""
         waiting_before = max(0, self.backlog() - count)
         self.recorder.arrival(self.clock(), work_before=waiting_before, count=count)
-        if self.pool.desired == 0:
+        if self.actuator.desired == 0:
             self.poke()
 
     def observations(self, now: float) -> Observations:
-        in_flight = self.pool.in_flight
+        in_flight = self.in_flight()
         obs = self.recorder.snapshot(
             now,
             backlog=max(0, self.backlog() - in_flight),
             in_flight=in_flight,
-            starting=self.pool.count("starting"),
-            ready=self.pool.count("ready"),
-            draining=self.pool.count("draining"),
+            starting=self.actuator.count("starting"),
+            ready=self.actuator.count("ready"),
+            draining=self.actuator.count("draining"),
         )
         for ext in self.external:
             if ext.last is not None:
                 obs = fold_sample(obs, ext.last, includes_in_flight=ext.includes_in_flight)
         return obs
 
-    def tick(self) -> Decision:
+    def decide(self) -> Decision:
+        """Decide now and remember the decision; :meth:`tick` also applies it."""
         now = self.clock()
         obs = self.observations(now)
         decision = decide(self.spec, obs, now, self.state)
         self.state = decision.state
-        previous = self.pool.desired
+        previous = self.actuator.desired
         self.last, self.last_at, self.last_obs = decision, now, obs
         if decision.replicas != previous:
             self._record(decision, previous, obs)
-            self.pool.scale_to(decision.replicas)
+        return decision
+
+    async def tick(self) -> Decision:
+        decision = self.decide()
+        if decision.replicas != self.actuator.desired:
+            await self.actuator.scale_to(decision.replicas)
         return decision
 
     def _record(self, decision: Decision, previous: int, obs: Observations) -> None:
@@ -146,7 +157,7 @@ class WorkloadScaler:
         try:
             while True:
                 self._poked.clear()
-                self.tick()
+                await self.tick()
                 try:
                     async with asyncio.timeout(TICK):
                         await self._poked.wait()
@@ -162,7 +173,7 @@ class WorkloadScaler:
             try:
                 ext.last = await ext.source.read()
                 ext.error = None
-                if ext.last.active and self.pool.desired == 0:
+                if ext.last.active and self.actuator.desired == 0:
                     self.poke()
             except Exception as exc:
                 ext.error = str(exc)[:300]
