@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from eventing.broker.store import DeadLetter, Store
+from eventing.broker.base import DeadLetterQueue
+from eventing.broker.store import DeadLetter
 from eventing.errors import EventingError
 from eventing.events import Event
 from eventing.metrics import Metrics
@@ -33,7 +34,8 @@ class AdminHooks:
     metrics: Metrics
     status: Callable[[], dict[str, Any]]
     ready: Callable[[], bool]
-    stores: Callable[[], list[Store]]
+    dead_letters: Callable[[], list[DeadLetterQueue]]
+    """Every broker's ``dlq:`` store, each once."""
     replay: Callable[[str, Event], Awaitable[None]]
 
 
@@ -91,7 +93,7 @@ class _Api:
         except ValueError:
             return _json({"error": "limit and after must be integers"}, 400)
         items: list[dict[str, Any]] = []
-        for store in self.hooks.stores():
+        for store in self.hooks.dead_letters():
             for dl in await store.list_dead_letters(trigger, limit, after):
                 items.append(dead_letter_json(dl))
         items.sort(key=lambda d: (d["failedAt"], d["id"]))
@@ -113,7 +115,7 @@ class _Api:
             return _json({"error": 'send {"ids": [1, 2]} or {"all": true, "trigger": ...}'}, 400)
         replayed: list[int] = []
         failed: list[dict[str, Any]] = []
-        for store in self.hooks.stores():
+        for store in self.hooks.dead_letters():
             targets = (
                 [dl for dl in await store.list_dead_letters(trigger, MAX_LIST)]
                 if replay_all
@@ -145,7 +147,7 @@ class _Api:
         except (ValueError, TypeError, AttributeError):
             return _json({"error": 'send {"ids": [1, 2]}'}, 400)
         deleted = 0
-        for store in self.hooks.stores():
+        for store in self.hooks.dead_letters():
             deleted += await store.delete_dead_letters(ids)
         return _json({"deleted": deleted})
 
@@ -164,12 +166,12 @@ def admin_app(hooks: AdminHooks) -> web.Application:
     return app
 
 
-async def _find(hooks: AdminHooks, raw: str) -> tuple[Store, DeadLetter] | None:
+async def _find(hooks: AdminHooks, raw: str) -> tuple[DeadLetterQueue, DeadLetter] | None:
     try:
         dl_id = int(raw)
     except ValueError:
         return None
-    for store in hooks.stores():
+    for store in hooks.dead_letters():
         dl = await store.get_dead_letter(dl_id)
         if dl is not None:
             return store, dl

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from eventing.broker.base import Broker
+from eventing.broker.base import Publisher
 from eventing.broker.stamps import now_rfc3339, stamp
 from eventing.codec import http as binding
 from eventing.codec.jsonformat import event_from_json, parse_batch, parse_structured
@@ -68,7 +68,7 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
 class Ingress:
     def __init__(
         self,
-        brokers: Mapping[str, Broker],
+        brokers: Mapping[str, Publisher],
         metrics: Metrics,
         settings: IngressSettings | None = None,
         webhooks: Sequence[tuple[WebhookSource, Emit]] = (),
@@ -133,7 +133,7 @@ class Ingress:
             return error(413, f"body larger than {limit} bytes")
         return body
 
-    async def _produce(self, request: web.BaseRequest, broker: Broker) -> web.Response:
+    async def _produce(self, request: web.BaseRequest, broker: Publisher) -> web.Response:
         body = await self._read(request)
         if isinstance(body, web.Response):
             self.metrics.rejected.labels(broker.key, str(body.status)).inc()
@@ -165,11 +165,11 @@ class Ingress:
         counter.inc()
         return web.Response(status=202)
 
-    def _reject(self, broker: Broker, status: int, message: str) -> web.Response:
+    def _reject(self, broker: Publisher, status: int, message: str) -> web.Response:
         self.metrics.rejected.labels(broker.key, str(status)).inc()
         return error(status, message)
 
-    async def _store(self, broker: Broker, events: list[Event]) -> web.Response | None:
+    async def _store(self, broker: Publisher, events: list[Event]) -> web.Response | None:
         try:
             await broker.publish(events)
         except StoreFullError as exc:
@@ -180,11 +180,11 @@ class Ingress:
             return self._unavailable(broker, "the broker cannot store events now", exc.retry_after)
         return None
 
-    def _unavailable(self, broker: Broker, message: str, retry_after: float) -> web.Response:
+    def _unavailable(self, broker: Publisher, message: str, retry_after: float) -> web.Response:
         self.metrics.rejected.labels(broker.key, "503").inc()
         return error(503, message, {"Retry-After": str(max(1, round(retry_after)))})
 
-    async def _batch(self, broker: Broker, body: bytes) -> web.Response:
+    async def _batch(self, broker: Publisher, body: bytes) -> web.Response:
         entries = parse_batch(body)
         if len(entries) > self.settings.max_batch_events:
             return self._reject(

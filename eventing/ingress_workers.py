@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from eventing import ipc
-from eventing.broker.base import Broker
+from eventing.broker.base import Publisher
 from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
 from eventing.ingress import IngressSettings
@@ -130,7 +130,7 @@ class IngressWorkers:
     def __init__(
         self,
         count: int,
-        brokers: Mapping[str, Broker],
+        brokers: Mapping[str, Publisher],
         webhooks: Sequence[tuple[WebhookSource, Emit]],
         settings: IngressSettings,
         metrics: Metrics,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from eventing.app import commands
+from eventing.app.process import process_id
 from eventing.app.runtime import Running, RuntimeSettings, serve_forever
 from eventing.app.system import StoreSettings
 from eventing.ingress import IngressSettings
@@ -65,6 +66,12 @@ def _add_run(sub: Sub) -> None:
         type=Path,
         default=Path(".eventing"),
         help="where the embedded broker keeps its store (default .eventing)",
+    )
+    run.add_argument(
+        "--process-id",
+        default=None,
+        help="this process's stable id in logs and /metrics (default: EVENTING_PROCESS_ID, "
+        "else host name + a digest of the data dir)",
     )
     run.add_argument(
         "--fsync",
@@ -202,10 +209,13 @@ def _add_simulate(sub: Sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    ident = process_id(args.data_dir, args.process_id)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        format=f"%(asctime)s {ident} %(levelname)s %(name)s: %(message)s",
     )
     settings = RuntimeSettings(
+        process_id=ident,
         host=args.host,
         port=args.port,
         admin_host=args.admin_host,

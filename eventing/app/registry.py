@@ -12,9 +12,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from eventing.app.broker_classes import broker_classes
 from eventing.app.system import System
+from eventing.broker.registry import BrokerClasses
+from eventing.broker.sqlite_store import SqliteSettings
 from eventing.errors import ConfigError
+from eventing.resources.base import Resource
 from eventing.resources.broker import Broker
+from eventing.resources.configmap import ConfigMap
 from eventing.resources.loader import KindRegistry, ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
@@ -25,9 +30,20 @@ from triggers.materialize import check_trigger
 SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping, rabbitmq, kafka, mqtt)
 
 
-def kind_registry() -> KindRegistry:
+def kind_registry(classes: BrokerClasses | None = None) -> KindRegistry:
+    """Every kind this build loads; ``classes`` checks each Broker's class annotation
+    (by default the classes of :func:`broker_classes`; nothing is opened to check)."""
+    if classes is None:
+        classes = broker_classes(SqliteSettings(Path("events.db")), process_id="validate")
+    known = classes
+
+    def check_broker(resource: Resource) -> list[tuple[str, object, str]]:
+        assert isinstance(resource, Broker)
+        return known.check_class(resource)
+
     registry = KindRegistry()
-    registry.register(Broker)
+    registry.register(Broker, check=check_broker)
+    registry.register(ConfigMap)
     registry.register(Trigger, check=check_trigger)
     registry.register(Workload)
     for module in SOURCE_MODULES:

@@ -33,7 +33,9 @@ from typing import Any
 from aiohttp import web
 
 from eventing.admin import AdminHooks, admin_app
+from eventing.app.broker_classes import broker_classes
 from eventing.app.lock import DataDirLock
+from eventing.app.process import process_id
 from eventing.app.registry import build_sources, kind_registry
 from eventing.app.status import system_status
 from eventing.app.system import StoreSettings, System, build_system
@@ -63,6 +65,9 @@ class RuntimeSettings:
     """Seconds in-flight deliveries may take to finish at shutdown."""
     hard_timeout: float = 30.0
     """Seconds after a stop request when the process exits whatever happens."""
+    process_id: str | None = None
+    """This process's stable id (logs, ``/metrics``, Kafka client and RabbitMQ
+    connection names); by default derived from the host name and the data dir."""
     ingress_workers: int = 0
     """Processes that parse ingress HTTP requests (0: the main process does it)."""
     log_level: str = "WARNING"
@@ -89,12 +94,20 @@ class Running:
 
 
 async def start(directory: Path, settings: RuntimeSettings) -> Running:
-    registry = kind_registry()
+    ident = settings.process_id or process_id(settings.store.data_dir)
+    classes = broker_classes(settings.store.sqlite(), process_id=ident)
+    registry = kind_registry(classes)
     resources = load_resources(directory, registry)
     lock = DataDirLock(settings.store.data_dir)
     metrics = Metrics()
+    metrics.add_live(
+        "eventing_process_info",
+        "1, labelled with this data-plane process's stable id",
+        ["process"],
+        lambda: [([ident], 1.0)],
+    )
     try:
-        system = await build_system(resources, settings.store, metrics)
+        system = await build_system(resources, settings.store, metrics, classes)
     except BaseException:
         lock.release()
         raise
@@ -140,8 +153,10 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
         hooks = AdminHooks(
             metrics=metrics,
             status=lambda: {},
-            ready=lambda: ingress.accepting,
-            stores=lambda: system.stores,
+            ready=lambda: (
+                ingress.accepting and all(b.status().ready for b in system.brokers.values())
+            ),
+            dead_letters=system.dead_letter_queues,
             replay=system.replay,
         )
         admin_runner, admin_url = await _serve(

@@ -14,28 +14,32 @@ def system_status(running: Running) -> dict[str, Any]:
     system = running.system
     brokers = []
     for broker in system.brokers.values():
-        stored = broker.store.stats()
+        stored = broker.status()
         brokers.append(
             {
                 "name": broker.key,
                 "class": broker.broker_class,
                 "durable": broker.durable,
+                "ready": stored.ready,
+                "detail": stored.detail,
                 "url": f"{running.ingress_url}/{broker.key}",
-                "storedEvents": stored.events,
-                "storedBytes": stored.bytes,
+                "storedEvents": stored.stored_events,
+                "storedBytes": stored.stored_bytes,
                 "dropped": {f"{t or '*'}:{r}": n for (t, r), n in broker.drops().items()},
+                **stored.extra,
             }
         )
+    queues = system.dead_letter_queues()
     triggers = []
     for key, trig in system.triggers.items():
         stats = trig.dispatcher.stats
-        dead = sum(s.stats().dead_letters.get(key, 0) for s in system.stores)
+        dead = sum(q.depths().get(key, 0) for q in queues)
         triggers.append(
             {
                 "name": key,
                 "broker": trig.broker.key,
                 "subscriber": trig.sink.target,
-                "backlog": trig.subscription.backlog(),
+                "backlog": trig.subscription.cached_backlog(),
                 "inFlight": stats.in_flight,
                 "delivered": stats.delivered,
                 "failed": stats.failed,

@@ -17,14 +17,12 @@ from typing import Any, Literal
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from eventing.app.broker_classes import broker_classes
 from eventing.app.workloads import Workloads, external_metrics
-from eventing.broker.base import Broker
-from eventing.broker.embedded import EmbeddedBroker
-from eventing.broker.memory_store import MemoryStore
-from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
+from eventing.broker.base import Broker, DeadLetterQueue, Subscription
+from eventing.broker.registry import BrokerClasses
+from eventing.broker.sqlite_store import SqliteSettings
 from eventing.broker.stamps import now_rfc3339, stamp
-from eventing.broker.store import Routed, Store
-from eventing.broker.subscription import StoreSubscription
 from eventing.delivery.dispatcher import DeadLetterTarget, Dispatcher
 from eventing.delivery.policy import RetryPolicy
 from eventing.delivery.sink import Sink
@@ -32,8 +30,8 @@ from eventing.errors import ConfigError
 from eventing.events import ARRIVAL_TIME, Event
 from eventing.metrics import Metrics, histogram_family
 from eventing.resources.base import Destination
-from eventing.resources.broker import EMBEDDED, IN_MEMORY
 from eventing.resources.broker import Broker as BrokerResource
+from eventing.resources.configmap import ConfigMap
 from eventing.resources.delivery import merge
 from eventing.resources.loader import ResourceSet
 from eventing.resources.trigger import Trigger
@@ -63,12 +61,17 @@ class StoreSettings:
     max_events: int = 1_000_000
     max_bytes: int = 1024 * 1024 * 1024
 
+    def sqlite(self) -> SqliteSettings:
+        return SqliteSettings(
+            self.data_dir / "events.db", self.synchronous, self.max_events, self.max_bytes
+        )
+
 
 @dataclass
 class TriggerRuntime:
     resource: Trigger
-    broker: EmbeddedBroker
-    subscription: StoreSubscription
+    broker: Broker
+    subscription: Subscription
     dispatcher: Dispatcher
     sink: Sink
 
@@ -80,8 +83,8 @@ class TriggerRuntime:
 @dataclass
 class System:
     metrics: Metrics
-    stores: list[Store] = field(default_factory=list)
-    brokers: dict[str, EmbeddedBroker] = field(default_factory=dict)
+    brokers: dict[str, Broker] = field(default_factory=dict)
+    opened: list[Broker] = field(default_factory=list)
     triggers: dict[str, TriggerRuntime] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
     pool: Pool = field(default_factory=Pool)
@@ -108,26 +111,40 @@ class System:
             {k: v for k, v in event.attributes.items() if k not in ERROR_EXTENSIONS}, event.data
         )
         fresh.attributes[ARRIVAL_TIME] = now_rfc3339()  # it arrives (again) now
-        await runtime.broker.store.append(runtime.broker.key, [Routed(fresh, (trigger_key,))])
-        runtime.subscription.offer(fresh)
+        await runtime.broker.replay(trigger_key, fresh)
+
+    def dead_letter_queues(self) -> list[DeadLetterQueue]:
+        """Every broker's ``dlq:`` store, each once (brokers may share one)."""
+        queues: dict[int, DeadLetterQueue] = {}
+        for broker in self.brokers.values():
+            if broker.dead_letters is not None:
+                queues.setdefault(id(broker.dead_letters), broker.dead_letters)
+        return list(queues.values())
 
     async def close(self) -> None:
         for runtime in self.triggers.values():
             await runtime.sink.close()
         if self.workloads is not None:
             await self.workloads.close()
-        for store in self.stores:
-            await store.close()
+        while self.opened:
+            await self.opened.pop().close()
         self.pool.close()
         if self.session is not None:
             await self.session.close()
 
 
-async def build_system(resources: ResourceSet, settings: StoreSettings, metrics: Metrics) -> System:
+async def build_system(
+    resources: ResourceSet,
+    settings: StoreSettings,
+    metrics: Metrics,
+    classes: BrokerClasses | None = None,
+) -> System:
     system = System(metrics)
     system.session = new_session()
+    if classes is None:
+        classes = broker_classes(settings.sqlite(), process_id="local")
     try:
-        await _build(system, resources, settings, metrics)
+        await _build(system, resources, settings, metrics, classes)
     except BaseException:
         await system.close()  # a failed start leaves no open store or session behind
         raise
@@ -135,43 +152,18 @@ async def build_system(resources: ResourceSet, settings: StoreSettings, metrics:
 
 
 async def _build(
-    system: System, resources: ResourceSet, settings: StoreSettings, metrics: Metrics
+    system: System,
+    resources: ResourceSet,
+    settings: StoreSettings,
+    metrics: Metrics,
+    classes: BrokerClasses,
 ) -> None:
     trigger_models: list[Trigger] = resources.of(Trigger)
     broker_models: list[BrokerResource] = resources.of(BrokerResource)
-    durable: SqliteStore | None = None
-    by_store: dict[int, list[str]] = {}
+    config_maps = {c.key: c for c in resources.of(ConfigMap)}
     for model in broker_models:
-        store: Store
-        if model.broker_class == IN_MEMORY:
-            store = MemoryStore(max_events=settings.max_events, max_bytes=settings.max_bytes)
-            logger.warning(
-                "broker %s is in-memory: its events are lost when the process "
-                "exits (for tests and demos only)",
-                model.key,
-            )
-            system.stores.append(store)
-        else:
-            if durable is None:
-                durable = SqliteStore(
-                    SqliteSettings(
-                        settings.data_dir / "events.db",
-                        settings.synchronous,
-                        settings.max_events,
-                        settings.max_bytes,
-                    )
-                )
-                system.stores.append(durable)
-            store = durable
-        system.brokers[model.key] = EmbeddedBroker(model.key, model.broker_class or EMBEDDED, store)
-        by_store.setdefault(id(store), [])
+        system.brokers[model.key] = classes.build(model, _config_of(model, config_maps))
     brokers_by_key = {m.key: m for m in broker_models}
-    for trig in trigger_models:
-        broker_key = f"{trig.namespace}/{trig.spec.broker}"
-        broker = system.brokers[broker_key]
-        by_store[id(broker.store)].append(trig.key)
-    for store in system.stores:
-        await store.open(by_store.get(id(store), []))
     system.workloads = Workloads(metrics, settings.data_dir, system.pool)
     for workload in resources.of(Workload):
         system.workloads.add(workload, external_metrics(workload))
@@ -180,11 +172,29 @@ async def _build(
         system.triggers[trig.key] = _trigger(
             system, trig, system.brokers[broker_key], brokers_by_key[broker_key]
         )
+    for broker in system.brokers.values():  # every trigger subscribed: now connect
+        await broker.open()
+        system.opened.append(broker)
     _register_gauges(system)
 
 
+def _config_of(model: BrokerResource, config_maps: dict[str, ConfigMap]) -> dict[str, str]:
+    ref = model.spec.config
+    if ref is None:
+        return {}
+    if ref.kind != "ConfigMap":
+        raise ConfigError(
+            f"Broker {model.key}: spec.config must name a ConfigMap (got kind {ref.kind})"
+        )
+    key = f"{ref.namespace or model.namespace}/{ref.name}"
+    found = config_maps.get(key)
+    if found is None:
+        raise ConfigError(f"Broker {model.key}: spec.config names ConfigMap {key}, not loaded")
+    return dict(found.data)
+
+
 def _trigger(
-    system: System, trig: Trigger, broker: EmbeddedBroker, broker_model: BrokerResource
+    system: System, trig: Trigger, broker: Broker, broker_model: BrokerResource
 ) -> TriggerRuntime:
     delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
     policy = RetryPolicy.from_spec(delivery)
@@ -210,6 +220,7 @@ def _trigger(
         publish_reply=broker_reply(broker),
         metrics=system.metrics,
         broker=broker.key,
+        fast=sink if isinstance(sink, HttpSink) else None,
     )
     return TriggerRuntime(trig, broker, subscription, dispatcher, sink)
 
@@ -273,20 +284,25 @@ def _register_gauges(system: System) -> None:
     m.add_collector(lambda: _delivery_families(system))
 
     def backlog() -> list[tuple[list[str], float]]:
-        return [([t.key], float(t.subscription.backlog())) for t in system.triggers.values()]
+        return [([t.key], float(t.subscription.cached_backlog())) for t in system.triggers.values()]
 
     def in_flight() -> list[tuple[list[str], float]]:
         return [([t.key], float(t.dispatcher.stats.in_flight)) for t in system.triggers.values()]
 
     def dlq_depth() -> list[tuple[list[str], float]]:
         out: dict[str, float] = {}
-        for store in system.stores:
-            for trig, n in store.stats().dead_letters.items():
+        for queue in system.dead_letter_queues():
+            for trig, n in queue.depths().items():
                 out[trig] = out.get(trig, 0) + n
         return [([k], v) for k, v in out.items()]
 
     def stored() -> list[tuple[list[str], float]]:
-        return [([b.key], float(b.store.stats().events)) for b in system.brokers.values()]
+        out = []
+        for b in system.brokers.values():
+            events = b.status().stored_events
+            if events is not None:
+                out.append(([b.key], float(events)))
+        return out
 
     def dropped() -> list[tuple[list[str], float]]:
         return [

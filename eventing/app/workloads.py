@@ -13,7 +13,7 @@ from pathlib import Path
 from eventing.autoscaler.decide import Decision
 from eventing.autoscaler.measure import ObservationRecorder
 from eventing.autoscaler.observe import MetricSource
-from eventing.broker.subscription import StoreSubscription
+from eventing.broker.base import Subscription
 from eventing.metrics import Metrics
 from eventing.resources.workload import ExternalMetric, Workload
 from eventing.workloads.actuator import STATES, Actuator, Router
@@ -37,7 +37,7 @@ class WorkloadRuntime:
     router: Router
     scaler: WorkloadScaler
     sink: WorkloadSink
-    subscriptions: list[StoreSubscription] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
     probes: list[MetricSource] = field(default_factory=list)
 
     @property
@@ -104,13 +104,13 @@ class Workloads:
         spec = resource.scaling_spec
         actuator, router, path = self._local(resource)
         recorder = ObservationRecorder(concurrency=spec.concurrency_per_replica)
-        subscriptions: list[StoreSubscription] = []
+        subscriptions: list[Subscription] = []
         scaler = WorkloadScaler(
             resource.key,
             spec,
             actuator,
             recorder,
-            backlog=lambda: sum(s.backlog() for s in subscriptions),
+            backlog=lambda: sum(s.cached_backlog() for s in subscriptions),
             in_flight=lambda: router.in_flight,
             external=external,
             decision_file=self.data_dir / "decisions.jsonl",
@@ -145,7 +145,7 @@ class Workloads:
         )
         return local, local, resource.spec.path
 
-    def attach(self, workload_key: str, subscription: StoreSubscription) -> WorkloadSink:
+    def attach(self, workload_key: str, subscription: Subscription) -> WorkloadSink:
         runtime = self.items[workload_key]
         runtime.subscriptions.append(subscription)
         subscription.listeners.append(runtime.scaler.arrived)

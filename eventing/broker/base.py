@@ -1,18 +1,36 @@
-"""The ``Broker`` protocol every broker class implements, and the filter it applies.
+"""The ``Broker`` protocol (v2) every broker class implements, and what it hands out.
 
-Designed so Kafka and RabbitMQ classes can follow: ``publish`` returns only once the
-events are durably accepted (a Kafka produce with ``acks=all``, a RabbitMQ publisher
-confirm, or an SQLite commit); ``subscribe`` gives each trigger its own stream with
-an exact ``backlog`` (a consumer group's lag, a queue's depth, or the count of
-pending rows); ``ack`` marks one event done for that trigger only.
+The protocol hides the class completely, so the dispatcher, the ingress, the admin
+API and the autoscaler work the same over an SQLite file, a Kafka topic or a
+RabbitMQ exchange:
+
+- ``publish`` returns only once the events are durably accepted (an SQLite commit, a
+  Kafka produce acknowledged by all in-sync replicas, a RabbitMQ publisher confirm);
+- ``subscribe`` gives each trigger a :class:`Subscription` that hands out
+  :class:`Delivery` objects: the event plus an opaque **receipt** (a row id, a
+  partition/offset, a delivery tag) that only the issuing subscription understands;
+- ``ack(receipt)`` marks one event done for that trigger; ``dead_letter(receipt, ...)``
+  keeps it in the class's own dead-letter store and acks it, in that order;
+- ``backlog()`` is async because a consumer group's lag or a queue's depth costs I/O;
+  ``cached_backlog()`` is the last value read, for the gauges and the scaler;
+- ``open``/``close`` bracket the class's connections and threads.
+
+What only some classes can do is a small separate Protocol, reached through a typed
+attribute that is ``None`` when the class cannot (never a ``getattr`` probe):
+:class:`DeadLetterQueue` (the built-in ``dlq:`` store, listed and replayed by the CLI).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from eventing.broker.store import DeadLetter
 from eventing.events import AttributeValue, Event
+
+#: What a subscription needs to ack one event; opaque to everyone else.
+Receipt = object
 
 
 class Filter(Protocol):
@@ -26,39 +44,103 @@ class Filter(Protocol):
     def __call__(self, attributes: Mapping[str, AttributeValue], /) -> str | None: ...
 
 
+@dataclass(slots=True)
+class Delivery:
+    """One event handed to a trigger's dispatcher, and how to say it is done."""
+
+    event: Event
+    receipt: Receipt
+
+
 class Subscription(Protocol):
     """One trigger's stream of matched events."""
 
     trigger: str
+    listeners: list[Callable[[], None]]
+    """Called once per event that arrives for this trigger (the autoscaler counts
+    arrivals); a class that learns of arrivals only on consume calls them then."""
 
-    async def get(self) -> Event:
+    async def get(self) -> Delivery:
         """The next event to deliver; waits until there is one."""
 
-    async def ack(self, event: Event) -> None:
-        """``event`` was delivered (or dead-lettered): remove it from the backlog."""
-
-    def ack_nowait(self, event: Event) -> None:
-        """As :meth:`ack`, from a callback that cannot await; stored with the next
-        commit (a crash before it only means a redelivery)."""
+    def ack(self, receipt: Receipt) -> None:
+        """The event was delivered: remove it from the backlog. Never blocks; stored
+        with the class's next commit (a crash before it only means a redelivery)."""
 
     async def dead_letter(
-        self, event: Event, *, attempts: int, reason: str, status: int | None
+        self, receipt: Receipt, event: Event, *, attempts: int, reason: str, status: int | None
     ) -> None:
-        """Keep ``event`` in the built-in dead-letter store and ack it, atomically."""
+        """Keep ``event`` (with its error extensions) in the class's dead-letter store,
+        then ack ``receipt``: returns once both are stored; never acks first."""
 
-    def backlog(self) -> int:
-        """Matched and not yet acked (waiting plus in flight)."""
+    async def backlog(self) -> int:
+        """Matched and not yet acked (waiting plus in flight), read now (may do I/O)."""
+
+    def cached_backlog(self) -> int:
+        """The last value :meth:`backlog` read (exact for the embedded classes)."""
 
 
-class Broker(Protocol):
+@dataclass
+class BrokerStatus:
+    """What ``eventing status`` and readiness show of one broker."""
+
+    ready: bool = True
+    """False while the class cannot store (its server is unreachable)."""
+    detail: str | None = None
+    """Why it is not ready, or where it lives (never a secret)."""
+    stored_events: int | None = None
+    stored_bytes: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class DeadLetterQueue(Protocol):
+    """The built-in ``dlq:`` store of a broker class: listed, shown, replayed, deleted
+    through the admin API. Several brokers may share one (the embedded classes share
+    the SQLite file); the admin API reads each queue once."""
+
+    async def list_dead_letters(
+        self, trigger: str | None, limit: int, after_id: int = 0
+    ) -> list[DeadLetter]: ...
+
+    async def get_dead_letter(self, dl_id: int) -> DeadLetter | None: ...
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int: ...
+
+    def depths(self) -> Mapping[str, int]:
+        """Dead letters kept per trigger, as last known (no I/O)."""
+
+
+class Publisher(Protocol):
+    """What the ingress needs of a broker (an ingress worker's remote broker is one)."""
+
     key: str
-    broker_class: str
-    durable: bool
-
-    def subscribe(self, trigger: str, event_filter: Filter) -> Subscription: ...
 
     async def publish(self, events: Sequence[Event]) -> None:
         """Store ``events``; return once durably accepted. Raises ``StoreError``."""
 
+
+class Broker(Publisher, Protocol):
+    key: str
+    broker_class: str
+    durable: bool
+    dead_letters: DeadLetterQueue | None
+    """The class's ``dlq:`` store, or None when it has none."""
+
+    def subscribe(self, trigger: str, event_filter: Filter) -> Subscription:
+        """A trigger's stream; every trigger subscribes before :meth:`open`."""
+
+    async def open(self) -> None:
+        """Connect, declare what is missing, start the class's own I/O. A class whose
+        server is unreachable still opens (status not ready, publish raising
+        ``StoreError``) and connects by itself when the server comes back."""
+
+    async def close(self) -> None:
+        """Flush acks and stop; bounded."""
+
+    async def replay(self, trigger: str, event: Event) -> None:
+        """Put ``event`` back into one trigger's backlog (that trigger only)."""
+
     def drops(self) -> Mapping[tuple[str, str], int]:
         """Events not routed to a trigger, by (trigger, reason)."""
+
+    def status(self) -> BrokerStatus: ...

@@ -5,6 +5,10 @@ event's attributes and the event is stored with one pending row per matching
 trigger. That is what makes each trigger's backlog exact, keeps a trigger from ever
 seeing an event its filter rejects (even after a crash), and means an event no
 trigger wants is never written at all (it is counted as dropped, not stored).
+
+Several durable brokers share one SQLite file (one writer thread, one group commit
+for all of them): :class:`SharedStore` opens it once, with every trigger of every
+broker on it, when the first of them opens, and closes it when the last one closes.
 """
 
 from __future__ import annotations
@@ -12,27 +16,85 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from eventing.broker.base import Filter
-from eventing.broker.store import Routed, Store
+from eventing.broker.base import BrokerStatus, DeadLetterQueue, Filter
+from eventing.broker.store import DeadLetter, Routed, Store
 from eventing.broker.subscription import StoreSubscription
 from eventing.events import Event
 
 
+class SharedStore:
+    """One store and the brokers on it; opened by the first, closed by the last."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.brokers: list[EmbeddedBroker] = []
+        self._open = 0
+
+    async def acquire(self) -> None:
+        if self._open == 0:
+            await self.store.open([t for b in self.brokers for t in b.triggers()])
+        self._open += 1
+
+    async def release(self) -> None:
+        self._open -= 1
+        if self._open == 0:
+            await self.store.close()
+
+
+class StoreDeadLetters:
+    """A store's dead letters as a :class:`DeadLetterQueue`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def list_dead_letters(
+        self, trigger: str | None, limit: int, after_id: int = 0
+    ) -> list[DeadLetter]:
+        return await self.store.list_dead_letters(trigger, limit, after_id)
+
+    async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:
+        return await self.store.get_dead_letter(dl_id)
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        return await self.store.delete_dead_letters(ids)
+
+    def depths(self) -> Mapping[str, int]:
+        return self.store.stats().dead_letters
+
+
 class EmbeddedBroker:
-    def __init__(self, key: str, broker_class: str, store: Store) -> None:
+    def __init__(
+        self,
+        key: str,
+        broker_class: str,
+        shared: SharedStore,
+        dead_letters: DeadLetterQueue | None = None,
+    ) -> None:
         self.key = key
         self.broker_class = broker_class
-        self.store = store
-        self.durable = store.durable
+        self.shared = shared
+        self.store = shared.store
+        self.durable = shared.store.durable
+        self.dead_letters: DeadLetterQueue | None = dead_letters or StoreDeadLetters(shared.store)
         self._filters: dict[str, Filter] = {}
         self._subs: dict[str, StoreSubscription] = {}
         self._drops: dict[tuple[str, str], int] = {}
+        shared.brokers.append(self)
+
+    def triggers(self) -> list[str]:
+        return list(self._subs)
 
     def subscribe(self, trigger: str, event_filter: Filter) -> StoreSubscription:
         sub = StoreSubscription(self.store, self.key, trigger)
         self._filters[trigger] = event_filter
         self._subs[trigger] = sub
         return sub
+
+    async def open(self) -> None:
+        await self.shared.acquire()
+
+    async def close(self) -> None:
+        await self.shared.release()
 
     def route(self, event: Event) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
         """The triggers ``event`` matches, and (trigger, reason) for each that it does not."""
@@ -68,5 +130,13 @@ class EmbeddedBroker:
             for trigger in r.triggers:
                 self._subs[trigger].offer(r.event)
 
+    async def replay(self, trigger: str, event: Event) -> None:
+        await self.store.append(self.key, [Routed(event, (trigger,))])
+        self._subs[trigger].offer(event)
+
     def drops(self) -> Mapping[tuple[str, str], int]:
         return self._drops
+
+    def status(self) -> BrokerStatus:
+        stats = self.store.stats()
+        return BrokerStatus(ready=True, stored_events=stats.events, stored_bytes=stats.bytes)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
+from eventing.broker.base import Delivery, Receipt
 from eventing.broker.store import Store
 from eventing.events import Event
 
@@ -61,14 +63,14 @@ class StoreSubscription:
             self._buffered_bytes += size
         self._wake.set()
 
-    async def get(self) -> Event:
+    async def get(self) -> Delivery:
         while True:
             while self._buffer:
                 event = self._buffer.popleft()
                 self._buffered_bytes -= len(event.data or b"")
                 if event.seq > self._cursor:
                     self._cursor = event.seq
-                    return event
+                    return Delivery(event, event.seq)
             if self._spill:
                 await self._refill()
                 if self._buffer:
@@ -99,21 +101,22 @@ class StoreSubscription:
         self._buffered_bytes += sum(len(e.data or b"") for e in events)
         self._buffer.extendleft(reversed(events))
 
-    def ack_nowait(self, event: Event) -> None:
-        self.store.ack_nowait(self.trigger, event.seq)
-
-    async def ack(self, event: Event) -> None:
-        """Mark ``event`` done without waiting for the commit: the delivery slot is free
+    def ack(self, receipt: Receipt) -> None:
+        """Mark the event done without waiting for the commit: the delivery slot is free
         at once, the ack commits with the next group (a crash before that only means a
-        redelivery, which at-least-once allows)."""
-        self.store.ack_nowait(self.trigger, event.seq)
+        redelivery, which at-least-once allows). The receipt is the row's ``seq``."""
+        self.store.ack_nowait(self.trigger, cast(int, receipt))
 
     async def dead_letter(
-        self, event: Event, *, attempts: int, reason: str, status: int | None
+        self, receipt: Receipt, event: Event, *, attempts: int, reason: str, status: int | None
     ) -> None:
+        event.seq = cast(int, receipt)
         await self.store.dead_letter(
             self.broker, self.trigger, event, attempts=attempts, reason=reason, status=status
         )
 
-    def backlog(self) -> int:
+    async def backlog(self) -> int:
+        return self.store.pending_count(self.trigger)
+
+    def cached_backlog(self) -> int:
         return self.store.pending_count(self.trigger)

@@ -27,10 +27,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from eventing.broker.base import Subscription
+from eventing.broker.base import Delivery, Subscription
 from eventing.delivery.limiter import AdaptiveLimit
 from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
-from eventing.delivery.sink import Outcome, Sink
+from eventing.delivery.sink import FastSend, Outcome, Sink
 from eventing.errors import StoreError
 from eventing.events import ARRIVAL_TIME, PARTITION_KEY, TTL, Event
 from eventing.metrics import LocalHistogram, Metrics
@@ -72,6 +72,7 @@ class Dispatcher:
         publish_reply: Publish,
         metrics: Metrics,
         broker: str = "",
+        fast: FastSend | None = None,
     ) -> None:
         self.trigger = trigger
         self.broker = broker
@@ -84,7 +85,7 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.limit = AdaptiveLimit(policy.max_in_flight)
         self._held = _Gate(policy.max_in_flight * 10)
-        self._keys: dict[str, deque[Event]] = {}
+        self._keys: dict[str, deque[Delivery]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._retrying: set[asyncio.Task[Any] | None] = set()
         self._stopping = False
@@ -92,8 +93,9 @@ class Dispatcher:
         self.latency = LocalHistogram()  # arrival -> delivered
         self.durations = LocalHistogram()  # one attempt
         self.attempts: dict[int | None, int] = {}  # by status (None: no response)
-        # The fast path: a sink that can send without a task (HttpSink.try_send).
-        self._fast_send = getattr(sink, "try_send", None)
+        # The fast path: a sink that can send without a task (HttpSink.try_send), given
+        # by the composition root (a capability, not a probe).
+        self._fast_send = fast.try_send if fast is not None else None
         self._fast_in_flight = 0
         self._fast_idle = asyncio.Event()
         self._fast_idle.set()
@@ -105,30 +107,31 @@ class Dispatcher:
         while not self._stopping:
             await self._held.acquire()
             try:
-                event = await self.subscription.get()
+                delivery = await self.subscription.get()
             except BaseException:
                 self._held.release()
                 raise
-            key = event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
+            key = delivery.event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
             if key is None:
-                if not self._try_fast(event):
-                    self._spawn(event, None)
+                if not self._try_fast(delivery):
+                    self._spawn(delivery, None)
             else:
                 queue = self._keys.get(str(key))
                 if queue is None:
                     self._keys[str(key)] = deque()
-                    self._spawn(event, str(key))
+                    self._spawn(delivery, str(key))
                 else:
-                    queue.append(event)
+                    queue.append(delivery)
 
-    def _spawn(self, event: Event, key: str | None, first: Outcome | None = None) -> None:
+    def _spawn(self, delivery: Delivery, key: str | None, first: Outcome | None = None) -> None:
         task = asyncio.create_task(
-            self._deliver_chain(event, key, first), name=f"deliver {self.trigger} seq={event.seq}"
+            self._deliver_chain(delivery, key, first),
+            name=f"deliver {self.trigger} id={delivery.event.attributes.get('id')}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _try_fast(self, event: Event) -> bool:
+    def _try_fast(self, delivery: Delivery) -> bool:
         """First attempt without a task: most events succeed at once, and a task with
         its chain of coroutines costs as much as the rest of the delivery. Anything but
         a plain success (a failure, a reply) continues on the task path below."""
@@ -137,10 +140,13 @@ class Dispatcher:
         started = time.monotonic()
 
         def done(outcome: Outcome) -> None:
-            self._fast_done(event, outcome, started)
+            self._fast_done(delivery, outcome, started)
 
         sent = self._fast_send(
-            event, timeout=self.policy.timeout, structured=self.policy.structured, done=done
+            delivery.event,
+            timeout=self.policy.timeout,
+            structured=self.policy.structured,
+            done=done,
         )
         if not sent:
             self.limit.release()
@@ -150,7 +156,7 @@ class Dispatcher:
         self._fast_idle.clear()
         return True
 
-    def _fast_done(self, event: Event, outcome: Outcome, started: float) -> None:
+    def _fast_done(self, delivery: Delivery, outcome: Outcome, started: float) -> None:
         self._fast_in_flight -= 1
         if self._fast_in_flight == 0:
             self._fast_idle.set()
@@ -158,16 +164,18 @@ class Dispatcher:
         self.limit.release()
         self._record(outcome, time.monotonic() - started)
         if outcome.status is not None and is_success(outcome.status) and outcome.reply is None:
-            self.subscription.ack_nowait(event)
-            self._delivered(event)
+            self.subscription.ack(delivery.receipt)
+            self._delivered(delivery.event)
             self._held.release()
         elif self._stopping:
             self._held.release()  # stays pending; the next run delivers it
         else:
-            self._spawn(event, None, outcome)  # retries, replies, dead letters
+            self._spawn(delivery, None, outcome)  # retries, replies, dead letters
 
-    async def _deliver_chain(self, event: Event, key: str | None, first: Outcome | None) -> None:
-        current: Event | None = event
+    async def _deliver_chain(
+        self, delivery: Delivery, key: str | None, first: Outcome | None
+    ) -> None:
+        current: Delivery | None = delivery
         while current is not None:
             try:
                 await self._deliver(current, first)
@@ -204,9 +212,10 @@ class Dispatcher:
 
     # -- one event ----------------------------------------------------------------
 
-    async def _deliver(self, event: Event, first: Outcome | None = None) -> None:
+    async def _deliver(self, delivery: Delivery, first: Outcome | None = None) -> None:
         """Deliver with retries; ``first`` is the outcome of an attempt the fast path
         already made."""
+        event = delivery.event
         attempt = 0
         outcome = Outcome(None, error="not attempted")
         task: asyncio.Task[Any] | None = asyncio.current_task()
@@ -219,7 +228,7 @@ class Dispatcher:
                 attempt += 1
                 outcome = await self._attempt(event)
             if outcome.status is not None and is_success(outcome.status):
-                if await self._accept(event, outcome):
+                if await self._accept(delivery, outcome):
                     return
                 outcome = Outcome(502, error="reply could not be stored")
             if self._stopping or not is_retryable(outcome.status) or attempt > self.policy.retry:
@@ -232,7 +241,7 @@ class Dispatcher:
                 self._retrying.discard(task)
         if self._stopping and is_retryable(outcome.status):
             return  # stays pending; the next run delivers it
-        await self._give_up(event, attempt, outcome)
+        await self._give_up(delivery, attempt, outcome)
 
     async def _attempt(self, event: Event) -> Outcome:
         await self.limit.acquire()
@@ -265,8 +274,9 @@ class Dispatcher:
         else:
             self.stats.last_error = outcome.error or f"HTTP {outcome.status}"
 
-    async def _accept(self, event: Event, outcome: Outcome) -> bool:
+    async def _accept(self, delivery: Delivery, outcome: Outcome) -> bool:
         """Store the reply (if any), then ack. False if the reply could not be stored."""
+        event = delivery.event
         if outcome.reply is not None:
             reply = outcome.reply
             ttl = _ttl(event) - 1
@@ -280,7 +290,7 @@ class Dispatcher:
                     return False
                 self.stats.replies += 1
                 self.metrics.replies.labels(self.trigger).inc()
-        await self.subscription.ack(event)
+        self.subscription.ack(delivery.receipt)
         self._delivered(event)
         return True
 
@@ -290,10 +300,9 @@ class Dispatcher:
         if arrival is not None:
             self.latency.observe(max(0.0, time.time() - arrival))
 
-    async def _give_up(self, event: Event, attempts: int, outcome: Outcome) -> None:
+    async def _give_up(self, delivery: Delivery, attempts: int, outcome: Outcome) -> None:
         self.stats.failed += 1
-        dead = event.copy()
-        dead.seq = event.seq
+        dead = delivery.event.copy()
         ext = dead.attributes
         ext["knativeerrordest"] = self.sink.target
         if outcome.status is not None:
@@ -307,7 +316,7 @@ class Dispatcher:
         if target is not None and target.sink is not None:
             sent = await target.sink.send(dead, timeout=self.policy.timeout, structured=False)
             if sent.status is not None and is_success(sent.status):
-                await self.subscription.ack(event)
+                self.subscription.ack(delivery.receipt)
                 self._count_dead()
                 return
             reason = f"{reason}; dead-letter sink {target.sink.target} failed too"
@@ -316,7 +325,7 @@ class Dispatcher:
             # store instead, so nothing is lost (see docs/delivery.md).
             reason = f"{reason} (no deadLetterSink configured)"
         await self.subscription.dead_letter(
-            dead, attempts=attempts, reason=reason, status=outcome.status
+            delivery.receipt, dead, attempts=attempts, reason=reason, status=outcome.status
         )
         self._count_dead()
 

@@ -8,6 +8,7 @@ it before every attempt, and a plain URL is always ready.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,3 +38,13 @@ class Sink(Protocol):
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+class FastSend(Protocol):
+    """A sink that can make an attempt without a task (the dispatcher's fast path):
+    ``try_send`` starts the request and calls ``done`` with the outcome later, or
+    returns False when it cannot right now (then the dispatcher awaits ``send``)."""
+
+    def try_send(
+        self, event: Event, *, timeout: float, structured: bool, done: Callable[[Outcome], None]
+    ) -> bool: ...

@@ -67,6 +67,7 @@ from tests.integration.e2e_support import (
     write_manifests,
 )
 from tests.integration.support import eventually, eventually_async, restart_server, unique
+from tests.support.mesh import stored_events
 from tests.support.process import EventingProcess
 from tests.support.subscriber import Answer, Received, RecordingSubscriber
 
@@ -445,7 +446,7 @@ store fills part-way through a batch."""
 
 
 def stored(running: Running) -> int:
-    return running.system.brokers[BROKER_KEY].store.stats().events
+    return stored_events(running, BROKER_KEY)
 
 
 async def test_rabbitmq_acks_only_what_the_full_store_took(

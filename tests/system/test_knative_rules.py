@@ -26,6 +26,7 @@ from tests.conftest import SystemFactory
 from tests.support.mesh import (
     NAMESPACE,
     admin_json,
+    assert_nothing_stored,
     broker_doc,
     broker_url,
     ce_headers,
@@ -461,9 +462,10 @@ async def test_builtin_dlq_keeps_queryable_and_replayable_dead_letters(
     subscriber.responder = fail_first(2, 500, body=b"broken", path="/sub")
     async with aiohttp.ClientSession() as http:
         await send(http, running, "kept", body=b"the data")
-        store = running.system.brokers[f"{NAMESPACE}/default"].store
+        queue = running.system.brokers[f"{NAMESPACE}/default"].dead_letters
+        assert queue is not None
         await wait_until(
-            lambda: store.stats().dead_letters.get(trigger_key("t")) == 1,
+            lambda: queue.depths().get(trigger_key("t")) == 1,
             what="a dead letter in the built-in store",
         )
         await settled(running)
@@ -636,7 +638,7 @@ async def test_spent_or_bad_ttl_is_refused(
         status, answer = await post(http, broker_url(running), ce_headers(knativebrokerttl=ttl))
     assert status == 400, answer
     assert "knativebrokerttl" in json.loads(answer)["error"]
-    assert running.system.brokers[f"{NAMESPACE}/default"].store.stats().commits == 0
+    assert_nothing_stored(running)
 
 
 async def test_reply_loop_ends_after_the_ttl_budget_and_the_drop_is_counted(

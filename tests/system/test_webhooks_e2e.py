@@ -14,6 +14,7 @@ import pytest
 
 from eventing.events import canonical
 from tests.conftest import TESTDATA, SystemFactory
+from tests.support.mesh import stored_events
 from tests.support.subscriber import RecordingSubscriber
 from tests.unit.webhooks.test_github_source import EXPECTED as GITHUB
 from tests.unit.webhooks.test_gitlab_source import EXPECTED as GITLAB
@@ -125,8 +126,8 @@ async def test_bad_github_signatures_are_refused_and_nothing_is_stored(
     ):
         assert r.status == 401
         assert SECRET not in await r.text()
-    assert running.system.brokers["default/default"].store.stats().events == 0
-    assert running.system.triggers["default/github"].subscription.backlog() == 0
+    assert stored_events(running, "default/default") == 0
+    assert running.system.triggers["default/github"].subscription.cached_backlog() == 0
 
 
 @pytest.mark.usefixtures("secrets")

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from eventing.app.broker_classes import broker_classes
+from eventing.broker.sqlite_store import SqliteSettings
+from eventing.resources.base import Resource
 from eventing.resources.broker import Broker
 from eventing.resources.loader import KindRegistry, LoadError, load_resources
 from eventing.resources.trigger import Trigger
@@ -155,7 +158,7 @@ CASES = [
             "{name: default}",
             "{name: default, annotations: {eventing.knative.dev/broker.class: Bogus}}",
         ),
-        "",
+        "metadata.annotations[eventing.knative.dev/broker.class]",
         "not a known broker class",
     ),
     (
@@ -180,8 +183,14 @@ CASES = [
 
 
 def registry() -> KindRegistry:
+    classes = broker_classes(SqliteSettings(Path("unused.db")), process_id="test")
     r = KindRegistry()
-    r.register(Broker)
+
+    def check_class(resource: Resource) -> list[tuple[str, object, str]]:
+        assert isinstance(resource, Broker)
+        return classes.check_class(resource)
+
+    r.register(Broker, check=check_class)
     r.register(Trigger)
     return r
 
@@ -287,5 +296,6 @@ spec:
     with pytest.raises(LoadError, match="cannot be resolved on one machine"):
         load_resources(tmp_path, registry())  # a Knative Service cannot run here
     broker = loaded.of(Broker)[0]
-    assert broker.broker_class == "Embedded"
+    classes = broker_classes(SqliteSettings(Path("unused.db")), process_id="test")
+    assert classes.of(broker).name == "Embedded"  # Knative's MTChannelBasedBroker
     assert broker.spec.delivery.backoff_delay == pytest.approx(0.2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eventing.broker.embedded import EmbeddedBroker
+from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.memory_store import MemoryStore
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.store import Routed, Store
@@ -111,16 +111,16 @@ async def test_sqlite_reopen_recovers_pending_and_forgets_removed_triggers(tmp_p
 
 async def test_broker_routes_once_and_subscription_pages_from_disk(tmp_path: Path) -> None:
     store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
-    broker = EmbeddedBroker("ns/b", "Embedded", store)
+    broker = EmbeddedBroker("ns/b", "Embedded", SharedStore(store))
     sub_a = broker.subscribe("a", lambda attrs: None if attrs["type"] == "t" else "filtered")
     sub_b = broker.subscribe("b", lambda attrs: "filtered")
-    await store.open(["a", "b"])
+    await broker.open()
     try:
         await broker.publish([event(i) for i in range(600)])  # more than a page and a buffer
-        assert sub_a.backlog() == 600
-        assert sub_b.backlog() == 0
-        seen = [(await sub_a.get()).id for _ in range(600)]
+        assert await sub_a.backlog() == 600
+        assert sub_b.cached_backlog() == 0
+        seen = [(await sub_a.get()).event.id for _ in range(600)]
         assert seen == [f"e{i}" for i in range(600)]
         assert broker.drops()[("b", "filtered")] == 600
     finally:
-        await store.close()
+        await broker.close()
