@@ -16,12 +16,16 @@ import time
 from eventing.delivery.sink import Outcome
 from eventing.events import Event
 from eventing.workloads.actuator import Router
+from eventing.workloads.replica import Replica
 from eventing.workloads.scaler import WorkloadScaler
 from sinks.http import post_plain, prepare
 from sinks.httpclient import Pool, Target
 
 #: Parsed targets kept per router URL; local replicas get a new port each, so bounded.
 MAX_TARGETS = 1024
+
+MAX_REDELIVERIES = 3
+"""Redeliveries within one attempt after our scale-in stopped the replica holding it."""
 
 
 class WorkloadSink:
@@ -45,22 +49,29 @@ class WorkloadSink:
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
         headers, body = prepare(event, structured)
-        endpoint = await self.router.acquire()
-        target = self._targets.get(endpoint.url)
-        if target is None:
-            if len(self._targets) >= MAX_TARGETS:
-                self._targets.clear()
-            target = self._targets[endpoint.url] = Target.parse(endpoint.url + self.path)
-        started = time.monotonic()
-        try:
-            result = await post_plain(self.client, target, headers, body, timeout)
-        finally:
-            await self.router.release(endpoint)
-        if result.status is not None and 200 <= result.status < 300:
-            now = time.monotonic()
-            self.scaler.recorder.completion(
-                now, service_time=now - started, work_after=max(0, self.scaler.backlog() - 1)
-            )
+        for _ in range(MAX_REDELIVERIES + 1):
+            endpoint = await self.router.acquire()
+            target = self._targets.get(endpoint.url)
+            if target is None:
+                if len(self._targets) >= MAX_TARGETS:
+                    self._targets.clear()
+                target = self._targets[endpoint.url] = Target.parse(endpoint.url + self.path)
+            started = time.monotonic()
+            try:
+                result = await post_plain(self.client, target, headers, body, timeout)
+            finally:
+                await self.router.release(endpoint)
+            if result.status is not None and 200 <= result.status < 300:
+                now = time.monotonic()
+                self.scaler.recorder.completion(
+                    now, service_time=now - started, work_after=max(0, self.scaler.backlog() - 1)
+                )
+                return result
+            if not (isinstance(endpoint.lease, Replica) and endpoint.lease.stopped_busy):
+                return result
+            # Our own scale-in stopped that local replica past its drain limit (counted
+            # by the pool): the event goes to another replica without costing a retry of
+            # the trigger's delivery spec, which is for the subscriber's failures.
         return result
 
     async def close(self) -> None:

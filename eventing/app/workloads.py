@@ -6,6 +6,7 @@ probes, and the workload metrics."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,17 @@ class Workloads:
             "eventing_workload_replicas", "Replicas by state", ["workload", "state"], self._replicas
         )
         metrics.add_live(
+            "eventing_workload_redeliveries",
+            "Events redelivered because scale-in stopped their replica busy, by reason",
+            ["workload", "reason"],
+            lambda: [
+                ([w.key, reason], float(n))
+                for w in self.items.values()
+                for reason, n in w.pool.redelivered.items()
+            ],
+            counter=True,
+        )
+        metrics.add_live(
             "eventing_workload_desired_replicas",
             "Replicas the scaler wants",
             ["workload"],
@@ -137,6 +149,7 @@ class Workloads:
             probe_timeout=readiness.timeout_seconds,
             startup_timeout=resource.spec.startup_timeout_seconds,
             grace_period=resource.spec.termination_grace_period_seconds,
+            max_drain=spec.max_drain,
         )
         local = LocalActuator(
             config,
@@ -196,9 +209,16 @@ def external_metrics(resource: Workload) -> list[External]:
     """Build the external queue probes a workload scales on (KEDA-style)."""
     interval = resource.spec.scaling.polling_interval or 2.0
     built: list[External] = []
+    # The probe applies the activation threshold, as KEDA's scalers do, so its
+    # ``active`` (which decides 0 <-> 1 for an external queue) honours it.
+    activation = resource.scaling_spec.activation_threshold
     for metric in resource.spec.scaling.external_metrics:
         built.append(
-            External(_probe(metric), interval, includes_in_flight=_includes_in_flight(metric))
+            External(
+                _probe(metric, activation),
+                interval,
+                includes_in_flight=_includes_in_flight(metric),
+            )
         )
     return built
 
@@ -209,13 +229,18 @@ def _includes_in_flight(metric: ExternalMetric) -> bool:
     return metric.type == "rabbitmq" and metric.management_url is not None
 
 
-def _probe(metric: ExternalMetric) -> MetricSource:
+def _probe(metric: ExternalMetric, activation: float = 0.0) -> MetricSource:
+    """The probe for one external metric; ``activation`` is the workload's
+    ``activationThreshold`` (active iff the value is above it, strictly)."""
     if metric.type == "rabbitmq":
         from sources.metrics_rabbitmq import RabbitmqQueueDepth
 
         assert metric.queue is not None
         return RabbitmqQueueDepth(
-            metric.queue, management_url=metric.management_url, amqp_url=metric.url
+            metric.queue,
+            management_url=metric.management_url,
+            amqp_url=metric.url,
+            activation_value=activation,
         )
     from sources.metrics_kafka import KafkaConsumerLag, LagPolicy
 
@@ -226,5 +251,10 @@ def _probe(metric: ExternalMetric) -> MetricSource:
         metric.bootstrap_servers,
         metric.consumer_group,
         [metric.topic],
-        LagPolicy(lag_threshold=metric.lag_threshold, initial_offset=metric.offset_reset_policy),
+        LagPolicy(
+            lag_threshold=metric.lag_threshold,
+            # Lag is a whole number: lag > floor(t) is the same test as lag > t.
+            activation_lag_threshold=math.floor(activation),
+            initial_offset=metric.offset_reset_policy,
+        ),
     )

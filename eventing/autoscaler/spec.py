@@ -107,6 +107,15 @@ class ScalingSpec:
     expected arrival, if that is cheaper than the cold start it avoids. YAML
     ``prewarm``."""
 
+    max_drain: float = 3600.0
+    """A replica chosen to go while it has events in flight takes no new events and
+    keeps working until they are done, for at most this many seconds; only then is it
+    stopped and its events redelivered (counted with the reason
+    ``max-drain-exceeded``). YAML ``maxDrainSeconds``. Default one hour, generous on
+    purpose: a build or a batch job may run for many minutes, and a replica that drains
+    costs only itself. Unrelated to ``terminationGracePeriodSeconds``, the time between
+    SIGTERM and SIGKILL once the work is done."""
+
     polling_interval: float | None = None
     """Accepted for KEDA compatibility (YAML ``pollingInterval``) and ignored: the broker
     pokes the scaler on the first event for a workload at zero, and the loop ticks every
@@ -140,6 +149,7 @@ class ScalingSpec:
             ("cooldownPeriod", self.scale_to_zero_after),
             ("maxKeepAliveSeconds", self.keep_alive_max),
             ("coldStartCostSeconds", self.cold_start_cost),
+            ("maxDrainSeconds", self.max_drain),
         ):
             if not (math.isfinite(value) and value >= 0):
                 problems.append(f"{yaml_name} must be a finite number >= 0, got {value}")

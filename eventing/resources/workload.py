@@ -104,6 +104,8 @@ class Scaling(Model):
     keep_alive_min_samples: int | None = Field(default=None, ge=1, le=1000)
     cold_start_cost_seconds: float | None = Field(default=None, ge=0, le=86400)
     prewarm: bool | None = None
+    max_drain_seconds: float | None = Field(default=None, ge=0, le=7 * 86400)
+    """How long a replica chosen to go may finish its in-flight events (default 3600)."""
     polling_interval: float | None = Field(default=None, ge=0)
     """Accepted for KEDA compatibility and ignored (the scaler is pushed, not polled)."""
     external_metrics: list[ExternalMetric] = Field(default_factory=list)
@@ -132,6 +134,7 @@ class Scaling(Model):
             "keep_alive_min_samples": self.keep_alive_min_samples,
             "cold_start_cost": self.cold_start_cost_seconds,
             "prewarm": self.prewarm,
+            "max_drain": self.max_drain_seconds,
             "polling_interval": self.polling_interval,
         }
         return ScalingSpec(**{k: v for k, v in fields.items() if v is not None})  # type: ignore[arg-type]

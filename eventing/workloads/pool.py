@@ -3,9 +3,13 @@
 Routing: an event goes to the ready replica with the fewest events in flight, never
 beyond ``concurrency`` per replica; when none has room, the caller waits here (not in
 the dispatcher's retry loop), so an event waiting for capacity burns no retry and no
-timeout. Scale-in picks replicas still starting first, then idle ones, then the least
-busy; it stops routing to them at once and lets their in-flight events finish before
-the SIGTERM. A replica that exits on its own is replaced with exponential backoff.
+timeout. Scale-in follows :func:`eventing.autoscaler.scalein.plan_scale_in`: replicas
+still starting first, then idle ones; a busy replica is only ever drained (no new
+events, stopped once its in-flight events are done), and stopped busy only after
+``max_drain`` seconds, its events then redelivered and counted by reason. A draining
+replica that has not been signalled is taken back when the count goes up again, so a
+quick scale-in then scale-out neither kills nor duplicates work. A replica that exits
+on its own is replaced with exponential backoff.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from eventing.autoscaler.scalein import (
+    DRAIN_LIMIT_REASON,
+    ReplicaLoad,
+    plan_scale_in,
+)
 from eventing.workloads.guardian import Guardian
 from eventing.workloads.replica import Replica, ReplicaConfig
 
@@ -43,6 +52,9 @@ class ReplicaPool:
         self.desired = 0
         self.cold_starts = 0
         self.crashes = 0
+        self.redelivered: dict[str, int] = {}
+        """Events redelivered because their replica was stopped busy, by reason."""
+        self.revived = 0
         self._numbers = itertools.count(1)
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -74,20 +86,42 @@ class ReplicaPool:
         self.desired = replicas
         active = self.active
         if replicas > len(active):
-            for _ in range(replicas - len(active)):
+            missing = replicas - len(active)
+            for replica in self._revivable()[:missing]:
+                if replica.revive():
+                    self.revived += 1
+                    missing -= 1
+            for _ in range(missing):
                 self._spawn(self._start_one(), "start")
+            if missing < replicas - len(active):
+                self._spawn(self._notify(), "notify")
         elif replicas < len(active):
             for victim in self._victims(active, len(active) - replicas):
                 self._spawn(self._stop_one(victim), "stop")
 
+    def _revivable(self) -> list[Replica]:
+        """Draining replicas still working and not signalled, busiest first."""
+        draining = [
+            r
+            for r in self.replicas
+            if r.state == "draining" and not r.signalled and r.ready_at is not None
+        ]
+        return sorted(draining, key=lambda r: -r.in_flight)
+
     def _victims(self, active: list[Replica], n: int) -> list[Replica]:
-        starting = sorted((r for r in active if r.state == "starting"), key=lambda r: -r.created)
-        ready = sorted(
-            (r for r in active if r.state == "ready"), key=lambda r: (r.in_flight, -r.created)
-        )
-        chosen = (starting + ready)[:n]
+        loads = [
+            ReplicaLoad(
+                r.number,
+                "starting" if r.state == "starting" else "ready",
+                r.in_flight,
+                r.created,
+            )
+            for r in active
+        ]
+        by_number = {r.number: r for r in active}
+        chosen = [by_number[key] for key in plan_scale_in(loads, n).chosen]
         for victim in chosen:
-            victim.state = "draining"  # no new events from this moment
+            victim.mark_draining()  # no new events from this moment
         return chosen
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
@@ -128,7 +162,26 @@ class ReplicaPool:
             self._schedule_replacement()
 
     async def _stop_one(self, replica: Replica) -> None:
-        await replica.stop(drain=True)
+        """Drain (up to ``max_drain``), then stop; unless revived meanwhile."""
+        limit = self.config.max_drain
+        if replica.in_flight:
+            outcome = await replica.drain(limit)
+            if outcome == "revived":
+                return
+            if outcome == "expired":
+                held = replica.in_flight
+                replica.stopped_busy = held
+                self.redelivered[DRAIN_LIMIT_REASON] = (
+                    self.redelivered.get(DRAIN_LIMIT_REASON, 0) + held
+                )
+                logger.warning(
+                    "replica %s still had %d event(s) after draining %.0f s (maxDrainSeconds):"
+                    " stopping it; they will be redelivered",
+                    replica.name,
+                    held,
+                    limit,
+                )
+        await replica.terminate()
         self._forget(replica)
 
     def _exited(self, replica: Replica) -> None:
@@ -212,8 +265,12 @@ class ReplicaPool:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Shutdown is bounded: in-flight events get the grace period, not maxDrainSeconds
+        # (events not acknowledged stay in the broker and are delivered after restart).
+        grace = self.config.grace_period
         await asyncio.gather(
-            *(r.stop(drain=True) for r in list(self.replicas)), return_exceptions=True
+            *(r.stop(drain=True, drain_limit=grace) for r in list(self.replicas)),
+            return_exceptions=True,
         )
         for replica in list(self.replicas):
             self._forget(replica)

@@ -2,8 +2,14 @@
 ``PORT``, a readiness probe, prefixed output, and a bounded stop.
 
 Lifecycle: ``starting`` (spawned, probing) -> ``ready`` (receives events) ->
-``draining`` (no new events; in-flight ones finish) -> ``stopped``. A replica whose
-process exits on its own is ``crashed``; the pool replaces it.
+``draining`` (no new events; in-flight ones finish) -> ``stopped``. A draining replica
+may go back to ``ready`` if the pool needs it again before it was signalled. A replica
+whose process exits on its own is ``crashed``; the pool replaces it.
+
+Draining and terminating are separate on purpose: draining waits for the work (up to
+the workload's ``maxDrainSeconds``, an hour by default, because a build may run for
+minutes), terminating waits for the process after SIGTERM (up to
+``terminationGracePeriodSeconds``, then SIGKILL). A short grace never cuts work short.
 
 Why a process group of its own: stopping a replica must stop everything it started
 (a shell script's children too), and a terminal's Ctrl-C must reach ``eventing`` only,
@@ -47,6 +53,10 @@ class ReplicaConfig:
     probe_timeout: float = 1.0
     startup_timeout: float = 60.0
     grace_period: float = 10.0
+    """After SIGTERM, seconds before SIGKILL (``terminationGracePeriodSeconds``)."""
+    max_drain: float = 3600.0
+    """Seconds a replica chosen to go may keep working on its in-flight events before it
+    is stopped anyway (``maxDrainSeconds``)."""
 
 
 class Replica:
@@ -72,6 +82,12 @@ class Replica:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self._revived = asyncio.Event()
+        self.draining_since: float | None = None
+        self.signalled = False
+        """Set once SIGTERM was sent: from then on it cannot be revived."""
+        self.stopped_busy = 0
+        """Events it held when it was stopped past its drain limit (redelivered)."""
 
     @property
     def pgid(self) -> int | None:
@@ -169,19 +185,65 @@ class Replica:
         if self.in_flight == 0:
             self._idle.set()
 
-    async def stop(self, *, drain: bool = True) -> None:
-        """Stop routing to it, let in-flight events finish (within the grace period),
-        then SIGTERM its process group, then SIGKILL after the grace period."""
+    def mark_draining(self, now: float | None = None) -> None:
+        """Take no new events from this moment (the pool's router skips it)."""
+        if self.state in ("starting", "ready"):
+            self.state = "draining"
+            self.draining_since = time.monotonic() if now is None else now
+            self._revived.clear()
+
+    def revive(self) -> bool:
+        """Back to ``ready`` if it is draining and was not signalled yet."""
+        if self.state != "draining" or self.signalled or self.ready_at is None:
+            return False
+        self.state = "ready"
+        self.draining_since = None
+        self._revived.set()
+        return True
+
+    async def drain(self, limit: float) -> Literal["idle", "revived", "expired"]:
+        """Wait until its in-flight events are done, it is revived, or ``limit`` s pass."""
+        if not self.in_flight:
+            return "idle"
+        idle = asyncio.ensure_future(self._idle.wait())
+        revived = asyncio.ensure_future(self._revived.wait())
+        try:
+            done, _ = await asyncio.wait(
+                (idle, revived), timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in (idle, revived):
+                waiter.cancel()
+            await asyncio.gather(idle, revived, return_exceptions=True)
+        if revived in done and self.state == "ready":
+            return "revived"
+        if not self.in_flight:
+            return "idle"
+        return "expired"
+
+    async def stop(self, *, drain: bool = True, drain_limit: float | None = None) -> None:
+        """Stop routing to it, let in-flight events finish (up to ``drain_limit``,
+        default ``max_drain``), then SIGTERM its process group, then SIGKILL after the
+        grace period. The pool drains first itself (so it can revive or count); this
+        is also what shutdown calls, with a short ``drain_limit``."""
         if self.state in ("stopped", "crashed"):
             await self._reap()
             return
-        self.state = "draining"
-        grace = self.config.grace_period
+        self.mark_draining()
         if drain and self.in_flight:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self._idle.wait()
-        self.state = "stopped" if self.state == "draining" else self.state
+            limit = self.config.max_drain if drain_limit is None else drain_limit
+            if await self.drain(limit) == "revived":
+                return
+        await self.terminate()
+
+    async def terminate(self) -> None:
+        """SIGTERM the process group; SIGKILL after the grace period."""
+        if self.state in ("stopped", "crashed"):
+            await self._reap()
+            return
+        self.state = "stopped"
+        self.signalled = True
+        grace = self.config.grace_period
         self._signal(signal.SIGTERM)
         try:
             async with asyncio.timeout(grace):
@@ -194,6 +256,7 @@ class Replica:
     def kill(self) -> None:
         """SIGKILL the process group now (for a replica that never became ready)."""
         self.state = "stopped"
+        self.signalled = True
         self._signal(signal.SIGKILL)
 
     def _signal(self, sig: signal.Signals) -> None:
