@@ -75,3 +75,51 @@ async def test_workload_scales_on_an_external_queue_and_back_to_zero(
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()
+
+
+async def test_activation_threshold_holds_an_external_queue_at_zero(
+    system: SystemFactory, amqp_url: str
+) -> None:
+    """``activationThreshold: 5``: 3 waiting messages leave the workload at zero (the
+    probe reads them, the decider holds), 7 start it (KEDA's activationQueueLength)."""
+    queue_name = unique("ext-activation")
+    text = (
+        manifests(queue_name, "unused")
+        .replace('managementUrl: "unused"', f'url: "{amqp_url}"')
+        .replace("targetPerReplica: 5 ", "activationThreshold: 5\n    targetPerReplica: 5 ")
+    )
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name, auto_delete=False)
+        running = await system(text)
+        workload = running.system.workloads.items["default/consumer"]  # type: ignore[union-attr]
+        ext = workload.scaler.external[0]
+
+        async def publish(n: int) -> None:
+            for i in range(n):
+                await channel.default_exchange.publish(
+                    aio_pika.Message(body=b"job %d" % i), routing_key=queue_name
+                )
+
+        await publish(3)
+        await eventually(
+            lambda: ext.last is not None and ext.last.value == 3,
+            timeout=30,
+            what="the probe reads 3 waiting messages",
+        )
+        assert ext.last is not None and not ext.last.active
+        seen = workload.scaler.last_at
+        await eventually(
+            lambda: workload.scaler.last_at != seen, timeout=10, what="a decision after the read"
+        )
+        assert workload.pool.desired == 0
+        assert workload.scaler.last is not None
+        assert workload.scaler.last.reason.startswith("hold at zero")
+        await publish(4)
+        await eventually(
+            lambda: workload.pool.desired >= 1, timeout=30, what="activation above the threshold"
+        )
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await connection.close()
