@@ -94,7 +94,8 @@ class Workloads:
             lambda: [
                 ([w.key, reason], float(n))
                 for w in self.items.values()
-                for reason, n in w.pool.redelivered.items()
+                if isinstance(w.actuator, LocalActuator)
+                for reason, n in w.actuator.pool.redelivered.items()
             ],
             counter=True,
         )
@@ -149,7 +150,7 @@ class Workloads:
             probe_timeout=readiness.timeout_seconds,
             startup_timeout=resource.spec.startup_timeout_seconds,
             grace_period=resource.spec.termination_grace_period_seconds,
-            max_drain=spec.max_drain,
+            max_drain=resource.scaling_spec.max_drain,
         )
         local = LocalActuator(
             config,

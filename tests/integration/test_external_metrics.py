@@ -108,7 +108,8 @@ async def test_activation_threshold_holds_an_external_queue_at_zero(
             timeout=30,
             what="the probe reads 3 waiting messages",
         )
-        assert ext.last is not None and not ext.last.active
+        assert ext.last is not None
+        assert not ext.last.active
         seen = workload.scaler.last_at
         await eventually(
             lambda: workload.scaler.last_at != seen, timeout=10, what="a decision after the read"

@@ -98,7 +98,8 @@ async def test_a_draining_replica_is_revived_instead_of_starting_another(
             assert pool.count("draining") == 1
             pool.scale_to(2)
             assert pool.revived == 1
-            assert pool.count("draining") == 0 and pool.count("starting") == 0
+            assert pool.count("draining") == 0
+            assert pool.count("starting") == 0
             assert await asyncio.gather(*requests) == [202, 202]
         assert sorted(r.number for r in pool.replicas) == [1, 2]
         assert pool.count("ready") == 2
