@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +37,8 @@ class AdminHooks:
     dead_letters: Callable[[], list[DeadLetterQueue]]
     """Every broker's ``dlq:`` store, each once."""
     replay: Callable[[str, Event], Awaitable[None]]
+    routes: list[Callable[[web.Application], None]] = field(default_factory=list)
+    """More routes for the same application (the dashboard, tail, explain)."""
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -163,6 +165,8 @@ def admin_app(hooks: AdminHooks) -> web.Application:
     app.router.add_get("/v1/dlq/{id}", api.dlq_show)
     app.router.add_post("/v1/dlq/replay", api.dlq_replay)
     app.router.add_post("/v1/dlq/delete", api.dlq_delete)
+    for add in hooks.routes:
+        add(app)
     return app
 
 

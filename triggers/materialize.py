@@ -38,13 +38,15 @@ class TriggerFilter:
 
 def materialize(spec: TriggerSpec, functions: FunctionRegistry | None = None) -> TriggerFilter:
     if spec.filters:
-        return TriggerFilter(logical.all_of([_node(f, functions) for f in spec.filters]))
+        return TriggerFilter(logical.all_of([clause_node(f, functions) for f in spec.filters]))
     if spec.filter is not None and spec.filter.attributes:
         return TriggerFilter(attr.legacy(spec.filter.attributes))
     return TriggerFilter(None)
 
 
-def _node(f: SubscriptionsAPIFilter, functions: FunctionRegistry | None) -> Node:
+def clause_node(f: SubscriptionsAPIFilter, functions: FunctionRegistry | None = None) -> Node:
+    """One entry of ``filters`` (or a child of all/any/not) as a node; ``triggers.explain``
+    uses it to give each clause the verdict the broker itself computes."""
     if f.exact is not None:
         return attr.exact(f.exact)
     if f.prefix is not None:
@@ -52,11 +54,11 @@ def _node(f: SubscriptionsAPIFilter, functions: FunctionRegistry | None) -> Node
     if f.suffix is not None:
         return attr.suffix(f.suffix)
     if f.all is not None:
-        return logical.all_of([_node(c, functions) for c in f.all])
+        return logical.all_of([clause_node(c, functions) for c in f.all])
     if f.any is not None:
-        return logical.any_of([_node(c, functions) for c in f.any])
+        return logical.any_of([clause_node(c, functions) for c in f.any])
     if f.not_ is not None:
-        return logical.not_(_node(f.not_, functions))
+        return logical.not_(clause_node(f.not_, functions))
     assert f.cesql is not None
     from triggers.filters.cesql import cesql  # the engine loads only when a trigger uses it
 

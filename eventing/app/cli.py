@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eventing.app import commands
+from eventing.app import cmd_explain, cmd_tail, commands
 from eventing.app.process import process_id
 from eventing.app.runtime import Running, RuntimeSettings, serve_forever
 from eventing.app.system import StoreSettings
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_reads(sub)
     _add_dlq(sub)
+    cmd_explain.add_parser(sub, DEFAULT_ADMIN)
+    cmd_tail.add_parser(sub, DEFAULT_ADMIN)
     _add_simulate(sub)
     return parser
 

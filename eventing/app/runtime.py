@@ -35,6 +35,7 @@ from aiohttp import web
 from eventing.admin import AdminHooks, admin_app
 from eventing.app.broker_classes import broker_classes
 from eventing.app.lock import DataDirLock
+from eventing.app.observatory import Observatory
 from eventing.app.process import process_id
 from eventing.app.registry import build_sources, kind_registry
 from eventing.app.status import system_status
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 DISPATCH = "dispatch"
 SOURCES = "sources"
 SCALERS = "scalers"
+UI = "ui"
 
 
 @dataclass
@@ -134,11 +136,12 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
                     restart=True,
                     on_error=_health_error(source),
                 )
-        ingress = Ingress(system.brokers, metrics, settings.ingress, webhooks)
+        observatory = Observatory(system, resources)
+        ingress = Ingress(observatory.publishers(), metrics, settings.ingress, webhooks)
         if settings.ingress_workers > 0:
             workers = IngressWorkers(
                 settings.ingress_workers,
-                system.brokers,
+                observatory.publishers(),
                 webhooks,
                 settings.ingress,
                 metrics,
@@ -158,6 +161,7 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
             ),
             dead_letters=system.dead_letter_queues,
             replay=system.replay,
+            routes=[observatory.routes()],
         )
         admin_runner, admin_url = await _serve(
             admin_app(hooks), settings.admin_host, settings.admin_port
@@ -185,6 +189,8 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
         lock,
     )
     _source_gauges(metrics, running.sources)
+    observatory.running = running
+    supervisor.spawn("ui sampler", observatory.sampler.run, group=UI, restart=True)
     hooks.status = lambda: system_status(running)
     return running
 
@@ -282,6 +288,7 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     await running.supervisor.stop(DISPATCH, timeout=1.0)
     await asyncio.gather(*(d.stop(deadline) for d in dispatchers))
     logger.info("stopping: workloads")
+    await running.supervisor.stop(UI, timeout=1.0)
     await running.supervisor.stop(SCALERS, timeout=2.0)
     logger.info("stopping: closing stores")
     await running.system.close()

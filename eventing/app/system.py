@@ -9,7 +9,7 @@ the core through its protocols.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +89,8 @@ class System:
     session: aiohttp.ClientSession | None = None
     pool: Pool = field(default_factory=Pool)
     workloads: Workloads | None = None
+    on_publish: Callable[[str, Sequence[Event]], None] | None = None
+    """Told of every event a source or a reply stored (feeds ``eventing tail``)."""
 
     def emitter(self, broker_key: str) -> Emit:
         """``emit`` for sources: stamp and publish into ``broker_key``."""
@@ -99,6 +101,8 @@ class System:
             for event in events:
                 stamp(event, arrival)
             await broker.publish(list(events))
+            if self.on_publish is not None:
+                self.on_publish(broker_key, events)
 
         return emit
 
@@ -217,7 +221,7 @@ def _trigger(
         sink=sink,
         policy=policy,
         dead_letter=dead_letter,
-        publish_reply=broker_reply(broker),
+        publish_reply=broker_reply(broker, system),
         metrics=system.metrics,
         broker=broker.key,
         fast=sink if isinstance(sink, HttpSink) else None,
@@ -225,10 +229,12 @@ def _trigger(
     return TriggerRuntime(trig, broker, subscription, dispatcher, sink)
 
 
-def broker_reply(broker: Broker) -> Any:
+def broker_reply(broker: Broker, system: System | None = None) -> Any:
     async def publish(event: Event) -> None:
         stamp(event, now_rfc3339())
         await broker.publish([event])
+        if system is not None and system.on_publish is not None:
+            system.on_publish(broker.key, [event])
 
     return publish
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,8 @@ class Workloads:
         self.client = client
         self.guardian = Guardian()
         self.items: dict[str, WorkloadRuntime] = {}
+        self.listeners: list[Callable[[str, Decision, int], None]] = []
+        """Told of every decision that changed a workload's replica count."""
         r = metrics.registry
         from prometheus_client import Counter, Histogram
 
@@ -167,6 +170,8 @@ class Workloads:
 
     def _decided(self, key: str, decision: Decision, previous: int) -> None:
         self.decisions.labels(key, reason_kind(decision.reason)).inc()
+        for listener in self.listeners:
+            listener(key, decision, previous)
 
     def _ready(self, runtime: WorkloadRuntime, startup: float) -> None:
         scaler = runtime.scaler

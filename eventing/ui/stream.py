@@ -1,0 +1,55 @@
+"""Streaming answers: server-sent events for browsers, JSON lines for ``eventing tail``.
+
+Every write has a deadline: a client that stops reading is disconnected after
+:data:`WRITE_DEADLINE` seconds instead of holding its handler forever. A quiet stream
+sends a heartbeat every :data:`HEARTBEAT` seconds, so idle connections stay open
+through proxies and the client can tell a quiet system from a dead one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+WRITE_DEADLINE = 10.0
+HEARTBEAT = 15.0
+
+
+class Stream:
+    def __init__(self, response: web.StreamResponse, sse: bool) -> None:
+        self.response = response
+        self.sse = sse
+
+    @classmethod
+    async def open(cls, request: web.Request, *, sse: bool | None = None) -> Stream:
+        if sse is None:
+            sse = "text/event-stream" in request.headers.get("Accept", "")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream" if sse else "application/x-ndjson",
+                "Cache-Control": "no-cache",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        stream = cls(response, sse)
+        await stream._write(b": open\n\n" if sse else b"")
+        return stream
+
+    async def send(self, payload: Any, event: str = "message") -> None:
+        data = json.dumps(payload, separators=(",", ":"))
+        if self.sse:
+            await self._write(f"event: {event}\ndata: {data}\n\n".encode())
+        else:
+            await self._write(data.encode() + b"\n")
+
+    async def heartbeat(self) -> None:
+        await self._write(b": ping\n\n" if self.sse else b"{}\n")
+
+    async def _write(self, chunk: bytes) -> None:
+        async with asyncio.timeout(WRITE_DEADLINE):
+            await self.response.write(chunk)

@@ -1,0 +1,92 @@
+"""A bounded, in-process fan-out of the events entering the brokers.
+
+Ingest calls :meth:`Tap.offer` after a publish was stored. What that costs on the hot
+path is fixed and small whatever the watchers do: a counter per broker, one append to
+a ring of recent events (attributes only, never data), and one ``put_nowait`` per
+connected watcher. A watcher whose queue is full loses the event, and the loss is
+counted for that watcher (and in total): a slow ``eventing tail`` or a stalled browser
+can never slow or block ingest. Filtering and explaining happen later, in each
+watcher's own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from eventing.events import AttributeValue, Event
+
+#: Events a watcher may fall behind by before it loses them.
+WATCHER_QUEUE = 1000
+#: Watchers at once (each costs a ``put_nowait`` per event).
+MAX_WATCHERS = 16
+#: Recent events kept for ``explain --id`` (attributes only).
+RECENT = 2000
+
+
+class Seen(NamedTuple):
+    """One event as it entered a broker (a tuple: built once per event on ingest)."""
+
+    at: float
+    broker: str
+    attributes: Mapping[str, AttributeValue]
+    data_bytes: int
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One consumer of the fan-out, with its own bounded queue and drop count."""
+
+    queue: asyncio.Queue[Seen] = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE))
+    dropped: int = 0
+
+
+class Tap:
+    def __init__(self, recent: int = RECENT, max_watchers: int = MAX_WATCHERS) -> None:
+        self.watchers: set[Watcher] = set()
+        self.recent: deque[Seen] = deque(maxlen=recent)
+        self.entered: dict[str, int] = {}
+        """Events stored per broker since start (the dashboard's ingest rates)."""
+        self.dropped = 0
+        """Events lost by watchers that fell behind, all watchers together."""
+        self.max_watchers = max_watchers
+
+    def offer(self, broker: str, events: Sequence[Event]) -> None:
+        """``events`` were stored by ``broker``. Never blocks, never raises for a watcher."""
+        self.entered[broker] = self.entered.get(broker, 0) + len(events)
+        now = time.time()
+        seen = [Seen(now, broker, e.attributes, len(e.data or b"")) for e in events]
+        self.recent.extend(seen)
+        for watcher in self.watchers:
+            queue = watcher.queue
+            for item in seen:
+                try:
+                    queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    watcher.dropped += 1
+                    self.dropped += 1
+
+    @contextmanager
+    def watch(self, queue_size: int = WATCHER_QUEUE) -> Iterator[Watcher]:
+        """A new watcher, removed again on exit; check :meth:`full` first."""
+        watcher = Watcher(asyncio.Queue(queue_size))
+        self.watchers.add(watcher)
+        try:
+            yield watcher
+        finally:
+            self.watchers.discard(watcher)
+
+    def full(self) -> bool:
+        return len(self.watchers) >= self.max_watchers
+
+    def find(self, event_id: str, broker: str | None = None) -> Seen | None:
+        """The most recent event with this id (on ``broker`` if given)."""
+        for seen in reversed(self.recent):
+            if seen.attributes.get("id") == event_id and broker in (None, seen.broker):
+                return seen
+        return None

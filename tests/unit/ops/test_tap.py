@@ -1,0 +1,39 @@
+"""The tail fan-out never blocks ingest: a watcher that does not read loses events
+(counted), the others and the publisher are unaffected."""
+
+from __future__ import annotations
+
+from eventing.events import Event
+from eventing.ui.tap import Tap
+
+
+def _events(n: int) -> list[Event]:
+    return [
+        Event({"specversion": "1.0", "id": f"e{i}", "source": "/t", "type": "t"}, b"xy")
+        for i in range(n)
+    ]
+
+
+def test_a_full_watcher_drops_and_counts_without_blocking() -> None:
+    tap = Tap(recent=5, max_watchers=2)
+    with tap.watch(queue_size=3) as slow, tap.watch(queue_size=100) as fast:
+        assert tap.full()
+        tap.offer("default/default", _events(10))
+        assert slow.queue.qsize() == 3
+        assert slow.dropped == 7
+        assert fast.queue.qsize() == 10
+        assert fast.dropped == 0
+        assert tap.dropped == 7
+    assert not tap.watchers
+    assert tap.entered == {"default/default": 10}
+
+
+def test_recent_events_are_found_by_id_and_bounded() -> None:
+    tap = Tap(recent=5)
+    tap.offer("ns/a", _events(10))
+    found = tap.find("e9")
+    assert found is not None
+    assert found.broker == "ns/a"
+    assert found.data_bytes == 2
+    assert tap.find("e9", broker="ns/b") is None
+    assert tap.find("e0") is None  # only the last five are kept

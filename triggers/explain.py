@@ -1,0 +1,159 @@
+"""Why a trigger's filter passes or drops an event, clause by clause.
+
+The answer to "why didn't my trigger fire?". Every verdict here comes from the same
+code the broker routes with: the trigger's overall verdict from
+:func:`triggers.materialize.materialize`, each clause's from
+:func:`triggers.materialize.clause_node`, each attribute check from the dialect's own
+node built for that one attribute, and a CESQL clause's value and error from
+:func:`triggers.cesql.explain`. So an explanation can never disagree with routing.
+
+The result is JSON-ready::
+
+    {"matched": false, "reason": "filtered", "mode": "filters",
+     "clauses": [{"path": "filters[0]", "dialect": "exact", "verdict": "fail",
+                  "reason": "filtered",
+                  "checks": [{"attribute": "type", "expected": "a", "actual": "b",
+                              "ok": false}]}]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from eventing.events import AttributeValue, canonical
+from eventing.resources.trigger import SubscriptionsAPIFilter, TriggerSpec
+from triggers.filters import attributes as attr
+from triggers.filters.verdict import NO_FILTER, Node, Verdict
+from triggers.materialize import clause_node, materialize
+
+Attributes = Mapping[str, AttributeValue]
+_CHECKS: dict[str, Callable[[Mapping[str, str]], Node]] = {
+    "exact": attr.exact,
+    "prefix": attr.prefix,
+    "suffix": attr.suffix,
+    "attributes": attr.legacy,
+}
+
+
+def explain_trigger(spec: TriggerSpec, attributes: Attributes) -> dict[str, Any]:
+    """The trigger's verdict on ``attributes`` and the verdict of each of its clauses."""
+    reason = materialize(spec)(attributes)
+    clauses: list[dict[str, Any]]
+    if spec.filters:
+        mode = "filters"
+        clauses = [_clause(f, f"filters[{i}]", attributes) for i, f in enumerate(spec.filters)]
+    elif spec.filter is not None and spec.filter.attributes:
+        mode = "attributes"
+        legacy = spec.filter.attributes
+        verdict = attr.legacy(legacy)(attributes)
+        clauses = [
+            {
+                "path": "filter.attributes",
+                "dialect": "attributes",
+                **_verdict(verdict),
+                "checks": _checks("attributes", legacy, attributes),
+            }
+        ]
+    else:
+        mode = "none"
+        clauses = []
+    return {"matched": reason is None, "reason": reason, "mode": mode, "clauses": clauses}
+
+
+def why_not(explanation: Mapping[str, Any]) -> str:
+    """One line saying which clause failed and how (empty when it matched)."""
+    if explanation.get("matched"):
+        return ""
+    for clause in explanation.get("clauses", []):
+        line = _first_failure(clause)
+        if line:
+            return line
+    return str(explanation.get("reason") or "")
+
+
+def _verdict(verdict: Verdict) -> dict[str, Any]:
+    if verdict is None:
+        return {"verdict": "pass", "reason": None}
+    if verdict == NO_FILTER:
+        return {"verdict": "no-filter", "reason": None}
+    return {"verdict": "fail", "reason": verdict}
+
+
+def _clause(f: SubscriptionsAPIFilter, path: str, attributes: Attributes) -> dict[str, Any]:
+    dialect = f.dialect
+    out: dict[str, Any] = {
+        "path": path,
+        "dialect": dialect,
+        **_verdict(clause_node(f)(attributes)),
+    }
+    if dialect in ("exact", "prefix", "suffix"):
+        spec = f.dialect_value(dialect)
+        assert isinstance(spec, dict)
+        out["checks"] = _checks(dialect, spec, attributes)
+    elif dialect in ("all", "any"):
+        children = f.all if dialect == "all" else f.any
+        out["children"] = [
+            _clause(c, f"{path}.{dialect}[{i}]", attributes) for i, c in enumerate(children or [])
+        ]
+    elif dialect == "not":
+        assert f.not_ is not None
+        out["children"] = [_clause(f.not_, f"{path}.not", attributes)]
+    else:
+        from triggers.cesql import explain as cesql_explain  # loads the engine only when used
+
+        expression = f.cesql or ""
+        out["expression"] = expression
+        if expression.strip():
+            result = cesql_explain(expression, attributes)
+            out["value"] = result["value"]
+            out["error"] = result["error"]
+    return out
+
+
+def _checks(dialect: str, spec: Mapping[str, str], attributes: Attributes) -> list[dict[str, Any]]:
+    make = _CHECKS[dialect]
+    checks = []
+    for name, expected in spec.items():
+        value = attributes.get(name)
+        checks.append(
+            {
+                "attribute": name,
+                "expected": expected,
+                "actual": None if value is None else canonical(value),
+                "ok": make({name: expected})(attributes) is None,
+            }
+        )
+    return checks
+
+
+_WORDS = {"exact": "", "prefix": "prefix ", "suffix": "suffix ", "attributes": ""}
+
+
+def _first_failure(clause: Mapping[str, Any]) -> str:
+    if clause.get("verdict") != "fail":
+        return ""
+    dialect = clause["dialect"]
+    where = f"{clause['path']} {dialect}"
+    for check in clause.get("checks", []):
+        if not check["ok"]:
+            wanted = (
+                "present"
+                if dialect == "attributes" and not check["expected"]
+                else f"{_WORDS[dialect]}{check['expected']!r}"
+            )
+            if check["actual"] is None:
+                return f"{where}: {check['attribute']} is missing (wants {wanted})"
+            return f"{where}: {check['attribute']}={check['actual']!r} (wants {wanted})"
+    if dialect == "cesql":
+        error = clause.get("error")
+        if error:
+            return f"{where} {clause['expression']!r}: {error['kind']}: {error['message']}"
+        return f"{where} {clause['expression']!r} is {clause.get('value')!r}"
+    if dialect == "not":
+        return f"{where}: the inner clause passed"
+    for child in clause.get("children", []):
+        line = _first_failure(child)
+        if line:
+            return line
+    return f"{where}: {clause.get('reason')}"
