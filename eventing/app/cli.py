@@ -22,6 +22,7 @@ from eventing.app.process import process_id
 from eventing.app.runtime import Running, RuntimeSettings, serve_forever
 from eventing.app.system import StoreSettings
 from eventing.ingress import IngressSettings
+from eventing.resources.refs import Platform
 
 DEFAULT_ADMIN = "http://127.0.0.1:8090"
 
@@ -114,6 +115,12 @@ def _add_run(sub: Sub) -> None:
         "than the CPUs, at most 2)",
     )
     run.add_argument("--log-level", default="INFO")
+    run.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="running against Kubernetes: refs to Services resolve to their cluster URL "
+        "(http://NAME.NAMESPACE.svc.cluster.local)",
+    )
     run.set_defaults(func=_run)
 
 
@@ -121,6 +128,12 @@ def _add_reads(sub: Sub) -> None:
     validate = sub.add_parser("validate", help="check a directory of manifests")
     validate.add_argument("directory", type=Path)
     validate.add_argument("--json", action="store_true")
+    validate.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="running against Kubernetes: refs to Services resolve to their cluster URL "
+        "(http://NAME.NAMESPACE.svc.cluster.local)",
+    )
     validate.set_defaults(func=commands.validate)
 
     send = sub.add_parser("send", help="send one event to a broker (like kn event send)")
@@ -231,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
             synchronous=args.fsync.upper(),
             max_bytes=args.max_store_mb * 1024 * 1024,
             max_events=args.max_store_events,
+            platform=Platform(kubernetes=args.kubernetes),
         ),
         ingress=IngressSettings(max_body_bytes=args.max_body),
     )

@@ -23,6 +23,7 @@ from eventing.codec.jsonformat import parse_structured
 from eventing.errors import ConfigError, EventingError
 from eventing.events import AttributeValue, Event, is_valid_name
 from eventing.resources.loader import LoadError, load_resources
+from eventing.resources.refs import Platform
 
 USER_ERRORS = (LoadError, ConfigError, OSError)
 
@@ -33,7 +34,8 @@ def _print_json(payload: Any) -> None:
 
 def validate(args: argparse.Namespace) -> int:
     try:
-        resources = load_resources(args.directory, kind_registry())
+        platform = Platform(kubernetes=getattr(args, "kubernetes", False))
+        resources = load_resources(args.directory, kind_registry(), platform=platform)
     except LoadError as exc:
         if args.json:
             _print_json(

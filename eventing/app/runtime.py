@@ -99,7 +99,7 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
     ident = settings.process_id or process_id(settings.store.data_dir)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
     registry = kind_registry(classes)
-    resources = load_resources(directory, registry)
+    resources = load_resources(directory, registry, platform=settings.store.platform)
     lock = DataDirLock(settings.store.data_dir)
     metrics = Metrics()
     metrics.add_live(

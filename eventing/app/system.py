@@ -34,9 +34,11 @@ from eventing.resources.broker import Broker as BrokerResource
 from eventing.resources.configmap import ConfigMap
 from eventing.resources.delivery import merge
 from eventing.resources.loader import ResourceSet
+from eventing.resources.refs import Platform, RefError, Role, resolve
 from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
 from eventing.sourcing import Emit
+from sinks.broker import BrokerSink
 from sinks.http import HttpSink, new_session
 from sinks.httpclient import Pool
 from sinks.log import LogSink
@@ -60,6 +62,8 @@ class StoreSettings:
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     max_events: int = 1_000_000
     max_bytes: int = 1024 * 1024 * 1024
+    platform: Platform = field(default_factory=Platform)
+    """Where refs resolve: one machine, or against Kubernetes (cluster URLs)."""
 
     def sqlite(self) -> SqliteSettings:
         return SqliteSettings(
@@ -91,6 +95,8 @@ class System:
     workloads: Workloads | None = None
     on_publish: Callable[[str, Sequence[Event]], None] | None = None
     """Told of every event a source or a reply stored (feeds ``eventing tail``)."""
+    platform: Platform = field(default_factory=Platform)
+    resources: ResourceSet = field(default_factory=ResourceSet)
 
     def emitter(self, broker_key: str) -> Emit:
         """``emit`` for sources: stamp and publish into ``broker_key``."""
@@ -144,6 +150,8 @@ async def build_system(
     classes: BrokerClasses | None = None,
 ) -> System:
     system = System(metrics)
+    system.platform = settings.platform
+    system.resources = resources
     system.session = new_session()
     if classes is None:
         classes = broker_classes(settings.sqlite(), process_id="local")
@@ -203,17 +211,18 @@ def _trigger(
     delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
     policy = RetryPolicy.from_spec(delivery)
     subscription = broker.subscribe(trig.key, materialize(trig.spec))
-    ref = trig.spec.subscriber.ref
-    if ref is not None and ref.kind == "Workload" and system.workloads is not None:
-        key = f"{ref.namespace or trig.namespace}/{ref.name}"
-        sink: Sink = system.workloads.attach(key, subscription)
+    target = _resolve(system, trig.spec.subscriber, trig.namespace, "subscriber", trig.key)
+    if target.kind == "workload" and system.workloads is not None:
+        sink: Sink = system.workloads.attach(target.key, subscription)
     else:
-        sink = resolve_sink(system, trig.spec.subscriber, trig.key)
+        sink = resolve_sink(system, trig.spec.subscriber, trig.key, trig.namespace)
     dead_letter = None
     if delivery.dead_letter_sink is not None:
         dls = delivery.dead_letter_sink
         dead_letter = DeadLetterTarget(
-            None if dls.uri == "dlq:" else resolve_sink(system, dls, trig.key)
+            None
+            if dls.uri == "dlq:"
+            else resolve_sink(system, dls, trig.key, trig.namespace, "deadLetterSink")
         )
     dispatcher = Dispatcher(
         trigger=trig.key,
@@ -239,13 +248,32 @@ def broker_reply(broker: Broker, system: System | None = None) -> Any:
     return publish
 
 
-def resolve_sink(system: System, dest: Destination, owner: str) -> Sink:
-    if dest.ref is not None:
-        raise ConfigError(
-            f"{owner}: cannot resolve ref {dest.ref.kind}/{dest.ref.name} on one machine; "
-            "refer to a Workload, or give a uri (http://..., log:)"
-        )
-    uri = dest.uri or ""
+def _resolve(system: System, dest: Destination, namespace: str, role: Role, owner: str) -> Any:
+    """:func:`eventing.resources.refs.resolve`, the same function ``validate`` runs."""
+    named = {(r.kind, r.key): r for r in system.resources.resources}
+    try:
+        return resolve(dest, namespace, role, system.platform, lambda k, n: named.get((k, n)))
+    except RefError as exc:
+        raise ConfigError(f"{owner}: {exc}") from None
+
+
+def resolve_sink(
+    system: System,
+    dest: Destination,
+    owner: str,
+    namespace: str = "default",
+    role: Role = "subscriber",
+) -> Sink:
+    """A sink for a destination that is not a workload: a URL, ``log:``, a Broker."""
+    target = _resolve(system, dest, namespace, role, owner)
+    if target.kind == "broker":
+        broker = system.brokers.get(target.key)
+        if broker is None:
+            raise ConfigError(f"{owner}: no Broker {target.key}")
+        return BrokerSink(target.key, broker_reply(broker))
+    if target.kind == "workload":
+        raise ConfigError(f"{owner}: a Workload can only be a Trigger's subscriber")
+    uri = target.url
     if uri == "log:":
         return LogSink(prefix=f"[{owner}] ")
     if uri == "dlq:":

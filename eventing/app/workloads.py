@@ -5,8 +5,10 @@ probes, and the workload metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,9 @@ from eventing.autoscaler.decide import Decision
 from eventing.autoscaler.measure import ObservationRecorder
 from eventing.autoscaler.observe import MetricSource
 from eventing.broker.base import Subscription
+from eventing.kube.actuator import KubeActuator, ScaleTarget
+from eventing.kube.api import KubeApi
+from eventing.kube.router import ServiceRouter
 from eventing.metrics import Metrics
 from eventing.resources.workload import ExternalMetric, Workload
 from eventing.workloads.actuator import STATES, Actuator, Router
@@ -65,6 +70,8 @@ class Workloads:
         self.items: dict[str, WorkloadRuntime] = {}
         self.listeners: list[Callable[[str, Decision, int], None]] = []
         """Told of every decision that changed a workload's replica count."""
+        self._kube: KubeApi | None = None
+        self._kube_lock = threading.Lock()
         r = metrics.registry
         from prometheus_client import Counter, Histogram
 
@@ -118,7 +125,10 @@ class Workloads:
 
     def add(self, resource: Workload, external: list[External]) -> WorkloadRuntime:
         spec = resource.scaling_spec
-        actuator, router, path = self._local(resource)
+        if resource.spec.scale_target_ref is not None:
+            actuator, router, path = self._kubernetes(resource)
+        else:
+            actuator, router, path = self._local(resource)
         recorder = ObservationRecorder(concurrency=spec.concurrency_per_replica)
         subscriptions: list[Subscription] = []
         scaler = WorkloadScaler(
@@ -140,7 +150,32 @@ class Workloads:
         self.items[resource.key] = runtime
         return runtime
 
+    def _kubernetes(self, resource: Workload) -> tuple[Actuator, Router, str]:
+        ref = resource.spec.scale_target_ref
+        assert ref is not None
+        target = ScaleTarget(ref.api_version, ref.kind, ref.name, resource.namespace)
+        actuator = KubeActuator(self._kube_api, target)
+        # Without an address the workload only scales (on external metrics, as KEDA
+        # does); the loader refuses a trigger that delivers to it.
+        url = resource.spec.delivery_url(resource.namespace) or "http://0.0.0.0:9/"
+        router = ServiceRouter(
+            url,
+            concurrency=resource.scaling_spec.concurrency_per_replica,
+            ready=lambda: actuator.count("ready"),
+        )
+        actuator.on_change(router.changed)
+        return actuator, router, ""
+
+    def _kube_api(self) -> KubeApi:
+        """One API connection shared by every Kubernetes workload (blocking: called
+        from a worker thread by the actuator)."""
+        with self._kube_lock:
+            if self._kube is None:
+                self._kube = KubeApi.connect()
+            return self._kube
+
     def _local(self, resource: Workload) -> tuple[Actuator, Router, str]:
+        assert resource.spec.command is not None
         env = {e.name: e.value for e in resource.spec.env}
         readiness = resource.spec.readiness
         config = ReplicaConfig(
@@ -184,6 +219,7 @@ class Workloads:
     async def start(self) -> None:
         if self.items:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+        if any(isinstance(w.actuator, LocalActuator) for w in self.items.values()):
             await self.guardian.start()
         for runtime in self.items.values():
             await runtime.actuator.start()
@@ -196,6 +232,9 @@ class Workloads:
                 if close is not None:
                     await close()
         await self.guardian.close()
+        if self._kube is not None:
+            await asyncio.to_thread(self._kube.close)
+            self._kube = None
 
 
 def reason_kind(reason: str) -> str:

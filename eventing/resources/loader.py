@@ -19,13 +19,12 @@ import yaml
 from pydantic import ValidationError
 
 from eventing.resources.base import Resource
+from eventing.resources.refs import Platform, RefError, Role, resolve
 
 #: An extra check run on a valid resource: returns (field path, bad value, message) tuples.
 Check = Callable[[Resource], Iterable[tuple[str, object, str]]]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
-#: Kinds a ``ref`` may point to when running on one machine.
-RESOLVABLE = frozenset({"Workload", "Broker"})
 MAX_DOCUMENTS = 10_000
 
 
@@ -104,11 +103,19 @@ def manifest_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
 
 
-def load_resources(directory: Path, registry: KindRegistry, *, local: bool = True) -> ResourceSet:
+def load_resources(
+    directory: Path,
+    registry: KindRegistry,
+    *,
+    local: bool = True,
+    platform: Platform | None = None,
+) -> ResourceSet:
     """Load and validate every manifest under ``directory``; raise :class:`LoadError`
-    listing all problems if there is any. ``local``: also require what running on one
-    machine needs (references resolvable here); off, Knative manifests that point at
-    Kubernetes Services load as models."""
+    listing all problems if there is any. References are checked with
+    :func:`eventing.resources.refs.resolve`, exactly as ``run`` resolves them, for
+    ``platform`` (default: one machine when ``local``, else Kubernetes, where refs to
+    Services resolve to their cluster URL)."""
+    platform = platform or Platform(kubernetes=not local)
     errors: list[ResourceError] = []
     loaded = ResourceSet()
     seen: dict[tuple[str, str], str] = {}
@@ -135,7 +142,7 @@ def load_resources(directory: Path, registry: KindRegistry, *, local: bool = Tru
                 continue
             seen[key] = str(path)
             loaded.resources.append(resource)
-    errors.extend(_cross_checks(loaded, registry, local))
+    errors.extend(_cross_checks(loaded, platform))
     if errors:
         raise LoadError(errors)
     return loaded
@@ -285,10 +292,10 @@ def _line_of(node: yaml.Node, path: str) -> int | None:
     return current.start_mark.line + 1 if current is not None else None
 
 
-def _cross_checks(loaded: ResourceSet, registry: KindRegistry, local: bool) -> list[ResourceError]:
+def _cross_checks(loaded: ResourceSet, platform: Platform) -> list[ResourceError]:
     """References between resources; a reference to a document that failed its own
     validation is not reported again."""
-    named = {(r.kind, r.key) for r in loaded.resources} | loaded.invalid
+    named = {(r.kind, r.key): r for r in loaded.resources}
     errors: list[ResourceError] = []
     for r in loaded.resources:
         file, line = loaded.origins.get(id(r), ("-", None))
@@ -297,6 +304,7 @@ def _cross_checks(loaded: ResourceSet, registry: KindRegistry, local: bool) -> l
             r.kind == "Trigger"
             and spec is not None
             and ("Broker", f"{r.namespace}/{spec.broker}") not in named
+            and ("Broker", f"{r.namespace}/{spec.broker}") not in loaded.invalid
         ):
             errors.append(
                 ResourceError(
@@ -308,49 +316,32 @@ def _cross_checks(loaded: ResourceSet, registry: KindRegistry, local: bool) -> l
                     f"no Broker {spec.broker!r} in namespace {r.namespace!r}",
                 )
             )
-        for path, dest in _destinations(r):
-            ref = dest.ref
-            if ref is None:
+        for path, role, dest in _destinations(r):
+            if dest.ref is None:
                 continue
-            if ref.kind not in RESOLVABLE and not local:
+            ref_key = (dest.ref.kind, f"{dest.ref.namespace or r.namespace}/{dest.ref.name}")
+            if ref_key in loaded.invalid:
                 continue
-            if ref.kind not in RESOLVABLE:
+            try:
+                resolve(dest, r.namespace, role, platform, lambda k, n: named.get((k, n)))
+            except RefError as exc:
                 errors.append(
-                    ResourceError(
-                        file,
-                        line,
-                        _label(r),
-                        f"{path}.ref.kind",
-                        ref.kind,
-                        f"a ref to a {ref.kind} cannot be resolved on one machine; refer to "
-                        f"a {' or '.join(sorted(RESOLVABLE))}, or give a uri",
-                    )
-                )
-                continue
-            key = (ref.kind, f"{ref.namespace or r.namespace}/{ref.name}")
-            if key not in named:
-                errors.append(
-                    ResourceError(
-                        file,
-                        line,
-                        _label(r),
-                        f"{path}.ref",
-                        ref.name,
-                        f"no {ref.kind} named {ref.name!r}",
-                    )
+                    ResourceError(file, line, _label(r), f"{path}.{exc.field}", exc.value, str(exc))
                 )
     return errors
 
 
-def _destinations(resource: Resource) -> Iterable[tuple[str, Any]]:
+def _destinations(resource: Resource) -> Iterable[tuple[str, Role, Any]]:
     spec = getattr(resource, "spec", None)
-    for name in ("subscriber", "sink"):
-        dest = getattr(spec, name, None)
-        if dest is not None:
-            yield f"spec.{name}", dest
+    subscriber = getattr(spec, "subscriber", None)
+    if subscriber is not None:
+        yield "spec.subscriber", "subscriber", subscriber
+    sink = getattr(spec, "sink", None)
+    if sink is not None:
+        yield "spec.sink", "sink", sink
     delivery = getattr(spec, "delivery", None)
     if delivery is not None and delivery.dead_letter_sink is not None:
-        yield "spec.delivery.deadLetterSink", delivery.dead_letter_sink
+        yield "spec.delivery.deadLetterSink", "deadLetterSink", delivery.dead_letter_sink
 
 
 def _label(resource: Resource) -> str:

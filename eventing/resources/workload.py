@@ -1,7 +1,9 @@
 """``Workload`` (our kind, ``eventing.local/v1alpha1``): what runs and how it scales.
 
 On one machine a workload is an argv command; each replica is a subprocess that gets
-its own ``PORT`` and receives events as HTTP POSTs on ``path``. A trigger delivers to
+its own ``PORT`` and receives events as HTTP POSTs on ``path``. Alternatively it names a
+Kubernetes resource with a scale subresource (``scaleTargetRef``, KEDA's shape) whose
+pods receive events through a Service (``service``) or a ``url``. A trigger delivers to
 it with ``subscriber: {ref: {kind: Workload, name: ...}}``. The ``scaling`` block uses
 KEDA's names where KEDA has the knob (``minReplicaCount`` is accepted as well as
 ``minReplicas``, and so on), and maps onto :class:`eventing.autoscaler.spec.ScalingSpec`.
@@ -15,7 +17,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from eventing.autoscaler.spec import ScalingSpec
 from eventing.errors import ConfigError
-from eventing.resources.base import OUR_API, Model, Resource
+from eventing.resources.base import OUR_API, Model, Name, Resource
 
 
 class HttpGetProbe(Model):
@@ -140,9 +142,32 @@ class Scaling(Model):
         return ScalingSpec(**{k: v for k, v in fields.items() if v is not None})  # type: ignore[arg-type]
 
 
+class ScaleTargetRef(Model):
+    """A Kubernetes resource with a scale subresource (KEDA's ``scaleTargetRef``)."""
+
+    api_version: str = Field(default="apps/v1", pattern=r"^([a-z0-9.-]+/)?v[0-9a-z]+$")
+    kind: str = Field(default="Deployment", pattern=r"^[A-Z][A-Za-z0-9]*$", max_length=63)
+    name: Name
+    env_source_container_name: str | None = None
+    """Accepted for KEDA compatibility; unused."""
+
+
+class ServiceAddress(Model):
+    """A Kubernetes Service in the workload's namespace, reached by its cluster DNS name."""
+
+    name: Name
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class WorkloadSpec(Model):
-    command: list[str] = Field(min_length=1)
-    """argv of one replica; no shell is involved."""
+    command: list[str] | None = Field(default=None, min_length=1)
+    """argv of one local replica; no shell is involved."""
+    scale_target_ref: ScaleTargetRef | None = None
+    """Run on Kubernetes instead: scale this resource through its scale subresource."""
+    service: ServiceAddress | None = None
+    """With ``scaleTargetRef``: deliver to this Service (``http://NAME.NS.svc...``)."""
+    url: str | None = Field(default=None, pattern=r"^http://", max_length=2048)
+    """With ``scaleTargetRef``: deliver to this URL instead (complete, ``path`` unused)."""
     env: list[EnvVar] = Field(default_factory=list)
     working_dir: str | None = None
     path: str = Field(default="/", pattern=r"^/")
@@ -153,6 +178,33 @@ class WorkloadSpec(Model):
     """A replica not ready by then is killed and replaced."""
     termination_grace_period_seconds: float = Field(default=10.0, ge=0, le=3600)
     """After SIGTERM, seconds before SIGKILL (Kubernetes' name and meaning)."""
+
+    @model_validator(mode="after")
+    def _runtime(self) -> WorkloadSpec:
+        if (self.command is None) == (self.scale_target_ref is None):
+            raise ValueError(
+                "give either 'command' (local processes) or 'scaleTargetRef' (a Kubernetes "
+                "resource with a scale subresource)"
+            )
+        if self.scale_target_ref is None and (self.service or self.url):
+            raise ValueError("'service' and 'url' go with 'scaleTargetRef'")
+        if self.service is not None and self.url is not None:
+            raise ValueError("use either 'service' or 'url', not both")
+        if self.scale_target_ref is not None and (self.env or self.working_dir):
+            raise ValueError(
+                "'env' and 'workingDir' apply to local processes; with 'scaleTargetRef' "
+                "set them in the target's pod template"
+            )
+        return self
+
+    def delivery_url(self, namespace: str, cluster_domain: str = "cluster.local") -> str | None:
+        """Where a Kubernetes workload's events go, or None if it names no address."""
+        if self.url is not None:
+            return self.url
+        if self.service is not None:
+            port = f":{self.service.port}" if self.service.port else ""
+            return f"http://{self.service.name}.{namespace}.svc.{cluster_domain}{port}{self.path}"
+        return None
 
 
 class Workload(Resource):
@@ -166,3 +218,7 @@ class Workload(Resource):
     @property
     def scaling_spec(self) -> ScalingSpec:
         return self.spec.scaling.to_spec()
+
+    @property
+    def on_kubernetes(self) -> bool:
+        return self.spec.scale_target_ref is not None

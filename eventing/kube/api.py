@@ -1,0 +1,163 @@
+"""The one module that imports the official ``kubernetes`` client (an import-linter
+contract says so): a small, blocking facade over the few calls eventing makes.
+
+Why a facade: the client is synchronous (urllib3), so every call here runs in a worker
+thread (the callers use :func:`asyncio.to_thread`), with a connect and a read timeout on
+each request so a hung API server cannot hold a thread for long. Responses are parsed
+as plain JSON (``_preload_content=False``) instead of the client's generated models,
+which is faster for pod lists and works for any kind, including custom resources,
+through the same ``/apis/{group}/{version}/...`` paths.
+
+Errors become :class:`KubeError` with the HTTP status (``None`` when the API server
+could not be reached) and a short message taken from the ``Status`` body; response
+headers and request bodies never go into it, so no token can leak into status or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+
+#: (connect, read) timeout of one request, seconds.
+REQUEST_TIMEOUT = (3.0, 10.0)
+MAX_MESSAGE = 300
+
+
+class KubeError(Exception):
+    """A failed API call: ``status`` is the HTTP status, ``None`` if unreachable."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        self.status = status
+        super().__init__(message[:MAX_MESSAGE])
+
+    @property
+    def unreachable(self) -> bool:
+        return self.status is None
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    """What discovery says about a kind: its plural and whether it can be scaled."""
+
+    plural: str
+    namespaced: bool
+    scalable: bool
+
+
+class KubeApi:
+    """A connection to one API server (kubeconfig, or the pod's service account)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._custom = kubernetes.client.CustomObjectsApi(client)
+        self._core = kubernetes.client.CoreV1Api(client)
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
+        """Load credentials as kubectl does: ``kubeconfig`` or ``$KUBECONFIG`` or
+        ``~/.kube/config``; inside a pod, its service account. Blocking (reads files)."""
+        path = kubeconfig or os.environ.get("KUBECONFIG")
+        try:
+            if path is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config = kubernetes.client.Configuration()
+                kubernetes.config.load_incluster_config(client_configuration=config)
+                client = kubernetes.client.ApiClient(config)
+            else:
+                client = kubernetes.config.new_client_from_config(
+                    config_file=path, context=context, persist_config=False
+                )
+        except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
+            where = path or "~/.kube/config"
+            raise KubeError(None, f"cannot load Kubernetes credentials ({where}): {exc}") from None
+        client.configuration.retries = 0  # we retry with backoff ourselves
+        return cls(client)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- calls (blocking: run them in a thread) ------------------------------------
+
+    def api_resource(self, api_version: str, kind: str) -> ApiResource:
+        """Discover ``kind`` in ``api_version`` (``group/version``)."""
+        group, version = split_api_version(api_version)
+        if not group:
+            raw = self._call(self._core.get_api_resources)
+        else:
+            raw = self._call(self._custom.get_api_resources, group, version)
+        names = {r.get("name", "") for r in raw.get("resources", [])}
+        for r in raw.get("resources", []):
+            if r.get("kind") == kind and "/" not in r.get("name", "/"):
+                return ApiResource(
+                    plural=r["name"],
+                    namespaced=bool(r.get("namespaced")),
+                    scalable=f"{r['name']}/scale" in names,
+                )
+        raise KubeError(404, f"the API server has no kind {kind} in {api_version}")
+
+    def get_scale(self, api_version: str, plural: str, namespace: str, name: str) -> Any:
+        group, version = split_api_version(api_version)
+        return self._call(
+            self._custom.get_namespaced_custom_object_scale, group, version, namespace, plural, name
+        )
+
+    def patch_scale(
+        self, api_version: str, plural: str, namespace: str, name: str, replicas: int
+    ) -> Any:
+        group, version = split_api_version(api_version)
+        return self._call(
+            self._custom.patch_namespaced_custom_object_scale,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            {"spec": {"replicas": replicas}},
+            _content_type="application/merge-patch+json",
+        )
+
+    def get_object(self, api_version: str, plural: str, namespace: str, name: str) -> Any:
+        group, version = split_api_version(api_version)
+        return self._call(
+            self._custom.get_namespaced_custom_object, group, version, namespace, plural, name
+        )
+
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
+        raw = self._call(self._core.list_namespaced_pod, namespace, label_selector=selector)
+        items = raw.get("items", [])
+        return items if isinstance(items, list) else []
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = method(
+                *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs
+            )
+            return json.loads(response.read())
+        except ApiException as exc:
+            raise KubeError(exc.status, _status_message(exc)) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            host = self._client.configuration.host
+            raise KubeError(None, f"API server {host} unreachable: {type(exc).__name__}") from None
+        except ValueError as exc:  # not JSON
+            raise KubeError(502, f"unexpected answer from the API server: {exc}") from None
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    """``apps/v1`` -> ``("apps", "v1")``; ``v1`` (the core group) -> ``("", "v1")``."""
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+        message = str(body.get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return f"{exc.status} {exc.reason}: {message}" if message else f"{exc.status} {exc.reason}"

@@ -1,0 +1,125 @@
+"""What a destination's ``ref`` points to: the one resolution function that both
+``eventing validate`` (through the loader's cross-checks) and ``eventing run`` (through
+the composition root) call, so the two always agree on what is accepted.
+
+Kinds a ref may name:
+
+- ``Workload`` (ours): delivery through the workload's router, which also drives its
+  autoscaler; a subscriber only (a dead-letter sink must not need scaling to accept).
+  A Kubernetes workload needs an address (``service`` or ``url``) to be delivered to.
+- ``Broker`` (``eventing.knative.dev/v1``): the event is published into that broker,
+  as Knative does when a Trigger's subscriber is a Broker.
+- ``Service`` (``v1``) and Knative ``Service`` (``serving.knative.dev/v1``): their
+  cluster URL, ``http://NAME.NAMESPACE.svc.<cluster domain>``, when running against
+  Kubernetes; on one machine there is no cluster DNS, so the error says what to use.
+
+A ``uri`` beside a ref to a Service is a relative path joined to the resolved URL
+(Knative's rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urljoin
+
+from eventing.resources.base import KNATIVE_EVENTING, OUR_API, Destination, KReference, Resource
+
+KNATIVE_SERVING = "serving.knative.dev/v1"
+CORE_V1 = "v1"
+
+Role = Literal["subscriber", "sink", "deadLetterSink"]
+"""Which destination: a Trigger's subscriber, a source's sink, a dead-letter sink."""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Where the system runs: on one machine, or against a Kubernetes cluster."""
+
+    kubernetes: bool = False
+    cluster_domain: str = "cluster.local"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    kind: Literal["workload", "broker", "url"]
+    key: str = ""
+    """``namespace/name`` of the Workload or Broker."""
+    url: str = ""
+
+
+class RefError(ValueError):
+    """A ref that cannot be resolved: ``field`` is relative to the destination."""
+
+    def __init__(self, field: str, value: object, message: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(message)
+
+
+#: ``lookup(kind, "namespace/name")``: the resource, or None if there is no such one.
+Lookup = Callable[[str, str], Resource | None]
+
+
+def resolve(
+    dest: Destination, namespace: str, role: Role, platform: Platform, lookup: Lookup
+) -> Resolved:
+    """Resolve ``dest`` (of a resource in ``namespace``) or raise :class:`RefError`."""
+    ref = dest.ref
+    if ref is None:
+        return Resolved("url", url=dest.uri or "")
+    key = f"{ref.namespace or namespace}/{ref.name}"
+    kind = (ref.kind, ref.api_version)
+    if kind in (("Workload", None), ("Workload", OUR_API)):
+        return _workload(ref, key, role, platform, lookup)
+    if kind in (("Broker", None), ("Broker", KNATIVE_EVENTING)):
+        if lookup("Broker", key) is None:
+            raise RefError("ref", ref.name, f"no Broker named {ref.name!r}")
+        return Resolved("broker", key=key)
+    if kind in (("Service", None), ("Service", CORE_V1), ("Service", KNATIVE_SERVING)):
+        what = "Knative Service" if ref.api_version == KNATIVE_SERVING else "Service (v1)"
+        if not platform.kubernetes:
+            raise RefError(
+                "ref.kind",
+                ref.kind,
+                f"a ref to a {what} cannot be resolved on one machine (there is no cluster "
+                "DNS): give a uri (http://...) or refer to a Workload; against Kubernetes "
+                "(eventing run --kubernetes) it resolves to its cluster URL",
+            )
+        base = f"http://{ref.name}.{ref.namespace or namespace}.svc.{platform.cluster_domain}/"
+        return Resolved("url", url=urljoin(base, dest.uri.lstrip("/")) if dest.uri else base)
+    raise RefError(
+        "ref.kind",
+        f"{ref.api_version or '?'}/{ref.kind}",
+        "a ref may name a Workload, a Broker (eventing.knative.dev/v1), a Service (v1) or a "
+        "Knative Service (serving.knative.dev/v1); or give a uri",
+    )
+
+
+def _workload(
+    ref: KReference, key: str, role: Role, platform: Platform, lookup: Lookup
+) -> Resolved:
+    if role != "subscriber":
+        raise RefError(
+            "ref.kind",
+            ref.kind,
+            f"a Workload can only be a Trigger's subscriber, not a {role}: use a Broker "
+            "(or, for a dead-letter sink, dlq: or a uri)",
+        )
+    workload = lookup("Workload", key)
+    if workload is None:
+        raise RefError("ref", ref.name, f"no Workload named {ref.name!r}")
+    spec = getattr(workload, "spec", None)
+    if (
+        spec is not None
+        and getattr(spec, "scale_target_ref", None) is not None
+        and spec.delivery_url(workload.namespace, platform.cluster_domain) is None
+    ):
+        raise RefError(
+            "ref",
+            ref.name,
+            f"Workload {ref.name!r} scales a Kubernetes resource but names no address to "
+            "deliver to: give it spec.service or spec.url",
+        )
+    return Resolved("workload", key=key)

@@ -1,0 +1,132 @@
+"""``validate`` and ``run`` resolve refs with one function, so they agree: each case is
+loaded as ``eventing validate`` loads it and built as ``eventing run`` builds it, and
+both must accept it (with the same sink) or both refuse it with the same message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eventing.app.registry import kind_registry
+from eventing.app.system import StoreSettings, build_system
+from eventing.errors import ConfigError
+from eventing.metrics import Metrics
+from eventing.resources.loader import LoadError, ResourceSet, load_resources
+from eventing.resources.refs import Platform
+
+HEAD = """apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: other}
+---
+apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {name: local}
+spec: {command: ["true"]}
+---
+apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {name: deploy}
+spec: {scaleTargetRef: {name: web}, url: "http://127.0.0.1:9/x"}
+---
+apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {name: mute}
+spec: {scaleTargetRef: {name: web}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t}
+spec:
+  broker: default
+"""
+
+ONE = Platform()
+K8S = Platform(kubernetes=True)
+
+CASES = [
+    # (id, trigger spec tail, platform, sink target or error fragment)
+    ("broker", "subscriber: {ref: {kind: Broker, name: other}}", ONE, "broker:default/other"),
+    ("missing-broker", "subscriber: {ref: {kind: Broker, name: nope}}", ONE, "!no Broker named"),
+    ("workload", "subscriber: {ref: {kind: Workload, name: local}}", ONE, "workload:default/local"),
+    ("k8s-workload", "subscriber: {ref: {kind: Workload, name: deploy}}", ONE, "workload:"),
+    ("no-address", "subscriber: {ref: {kind: Workload, name: mute}}", ONE, "!names no address"),
+    (
+        "service-here",
+        "subscriber: {ref: {apiVersion: v1, kind: Service, name: web}}",
+        ONE,
+        "!cannot be resolved on one machine",
+    ),
+    (
+        "service-k8s",
+        "subscriber: {ref: {apiVersion: v1, kind: Service, name: web}}",
+        K8S,
+        "http://web.default.svc.cluster.local/",
+    ),
+    (
+        "ksvc-k8s",
+        "subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: b}, "
+        "uri: /build}",
+        K8S,
+        "http://b.default.svc.cluster.local/build",
+    ),
+    (
+        "ksvc-here",
+        "subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: b}}",
+        ONE,
+        "!Knative Service cannot be resolved on one machine",
+    ),
+    ("configmap", "subscriber: {ref: {kind: ConfigMap, name: c}}", K8S, "!a ref may name"),
+    (
+        "dls-workload",
+        "subscriber: {uri: 'log:'}\n  delivery: {deadLetterSink: {ref: {kind: Workload, "
+        "name: local}}}",
+        ONE,
+        "!can only be a Trigger's subscriber",
+    ),
+    (
+        "dls-broker",
+        "subscriber: {uri: 'log:'}\n  delivery: {deadLetterSink: {ref: {kind: Broker, "
+        "name: other}}}",
+        ONE,
+        "log:",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("tail", "platform", "expect"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+async def test_validate_and_run_agree(
+    tmp_path: Path, tail: str, platform: Platform, expect: str
+) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "all.yaml").write_text(HEAD + "  " + tail + "\n")
+    registry = kind_registry()
+    if expect.startswith("!"):
+        with pytest.raises(LoadError, match=expect[1:]):
+            load_resources(tmp_path / "m", registry, platform=platform)
+        # run, handed the same documents without the loader's cross-checks, refuses
+        # them with the same words
+        unchecked = ResourceSet()
+        for doc in yaml.safe_load_all((tmp_path / "m" / "all.yaml").read_text()):
+            model = registry.models[(doc["apiVersion"], doc["kind"])]
+            unchecked.resources.append(model.model_validate(doc))
+        with pytest.raises(ConfigError, match=expect[1:]):
+            await build_system(
+                unchecked, StoreSettings(data_dir=tmp_path / "d", platform=platform), Metrics()
+            )
+        return
+    resources = load_resources(tmp_path / "m", registry, platform=platform)
+    system = await build_system(
+        resources, StoreSettings(data_dir=tmp_path / "d", platform=platform), Metrics()
+    )
+    try:
+        assert system.triggers["default/t"].sink.target.startswith(expect)
+    finally:
+        await system.close()
