@@ -25,6 +25,29 @@ from eventing.events import Event
 from eventing.metrics import Metrics
 
 MAX_LIST = 1000
+MAX_ID = 2**63 - 1  # SQLite's INTEGER range: a larger id cannot name a dead letter
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 19 or not low <= int(raw) <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _ids(body: Any) -> list[int]:
+    """The ``ids`` of a request body: a list of at most MAX_LIST integers in range."""
+    raw = body.get("ids", [])
+    if not isinstance(raw, list) or len(raw) > MAX_LIST:
+        raise ValueError(f"ids must be a list of at most {MAX_LIST} integers")
+    ids: list[int] = []
+    for item in raw:
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= MAX_ID:
+            raise ValueError(f"ids must be integers from 1 to {MAX_ID}")
+        ids.append(item)
+    return ids
 
 
 @dataclass
@@ -90,10 +113,10 @@ class _Api:
     async def dlq_list(self, request: web.Request) -> web.Response:
         trigger = request.query.get("trigger") or None
         try:
-            limit = min(MAX_LIST, int(request.query.get("limit", "100")))
-            after = int(request.query.get("after", "0"))
-        except ValueError:
-            return _json({"error": "limit and after must be integers"}, 400)
+            limit = min(MAX_LIST, _query_int(request, "limit", 100, 1, MAX_ID))
+            after = _query_int(request, "after", 0, 0, MAX_ID)
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
         items: list[dict[str, Any]] = []
         for store in self.hooks.dead_letters():
             for dl in await store.list_dead_letters(trigger, limit, after):
@@ -110,7 +133,7 @@ class _Api:
     async def dlq_replay(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            ids = [int(i) for i in body.get("ids", [])]
+            ids = _ids(body)
             trigger = body.get("trigger")
             replay_all = bool(body.get("all", False))
         except (ValueError, TypeError, AttributeError):
@@ -145,7 +168,7 @@ class _Api:
     async def dlq_delete(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            ids = [int(i) for i in body.get("ids", [])]
+            ids = _ids(body)
         except (ValueError, TypeError, AttributeError):
             return _json({"error": 'send {"ids": [1, 2]}'}, 400)
         deleted = 0
@@ -171,10 +194,9 @@ def admin_app(hooks: AdminHooks) -> web.Application:
 
 
 async def _find(hooks: AdminHooks, raw: str) -> tuple[DeadLetterQueue, DeadLetter] | None:
-    try:
-        dl_id = int(raw)
-    except ValueError:
+    if not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
         return None
+    dl_id = int(raw)
     for store in hooks.dead_letters():
         dl = await store.get_dead_letter(dl_id)
         if dl is not None:

@@ -48,6 +48,9 @@ class IngressSettings:
     """Most events in one batched request."""
     read_timeout: float = 30.0
     """Seconds a client may take to send its body (408 after)."""
+    answer_timeout: float = 30.0
+    """Seconds an ingress worker waits for the main process to answer a request it
+    forwarded (503 with Retry-After after)."""
 
 
 def json_response(
@@ -237,7 +240,11 @@ class Ingress:
             body=body,
             query=dict(request.query),
         )
-        result = await source.handle(incoming, emit)
+        try:
+            result = await source.handle(incoming, emit)
+        except Exception:  # a bug in a handler: still one answer, and the server lives on
+            logger.exception("webhook %s failed", request.path)
+            return error(500, "internal error")
         return web.Response(status=result.status, body=result.body, headers=dict(result.headers))
 
 

@@ -46,7 +46,8 @@ COUNTERS = ("eventing_events_received", "eventing_events_rejected")
 class _Channel(asyncio.Protocol):
     """The worker's end of the socketpair: requests out, answers in."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float = ipc.ANSWER_TIMEOUT) -> None:
+        self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.pending: dict[int, asyncio.Future[tuple[bytes, bytes]]] = {}
@@ -73,13 +74,27 @@ class _Channel(asyncio.Protocol):
                 future.set_result((kind, payload))
 
     async def request(self, kind: bytes, payload: bytes) -> tuple[bytes, bytes]:
+        """Send a request and wait for its answer, at most ``timeout`` seconds.
+
+        Why a deadline: a request the main process never answers (a bug, an overload)
+        would otherwise hold the client's connection and its body forever. After the
+        deadline the client gets 503 and may retry; the pending entry is dropped, so a
+        late answer is ignored."""
+        timeout = self.timeout
         if self.lost.is_set() or self.transport is None:
             raise StoreError("the broker process is gone")
         self.next_id = (self.next_id + 1) & 0xFFFFFFFF
+        request_id = self.next_id
         future: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
-        self.pending[self.next_id] = future
-        self.writer.send(ipc.frame(kind, self.next_id, payload))
-        return await future
+        self.pending[request_id] = future
+        self.writer.send(ipc.frame(kind, request_id, payload))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise StoreError(f"the broker process did not answer within {timeout:g}s") from None
+        finally:
+            self.pending.pop(request_id, None)
 
     def send(self, kind: bytes, payload: bytes) -> None:
         if self.transport is not None and not self.lost.is_set():
@@ -131,9 +146,17 @@ class RemoteWebhook:
             "headers": dict(request.headers),
             "query": dict(request.query),
         }
-        _, payload = await self.channel.request(
-            ipc.WEBHOOK, ipc.encode_json_and_body(head, request.body)
-        )
+        try:
+            _, payload = await self.channel.request(
+                ipc.WEBHOOK, ipc.encode_json_and_body(head, request.body)
+            )
+        except StoreError as exc:
+            logger.warning("webhook %s: %s", self.path, exc)
+            return WebhookResponse(
+                503,
+                b'{"error":"the broker cannot take the request now; retry later"}',
+                {"Content-Type": "application/json", "Retry-After": "5"},
+            )
         answer, body = ipc.decode_json_and_body(payload)
         return WebhookResponse(int(answer["status"]), body, answer.get("headers", {}))
 
@@ -155,7 +178,7 @@ def _counters(metrics: Metrics) -> list[tuple[str, list[str], float]]:
 
 async def _serve(config: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
-    channel = _Channel()
+    channel = _Channel(float(config["ingress"].get("answer_timeout", ipc.ANSWER_TIMEOUT)))
     ipc_sock = socket.socket(fileno=config["ipc_fd"])
     await loop.create_connection(lambda: channel, sock=ipc_sock)
     brokers = {key: RemoteBroker(key, channel) for key in config["brokers"]}

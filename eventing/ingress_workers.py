@@ -72,7 +72,7 @@ class _Main(asyncio.Protocol):
         for request_id, payload in requests:
             try:
                 key, _, events = ipc.decode_publish(payload)
-            except (ValueError, KeyError, IndexError) as exc:
+            except Exception as exc:  # every request gets an answer
                 logger.error("ingress worker %d sent a bad publish frame: %s", self.index, exc)
                 self.reply(
                     ipc.RESULT, request_id, ipc.encode_result(ipc.UNAVAILABLE, 1.0, "internal")
@@ -80,7 +80,11 @@ class _Main(asyncio.Protocol):
                 continue
             by_broker.setdefault(key, []).append((request_id, events))
         for key, batch in by_broker.items():
-            result = await self._store(key, [e for _, events in batch for e in events])
+            try:
+                result = await self._store(key, [e for _, events in batch for e in events])
+            except Exception:  # a bug; still answer every request of the batch (503)
+                logger.exception("storing events from ingress worker %d failed", self.index)
+                result = ipc.encode_result(ipc.UNAVAILABLE, 1.0, "internal error")
             for request_id, _ in batch:
                 self.reply(ipc.RESULT, request_id, result)
 
@@ -99,19 +103,25 @@ class _Main(asyncio.Protocol):
         return ipc.encode_result(ipc.OK)
 
     async def _webhook(self, request_id: int, payload: bytes) -> None:
-        head, body = ipc.decode_json_and_body(payload)
-        hook = self.owner.webhooks.get(head["path"])
-        if hook is None:
-            answer = {"status": 404, "headers": {}}
-            out = b""
-        else:
-            source, emit = hook
-            request = WebhookRequest(
-                head["method"], head["path"], head["headers"], body, head.get("query", {})
-            )
-            response = await source.handle(request, emit)
-            answer = {"status": response.status, "headers": dict(response.headers)}
-            out = response.body
+        answer: dict[str, Any]
+        try:
+            head, body = ipc.decode_json_and_body(payload)
+            hook = self.owner.webhooks.get(head["path"])
+            if hook is None:
+                answer = {"status": 404, "headers": {}}
+                out = b""
+            else:
+                source, emit = hook
+                request = WebhookRequest(
+                    head["method"], head["path"], head["headers"], body, head.get("query", {})
+                )
+                response = await source.handle(request, emit)
+                answer = {"status": response.status, "headers": dict(response.headers)}
+                out = response.body
+        except Exception:  # a bug in a handler: answer it all the same, never leave it
+            logger.exception("webhook request from ingress worker %d failed", self.index)
+            answer = {"status": 500, "headers": {"Content-Type": "application/json"}}
+            out = b'{"error":"internal error"}'
         self.reply(ipc.RESPONSE, request_id, ipc.encode_json_and_body(answer, out))
 
     def _stats(self, payload: bytes) -> None:
@@ -246,8 +256,11 @@ class IngressWorkers:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # answers still being worked on: bounded like the rest
+            _, late = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for channel in self.channels:
             if channel is not None and channel.transport is not None:
                 channel.transport.close()

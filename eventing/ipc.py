@@ -25,6 +25,8 @@ U16: Final = struct.Struct(">H")
 U32: Final = struct.Struct(">I")
 I32: Final = struct.Struct(">i")
 MAX_FRAME: Final = 256 * 1024 * 1024
+ANSWER_TIMEOUT: Final = 30.0
+"""Seconds a worker waits for the main process's answer to a request (then 503)."""
 
 PUBLISH: Final = b"P"
 WEBHOOK: Final = b"W"

@@ -31,7 +31,9 @@ def verify_sha256_signature(secret: bytes, body: bytes, header_value: str | None
     The hex digits may be upper or lower case; the compare runs over equal-length
     digests, so its time does not depend on the received value.
     """
-    if header_value is None or not header_value.startswith(SHA256_PREFIX):
+    if header_value is None or not header_value.isascii():
+        return False
+    if not header_value.startswith(SHA256_PREFIX):
         return False
     received = header_value[len(SHA256_PREFIX) :]
     if not _HEX64.match(received):
@@ -44,7 +46,14 @@ def verify_token(secret: bytes, received: str | None) -> bool:
     """True when ``received`` equals the shared token (GitLab's ``X-Gitlab-Token``)."""
     if received is None or len(received) > MAX_TOKEN_CHARS:
         return False
-    return hmac.compare_digest(secret, received.encode("utf-8"))
+    try:
+        # The HTTP server decodes header bytes that are not UTF-8 as lone surrogates
+        # (surrogateescape); those give back the bytes the client sent, and anything
+        # that cannot be encoded is simply a wrong token, never an exception.
+        token = received.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return False
+    return hmac.compare_digest(secret, token)
 
 
 def verify_bearer(secret: bytes, authorization: str | None) -> bool:

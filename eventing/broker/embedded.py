@@ -139,4 +139,6 @@ class EmbeddedBroker:
 
     def status(self) -> BrokerStatus:
         stats = self.store.stats()
-        return BrokerStatus(ready=True, stored_events=stats.events, stored_bytes=stats.bytes)
+        # Not ready while the store cannot write (its writer failing, e.g. disk full).
+        ready = bool(getattr(self.store, "writable", lambda: True)())
+        return BrokerStatus(ready=ready, stored_events=stats.events, stored_bytes=stats.bytes)

@@ -56,6 +56,8 @@ CREATE INDEX IF NOT EXISTS dead_letters_by_trigger ON dead_letters(trigger, id);
 """
 
 _MAX_GROUP = 2048
+_ACK_RETRY = 1.0  # seconds between attempts to commit acks whose commit failed
+_UNWRITABLE_FOR = 5.0  # seconds a failed commit keeps the store "not writable"
 
 
 @dataclass(slots=True)
@@ -105,6 +107,9 @@ class SqliteStore:
         self._sync_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wal_fd = -1
         self._acks: dict[str, list[int]] = {}
+        self._retry: list[_Op] = []  # acks whose commit failed (writer thread only)
+        self._failed_at = 0.0  # monotonic time of the last failed commit (0: none)
+        self._ok_at = 0.0  # monotonic time of the last successful commit
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -215,6 +220,15 @@ class SqliteStore:
         return future
 
     # -- reads -----------------------------------------------------------------
+
+    def writable(self) -> bool:
+        """False when the writer thread is gone, or a commit failed and nothing has
+        committed since (for a few seconds at most, so traffic can try again): what
+        readiness reports, so a load balancer stops sending what would get 503."""
+        if self._closed or self._writer is None or not self._writer.is_alive():
+            return False
+        failed, ok = self._failed_at, self._ok_at
+        return failed <= ok or time.monotonic() - failed > _UNWRITABLE_FOR
 
     def pending_count(self, trigger: str) -> int:
         return self._counts.pending.get(trigger, 0)
@@ -332,11 +346,19 @@ class SqliteStore:
     def _serve(self, conn: sqlite3.Connection) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < _MAX_GROUP:
+            batch, self._retry = self._retry, []
+            try:
+                first = self._queue.get(timeout=_ACK_RETRY if batch else None)
+            except queue.Empty:
+                first = None
+                if not batch:
+                    continue
+            else:
+                if first is None:
+                    stopping = True
+                else:
+                    batch.append(first)
+            while not stopping and len(batch) < _MAX_GROUP:
                 try:
                     op = self._queue.get_nowait()
                 except queue.Empty:
@@ -345,8 +367,28 @@ class SqliteStore:
                     stopping = True
                     break
                 batch.append(op)
-            self._commit(conn, batch)
+            if batch:
+                self._commit_guarded(conn, batch)
+        if self._retry:  # a last attempt for acks that failed to commit
+            batch, self._retry = self._retry, []
+            self._commit_guarded(conn, batch)
         self._drain_closed()
+
+    def _commit_guarded(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Commit ``batch``; whatever goes wrong, every future gets an answer and the
+        writer thread lives on (it is the only way into the store)."""
+        try:
+            self._commit(conn, batch)
+        except Exception as exc:  # a bug or an input the checks missed
+            logger.exception("store writer: a commit group failed")
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            for op in batch:
+                if op.future is not None:
+                    op.loop.call_soon_threadsafe(
+                        _fail, op.future, StoreError(f"store error: {type(exc).__name__}")
+                    )
 
     def _drain_closed(self) -> None:
         while True:
@@ -368,13 +410,30 @@ class SqliteStore:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             logger.error("store commit failed: %s", exc)
+            self._failed_at = time.monotonic()
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             error = StoreFullError(str(exc)) if "full" in str(exc) else StoreError(str(exc))
             for op in batch:
                 if op.future is not None:
                     op.loop.call_soon_threadsafe(_fail, op.future, error)
+                elif op.kind == "ack":
+                    # Nobody waits on an ack: keep it and try again, or the delivered
+                    # event would stay in the backlog (and be redelivered) until restart.
+                    self._retry.append(op)
             return
+        except Exception:
+            # One operation the checks let through (an id out of SQLite's range, ...):
+            # roll back and apply each operation on its own, so only it fails.
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                raise
+            for op in batch:
+                self._commit_guarded(conn, [op])
+            return
+        self._ok_at = time.monotonic()
         if self._syncer is not None:
             self._sync_queue.put((batch, results, deltas))
         else:

@@ -1,0 +1,201 @@
+"""Faults found by probing the doors as an attacker would (issue 11): each request here
+once went unanswered, or stopped all ingest, and must now get its documented answer
+within a deadline, in both ingress modes (in the main process and in worker processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from eventing.app.runtime import Running, RuntimeSettings, start, stop
+from eventing.app.system import StoreSettings
+from eventing.broker import sqlite_store
+from eventing.events import Event
+from eventing.ingress import IngressSettings
+from tests.support.mesh import (
+    broker_doc,
+    broker_url,
+    ce_headers,
+    manifests,
+    post,
+    trigger_doc,
+    wait_until,
+)
+from tests.support.subscriber import RecordingSubscriber
+from tests.support.wire import raw_exchange
+
+TOKEN = "door-token"
+SECRETS = {"EVENTING_SECRET_GL_TOKEN": TOKEN, "EVENTING_SECRET_HOOK_TOKEN": TOKEN}
+
+GITLAB = """apiVersion: sources.knative.dev/v1alpha1
+kind: GitLabSource
+metadata: {name: project}
+spec:
+  projectUrl: https://gitlab.example.com/group/app
+  secretToken: {secretKeyRef: {name: gl, key: token}}
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+---
+apiVersion: eventing.local/v1alpha1
+kind: WebhookSource
+metadata: {name: hook}
+spec:
+  path: /hooks/default/bearer
+  auth: {bearer: {secretKeyRef: {name: hook, key: token}}}
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+"""
+
+Runner = Callable[..., AbstractAsyncContextManager[Running]]
+
+
+def _runner(tmp_path: Path, workers: int) -> Runner:
+    @asynccontextmanager
+    async def running(text: str, **ingress: Any) -> AsyncIterator[Running]:
+        directory = tmp_path / "manifests"
+        directory.mkdir(exist_ok=True)
+        (directory / "system.yaml").write_text(text)
+        settings = RuntimeSettings(
+            port=0,
+            admin_port=0,
+            drain_timeout=2.0,
+            ingress_workers=workers,
+            store=StoreSettings(data_dir=tmp_path / "data"),
+            ingress=IngressSettings(**ingress),
+        )
+        system = await start(directory, settings)
+        try:
+            yield system
+        finally:
+            await stop(system, settings)
+
+    return running
+
+
+@pytest.fixture(params=[0, 1], ids=["in-process", "workers"])
+def run(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runner:
+    """Runs the system with the ingress in the main process, then in a worker."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return _runner(tmp_path, request.param)
+
+
+@pytest.fixture
+def run_workers(tmp_path: Path) -> Runner:
+    return _runner(tmp_path, 1)
+
+
+def _raw(path: str, host: str, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    lines = [f"POST {path} HTTP/1.1".encode(), f"Host: {host}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    lines.append(f"Content-Length: {len(body)}".encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [
+        ("/webhooks/default/project", b"X-Gitlab-Token"),
+        ("/hooks/default/bearer", b"Authorization"),
+    ],
+    ids=["gitlab-token", "bearer"],
+)
+async def test_a_non_utf8_token_is_refused_with_401_not_left_hanging(
+    run: Runner, path: str, header: bytes
+) -> None:
+    async with run(manifests(broker_doc()) + "---\n" + GITLAB) as system:
+        hook = next(s for s in system.sources if getattr(s, "path", None) == path)
+        assert hook is not None
+        value = b"\xff\xfe-token" if header != b"Authorization" else b"Bearer \xff\xfe"
+        request = _raw(
+            path,
+            system.ingress_url.removeprefix("http://"),
+            [
+                (b"Content-Type", b"application/json"),
+                (b"X-Gitlab-Event", b"Push Hook"),
+                (header, value),
+            ],
+            b"{}",
+        )
+        response = await raw_exchange(system.ingress_url, request, timeout=15.0)
+        assert response is not None
+        assert response.status == 401, response
+        # and the server still answers everything else
+        async with aiohttp.ClientSession() as http:
+            status, _ = await post(http, broker_url(system), ce_headers("after"))
+            assert status == 202
+
+
+@pytest.mark.parametrize(
+    "ids", [[99999999999999999999999], [-(2**70)], [2**63]], ids=["huge", "negative", "2^63"]
+)
+async def test_a_huge_dead_letter_id_is_a_400_and_the_writer_lives_on(
+    run: Runner, ids: list[int]
+) -> None:
+    async with run(manifests(broker_doc())) as system, aiohttp.ClientSession() as http:
+        async with http.post(f"{system.admin_url}/v1/dlq/delete", json={"ids": ids}) as r:
+            assert r.status == 400, await r.text()
+        async with http.post(f"{system.admin_url}/v1/dlq/replay", json={"ids": ids}) as r:
+            assert r.status == 400, await r.text()
+        # ingest still works: the writer thread did not die
+        status, _ = await post(http, broker_url(system), ce_headers("after"))
+        assert status == 202
+        async with http.get(f"{system.admin_url}/readyz") as r:
+            assert r.status == 200
+
+
+async def test_a_request_the_broker_never_answers_gets_503_within_the_deadline(
+    run_workers: Runner,
+) -> None:
+    async with run_workers(manifests(broker_doc()), answer_timeout=1.0) as system:
+        broker = system.system.brokers["default/default"]
+        released = asyncio.Event()
+
+        async def stuck(events: Sequence[Event]) -> None:
+            await released.wait()
+
+        broker.publish = stuck  # type: ignore[method-assign]
+        try:
+            async with aiohttp.ClientSession() as http, asyncio.timeout(15):
+                status, _ = await post(http, broker_url(system), ce_headers("stuck"))
+                assert status == 503
+        finally:
+            released.set()
+
+
+async def test_readiness_is_false_while_the_store_cannot_write(
+    run: Runner, subscriber: RecordingSubscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = sqlite_store._apply_acks
+    failing = True
+
+    def disk_full(*args: Any) -> None:
+        if failing:
+            raise sqlite3.OperationalError("database or disk is full")
+        real(*args)
+
+    monkeypatch.setattr(sqlite_store, "_apply_acks", disk_full)
+    text = manifests(broker_doc(), trigger_doc("all", f"{subscriber.url}/all"))
+    async with run(text) as system, aiohttp.ClientSession() as http:
+
+        async def ready() -> int:
+            async with http.get(f"{system.admin_url}/readyz") as r:
+                return r.status
+
+        assert await ready() == 200
+        status, _ = await post(http, broker_url(system), ce_headers("one"))
+        assert status == 202
+        await subscriber.wait_count(1, path="/all")
+        store = system.system.brokers["default/default"].store
+        await wait_until(lambda: not store.writable(), what="the failed ack commit")  # type: ignore[attr-defined]
+        assert await ready() == 503
+        failing = False
+        trigger = system.system.triggers["default/all"]
+        await wait_until(lambda: trigger.subscription.backlog() == 0, what="the ack retry")
+        assert await ready() == 200
