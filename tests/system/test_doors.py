@@ -192,10 +192,10 @@ async def test_readiness_is_false_while_the_store_cannot_write(
         status, _ = await post(http, broker_url(system), ce_headers("one"))
         assert status == 202
         await subscriber.wait_count(1, path="/all")
-        store = system.system.brokers["default/default"].store
-        await wait_until(lambda: not store.writable(), what="the failed ack commit")  # type: ignore[attr-defined]
+        broker = system.system.brokers["default/default"]
+        await wait_until(lambda: not broker.status().ready, what="the failed ack commit")
         assert await ready() == 503
         failing = False
         trigger = system.system.triggers["default/all"]
-        await wait_until(lambda: trigger.subscription.backlog() == 0, what="the ack retry")
+        await wait_until(lambda: trigger.subscription.cached_backlog() == 0, what="the ack retry")
         assert await ready() == 200
