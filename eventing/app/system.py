@@ -270,7 +270,7 @@ def resolve_sink(
         broker = system.brokers.get(target.key)
         if broker is None:
             raise ConfigError(f"{owner}: no Broker {target.key}")
-        return BrokerSink(target.key, broker_reply(broker))
+        return BrokerSink(target.key, broker_reply(broker, system))
     if target.kind == "workload":
         raise ConfigError(f"{owner}: a Workload can only be a Trigger's subscriber")
     uri = target.url
