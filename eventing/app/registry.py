@@ -20,6 +20,12 @@ from eventing.errors import ConfigError
 from eventing.resources.base import Resource
 from eventing.resources.broker import Broker
 from eventing.resources.configmap import ConfigMap
+from eventing.resources.keda import (
+    ScaledObject,
+    Secret,
+    TriggerAuthentication,
+    derive_workload,
+)
 from eventing.resources.loader import KindRegistry, ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
@@ -46,6 +52,10 @@ def kind_registry(classes: BrokerClasses | None = None) -> KindRegistry:
     registry.register(ConfigMap)
     registry.register(Trigger, check=check_trigger)
     registry.register(Workload)
+    registry.register(ScaledObject)
+    registry.register(TriggerAuthentication)
+    registry.register(Secret)
+    registry.derivations[ScaledObject.KIND] = derive_workload
     for module in SOURCE_MODULES:
         registry.register(module.MODEL)
     return registry

@@ -23,6 +23,9 @@ from eventing.resources.refs import Platform, RefError, Role, resolve
 
 #: An extra check run on a valid resource: returns (field path, bad value, message) tuples.
 Check = Callable[[Resource], Iterable[tuple[str, object, str]]]
+#: ``derive(resource, lookup)``: the resource it stands for; raises ValueError (with
+#: optional ``field`` and ``value`` attributes) when it cannot be derived.
+Derive = Callable[[Resource, Callable[[str, str], Resource | None]], Resource]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DOCUMENTS = 10_000
@@ -59,6 +62,9 @@ class KindRegistry:
 
     models: dict[tuple[str, str], type[Resource]] = field(default_factory=dict)
     checks: dict[str, list[Check]] = field(default_factory=dict)
+    derivations: dict[str, Derive] = field(default_factory=dict)
+    """Kinds that stand for another resource (a KEDA ScaledObject for a Workload): the
+    derived resource joins the set, so validate and run both see it."""
 
     def register(self, model: type[Resource], *, check: Check | None = None) -> None:
         for api_version in model.API_VERSIONS:
@@ -142,6 +148,7 @@ def load_resources(
                 continue
             seen[key] = str(path)
             loaded.resources.append(resource)
+    errors.extend(_derive(loaded, registry))
     errors.extend(_cross_checks(loaded, platform))
     if errors:
         raise LoadError(errors)
@@ -290,6 +297,42 @@ def _line_of(node: yaml.Node, path: str) -> int | None:
         else:
             current = None
     return current.start_mark.line + 1 if current is not None else None
+
+
+def _derive(loaded: ResourceSet, registry: KindRegistry) -> list[ResourceError]:
+    named = {(r.kind, r.key): r for r in loaded.resources}
+    errors: list[ResourceError] = []
+    for r in list(loaded.resources):
+        derive = registry.derivations.get(r.kind)
+        if derive is None:
+            continue
+        file, line = loaded.origins.get(id(r), ("-", None))
+        try:
+            made = derive(r, lambda k, n: named.get((k, n)))
+        except ValueError as exc:
+            field_path = getattr(exc, "field", "")
+            errors.append(
+                ResourceError(
+                    file, line, _label(r), field_path, getattr(exc, "value", None), str(exc)
+                )
+            )
+            continue
+        if (made.kind, made.key) in named:
+            errors.append(
+                ResourceError(
+                    file,
+                    line,
+                    _label(r),
+                    "metadata.name",
+                    r.name,
+                    f"stands for {made.kind} {made.key}, which is also defined",
+                )
+            )
+            continue
+        named[(made.kind, made.key)] = made
+        loaded.resources.append(made)
+        loaded.origins[id(made)] = (file, line)
+    return errors
 
 
 def _cross_checks(loaded: ResourceSet, platform: Platform) -> list[ResourceError]:
