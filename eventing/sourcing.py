@@ -23,7 +23,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from eventing.events import Event
 
-SourceState = Literal["starting", "connected", "reconnecting", "failed", "stopped"]
+SourceState = Literal["starting", "connected", "stalled", "reconnecting", "failed", "stopped"]
+"""``stalled``: connected, but holding unacknowledged upstream messages without
+progress for a while (a source that can tell sets it; see ``SourceHealth.held``)."""
 
 
 class Emit(Protocol):
@@ -46,6 +48,10 @@ class SourceHealth:
     refused: int = 0
     failed: int = 0
     reconnects: int = 0
+    held: int = 0
+    """Upstream messages received and not yet acknowledged (sources that hold them)."""
+    stalls: int = 0
+    """Times the source went ``stalled``."""
 
     def set_state(self, state: SourceState, error: str | None = None) -> None:
         if state != self.state:

@@ -1,15 +1,13 @@
-"""MqttSource adapter (aiomqtt over paho): subscribe with QoS 1 in a persistent session
-and put each message into the broker as a CloudEvent, sending PUBACK only after the
-broker stored it.
+"""MqttSource adapter: subscribe with QoS 1 in a persistent session and put each
+message into the broker as a CloudEvent, sending PUBACK only after the broker stored it.
 
-Delayed PUBACK: aiomqtt 2.5 has no acknowledgement API, and paho acknowledges a QoS 1
-PUBLISH as soon as its ``on_message`` returns, which for aiomqtt is when the message is
-queued for the iterator, before we could store it. paho 2.x has a manual mode
-(``manual_ack_set(True)``, then ``ack(mid, qos)``); aiomqtt creates the paho client and
-keeps it as ``Client._client``, so the adapter switches that client to manual mode
-before connecting and acks each message, in arrival order (MQTT requires PUBACKs in
-order), after ``emit`` returned. ``_paho`` raises a non-retriable ``SourceError`` if a
-future aiomqtt drops that attribute, rather than silently acknowledging early.
+The connection is paho driven on the asyncio loop by :mod:`sources.mqtt_client`, in
+manual-acknowledgement mode: each message is acknowledged, in arrival order (MQTT
+requires PUBACKs in order), after ``emit`` returned. That module never discards a
+received message: when the source holds ``4 x receiveMaximum`` unacknowledged
+messages it stops reading the socket (TCP back-pressure) until it has taken them, so
+a server that sends more than the Receive Maximum it was given cannot make it drop
+one (issue 15).
 
 MQTT has no negative acknowledgement and forbids resending on an open connection, so
 when ``emit`` raises, the source keeps the unacknowledged batch and retries ``emit``
@@ -18,11 +16,19 @@ fit is acknowledged and only the rest is kept: :func:`sources.emitting.emit_pref
 if the process dies meanwhile, the server redelivers the unacknowledged messages to
 the persistent session on the next connect.
 
-Messages that cannot become events (over the size limit, or an invalid CloudEvent)
-are acknowledged and counted in ``health.refused``: MQTT cannot reject them, and
-leaving them unacknowledged would stall the session's in-flight window.
-Retained messages are sent by the server only when a subscription is new (MQTT 5
-retain handling 1), so a reconnect does not replay them.
+Messages that cannot become events (over the size limit, an invalid CloudEvent, or a
+packet the client library cannot decode: :class:`sources.mqtt_client.Poison`) are
+acknowledged and counted in ``health.refused`` (poison also in ``drops["poison"]``):
+MQTT cannot reject them, and leaving them unacknowledged would stall the session's
+in-flight window. Retained messages are sent by the server only when a subscription
+is new (MQTT 5 retain handling 1), so a reconnect does not replay them.
+
+Health: ``held`` is the number of received, unacknowledged messages; when some are
+held and nothing was acknowledged for :attr:`MqttAdapter.stall_after` seconds the
+state is ``stalled`` (counted in ``stalls``) until the next acknowledgement. The
+reconnect backoff is reset only once a connection acknowledged a message, so a
+connection that breaks right after subscribing (a message that cannot be skipped, a
+second client taking the session) is retried ever more slowly, not in a hot loop.
 """
 
 from __future__ import annotations
@@ -30,19 +36,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import Final
 
-import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from eventing.errors import InvalidEventError, SourceError
+from eventing.errors import InvalidEventError
 from eventing.events import Event
 from sources.base import Emit, SourceHealth
 from sources.emitting import emit_prefix, refuse, too_large
 from sources.mqtt_binding import MqttMessage, message_to_event
+from sources.mqtt_client import Incoming, MqttConnection, MqttLost, Poison, new_paho
 from sources.mqtt_model import MqttSourceResource
 from sources.reconnect import Backoff, describe, keep_connected
 from sources.source_spec import apply_overrides, source_path
@@ -51,19 +58,10 @@ log = logging.getLogger(__name__)
 
 MODEL = MqttSourceResource
 TIMEOUT: Final = 10.0
-TRANSIENT: Final = (aiomqtt.MqttError, OSError, TimeoutError)
-
-
-def _paho(client: aiomqtt.Client) -> paho.Client:
-    """The paho client inside aiomqtt, checked to support manual acknowledgement."""
-    inner = getattr(client, "_client", None)
-    if not isinstance(inner, paho.Client) or not hasattr(inner, "manual_ack_set"):
-        raise SourceError(
-            "this aiomqtt/paho-mqtt does not expose manual acknowledgement; refusing to "
-            "acknowledge messages before they are stored",
-            retriable=False,
-        )
-    return inner
+TRANSIENT: Final = (MqttLost, OSError, TimeoutError)
+HIGH_WATER: Final = 4
+"""Received, unacknowledged messages held before reading stops, x receiveMaximum."""
+STALL_AFTER: Final = 30.0
 
 
 class MqttAdapter:
@@ -73,69 +71,91 @@ class MqttAdapter:
         self.resource = resource
         self.name = f"mqttsource/{resource.key}"
         self.health = SourceHealth(self.name, "MqttSource")
+        self.drops: dict[str, int] = {}
+        self.stall_after = STALL_AFTER
+        self.backoff = Backoff()
+        self._pauses = 0  # of connections that are gone
+        self._connection: MqttConnection | None = None
         self._source = source_path(resource.namespace, "mqttsources", resource.name)
         self._client_id = resource.client_id
         self._limit = resource.max_message_bytes
         self._store_backoff = Backoff(initial=0.1, maximum=5.0)
         self._endpoint = resource.endpoint()
+        self._progress_at = time.monotonic()
+        self._failing = False
+        self._error_before_stall: str | None = None
+
+    @property
+    def pauses(self) -> int:
+        """Times reading stopped because ``4 x receiveMaximum`` messages were held."""
+        current = self._connection.pauses if self._connection is not None else 0
+        return self._pauses + current
 
     async def run(self, emit: Emit) -> None:
-        backoff = Backoff()
-
         async def session() -> None:
-            await self._session(emit, backoff)
+            await self._session(emit)
 
-        await keep_connected(self.health, session, transient=TRANSIENT, backoff=backoff, log=log)
+        watch = asyncio.create_task(self._watch(), name=f"{self.name} stall watch")
+        try:
+            await keep_connected(
+                self.health, session, transient=TRANSIENT, backoff=self.backoff, log=log
+            )
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
 
-    def _client(self) -> aiomqtt.Client:
+    async def _connect(self) -> MqttConnection:
         spec = self.resource.spec
         host, port, user, password, tls = self._endpoint
         v5 = spec.protocol_version == "5"
+        client = new_paho(self._client_id, v5=v5, clean_session=None if v5 else False)
+        if user is not None:
+            client.username_pw_set(user, password)
+        if tls:
+            client.tls_set_context(ssl.create_default_context())
         properties = None
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = int(spec.session_expiry)
             properties.ReceiveMaximum = spec.receive_maximum
-        client = aiomqtt.Client(
-            host,
-            port,
-            username=user,
-            password=password,
-            identifier=self._client_id,
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            clean_session=None if v5 else False,
-            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
-            properties=properties,
-            keepalive=int(spec.keep_alive),
-            timeout=TIMEOUT,
-            tls_context=ssl.create_default_context() if tls else None,
-            max_queued_incoming_messages=spec.receive_maximum * 4,
-        )
-        _paho(client).manual_ack_set(True)  # see the module docstring
-        return client
-
-    async def _session(self, emit: Emit, backoff: Backoff) -> None:
-        spec = self.resource.spec
-        client = self._client()
-        async with client:
-            if spec.protocol_version == "5":
+        connection = MqttConnection(client, high_water=spec.receive_maximum * HIGH_WATER)
+        try:
+            await connection.connect(
+                host,
+                port,
+                keepalive=int(spec.keep_alive),
+                clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=properties,
+                timeout=TIMEOUT,
+            )
+            if v5:
                 options = SubscribeOptions(qos=spec.qos, retainHandling=1)
-                await client.subscribe([(topic, options) for topic in spec.topics])
+                await connection.subscribe([(t, options) for t in spec.topics], TIMEOUT)
             else:
-                filters: list[tuple[str, int]] = [(topic, spec.qos) for topic in spec.topics]
-                await client.subscribe(filters)
-            self.health.set_state("connected")
-            backoff.reset()
-            messages = client.messages
-            while True:
-                batch = [await anext(messages)]
-                while len(messages) > 0 and len(batch) < spec.receive_maximum:
-                    batch.append(await anext(messages))
-                await self._handle(client, batch, emit)
+                await connection.subscribe([(t, spec.qos) for t in spec.topics], TIMEOUT)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
 
-    async def _handle(
-        self, client: aiomqtt.Client, batch: list[aiomqtt.Message], emit: Emit
-    ) -> None:
+    async def _session(self, emit: Emit) -> None:
+        connection = self._connection = await self._connect()
+        try:
+            self.health.set_state("connected")
+            limit = self.resource.spec.receive_maximum
+            while True:
+                if self.health.held == 0:
+                    self._progress_at = time.monotonic()  # the stall clock starts now
+                batch = await connection.take(limit)
+                self.health.held = connection.held
+                await self._handle(connection, batch, emit)
+        finally:
+            self._pauses += connection.pauses
+            self._connection = None
+            self.health.held = 0  # the server redelivers them to the session
+            await connection.close()
+
+    async def _handle(self, connection: MqttConnection, batch: list[Incoming], emit: Emit) -> None:
         items: list[tuple[int, Event]] = []  # (index in the batch, event)
         for index, message in enumerate(batch):
             self.health.received += 1
@@ -147,8 +167,9 @@ class MqttAdapter:
         def ack_until(end: int) -> None:
             nonlocal acked
             for message in batch[acked:end]:  # PUBACK in arrival order, refused included
-                if message.qos > 0:
-                    _paho(client).ack(message.mid, message.qos)
+                connection.ack(message.mid, message.qos)
+            if end > acked:
+                self._progressed(connection)
             acked = max(acked, end)
 
         while True:
@@ -160,16 +181,54 @@ class MqttAdapter:
                 break
             # StoreError above all: keep the rest of the batch unacknowledged, try again
             error = describe(outcome.error)
-            self.health.last_error = f"emit failed: {error}"
+            self._failing = True
+            if self.health.state == "stalled":  # keep saying so; restored on progress
+                self._error_before_stall = f"emit failed: {error}"
+            else:
+                self.health.last_error = f"emit failed: {error}"
             delay = self._store_backoff.next()
             log.warning("%s: emit failed (%s); retrying in %.1fs", self.name, error, delay)
             await asyncio.sleep(delay)
         self._store_backoff.reset()
         ack_until(len(batch))
+        if self._failing:  # the store took everything again: the old error is history
+            self._failing = False
+            if self.health.state in ("connected", "stalled"):
+                self.health.set_state("connected")
 
-    def _decode(self, message: aiomqtt.Message) -> Event | None:
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        where = f"message on {message.topic.value[:120]!r}"
+    def _progressed(self, connection: MqttConnection) -> None:
+        """Messages were acknowledged: real progress."""
+        self._progress_at = time.monotonic()
+        self.health.held = connection.held
+        self.backoff.reset()
+        if self.health.state == "stalled":
+            self.health.set_state("connected")
+            self.health.last_error = self._error_before_stall
+
+    async def _watch(self) -> None:
+        """Report a stall: messages held and none acknowledged for ``stall_after``."""
+        while True:
+            await asyncio.sleep(min(1.0, self.stall_after / 4))
+            idle = time.monotonic() - self._progress_at
+            held = self.health.held
+            if held > 0 and idle >= self.stall_after and self.health.state == "connected":
+                why = f"stalled: {held} unacknowledged messages held, none stored for {idle:.0f}s"
+                if self.health.last_error:
+                    why += f" (last error: {self.health.last_error})"
+                self._error_before_stall = self.health.last_error
+                self.health.set_state("stalled", why[:500])
+                self.health.stalls += 1
+                log.warning("%s: %s", self.name, why)
+
+    def _decode(self, message: Incoming) -> Event | None:
+        if isinstance(message, Poison):
+            self.drops["poison"] = self.drops.get("poison", 0) + 1
+            why = InvalidEventError(f"the MQTT client cannot decode it: {message.reason}")
+            refuse(self.health, log, f"message on {message.topic!r} refused", why)
+            return None
+        payload = bytes(message.payload)
+        topic = message.topic
+        where = f"message on {topic[:120]!r}"
         error = too_large(len(payload), self._limit)
         if error is not None:
             refuse(self.health, log, f"{where} refused", error)
@@ -178,7 +237,7 @@ class MqttAdapter:
         content_type = getattr(properties, "ContentType", None) if properties else None
         user_properties = getattr(properties, "UserProperty", None) if properties else None
         mqtt = MqttMessage(
-            topic=message.topic.value,
+            topic=topic,
             payload=payload,
             qos=message.qos,
             mid=message.mid,

@@ -72,9 +72,13 @@ async def keep_connected(
 ) -> None:
     """Run ``session()`` until cancelled, reconnecting after transient failures.
 
-    ``session`` connects, declares its topology, sets ``health`` to ``connected`` (and
-    resets ``backoff``) once it consumes, and returns or raises when the connection is
-    lost. A clean return counts as a lost connection too: the server closed it.
+    ``session`` connects, declares its topology, sets ``health`` to ``connected``, and
+    returns or raises when the connection is lost. A clean return counts as a lost
+    connection too: the server closed it. The delay before the next attempt grows
+    with every loss until ``backoff.reset()``: a session should reset it after real
+    progress (a message acknowledged upstream), not merely on connecting. Reset on
+    subscribe, a connection that breaks right after (a message the client cannot
+    parse, redelivered first every time) reconnects in a hot loop (issue 15).
     """
     try:
         while True:

@@ -196,7 +196,7 @@ async def start(directory: Path, settings: RuntimeSettings) -> Running:
 
 
 def _source_gauges(metrics: Metrics, sources: list[Source | WebhookSource]) -> None:
-    states = ("starting", "connected", "reconnecting", "failed", "stopped")
+    states = ("starting", "connected", "stalled", "reconnecting", "failed", "stopped")
 
     def drops() -> list[tuple[list[str], float]]:
         return [
@@ -205,11 +205,13 @@ def _source_gauges(metrics: Metrics, sources: list[Source | WebhookSource]) -> N
             for reason, n in getattr(s, "drops", {}).items()
         ]
 
+    fields = ("received", "emitted", "refused", "failed", "reconnects", "held", "stalls")
+
     def counters() -> list[tuple[list[str], float]]:
         return [
             ([s.name, s.health.kind, field], float(getattr(s.health, field)))
             for s in sources
-            for field in ("received", "emitted", "refused", "failed", "reconnects")
+            for field in fields
         ]
 
     def up() -> list[tuple[list[str], float]]:

@@ -1,11 +1,12 @@
 """MqttSource against a real Mosquitto: the MQTT binding in both protocol versions,
 PUBACK only after the store (proved by killing the source while the store fails), and
-a broker restart mid-stream with a persistent session."""
+a restart of (a private) Mosquitto mid-stream with a persistent session."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -14,11 +15,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from sources.mqtt import MODEL, MqttAdapter, build
+from tests.integration.mqtt_support import PrivateMosquitto
 from tests.integration.support import (
     BROKER_SINK,
     RecordingEmit,
     eventually,
-    restart_server,
     running,
     unique,
 )
@@ -143,19 +144,28 @@ async def test_unacknowledged_messages_come_back_to_the_session(
     assert second.health.emitted >= 20
 
 
-async def test_restart_mid_stream_loses_nothing(mqtt_url: str) -> None:
+async def test_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    """On a private Mosquitto (restarting the shared one would disturb other tests)."""
+    server = PrivateMosquitto(tmp_path / "mosquitto")
+    await server.start()
+    try:
+        await restart_mid_stream(server)
+    finally:
+        await server.stop()
+
+
+async def restart_mid_stream(server: PrivateMosquitto) -> None:
     base = unique("it-mqtt")
     emit = RecordingEmit(delay=0.01)
-    adapter = source(mqtt_url, base, unique("c"))
-    parts = urlsplit(mqtt_url)
-    host, port = parts.hostname or "", parts.port or 1883
+    adapter = source(server.url, base, unique("c"))
+    host, port = "127.0.0.1", server.port
     async with running(adapter, emit):
         await eventually(lambda: adapter.health.state == "connected", what="connected")
         async with aiomqtt.Client(host, port) as pub:
             for i in range(200):
                 await pub.publish(f"{base}/a/telemetry", f"a{i}".encode(), qos=1)
         await eventually(lambda: len(emit.events) >= 10, what="stream under way")
-        await restart_server("mosquitto")
+        await server.restart()
         await eventually(
             lambda: adapter.health.state == "connected" and adapter.health.reconnects >= 1,
             timeout=60,

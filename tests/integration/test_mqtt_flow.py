@@ -1,0 +1,224 @@
+"""MqttSource never stalls (issue 15), against a real Mosquitto:
+
+- thousands of QoS 1 messages from several publishers all arrive: the source stops
+  reading instead of discarding when the server sends more than the Receive Maximum
+  (Mosquitto 2.0.11 does, once the client acknowledges);
+- a stall (messages held, none acknowledged) shows in health and /metrics, and the
+  store error it reports clears once the store has drained;
+- a message paho cannot decode (U+FEFF in a user property, which MQTT allows and
+  Mosquitto forwards) is acknowledged and counted, and the messages behind it arrive;
+- the reconnect backoff grows while connections make no progress (a second client
+  taking the session) and resets once a message is acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+import aiomqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sources.mqtt import MODEL, MqttAdapter, build
+from tests.integration.e2e_support import (
+    event_payloads,
+    manifests,
+    mqtt_endpoint,
+    mqtt_source,
+)
+from tests.integration.mqtt_support import PUBACK, RawPublisher, publish_all, user_property
+from tests.integration.support import BROKER_SINK, RecordingEmit, eventually, running, unique
+from tests.support.subscriber import Answer, Received, RecordingSubscriber
+
+if TYPE_CHECKING:
+    from tests.conftest import SystemFactory
+
+pytestmark = pytest.mark.integration
+
+
+def adapter_for(url: str, topic: str, client_id: str, **spec: object) -> MqttAdapter:
+    return build(
+        MODEL.model_validate(
+            {
+                "apiVersion": "eventing.local/v1alpha1",
+                "kind": "MqttSource",
+                "metadata": {"name": "fleet"},
+                "spec": {
+                    "url": url,
+                    "topics": [topic],
+                    "clientId": client_id,
+                    "sink": BROKER_SINK,
+                    **spec,
+                },
+            }
+        )
+    )
+
+
+@pytest.fixture
+async def client_ids(mqtt_url: str) -> AsyncIterator[list[str]]:
+    """Session client ids to remove from the shared Mosquitto afterwards."""
+    ids: list[str] = []
+    yield ids
+    host, port = mqtt_endpoint(mqtt_url)
+    for client_id in ids:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0
+        async with aiomqtt.Client(
+            host,
+            port,
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+            properties=props,
+        ):
+            pass
+
+
+async def test_thousands_from_many_publishers_all_arrive(
+    mqtt_url: str, client_ids: list[str]
+) -> None:
+    base, client_id = unique("it-flow"), unique("c")
+    client_ids.append(client_id)
+    emit = RecordingEmit(delay=0.01)  # a store slower than the devices
+    adapter = adapter_for(mqtt_url, f"{base}/#", client_id)
+    host, port = mqtt_endpoint(mqtt_url)
+    async with running(adapter, emit):
+        await eventually(lambda: adapter.health.state == "connected", what="connected")
+        sent = await publish_all(host, port, [f"{base}/d{i}" for i in range(10)], 500, base)
+        expected = {p.encode() for p in sent}
+        await eventually(
+            lambda: expected <= emit.payloads(),
+            timeout=120,
+            what=f"all {len(expected)} acknowledged messages (got {len(emit.payloads())})",
+        )
+        await eventually(lambda: adapter.health.held == 0, what="nothing held")
+    assert len(expected) == 5000
+    assert adapter.health.reconnects == 0
+    assert adapter.health.refused == 0
+
+
+class Gate:
+    """503 until opened: the trigger keeps every event, so the store fills."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def __call__(self, received: Received, n: int) -> Answer:
+        return Answer(202) if self.open else Answer(503)
+
+
+async def metrics_text(admin_url: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(f"{admin_url}/metrics") as response:
+        return await response.text()
+
+
+async def test_stall_shows_in_health_and_metrics_and_clears_when_the_store_drains(
+    system: SystemFactory,
+    subscriber: RecordingSubscriber,
+    mqtt_url: str,
+    client_ids: list[str],
+) -> None:
+    gate = Gate()
+    subscriber.responder = gate
+    base, client_id = unique("it-flow"), unique("c")
+    client_ids.append(client_id)
+    source = mqtt_source("devices", mqtt_url, [f"{base}/#"], client_id, receive_maximum=20)
+    running_system = await system(manifests(subscriber.url, source), max_events=8)
+    (adapter,) = running_system.sources
+    assert isinstance(adapter, MqttAdapter)
+    adapter.stall_after = 1.0
+    health = adapter.health
+    await eventually(lambda: health.state == "connected", what="connected")
+    host, port = mqtt_endpoint(mqtt_url)
+    sent = await publish_all(host, port, [f"{base}/a", f"{base}/b"], 15, base)
+
+    await eventually(lambda: health.state == "stalled", what="stalled")
+    assert health.held > 0
+    assert health.stalls == 1
+    assert "unacknowledged messages held" in (health.last_error or "")
+    assert "StoreFullError" in (health.last_error or "")
+    text = await metrics_text(running_system.admin_url)
+    name = 'source="mqttsource/default/devices"'
+    assert any(
+        name in line and 'state="stalled"' in line and line.endswith(" 1.0")
+        for line in text.splitlines()
+    )
+    assert any(name in line and 'counter="held"' in line for line in text.splitlines())
+
+    gate.open = True
+    await subscriber.wait_for(lambda rs: set(sent) <= event_payloads(rs), timeout=120)
+    await eventually(
+        lambda: health.state == "connected" and health.held == 0 and health.last_error is None,
+        what=f"connected, nothing held, no error (last_error={health.last_error!r})",
+    )
+
+
+FEFF = "\ufeff".encode()
+
+
+async def test_a_message_paho_cannot_decode_is_acknowledged_and_counted(
+    mqtt_url: str, client_ids: list[str]
+) -> None:
+    base, client_id = unique("it-flow"), unique("c")
+    client_ids.append(client_id)
+    emit = RecordingEmit()
+    adapter = adapter_for(mqtt_url, f"{base}/#", client_id)
+    host, port = mqtt_endpoint(mqtt_url)
+    async with running(adapter, emit):
+        await eventually(lambda: adapter.health.state == "connected", what="connected")
+        async with RawPublisher(host, port, unique("raw")) as raw:
+            assert await raw.publish(f"{base}/d".encode(), b"before") == PUBACK
+            # Valid UTF-8 that MQTT allows and Mosquitto forwards; paho refuses it.
+            poison = user_property(b"note", b"a" + FEFF + b"b")
+            assert await raw.publish(f"{base}/d".encode(), b"poison", poison) == PUBACK
+            for n in range(5):
+                assert await raw.publish(f"{base}/d".encode(), f"after-{n}".encode()) == PUBACK
+        expected = {b"before"} | {f"after-{n}".encode() for n in range(5)}
+        await eventually(lambda: expected <= emit.payloads(), what="the messages around it")
+    assert b"poison" not in emit.payloads()
+    assert adapter.drops == {"poison": 1}
+    assert adapter.health.refused == 1
+    assert adapter.health.reconnects == 0
+    assert "cannot decode" in (adapter.health.last_error or "")
+
+
+async def test_mosquitto_refuses_invalid_utf8_itself(mqtt_url: str) -> None:
+    """What Mosquitto 2.0.11 does with invalid UTF-8 in a user property: it closes
+    the publisher's connection, so such a message never reaches a subscriber."""
+    host, port = mqtt_endpoint(mqtt_url)
+    async with RawPublisher(host, port, unique("raw")) as raw:
+        answer = await raw.publish(b"it-flow/x", b"x", user_property(b"k", b"\xff\xfe"))
+    assert answer is None
+
+
+def taken_over(adapter: MqttAdapter, times: int) -> Callable[[], bool]:
+    return lambda: adapter.health.reconnects >= times
+
+
+async def test_backoff_grows_without_progress_and_resets_after_an_ack(
+    mqtt_url: str, client_ids: list[str]
+) -> None:
+    base, client_id = unique("it-flow"), unique("c")
+    client_ids.append(client_id)
+    emit = RecordingEmit()
+    adapter = adapter_for(mqtt_url, f"{base}/#", client_id)
+    host, port = mqtt_endpoint(mqtt_url)
+    async with running(adapter, emit):
+        for takeover in range(1, 4):
+            await eventually(
+                lambda: adapter.health.state == "connected", timeout=60, what="connected"
+            )
+            # A second client with the same id takes the session: the source is
+            # disconnected right after subscribing, without acknowledging anything.
+            async with RawPublisher(host, port, client_id, clean_start=False, expiry=3600):
+                await eventually(taken_over(adapter, takeover), what="taken over")
+            assert adapter.backoff.attempt == takeover  # not reset by the subscribe
+        await eventually(lambda: adapter.health.state == "connected", timeout=60, what="back")
+        async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as pub:
+            await pub.publish(f"{base}/d", b"progress", qos=1)
+        await eventually(lambda: b"progress" in emit.payloads(), what="delivered")
+        await eventually(lambda: adapter.backoff.attempt == 0, what="backoff reset by the ack")
