@@ -41,6 +41,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: What a replica inherits from eventing's own environment: what a process needs to
+#: run (where programs, home, temp files and the locale are), never anything else;
+#: secrets such as ``EVENTING_SECRET_*`` reach a replica only if its manifest's ``env``
+#: names them.
+INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM")
+
+
+def replica_environment(
+    parent: Mapping[str, str], asked: Mapping[str, str], port: int, workload: str
+) -> dict[str, str]:
+    """A replica's environment: the basics of :data:`INHERITED` (and ``LC_*``), what its
+    manifest's ``env`` asks for, ``PORT``, and ``K_SERVICE`` (the workload's name, as
+    Knative Serving sets it)."""
+    env = {k: v for k, v in parent.items() if k in INHERITED or k.startswith("LC_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(asked)
+    env["PORT"] = str(port)
+    env["K_SERVICE"] = workload.rsplit("/", 1)[-1]
+    return env
+
+
 @dataclass
 class ReplicaConfig:
     workload: str
@@ -94,8 +115,7 @@ class Replica:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self) -> None:
-        env = {**os.environ, **self.config.env, "PORT": str(self.port)}
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        env = replica_environment(os.environ, self.config.env, self.port, self.config.workload)
         # `python` in a command means the interpreter eventing runs on (as if its
         # virtualenv were activated), so replicas see the same installed packages.
         bin_dir = os.path.dirname(sys.executable)
