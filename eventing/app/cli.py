@@ -121,6 +121,11 @@ def _add_run(sub: Sub) -> None:
         help="running against Kubernetes: refs to Services resolve to their cluster URL "
         "(http://NAME.NAMESPACE.svc.cluster.local)",
     )
+    run.add_argument(
+        "--kubeconfig",
+        help="credentials for the API server Kubernetes workloads scale through "
+        "(default $KUBECONFIG, ~/.kube/config, or the pod's service account)",
+    )
     run.set_defaults(func=_run)
 
 
@@ -244,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
             synchronous=args.fsync.upper(),
             max_bytes=args.max_store_mb * 1024 * 1024,
             max_events=args.max_store_events,
-            platform=Platform(kubernetes=args.kubernetes),
+            platform=Platform(kubernetes=args.kubernetes, kubeconfig=args.kubeconfig),
         ),
         ingress=IngressSettings(max_body_bytes=args.max_body),
     )

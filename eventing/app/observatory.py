@@ -216,10 +216,10 @@ class Observatory:
         if system.workloads is not None:
             for key, w in system.workloads.items.items():
                 workloads[key] = {
-                    "ready": w.pool.count("ready"),
-                    "starting": w.pool.count("starting"),
-                    "draining": w.pool.count("draining"),
-                    "desired": w.pool.desired,
+                    "ready": w.actuator.count("ready"),
+                    "starting": w.actuator.count("starting"),
+                    "draining": w.actuator.count("draining"),
+                    "desired": w.actuator.desired,
                 }
         sources = {}
         if self.running is not None:

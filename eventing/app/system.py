@@ -176,7 +176,9 @@ async def _build(
     for model in broker_models:
         system.brokers[model.key] = classes.build(model, _config_of(model, config_maps))
     brokers_by_key = {m.key: m for m in broker_models}
-    system.workloads = Workloads(metrics, settings.data_dir, system.pool)
+    system.workloads = Workloads(
+        metrics, settings.data_dir, system.pool, kubeconfig=settings.platform.kubeconfig
+    )
     for workload in resources.of(Workload):
         system.workloads.add(workload, external_metrics(workload))
     for trig in trigger_models:

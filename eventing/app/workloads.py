@@ -62,7 +62,10 @@ class WorkloadRuntime:
 class Workloads:
     """All workloads of a system, and the one guardian they share."""
 
-    def __init__(self, metrics: Metrics, data_dir: Path, client: Pool) -> None:
+    def __init__(
+        self, metrics: Metrics, data_dir: Path, client: Pool, kubeconfig: str | None = None
+    ) -> None:
+        self.kubeconfig = kubeconfig
         self.metrics = metrics
         self.data_dir = data_dir
         self.client = client
@@ -171,7 +174,7 @@ class Workloads:
         from a worker thread by the actuator)."""
         with self._kube_lock:
             if self._kube is None:
-                self._kube = KubeApi.connect()
+                self._kube = KubeApi.connect(self.kubeconfig)
             return self._kube
 
     def _local(self, resource: Workload) -> tuple[Actuator, Router, str]:

@@ -83,6 +83,8 @@ class KubeActuator:
         self.api_calls = 0
         self.patches = 0
         self.observed_at: float | None = None
+        self.retry_in: float | None = None
+        """Seconds until the next try after a failure (grows up to MAX_BACKOFF)."""
 
     # -- Actuator ------------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class KubeActuator:
             "specReplicas": self._spec_replicas,
             "apiCalls": self.api_calls,
             "patches": self.patches,
+            "retryInSeconds": self.retry_in,
         }
 
     def on_ready(self, callback: Callable[[float], None]) -> None:
@@ -145,8 +148,10 @@ class KubeActuator:
             except KubeError as exc:
                 self._failed(str(exc))
                 delay, backoff = backoff, min(MAX_BACKOFF, backoff * 2)
+                self.retry_in = delay
             else:
                 self._error = None
+                self.retry_in = None
                 backoff = FIRST_BACKOFF
                 busy = self._counts["starting"] or self._spec_replicas != self.desired
                 delay = FAST_POLL if busy else SLOW_POLL

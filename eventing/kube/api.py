@@ -65,18 +65,21 @@ class KubeApi:
         ``~/.kube/config``; inside a pod, its service account. Blocking (reads files)."""
         path = kubeconfig or os.environ.get("KUBECONFIG")
         try:
+            config = kubernetes.client.Configuration()
             if path is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-                config = kubernetes.client.Configuration()
                 kubernetes.config.load_incluster_config(client_configuration=config)
-                client = kubernetes.client.ApiClient(config)
             else:
-                client = kubernetes.config.new_client_from_config(
-                    config_file=path, context=context, persist_config=False
+                kubernetes.config.load_kube_config(
+                    config_file=path,
+                    context=context,
+                    client_configuration=config,
+                    persist_config=False,
                 )
+            config.retries = 0  # no hidden retries in urllib3: we back off ourselves
+            client = kubernetes.client.ApiClient(config)
         except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
             where = path or "~/.kube/config"
             raise KubeError(None, f"cannot load Kubernetes credentials ({where}): {exc}") from None
-        client.configuration.retries = 0  # we retry with backoff ourselves
         return cls(client)
 
     def close(self) -> None:

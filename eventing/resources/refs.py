@@ -39,6 +39,9 @@ class Platform:
 
     kubernetes: bool = False
     cluster_domain: str = "cluster.local"
+    kubeconfig: str | None = None
+    """Credentials for the API server that Kubernetes workloads scale through (default:
+    ``$KUBECONFIG``, ``~/.kube/config``, or the pod's service account)."""
 
 
 @dataclass(frozen=True)
