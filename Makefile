@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: quickstart test check unit servers bench clean
+.PHONY: quickstart test check unit servers chromium bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ check: $(BIN)/.installed
 servers:
 	scripts/servers up all
 
-test: $(BIN)/.installed check servers
+chromium:  # the dashboard's browser tests (installs Debian's chromium once)
+	scripts/chromium >/dev/null
+
+test: $(BIN)/.installed check servers chromium
 	$(BIN)/pytest -q
 
 unit: $(BIN)/.installed
