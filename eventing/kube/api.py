@@ -132,7 +132,14 @@ class KubeApi:
         )
 
     def list_pods(self, namespace: str, selector: str) -> list[Any]:
-        raw = self._call(self._core.list_namespaced_pod, namespace, label_selector=selector)
+        # resourceVersion=0: served from the API server's watch cache, not etcd (may lag
+        # by a moment, which a poll tolerates), so a 1 s poll of many pods stays cheap.
+        raw = self._call(
+            self._core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+            resource_version="0",
+        )
         items = raw.get("items", [])
         return items if isinstance(items, list) else []
 
