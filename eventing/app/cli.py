@@ -57,7 +57,12 @@ Sub = Any  # argparse's _SubParsersAction is private
 
 def _add_run(sub: Sub) -> None:
     run = sub.add_parser("run", help="run the system described by a directory of YAML")
-    run.add_argument("directory", type=Path)
+    run.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        help="the manifests; omit it with --kubernetes to read them from the API server",
+    )
     run.add_argument("--host", default="127.0.0.1", help="ingress bind address (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8080, help="ingress port (default 8080)")
     run.add_argument(
@@ -125,6 +130,10 @@ def _add_run(sub: Sub) -> None:
         "--kubeconfig",
         help="credentials for the API server Kubernetes workloads scale through "
         "(default $KUBECONFIG, ~/.kube/config, or the pod's service account)",
+    )
+    run.add_argument(
+        "--namespace",
+        help="with --kubernetes and no directory: read only this namespace's resources",
     )
     run.set_defaults(func=_run)
 
@@ -249,10 +258,15 @@ def _run(args: argparse.Namespace) -> int:
             synchronous=args.fsync.upper(),
             max_bytes=args.max_store_mb * 1024 * 1024,
             max_events=args.max_store_events,
-            platform=Platform(kubernetes=args.kubernetes, kubeconfig=args.kubeconfig),
+            platform=Platform(
+                kubernetes=args.kubernetes, kubeconfig=args.kubeconfig, namespace=args.namespace
+            ),
         ),
         ingress=IngressSettings(max_body_bytes=args.max_body),
     )
+    if args.directory is None and not args.kubernetes:
+        print("eventing: give a directory of manifests, or --kubernetes", file=sys.stderr)
+        return 2
     try:
         _install_uvloop()
         asyncio.run(serve_forever(args.directory, settings, _announce))

@@ -40,14 +40,36 @@ from eventing.app.process import process_id
 from eventing.app.registry import build_sources, kind_registry
 from eventing.app.status import system_status
 from eventing.app.system import StoreSettings, System, build_system
+from eventing.errors import ConfigError
 from eventing.ingress import Ingress, IngressSettings
 from eventing.ingress_workers import IngressWorkers
+from eventing.kube.api import KubeApi, KubeError
+from eventing.kube.feed import load_from_cluster
 from eventing.metrics import Metrics
-from eventing.resources.loader import load_resources
+from eventing.resources.loader import KindRegistry, ResourceSet, load_resources
+from eventing.resources.refs import Platform
 from eventing.sourcing import Source, WebhookSource
 from eventing.supervise import Supervisor
 
 logger = logging.getLogger(__name__)
+
+
+async def _load(directory: Path | None, registry: KindRegistry, platform: Platform) -> ResourceSet:
+    if directory is None:
+        return await asyncio.to_thread(_from_cluster, registry, platform)
+    return load_resources(directory, registry, platform=platform)
+
+
+def _from_cluster(registry: KindRegistry, platform: Platform) -> ResourceSet:
+    try:
+        api = KubeApi.connect(platform.kubeconfig)
+        try:
+            return load_from_cluster(api, registry, platform, platform.namespace)
+        finally:
+            api.close()
+    except KubeError as exc:
+        raise ConfigError(f"cannot read resources from Kubernetes: {exc}") from None
+
 
 DISPATCH = "dispatch"
 SOURCES = "sources"
@@ -95,11 +117,11 @@ class Running:
     started: float = field(default_factory=time.time)
 
 
-async def start(directory: Path, settings: RuntimeSettings) -> Running:
+async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     ident = settings.process_id or process_id(settings.store.data_dir)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
     registry = kind_registry(classes)
-    resources = load_resources(directory, registry, platform=settings.store.platform)
+    resources = await _load(directory, registry, settings.store.platform)
     lock = DataDirLock(settings.store.data_dir)
     metrics = Metrics()
     metrics.add_live(
@@ -323,7 +345,7 @@ def _watchdog(seconds: float) -> threading.Timer:
 
 
 async def serve_forever(
-    directory: Path, settings: RuntimeSettings, announce: Callable[[Running], None]
+    directory: Path | None, settings: RuntimeSettings, announce: Callable[[Running], None]
 ) -> None:
     """``eventing run``: start, print where it listens, run until SIGTERM/SIGINT."""
     running = await start(directory, settings)

@@ -131,6 +131,18 @@ class KubeApi:
             self._custom.get_namespaced_custom_object, group, version, namespace, plural, name
         )
 
+    def list_objects(self, api_version: str, plural: str, namespace: str | None) -> list[Any]:
+        """Every object of a (non-core) kind, in ``namespace`` or in all namespaces."""
+        group, version = split_api_version(api_version)
+        if namespace is None:
+            raw = self._call(self._custom.list_cluster_custom_object, group, version, plural)
+        else:
+            raw = self._call(
+                self._custom.list_namespaced_custom_object, group, version, namespace, plural
+            )
+        items = raw.get("items", [])
+        return items if isinstance(items, list) else []
+
     def list_pods(self, namespace: str, selector: str) -> list[Any]:
         # resourceVersion=0: served from the API server's watch cache, not etcd (may lag
         # by a moment, which a poll tolerates), so a 1 s poll of many pods stays cheap.

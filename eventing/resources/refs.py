@@ -39,6 +39,8 @@ class Platform:
 
     kubernetes: bool = False
     cluster_domain: str = "cluster.local"
+    namespace: str | None = None
+    """Controller mode: read only this namespace's resources (default: all)."""
     kubeconfig: str | None = None
     """Credentials for the API server that Kubernetes workloads scale through (default:
     ``$KUBECONFIG``, ``~/.kube/config``, or the pod's service account)."""
