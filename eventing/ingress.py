@@ -230,6 +230,7 @@ class Ingress:
     ) -> web.StreamResponse:
         body = await self._read(request, getattr(source, "max_body_bytes", None))
         if isinstance(body, web.Response):
+            self.metrics.webhook_refused.labels(source.name, str(body.status)).inc()
             return body
         if not self.accepting:
             return error(503, "shutting down", {"Retry-After": "5"})

@@ -40,7 +40,11 @@ from eventing.sourcing import Emit, SourceHealth, WebhookRequest, WebhookRespons
 logger = logging.getLogger(__name__)
 
 ENV = "EVENTING_INGRESS_WORKER"
-COUNTERS = ("eventing_events_received", "eventing_events_rejected")
+COUNTERS = (
+    "eventing_events_received",
+    "eventing_events_rejected",
+    "eventing_webhook_requests_refused",
+)
 
 
 class _Channel(asyncio.Protocol):

@@ -165,10 +165,14 @@ class IngressWorkers:
         task.add_done_callback(self._tasks.discard)
 
     def count(self, name: str, labels: list[str], delta: float) -> None:
-        counter = (
-            self.metrics.received if name == "eventing_events_received" else self.metrics.rejected
-        )
-        counter.labels(*labels).inc(delta)
+        counters = {
+            "eventing_events_received": self.metrics.received,
+            "eventing_events_rejected": self.metrics.rejected,
+            "eventing_webhook_requests_refused": self.metrics.webhook_refused,
+        }
+        counter = counters.get(name)
+        if counter is not None:
+            counter.labels(*labels).inc(delta)
 
     async def start(self, host: str, port: int) -> str:
         """Bind ``host:port``, start the workers, return the URL they serve."""

@@ -61,6 +61,12 @@ class Metrics:
             ["broker", "trigger", "reason"],
             registry=r,
         )
+        self.webhook_refused = Counter(
+            "eventing_webhook_requests_refused",
+            "Webhook requests the ingress refused before the source saw them (413, 408)",
+            ["source", "status"],
+            registry=r,
+        )
         self.replies = Counter(
             "eventing_replies", "Reply events put back into a broker", ["trigger"], registry=r
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from eventing.app.aging import AgingSubscription
 from eventing.app.explain import TriggerView, explain_event, pick_broker, running_triggers
 from eventing.app.system import ERROR_EXTENSIONS, System
 from eventing.autoscaler.decide import Decision
@@ -59,6 +60,7 @@ class Observatory:
         system.on_publish = self.tap.offer
         if system.workloads is not None:
             system.workloads.listeners.append(self._decided)
+        self._register_metrics()
         self.hooks = UiHooks(
             tap=self.tap,
             sampler=self.sampler,
@@ -66,6 +68,31 @@ class Observatory:
             matcher=self.matcher,
             verdicts=self.verdicts,
             topology=self.topology,
+        )
+
+    def _register_metrics(self) -> None:
+        metrics = self.system.metrics
+
+        def ages() -> list[tuple[list[str], float]]:
+            out = []
+            for key, t in self.system.triggers.items():
+                age = _oldest_age(t.subscription)
+                if age is not None:
+                    out.append(([key], age))
+            return out
+
+        metrics.add_live(
+            "eventing_trigger_oldest_event_age_seconds",
+            "Seconds since the oldest event the trigger has not finished arrived",
+            ["trigger"],
+            ages,
+        )
+        metrics.add_live(
+            "eventing_tail_dropped",
+            "Events tail streams did not show because they fell behind",
+            [],
+            lambda: [([], float(self.tap.dropped))],
+            counter=True,
         )
 
     def publishers(self) -> dict[str, Publisher]:
@@ -211,6 +238,7 @@ class Observatory:
                 "delivered": stats.delivered,
                 "failed": stats.failed,
                 "dlq": dlq.get(key, 0),
+                "oldestAge": _oldest_age(t.subscription),
             }
         workloads = {}
         if system.workloads is not None:
@@ -241,6 +269,13 @@ class Observatory:
                 "reason": decision.reason,
             }
         )
+
+
+def _oldest_age(subscription: object) -> float | None:
+    if isinstance(subscription, AgingSubscription):
+        age = subscription.oldest_age()
+        return None if age is None else round(age, 3)
+    return None
 
 
 def _attributes(raw: object) -> dict[str, AttributeValue]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import aiohttp
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from eventing.app.aging import AgingSubscription
 from eventing.app.broker_classes import broker_classes
 from eventing.app.workloads import Workloads, external_metrics
 from eventing.broker.base import Broker, DeadLetterQueue, Subscription
@@ -212,7 +213,8 @@ def _trigger(
 ) -> TriggerRuntime:
     delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
     policy = RetryPolicy.from_spec(delivery)
-    subscription = broker.subscribe(trig.key, materialize(trig.spec))
+    # Aged: the oldest-event age per trigger, read through the protocol (app/aging.py).
+    subscription = AgingSubscription(broker.subscribe(trig.key, materialize(trig.spec)))
     target = _resolve(system, trig.spec.subscriber, trig.namespace, "subscriber", trig.key)
     if target.kind == "workload" and system.workloads is not None:
         sink: Sink = system.workloads.attach(target.key, subscription)

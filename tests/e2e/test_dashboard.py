@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.browser import ROOT, Browser, Page
 from tests.support.process import EventingProcess
@@ -128,6 +129,18 @@ async def send(url: str, count: int, event_type: str, prefix: str) -> None:
         await asyncio.gather(*(one(n) for n in range(count)))
 
 
+async def scale_decisions(admin: str) -> dict[str, float]:
+    """``eventing_scale_decisions_total`` of the workload, by reason."""
+    async with aiohttp.ClientSession() as http, http.get(admin + "/metrics") as r:
+        text = await r.text()
+    return {
+        s.labels["reason"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "eventing_scale_decisions_total" and s.labels["workload"] == WORKLOAD
+    }
+
+
 def card(name: str) -> str:
     return f"document.querySelector('.card.workload[data-name=\"{name}\"]')"
 
@@ -163,6 +176,9 @@ async def test_dashboard_shows_a_burst_scaling_out_and_back_and_replays(
         == "24"
     )
     await page.screenshot(ARTIFACTS / "03-back-to-zero.png")
+    decisions = await scale_decisions(eventing.admin_url)
+    assert decisions.get("scale_to_zero", 0) >= 1, decisions
+    assert decisions.get("activate", 0) + decisions.get("scale_up", 0) >= 1, decisions
 
     await send(eventing.url(), 1, "refund", "refund")
     await page.wait_for("document.querySelector('#dlq tbody tr[data-id] button.replay') !== null")
