@@ -64,20 +64,83 @@ class Decision:
     state: DeciderState
 
 
+DECISION_INTERVAL = 1.0
+"""Seconds between the runtime's decisions (its tick): replicas asked for now can take
+events no earlier than this plus a startup, which bounds what a burst may ask for."""
+
+
 def size(spec: ScalingSpec, obs: Observations) -> tuple[float, str]:
-    """Replicas the load needs (fractional) and the arithmetic in words."""
+    """Replicas the load needs (fractional) and the arithmetic in words.
+
+    ``needed = max(min(in flight + drain, useful), min(flow + drain, useful))``, see
+    :func:`demand`.
+    """
+    rate_need, running, why = demand(spec, obs)
+    return max(rate_need, running), why
+
+
+def demand(spec: ScalingSpec, obs: Observations) -> tuple[float, float, str]:
+    """``(rate need, in-flight floor, why)``: what the load needs, and what the work
+    already running holds, in replicas.
+
+    With a measured service time ``S`` (``w = S / concurrency`` replica-seconds per
+    event):
+
+    - *flow*: ``arrival x w / targetUtilization`` (Little's law with headroom);
+    - *drain*: ``backlog x w / H`` with ``H = max(drainHorizonSeconds, S)``: a backlog
+      cannot drain faster than one service time, so for long work every waiting event
+      gets a slot and no more;
+    - *useful*: at most ``(backlog + in flight + arrival x (startup + 1 s)) /
+      concurrency``: a replica beyond the events that exist, or arrive before it could
+      be ready, would only idle. Short work never meets this bound (its arrivals during
+      a startup cover the headroom); a burst of long jobs does, so 12 jobs ask for 12
+      replicas, not 12 plus the flow the burst's rate suggests;
+    - *in flight*: at least ``in flight / concurrency + drain`` (within *useful*,
+      rounded down to whole replicas but never below ``in flight / concurrency``
+      rounded up): work
+      already running is demand whatever the rate estimate says, so a replica holding
+      work is not asked to go, and what waits behind it still gets its slots.
+
+    The rate need goes through the stabilisation window and the hysteresis; the floor
+    applies to each decision on its own (the busiest moment of a window must not hold
+    replicas once their work is done).
+    """
     rho = spec.target_utilization
+    c = spec.concurrency_per_replica
     if obs.service_rate is not None and obs.service_rate > 0:
         w = 1.0 / obs.service_rate
+        service = w * c
         flow = obs.arrival_rate * w / rho
-        drain = obs.backlog * w / spec.drain_horizon
-        need = flow + drain
+        horizon = max(spec.drain_horizon, service)
+        drain = obs.backlog * w / horizon
+        startup = obs.startup_time or 0.0
+        # Whole events: 0.3 of an event expected within a startup is no reason for a
+        # replica of its own.
+        expected = float(math.floor(obs.arrival_rate * (startup + DECISION_INTERVAL) + 0.5))
+        useful = (obs.work + expected) / c
+        # Whole replicas only (but never below the replicas the work in flight fills):
+        # for long work each waiting event is a whole replica's drain; for short work a
+        # few events waiting a moment behind busy replicas are not (the rate sizing,
+        # which is stabilised, gives them their fraction).
+        held = math.ceil(obs.in_flight / c - _EPS)
+        running = float(max(held, math.floor(min(obs.in_flight / c + drain, useful) + _EPS)))
+        need = min(flow + drain, useful)
         why = (
             f"arrival {obs.arrival_rate:.1f}/s x {w:.3f} s/event / {rho:g} = {flow:.1f}"
-            f" + backlog {obs.backlog} x {w:.3f} s / {spec.drain_horizon:g} s = {drain:.1f}"
+            f" + backlog {obs.backlog} x {w:.3f} s / {horizon:g} s = {drain:.1f}"
         )
+        if useful < flow + drain:
+            why += (
+                f", at most useful (backlog {obs.backlog} + in flight {obs.in_flight}"
+                f" + {expected:.0f} arriving within startup) / {c} = {useful:.1f}"
+            )
+        if running > need:
+            why += (
+                f", at least in flight {obs.in_flight} / {c} + {drain:.1f} for the backlog"
+                f" = {running:.0f} (whole replicas)"
+            )
     else:
-        c = spec.concurrency_per_replica
+        running = obs.in_flight / c
         need = obs.work / c
         why = (
             f"no service time measured yet: (backlog {obs.backlog} + in flight "
@@ -87,7 +150,7 @@ def size(spec: ScalingSpec, obs: Observations) -> tuple[float, str]:
     if target is not None and obs.work / target > need:
         need = obs.work / target
         why = f"target {target:g}/replica: backlog + in flight {obs.work} / {target:g} = {need:.1f}"
-    return need, why
+    return need, running, why
 
 
 def _last_active(
@@ -148,15 +211,20 @@ def decide(spec: ScalingSpec, obs: Observations, now: float, state: DeciderState
     active = work > spec.activation_threshold if obs.source_active is None else obs.source_active
     plan, state = _plan(spec, obs, state)
     state = replace(state, last_active=_last_active(spec, obs, now, state, active))
-    need, why = size(spec, obs)
-    rec = min(max(math.ceil(need - _EPS), spec.min_replicas, 1), spec.max_replicas)
+    need, running, why = demand(spec, obs)
+    floor = min(math.ceil(running - _EPS), spec.max_replicas)
+    rec = _clamp(spec, max(math.ceil(need - _EPS), floor))
     idle_for = now - obs.last_activity if obs.last_activity is not None and work == 0 else 0.0
     prewarming = (
         spec.scales_to_zero and not active and work == 0 and plan.in_prewarm_window(idle_for)
     )
     if obs.replicas == 0:
         return _at_zero(spec, obs, now, state, active, prewarming, rec, why, idle_for)
-    return _running(spec, obs, now, state, active, prewarming, rec, why, idle_for)
+    return _running(spec, obs, now, state, active, prewarming, why, idle_for, need, floor)
+
+
+def _clamp(spec: ScalingSpec, replicas: int) -> int:
+    return min(max(replicas, spec.min_replicas, 1), spec.max_replicas)
 
 
 def _at_zero(
@@ -201,9 +269,10 @@ def _running(
     state: DeciderState,
     active: bool,
     prewarming: bool,
-    rec: int,
     why: str,
     idle_for: float,
+    need: float,
+    floor: int,
 ) -> Decision:
     """Replicas exist: scale to zero after the keep-alive, else size and stabilise."""
     plan = state.plan
@@ -220,30 +289,53 @@ def _running(
             reason += f"; backlog {obs.work} <= activation threshold {spec.activation_threshold:g}"
         return Decision(0, reason, replace(state, recommendations=()))
     window = spec.scale_down_stabilization
-    if prewarming and rec <= 1 and current <= 1:
+    rec = _clamp(spec, math.ceil(need - _EPS))
+    if prewarming and max(rec, floor) <= 1 and current <= 1:
         history = _push(state.recommendations, now, 1, window)
         reason = _prewarm_reason(f"hold {current}", idle_for, plan)
         return Decision(1, reason, replace(state, recommendations=history))
 
+    starting = f" ({obs.starting} starting counted)" if obs.starting else ""
+    up = max(rec, floor)
+    if up > current:
+        # A scale-up holds for the window, whatever caused it (else a replica started
+        # for a waiting event would go at the next tick).
+        history = _push(state.recommendations, now, up, window)
+        state = replace(state, recommendations=history)
+        reason = f"scale up {current} -> {up}: needs {up} = ceil({why}){starting}"
+        return Decision(up, reason, state)
+    # Hysteresis: going down to m needs the load to fit m with a margin, so a load
+    # near a replica boundary (a rate just under one replica's capacity) does not flap.
+    # The margin grows with the square root of the count, as the rate's Poisson noise
+    # does: a whole replica's worth at 1 would never scale in, a fixed share at 50
+    # would waste many.
+    margin = spec.scale_down_hysteresis * math.sqrt(max(need, 1.0))
+    with_margin = _clamp(spec, math.ceil(need + margin - _EPS))
+    if rec < current <= with_margin:
+        history = _push(state.recommendations, now, current, window)
+        state = replace(state, recommendations=history)
+        reason = (
+            f"hold {current}: needs {rec} = ceil({why}), but with the hysteresis margin"
+            f" {need:.2f} + {margin:.2f} does not fit {current - 1}"
+        )
+        return Decision(current, reason, state)
+    rec = max(rec, min(with_margin, current))
     history = _push(state.recommendations, now, rec, window)
     state = replace(state, recommendations=history)
-    starting = f" ({obs.starting} starting counted)" if obs.starting else ""
-    if rec > current:
-        reason = f"scale up {current} -> {rec}: needs {rec} = ceil({why}){starting}"
-        return Decision(rec, reason, state)
-    if rec == current:
-        return Decision(rec, f"hold {current}: needs {rec} = ceil({why}){starting}", state)
+    if max(rec, floor) == current:
+        return Decision(current, f"hold {current}: needs {current} = ceil({why}){starting}", state)
     window_max = history[0][1]
-    desired = min(current, window_max)
+    desired = max(min(current, window_max), floor)
     if desired < current:
+        held = f"; in flight holds {floor}" if floor > window_max else ""
         reason = (
             f"scale down {current} -> {desired}: max recommendation {window_max} in last "
-            f"{window:g} s (now needs {rec} = ceil({why}))"
+            f"{window:g} s{held} (now needs {max(rec, floor)} = ceil({why}))"
         )
     else:
         reason = (
             f"hold {current}: within stabilisation window (max recommendation {window_max} "
-            f"in last {window:g} s; now needs {rec})"
+            f"in last {window:g} s; now needs {max(rec, floor)})"
         )
     return Decision(desired, reason, state)
 

@@ -68,6 +68,12 @@ class ScalingSpec:
     behavior.scaleDown.stabilizationWindowSeconds``, 300 by default there; Knative's
     stable window is 60)."""
 
+    scale_down_hysteresis: float = 0.15
+    """Scale down to ``m`` replicas only when ``needed x (1 + this) <= m``: a load near
+    a replica boundary (a rate just under one replica's capacity) stays put instead of
+    flapping between ``m`` and ``m + 1``. Scale-up is not affected. YAML
+    ``scaleDownHysteresis`` (the HPA's 10 % tolerance plays a similar part)."""
+
     drain_horizon: float = 10.0
     """A backlog is sized to be drained within this many seconds, on top of the replicas
     the arrival rate needs. YAML ``drainHorizonSeconds``. Shorter = more replicas on a
@@ -150,6 +156,7 @@ class ScalingSpec:
             ("maxKeepAliveSeconds", self.keep_alive_max),
             ("coldStartCostSeconds", self.cold_start_cost),
             ("maxDrainSeconds", self.max_drain),
+            ("scaleDownHysteresis", self.scale_down_hysteresis),
         ):
             if not (math.isfinite(value) and value >= 0):
                 problems.append(f"{yaml_name} must be a finite number >= 0, got {value}")

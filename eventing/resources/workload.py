@@ -100,6 +100,7 @@ class Scaling(Model):
     )
     stabilization_window_seconds: float | None = Field(default=None, ge=0, le=3600)
     drain_horizon_seconds: float | None = Field(default=None, gt=0, le=3600)
+    scale_down_hysteresis: float | None = Field(default=None, ge=0, le=1)
     keep_alive: Literal["fixed", "adaptive"] | None = None
     cooldown_period: float | None = Field(default=None, ge=0, le=86400)
     max_keep_alive_seconds: float | None = Field(default=None, ge=0, le=86400)
@@ -130,6 +131,7 @@ class Scaling(Model):
             "activation_threshold": self.activation_threshold,
             "scale_down_stabilization": self.stabilization_window_seconds,
             "drain_horizon": self.drain_horizon_seconds,
+            "scale_down_hysteresis": self.scale_down_hysteresis,
             "keep_alive": self.keep_alive,
             "scale_to_zero_after": self.cooldown_period,
             "keep_alive_max": self.max_keep_alive_seconds,

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from eventing.autoscaler.simulate.profiles import PROFILES, Workload
 from eventing.autoscaler.simulate.report import format_report, report_dict
@@ -72,9 +72,7 @@ def _load_traces(names: Sequence[str] | None, seed: int, duration: float | None)
             continue
         trace = load_trace_file(name)
         if duration is not None and duration > trace.duration:
-            trace = Trace(
-                trace.name, trace.description, trace.arrivals, trace.service_times, duration
-            )
+            trace = replace(trace, duration=duration)
         traces.append(trace)
     return traces
 

@@ -30,6 +30,7 @@ import random
 from collections import deque
 
 from eventing.autoscaler.policy import ScalingPolicy
+from eventing.autoscaler.scalein import ReplicaLoad, plan_scale_in
 from eventing.autoscaler.simulate.profiles import StartupProfile
 from eventing.autoscaler.simulate.results import RunResult, percentile
 
@@ -42,6 +43,7 @@ class _Replica:
         "busy",
         "busy_since",
         "created",
+        "drain_gen",
         "events",
         "in_flight",
         "ready_at",
@@ -62,6 +64,7 @@ class _Replica:
         self.events: set[int] = set()
         self.busy = 0.0
         self.busy_since = 0.0
+        self.drain_gen = 0
 
 
 class SimulationError(RuntimeError):
@@ -75,6 +78,7 @@ class Simulation:
         self,
         *,
         trace_name: str,
+        rng_key: str | None = None,
         arrivals: tuple[float, ...],
         service_times: tuple[float, ...],
         duration: float,
@@ -93,7 +97,7 @@ class Simulation:
         self.profile = profile
         self.concurrency = concurrency
         self.seed = seed
-        base = f"{seed}:{trace_name}:{policy.name}:{profile.name}"
+        base = f"{seed}:{rng_key or trace_name}:{policy.name}:{profile.name}"
         self._startup_rng = random.Random(f"startup:{base}")
         self._phase_rng = random.Random(f"phase:{base}")
         self.now = 0.0
@@ -187,7 +191,8 @@ class Simulation:
                     self._ready(replica)
                 else:
                     assert replica is not None
-                    self._kill(replica)
+                    if idx == replica.drain_gen:  # not a drain the replica was revived from
+                        self._kill(replica)
             else:
                 self.now = next_arrival
                 self._arrive(i)
@@ -305,7 +310,10 @@ class Simulation:
         self._spec = desired
         self._max_spec = max(self._max_spec, desired)
         if desired > alive:
-            for _ in range(desired - alive):
+            missing = desired - alive
+            if self.policy.scale_in == "idle-first":
+                missing -= self._revive(missing)
+            for _ in range(missing):
                 self._create()
         else:
             for replica in self._victims(alive - desired):
@@ -319,12 +327,37 @@ class Simulation:
         self._n_starting += 1
         self._push(self.now + startup, _READY, replica, 0)
 
+    def _revive(self, wanted: int) -> int:
+        """Take back up to ``wanted`` draining replicas (our runtime does: they are
+        warm and busy); returns how many."""
+        revived = 0
+        for replica in self._replicas:
+            if revived == wanted:
+                break
+            if replica.state != _DRAINING:
+                continue
+            replica.state = _SERVING
+            self._n_draining -= 1
+            self._n_ready += 1
+            self._alive[replica.rid] = replica
+            load = replica.in_flight
+            if load < self.concurrency:
+                self._levels[load][replica.rid] = replica
+            self._free_slots += self.concurrency - load
+            revived += 1
+        if revived and self._queue and self._free_slots:
+            self._dispatch()
+        return revived
+
     def _victims(self, count: int) -> list[_Replica]:
         starting = [r for r in self._alive.values() if r.state == _STARTING]
         serving = [r for r in self._alive.values() if r.state == _SERVING]
         starting.sort(key=lambda r: -r.created)  # not ready first, newest first
-        if self.policy.scale_in == "idle-first":
-            serving.sort(key=lambda r: (r.in_flight, -r.ready_at))
+        if self.policy.scale_in == "idle-first":  # the runtime's own rule, same code
+            loads = [ReplicaLoad(r.rid, "starting", 0, r.created) for r in starting] + [
+                ReplicaLoad(r.rid, "ready", r.in_flight, r.ready_at) for r in serving
+            ]
+            return [self._alive[k] for k in plan_scale_in(loads, count).chosen]
         else:  # ReplicaSet: most recently ready first, blind to in-flight work
             serving.sort(key=lambda r: -r.ready_at)
         return (starting + serving)[:count]
@@ -345,7 +378,8 @@ class Simulation:
             return
         replica.state = _DRAINING
         self._n_draining += 1
-        self._push(self.now + self.policy.termination_grace, _KILL, replica, 0)
+        replica.drain_gen += 1
+        self._push(self.now + self.policy.termination_grace, _KILL, replica, replica.drain_gen)
 
     def _stop(self, replica: _Replica) -> None:
         replica.state = _STOPPED

@@ -20,7 +20,6 @@ from eventing.autoscaler.policy import Dispatch, ScaleIn, SimView
 from eventing.autoscaler.spec import ScalingSpec
 
 TICK_INTERVAL = 1.0
-TERMINATION_GRACE = 30.0
 
 
 class OursPolicy:
@@ -33,12 +32,13 @@ class OursPolicy:
         self,
         spec: ScalingSpec,
         *,
-        termination_grace: float = TERMINATION_GRACE,
+        termination_grace: float | None = None,
         keep_log: bool = False,
     ) -> None:
         self.name = "ours"
         self.spec = spec
-        self.termination_grace = termination_grace
+        # A busy replica chosen to go drains up to maxDrainSeconds, as in the runtime.
+        self.termination_grace = spec.max_drain if termination_grace is None else termination_grace
         self.recorder = ObservationRecorder(concurrency=spec.concurrency_per_replica)
         self.state = DeciderState()
         self.log: list[tuple[float, int, str]] | None = [] if keep_log else None

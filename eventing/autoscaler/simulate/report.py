@@ -1,14 +1,16 @@
 """The simulator table, its comparisons and the issue's acceptance checks.
 
-Why computed here and not eyeballed: the acceptance criteria of the autoscaling issue
+Why computed here and not eyeballed: the acceptance criteria of the autoscaling issues
 are statements about this table, so the table states them itself, per trace:
 
-- cost: our replica-seconds <= 60 % of KEDA's (defaults);
+- cost: our replica-seconds <= 50 % of KEDA's (defaults);
 - latency: our p95 queueing delay <= KEDA's;
-- on ``sparse_periodic`` only: fewer cold starts than Knative KPA, with no more idle
-  replica-seconds.
+- on the sparse shapes (:data:`~eventing.autoscaler.simulate.traces.SPARSE`): at most
+  half of Knative KPA's cold starts, with no more idle replica-seconds;
+- kept: no busy replica of ours was stopped (no event redelivered).
 
-A check is ``None`` (shown as "-") when a policy it needs was not run.
+A check is ``None`` (shown as "-") when a policy it needs was not run. Where a goal is
+not met, docs/autoscaling.md says why, with the numbers.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eventing.autoscaler.simulate.results import RunResult
+from eventing.autoscaler.simulate.traces import SPARSE
 
-COST_GOAL = 0.6
-COLD_START_TRACE = "sparse_periodic"
+COST_GOAL = 0.5
+COLD_GOAL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +40,14 @@ class Comparison:
     cost_ok: bool | None
     latency_ok: bool | None
     cold_ok: bool | None
+    redelivered_ours: int | None = None
+    kept_ok: bool | None = None
 
     @property
     def met(self) -> bool | None:
-        checks = [c for c in (self.cost_ok, self.latency_ok, self.cold_ok) if c is not None]
+        checks = [
+            c for c in (self.cost_ok, self.latency_ok, self.cold_ok, self.kept_ok) if c is not None
+        ]
         return all(checks) if checks else None
 
     def as_dict(self) -> dict[str, object]:
@@ -56,6 +63,8 @@ class Comparison:
             "cost_ok": self.cost_ok,
             "latency_ok": self.latency_ok,
             "cold_ok": self.cold_ok,
+            "redelivered_ours": self.redelivered_ours,
+            "kept_ok": self.kept_ok,
             "met": self.met,
         }
 
@@ -77,9 +86,9 @@ def compare(results: Sequence[RunResult]) -> list[Comparison]:
             ratio = ours.replica_seconds / keda.replica_seconds if keda.replica_seconds else None
             cost_ok = ratio is not None and ratio <= COST_GOAL
             latency_ok = ours.delay_p95 <= keda.delay_p95
-        if ours is not None and kpa is not None and trace == COLD_START_TRACE:
+        if ours is not None and kpa is not None and trace in SPARSE:
             cold_ok = (
-                ours.cold_starts < kpa.cold_starts
+                ours.cold_starts <= COLD_GOAL * kpa.cold_starts
                 and ours.idle_replica_seconds <= kpa.idle_replica_seconds
             )
         out.append(
@@ -95,23 +104,26 @@ def compare(results: Sequence[RunResult]) -> list[Comparison]:
                 cost_ok=cost_ok,
                 latency_ok=latency_ok,
                 cold_ok=cold_ok,
+                redelivered_ours=ours.redelivered if ours else None,
+                kept_ok=ours.redelivered == 0 if ours else None,
             )
         )
     return out
 
 
 _HEADER = (
-    f"{'trace':<16} {'policy':<5} {'events':>7} {'replica-s':>10} {'idle r-s':>9} "
-    f"{'scale ev':>8} {'cold':>5} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max rep':>7}"
+    f"{'trace':<17} {'policy':<5} {'events':>7} {'replica-s':>10} {'idle r-s':>9} "
+    f"{'scale ev':>8} {'cold':>5} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'max rep':>7} "
+    f"{'redeliv':>7}"
 )
 
 
 def _row(r: RunResult) -> str:
     return (
-        f"{r.trace:<16} {r.policy:<5} {r.events:>7} {r.replica_seconds:>10.0f} "
+        f"{r.trace:<17} {r.policy:<5} {r.events:>7} {r.replica_seconds:>10.0f} "
         f"{r.idle_replica_seconds:>9.0f} {r.scale_events:>8} {r.cold_starts:>5} "
         f"{r.delay_p50 * 1000:>7.0f} {r.delay_p95 * 1000:>7.0f} {r.delay_p99 * 1000:>7.0f} "
-        f"{r.max_replicas:>7}"
+        f"{r.max_replicas:>7} {r.redelivered:>7}"
     )
 
 
@@ -133,8 +145,9 @@ def _comparison_row(c: Comparison) -> str:
         else f"{c.idle_ours:.0f} vs {c.idle_kpa:.0f}"
     )
     return (
-        f"{c.trace:<16} {ratio:>9} {p95:>17} {cold:>13} {idle:>15}   "
-        f"{_mark(c.cost_ok):>4} {_mark(c.latency_ok):>7} {_mark(c.cold_ok):>4}"
+        f"{c.trace:<17} {ratio:>8} {p95:>17} {cold:>13} {idle:>15}   "
+        f"{_mark(c.cost_ok):>4} {_mark(c.latency_ok):>7} {_mark(c.cold_ok):>4} "
+        f"{_mark(c.kept_ok):>4}"
     )
 
 
@@ -150,16 +163,16 @@ def format_report(results: Sequence[RunResult], *, title: str) -> str:
     comparisons = compare(results)
     if any(c.cost_ratio_vs_keda is not None or c.cold_ours is not None for c in comparisons):
         head = (
-            f"{'trace':<16} {'r-s/KEDA':>9} {'p95 ms ours/KEDA':>17} {'cold ours/KPA':>13} "
-            f"{'idle r-s ours/KPA':>15}   {'cost':>4} {'latency':>7} {'cold':>4}"
+            f"{'trace':<17} {'r-s/KEDA':>8} {'p95 ms ours/KEDA':>17} {'cold ours/KPA':>13} "
+            f"{'idle r-s ours/KPA':>15}   {'cost':>4} {'latency':>7} {'cold':>4} {'kept':>4}"
         )
         lines += ["", head, "-" * len(head)]
         lines += [_comparison_row(c) for c in comparisons]
         lines += [
             "",
             f"goals: cost = ours <= {COST_GOAL:.0%} of KEDA's replica-seconds; latency = our p95"
-            " <= KEDA's; cold (sparse_periodic) = fewer cold starts than KPA at no more idle"
-            " replica-seconds",
+            f" <= KEDA's; cold (sparse shapes) = at most {COLD_GOAL:.0%} of KPA's cold starts"
+            " at no more idle replica-seconds; kept = no busy replica of ours stopped",
         ]
     return "\n".join(lines)
 

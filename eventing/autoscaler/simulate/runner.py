@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from eventing.autoscaler.baselines.keda import KedaPolicy
 from eventing.autoscaler.baselines.kpa import KpaPolicy
@@ -41,7 +42,7 @@ def service_times(trace: Trace, workload: Workload, seed: int) -> tuple[float, .
     """The trace's own service times, or draws from the workload, fixed per (trace, seed)."""
     if trace.service_times is not None:
         return trace.service_times
-    rng = random.Random(f"service:{trace.name}:{seed}")
+    rng = random.Random(f"service:{trace.rng_key}:{seed}")
     return tuple(workload.service_time(rng) for _ in trace.arrivals)
 
 
@@ -57,12 +58,13 @@ def run_one(
     """Simulate one trace under one (fresh) policy."""
     sim = Simulation(
         trace_name=trace.name,
+        rng_key=trace.rng_key,
         arrivals=trace.arrivals,
         service_times=services if services is not None else service_times(trace, workload, seed),
         duration=trace.duration,
         policy=policy,
         profile=PROFILES[profile],
-        concurrency=workload.concurrency,
+        concurrency=trace.concurrency or workload.concurrency,
         seed=seed,
     )
     return sim.run()
@@ -81,8 +83,9 @@ def run_matrix(
     results: list[RunResult] = []
     for trace in traces:
         services = service_times(trace, wl, seed)
+        own = wl if trace.concurrency is None else replace(wl, concurrency=trace.concurrency)
         for name in policies:
-            policy = make_policy(name, wl)
+            policy = make_policy(name, own)
             results.append(
                 run_one(trace, policy, profile=profile, seed=seed, workload=wl, services=services)
             )

@@ -76,8 +76,8 @@ def test_reason_spells_out_the_arithmetic() -> None:
 
 def test_stabilisation_holds_then_scales_down_to_window_max() -> None:
     busy = Observations(arrival_rate=80, service_rate=20, in_flight=4, ready=5)  # needs 5
-    calm = replace(busy, arrival_rate=24)  # needs 2 (24 x 0.05 / 0.8 = 1.5)
-    middle = replace(busy, arrival_rate=40)  # needs 3 (2.5)
+    calm = replace(busy, arrival_rate=24, in_flight=1)  # needs 2 (24 x 0.05 / 0.8 = 1.5)
+    middle = replace(busy, arrival_rate=40, in_flight=1)  # needs 3 (2.5)
     decisions = run(
         SPEC,
         [

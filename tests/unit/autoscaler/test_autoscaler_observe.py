@@ -119,7 +119,20 @@ def test_recorder_arrival_rate_over_the_window() -> None:
     for i in range(400):  # 10 events/s for 40 s
         rec.arrival(i / 10, work_before=1)
     assert snapshot(rec, 40.0).arrival_rate == pytest.approx(10.0, rel=0.05)
-    assert snapshot(rec, 100.0).arrival_rate == 0.0
+    # Later the window reaches back to the last 50 arrivals (35-40 s), so a rate is
+    # never counted over fewer: 50 events over the 65 s since.
+    assert snapshot(rec, 100.0).arrival_rate == pytest.approx(50 / 65, rel=0.05)
+    assert snapshot(rec, 2000.0).arrival_rate == 0.0  # past the longest window (30 min)
+
+
+def test_recorder_rate_window_grows_with_the_service_time() -> None:
+    rec = ObservationRecorder(concurrency=1)
+    for i in range(400):  # 10 events/s for 40 s
+        rec.arrival(i / 10, work_before=1)
+    rec.completion(40.0, service_time=100.0, work_after=1)  # jobs take 100 s
+    # 4 service times = 400 s: the 400 events of the first 40 s still count.
+    assert rec.rate_window(200.0) == pytest.approx(400.0)
+    assert snapshot(rec, 200.0).arrival_rate == pytest.approx(400 / 400, rel=0.05)
 
 
 def test_recorder_sees_a_surge_within_seconds() -> None:

@@ -18,7 +18,11 @@ from eventing.autoscaler.simulate.profiles import PROFILES, Workload
 from eventing.autoscaler.simulate.report import compare, format_report
 from eventing.autoscaler.simulate.results import RunResult, percentile
 from eventing.autoscaler.simulate.runner import POLICIES, run_matrix, run_one
-from eventing.autoscaler.simulate.tracefile import TraceFileError, parse_trace_lines
+from eventing.autoscaler.simulate.tracefile import (
+    TraceFileError,
+    load_trace_file,
+    parse_trace_lines,
+)
 from eventing.autoscaler.simulate.traces import BUILTIN, Trace, generate
 from eventing.autoscaler.spec import ScalingSpec
 
@@ -150,7 +154,7 @@ def test_nearest_rank_percentile(values: list[float], p: float, expected: float)
 def test_comparison_checks_the_goals() -> None:
     results = small_matrix(1)
     by_trace = {c.trace: c for c in compare(results)}
-    assert by_trace["step"].cold_ok is None  # only judged on sparse_periodic
+    assert by_trace["step"].cold_ok is None  # only judged on the sparse shapes
     assert by_trace["sparse_periodic"].cold_ok is not None
     assert all(c.cost_ratio_vs_keda is not None for c in by_trace.values())
 
@@ -214,6 +218,21 @@ def test_cli_table_with_a_trace_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "r-s/KEDA" in out
     for policy in POLICIES:
         assert f" {policy} " in out
+
+
+def test_a_trace_file_gives_the_same_numbers_wherever_it_lives(tmp_path: Path) -> None:
+    """The random streams (startup times, phases, service times) are seeded by the
+    file's content, not its path."""
+    trace = generate("on_off", 1, 1800.0)
+    text = "".join(f"{t!r}\n" for t in trace.arrivals)
+    results = []
+    for where in ("a/arrivals.csv", "b/c/other-name.txt"):
+        path = tmp_path / where
+        path.parent.mkdir(parents=True)
+        path.write_text(text, encoding="utf-8")
+        runs = run_matrix([load_trace_file(path)], POLICIES, profile="pod", seed=1)
+        results.append([{**r.as_dict(), "trace": None} for r in runs])
+    assert results[0] == results[1]
 
 
 def test_cli_reports_a_bad_trace_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
