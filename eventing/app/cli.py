@@ -2,8 +2,9 @@
 
 ``run`` starts the system; ``validate`` checks manifests; ``send`` posts an event like
 ``kn event send``; ``status`` and ``dlq`` read a running system through its admin API
-(every read command has ``--json`` for scripts); ``cesql`` evaluates an expression
-against an event.
+(every read command has ``--output json|yaml|table``, ``--json`` for short);
+``cesql`` evaluates an expression against an event; ``explain`` and ``tail`` show
+which triggers an event matches and why not.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eventing.app import cmd_explain, cmd_tail, commands
+from eventing.app.output import add_output
 from eventing.app.process import process_id
 from eventing.app.runtime import Running, RuntimeSettings, serve_forever
 from eventing.app.system import StoreSettings
@@ -141,7 +143,7 @@ def _add_run(sub: Sub) -> None:
 def _add_reads(sub: Sub) -> None:
     validate = sub.add_parser("validate", help="check a directory of manifests")
     validate.add_argument("directory", type=Path)
-    validate.add_argument("--json", action="store_true")
+    add_output(validate)
     validate.add_argument(
         "--kubernetes",
         action="store_true",
@@ -180,7 +182,7 @@ def _add_reads(sub: Sub) -> None:
 
     status = sub.add_parser("status", help="brokers, triggers and sources of a running system")
     status.add_argument("--admin", default=DEFAULT_ADMIN, help=f"default {DEFAULT_ADMIN}")
-    status.add_argument("--json", action="store_true")
+    add_output(status)
     status.set_defaults(func=commands.status)
 
     cesql = sub.add_parser("cesql", help="evaluate a CESQL expression against an event")
@@ -193,7 +195,7 @@ def _add_reads(sub: Sub) -> None:
         metavar="NAME=VALUE",
         help="an attribute of the event (repeatable)",
     )
-    cesql.add_argument("--json", action="store_true")
+    add_output(cesql)
     cesql.set_defaults(func=commands.cesql)
 
 
@@ -220,7 +222,7 @@ def _add_dlq(sub: Sub) -> None:
         (dlq_delete, commands.dlq_delete),
     ):
         p.add_argument("--admin", default=DEFAULT_ADMIN)
-        p.add_argument("--json", action="store_true")
+        add_output(p)
         p.set_defaults(func=func)
 
 

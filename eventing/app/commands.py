@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from eventing.app.output import output_format, render
 from eventing.app.registry import kind_registry
 from eventing.app.tables import print_dlq, print_status
 from eventing.codec import http as binding
@@ -28,8 +29,17 @@ from eventing.resources.refs import Platform
 USER_ERRORS = (LoadError, ConfigError, OSError)
 
 
-def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2))
+def _print_doc(args: argparse.Namespace, payload: Any) -> None:
+    """JSON, or YAML with ``--output yaml`` (the machine-readable forms of a read)."""
+    if output_format(args) == "yaml":
+        render(args, payload, print)
+    else:
+        print(json.dumps(payload, indent=2))
+
+
+def structured(args: argparse.Namespace) -> bool:
+    """``--json`` or ``--output json|yaml``: print the document, not the table."""
+    return output_format(args) != "table"
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -37,8 +47,9 @@ def validate(args: argparse.Namespace) -> int:
         platform = Platform(kubernetes=getattr(args, "kubernetes", False))
         resources = load_resources(args.directory, kind_registry(), platform=platform)
     except LoadError as exc:
-        if args.json:
-            _print_json(
+        if structured(args):
+            _print_doc(
+                args,
                 {
                     "valid": False,
                     "errors": [
@@ -52,15 +63,15 @@ def validate(args: argparse.Namespace) -> int:
                         }
                         for e in exc.errors
                     ],
-                }
+                },
             )
         else:
             for e in exc.errors:
                 print(str(e), file=sys.stderr)
             print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return 1
-    if args.json:
-        _print_json({"valid": True, "resources": resources.kinds()})
+    if structured(args):
+        _print_doc(args, {"valid": True, "resources": resources.kinds()})
     else:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(resources.kinds().items()))
         print(f"valid: {counts or 'no resources'}")
@@ -112,8 +123,8 @@ def _guarded(func: Any) -> Any:
 @_guarded
 def status(args: argparse.Namespace) -> int:
     payload = _admin_get(args, "/v1/status")
-    if args.json:
-        _print_json(payload)
+    if structured(args):
+        _print_doc(args, payload)
     else:
         print_status(payload)
     return 0
@@ -123,8 +134,8 @@ def status(args: argparse.Namespace) -> int:
 def dlq_list(args: argparse.Namespace) -> int:
     query = f"?limit={args.limit}" + (f"&trigger={args.trigger}" if args.trigger else "")
     payload = _admin_get(args, "/v1/dlq" + query)
-    if args.json:
-        _print_json(payload)
+    if structured(args):
+        _print_doc(args, payload)
     else:
         print_dlq(payload["items"])
     return 0
@@ -133,7 +144,7 @@ def dlq_list(args: argparse.Namespace) -> int:
 @_guarded
 def dlq_show(args: argparse.Namespace) -> int:
     payload = _admin_get(args, f"/v1/dlq/{args.id}")
-    _print_json(payload)
+    _print_doc(args, payload)
     return 0
 
 
@@ -157,8 +168,8 @@ def dlq_replay(args: argparse.Namespace) -> int:
     code, payload = _admin_post(
         args, "/v1/dlq/replay", {"ids": args.ids, "all": args.all, "trigger": args.trigger}
     )
-    if args.json:
-        _print_json(payload)
+    if structured(args):
+        _print_doc(args, payload)
     else:
         print(
             f"replayed {len(payload.get('replayed', []))}; "
@@ -172,8 +183,8 @@ def dlq_replay(args: argparse.Namespace) -> int:
 @_guarded
 def dlq_delete(args: argparse.Namespace) -> int:
     code, payload = _admin_post(args, "/v1/dlq/delete", {"ids": args.ids})
-    if args.json:
-        _print_json(payload)
+    if structured(args):
+        _print_doc(args, payload)
     else:
         print(f"deleted {payload.get('deleted', 0)} of {len(args.ids)}")
     return 0 if code == 200 and payload.get("deleted") == len(args.ids) else 1
@@ -218,9 +229,10 @@ def send(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError) as exc:
         raise ConfigError(f"cannot reach {args.to} ({exc})") from None
     ok = 200 <= code < 300
-    if args.json:
-        _print_json(
-            {"status": code, "id": attributes["id"], "response": raw.decode("utf-8", "replace")}
+    if structured(args):
+        _print_doc(
+            args,
+            {"status": code, "id": attributes["id"], "response": raw.decode("utf-8", "replace")},
         )
     else:
         detail = "" if ok else f": {raw.decode('utf-8', 'replace')}"
@@ -250,8 +262,8 @@ def cesql(args: argparse.Namespace) -> int:
         attributes = dict(parse_structured(Path(args.event).read_bytes()).attributes)
     attributes.update(_parse_pairs(args.attr, "--attr"))
     result = explain(args.expression, attributes)
-    if args.json:
-        _print_json(result)
+    if structured(args):
+        _print_doc(args, result)
     else:
         error = result.get("error")
         print(f"value: {json.dumps(result.get('value'))}")

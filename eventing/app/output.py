@@ -21,21 +21,14 @@ FORMATS = ("table", "json", "yaml")
 _CODES = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1", "cyan": "36"}
 
 
-def add_output(parser: argparse.ArgumentParser, *, default: str = "table") -> None:
+def add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
         choices=FORMATS,
-        default=default,
-        help=f"how to print: table (for people), json or yaml (default {default})",
+        help="how to print: table (for people, the default), json or yaml",
     )
-    parser.add_argument(
-        "--json",
-        dest="output",
-        action="store_const",
-        const="json",
-        help="short for --output json",
-    )
+    parser.add_argument("--json", action="store_true", help="short for --output json")
 
 
 def output_format(args: argparse.Namespace) -> str:

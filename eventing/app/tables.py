@@ -6,12 +6,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from eventing.app.output import paint
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines[0] = paint(lines[0], "bold")  # after padding: the codes take no column
     return "\n".join(lines)
 
 

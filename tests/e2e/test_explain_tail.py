@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.support.process import EventingProcess
 from tests.support.subscriber import Answer, RecordingSubscriber
@@ -193,6 +194,17 @@ async def test_explain_a_running_system_by_attributes_id_and_dead_letter(
         while not dead:
             code, out, _ = await cli("dlq", "list", "--admin", admin, "--json")
             dead = json.loads(out)["items"]
+    code, out, _ = await cli("dlq", "list", "--admin", admin, "-o", "yaml")
+    assert code == 0
+    assert yaml.safe_load(out)["items"][0]["trigger"] == "default/broken"
+    code, out, _ = await cli("status", "--admin", admin, "--output", "yaml")
+    assert code == 0
+    status = yaml.safe_load(out)
+    assert {t["name"] for t in status["triggers"]} == {
+        "default/orders",
+        "default/big-eu",
+        "default/broken",
+    }
     code, out, _ = await cli("explain", "--admin", admin, "--dlq", str(dead[0]["id"]), "--json")
     doc = json.loads(out)
     assert doc["event"]["id"] == "refund-1"
