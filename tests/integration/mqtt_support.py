@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import getpass
 import os
+import random
+import resource
 import shutil
 import signal
 import socket
@@ -91,16 +93,7 @@ class RawPublisher:
 
     async def _read(self) -> tuple[int, bytes]:
         assert self._reader is not None
-        async with asyncio.timeout(10):
-            header = (await self._reader.readexactly(1))[0]
-            length, shift = 0, 0
-            while True:
-                byte = (await self._reader.readexactly(1))[0]
-                length += (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            return header & 0xF0, await self._reader.readexactly(length)
+        return await _read_packet(self._reader, timeout=10)
 
 
 async def publish_all(
@@ -187,3 +180,124 @@ class PrivateMosquitto:
     def log(self) -> str:
         path = self.directory / "mosquitto.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+class Fleet:
+    """``devices`` simulated devices, each on its own MQTT 5 connection (raw sockets:
+    1,000 paho clients would cost more CPU than the system under test), publishing
+    one QoS 1 message every ``period`` seconds on ``<prefix>/<device>/telemetry``.
+
+    A message counts as ``confirmed`` once the server's PUBACK arrived. A device whose
+    connection fails (a server restart) reconnects after a random 0.5-2 s and goes on
+    with the next number: an unconfirmed message may still have arrived, so the
+    delivered set may hold more than ``confirmed``."""
+
+    def __init__(self, host: str, port: int, prefix: str, devices: int, period: float) -> None:
+        self.host, self.port, self.prefix = host, port, prefix
+        self.devices, self.period = devices, period
+        self.confirmed: set[str] = set()
+        self.connected = 0
+        self.reconnects = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for index in range(self.devices):
+            self._tasks.append(
+                asyncio.create_task(self._device(index), name=f"fleet device {index}")
+            )
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _device(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + self.period * index / self.devices  # spread over a period
+        tick, n = 0, 0
+        while not self._stop.is_set():
+            writer: asyncio.StreamWriter | None = None
+            try:
+                await asyncio.sleep(max(0.0, start + tick * self.period - loop.time()))
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                await self._connect(reader, writer, f"{self.prefix}-dev{index}")
+                self.connected += 1
+                try:
+                    while not self._stop.is_set():
+                        payload = f"{self.prefix}-{index}-{n}"
+                        n += 1
+                        await self._publish(reader, writer, index, n, payload)
+                        self.confirmed.add(payload)
+                        tick += 1
+                        await asyncio.sleep(max(0.0, start + tick * self.period - loop.time()))
+                finally:
+                    self.connected -= 1
+            except (OSError, asyncio.IncompleteReadError, TimeoutError):
+                self.reconnects += 1
+                tick += 1
+                await asyncio.sleep(random.uniform(0.5, 2.0))
+            finally:
+                if writer is not None:
+                    writer.close()
+
+    async def _connect(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_id: str
+    ) -> None:
+        connect = _string(b"MQTT") + bytes([5, 0x02]) + struct.pack("!H", 60) + _varint(0)
+        writer.write(_packet(0x10, connect + _string(client_id.encode())))
+        kind, body = await _read_packet(reader)
+        if kind != CONNACK or body[1] != 0:
+            raise ConnectionError(f"connect refused: {kind:#x} {body!r}")
+
+    async def _publish(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        index: int,
+        n: int,
+        payload: str,
+    ) -> None:
+        mid = n % 65535 + 1
+        topic = f"{self.prefix}/d{index}/telemetry".encode()
+        body = _string(topic) + struct.pack("!H", mid) + _varint(0) + payload.encode()
+        writer.write(_packet(0x32, body))
+        kind, answer = await _read_packet(reader)
+        if kind != PUBACK or struct.unpack_from("!H", answer)[0] != mid:
+            raise ConnectionError(f"expected PUBACK {mid}, got {kind:#x} {answer!r}")
+
+
+async def _read_packet(reader: asyncio.StreamReader, timeout: float = 30.0) -> tuple[int, bytes]:
+    async with asyncio.timeout(timeout):
+        header = (await reader.readexactly(1))[0]
+        length, shift = 0, 0
+        while True:
+            byte = (await reader.readexactly(1))[0]
+            length += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        return header & 0xF0, await reader.readexactly(length)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def raise_open_file_limit(needed: int) -> None:
+    """Each device is a socket here and in Mosquitto (which inherits this limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise AssertionError(
+            f"the open-file limit is {hard}; {needed} are needed (ulimit -n {needed})"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
