@@ -17,7 +17,7 @@ if the process dies meanwhile, the server redelivers the unacknowledged messages
 the persistent session on the next connect.
 
 Messages that cannot become events (over the size limit, an invalid CloudEvent, or a
-packet the client library cannot decode: :class:`sources.mqtt_client.Poison`) are
+PUBLISH that is not valid MQTT: :class:`sources.mqtt_packets.Poison`) are
 acknowledged and counted in ``health.refused`` (poison also in ``drops["poison"]``):
 MQTT cannot reject them, and leaving them unacknowledged would stall the session's
 in-flight window. Retained messages are sent by the server only when a subscription
@@ -48,9 +48,10 @@ from eventing.errors import InvalidEventError
 from eventing.events import Event
 from sources.base import Emit, SourceHealth
 from sources.emitting import emit_prefix, refuse, too_large
-from sources.mqtt_binding import MqttMessage, message_to_event
-from sources.mqtt_client import Incoming, MqttConnection, MqttLost, Poison, new_paho
+from sources.mqtt_binding import message_to_event
+from sources.mqtt_client import Incoming, MqttConnection, MqttLost, new_paho
 from sources.mqtt_model import MqttSourceResource
+from sources.mqtt_packets import Poison
 from sources.reconnect import Backoff, describe, keep_connected
 from sources.source_spec import apply_overrides, source_path
 
@@ -166,9 +167,10 @@ class MqttAdapter:
 
         def ack_until(end: int) -> None:
             nonlocal acked
+            sent = 0
             for message in batch[acked:end]:  # PUBACK in arrival order, refused included
-                connection.ack(message.mid, message.qos)
-            if end > acked:
+                sent += connection.ack(message.mid, message.qos)
+            if sent:
                 self._progressed(connection)
             acked = max(acked, end)
 
@@ -223,29 +225,16 @@ class MqttAdapter:
     def _decode(self, message: Incoming) -> Event | None:
         if isinstance(message, Poison):
             self.drops["poison"] = self.drops.get("poison", 0) + 1
-            why = InvalidEventError(f"the MQTT client cannot decode it: {message.reason}")
+            why = InvalidEventError(f"not a valid MQTT PUBLISH: {message.reason}")
             refuse(self.health, log, f"message on {message.topic!r} refused", why)
             return None
-        payload = bytes(message.payload)
-        topic = message.topic
-        where = f"message on {topic[:120]!r}"
-        error = too_large(len(payload), self._limit)
+        where = f"message on {message.topic[:120]!r}"
+        error = too_large(len(message.payload), self._limit)
         if error is not None:
             refuse(self.health, log, f"{where} refused", error)
             return None
-        properties = message.properties
-        content_type = getattr(properties, "ContentType", None) if properties else None
-        user_properties = getattr(properties, "UserProperty", None) if properties else None
-        mqtt = MqttMessage(
-            topic=topic,
-            payload=payload,
-            qos=message.qos,
-            mid=message.mid,
-            content_type=content_type,
-            user_properties=tuple(user_properties or ()),
-        )
         try:
-            event = message_to_event(mqtt, self._source, self._client_id)
+            event = message_to_event(message, self._source, self._client_id)
         except InvalidEventError as exc:
             refuse(self.health, log, f"{where} is not a valid CloudEvent", exc)
             return None

@@ -18,21 +18,21 @@ A paused socket is not read for keep-alive either: a pause longer than about twi
 the keep-alive (only when the store refuses for that long) ends in paho closing the
 connection; the session then redelivers what was not acknowledged.
 
-Poison: paho raises on some PUBLISH packets that a server passes on (``U+FEFF`` in a
-user property or content type, which MQTT allows and Mosquitto 2.0.11 forwards;
-invalid UTF-8 from servers that do not validate), and closes the connection. The
-server resends the message first on every reconnect, so nothing behind it is ever
-delivered. :class:`_Paho` reads the topic and packet id of such a packet itself and
-hands it on as :class:`Poison`, to be acknowledged and counted like any refused
-message. A packet whose packet id cannot be read cannot be acknowledged and still
-drops the connection (the source then backs off; see docs/sources.md).
+PUBLISH packets are decoded by :func:`sources.mqtt_packets.decode_publish` instead of
+paho's decoder (paho's costs more than the rest of the source, and drops the
+connection on U+FEFF in a string, which MQTT allows and Mosquitto 2.0.11 forwards; the
+server would resend that message first on every reconnect, so nothing behind it
+would ever arrive). A PUBLISH that is not valid (invalid UTF-8 from a server that does
+not validate, an unknown property) is handed on as :class:`Poison` when its topic and
+packet id can be read, to be acknowledged and counted like any refused message;
+otherwise it still drops the connection (the source then backs off; see
+docs/sources.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -41,10 +41,12 @@ from typing import Any, Final, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from sources.mqtt_binding import MqttMessage
+from sources.mqtt_packets import Malformed, Poison, decode_publish, read_poison
 
 READS_PER_WAKEUP: Final = 64
 """Packets read per readiness callback before yielding to the loop."""
@@ -54,58 +56,41 @@ class MqttLost(Exception):
     """The connection is gone (or never came up): transient, reconnect."""
 
 
-@dataclass(frozen=True, slots=True)
-class Poison:
-    """A PUBLISH the client library could not decode; ``topic`` is for logs only."""
+Incoming = MqttMessage | Poison
 
-    mid: int
-    qos: int
-    topic: str
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """A PUBLISH without a readable packet id: it cannot be acknowledged, so the
+    connection ends once everything received before it has been taken."""
+
     reason: str
 
 
-Incoming = paho.MQTTMessage | Poison
-
-
-def read_poison(header: int, packet: bytes, reason: str) -> Poison | None:
-    """Topic and packet id of an undecodable PUBLISH, or None when even those cannot
-    be read (then it cannot be acknowledged)."""
-    qos = (header & 0x06) >> 1
-    if qos > 1 or len(packet) < 2:
-        return None
-    (length,) = struct.unpack_from("!H", packet)
-    mid = 0
-    if qos == 1:
-        if len(packet) < 2 + length + 2:
-            return None
-        (mid,) = struct.unpack_from("!H", packet, 2 + length)
-        if mid == 0:
-            return None
-    topic = packet[2 : 2 + length].decode("utf-8", "backslashreplace")[:120]
-    return Poison(mid, qos, topic, reason[:200])
-
-
 class _Paho(paho.Client):
-    """paho with one change: a PUBLISH it cannot decode goes to ``on_poison`` instead
-    of closing the connection (see the module docstring)."""
+    """paho with its PUBLISH decoding replaced by :func:`decode_publish` (faster, and
+    keeps what MQTT allows; see :mod:`sources.mqtt_packets`): each message goes to
+    ``on_incoming``, a PUBLISH that cannot be decoded as :class:`Poison`. Only QoS 0
+    and 1 arrive: the source subscribes with at most QoS 1."""
 
-    on_poison: Callable[[Poison], None] | None = None
+    on_incoming: Callable[[Incoming | Broken], None] | None = None
+    v5 = True
 
     def _handle_publish(self) -> MQTTErrorCode:
-        try:
+        packet, deliver = self._in_packet, self.on_incoming
+        if deliver is None:
             return super()._handle_publish()
-        except (MalformedPacket, ValueError, struct.error, IndexError) as exc:
-            packet = self._in_packet
-            poison = read_poison(packet["command"], bytes(packet["packet"]), repr(exc))
-            if poison is None or self.on_poison is None:
-                raise
-            self.on_poison(poison)
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        try:
+            deliver(decode_publish(packet["command"], packet["packet"], self.v5))
+        except Malformed as exc:
+            poison = read_poison(packet["command"], packet["packet"], str(exc))
+            deliver(poison if poison is not None else Broken(str(exc)))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 def new_paho(client_id: str, *, v5: bool, clean_session: bool | None) -> paho.Client:
     """A paho client in manual-acknowledgement mode."""
-    return _Paho(
+    client = _Paho(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=clean_session,
@@ -113,6 +98,8 @@ def new_paho(client_id: str, *, v5: bool, clean_session: bool | None) -> paho.Cl
         reconnect_on_failure=False,
         manual_ack=True,
     )
+    client.v5 = v5
+    return client
 
 
 class MqttConnection:
@@ -134,19 +121,19 @@ class MqttConnection:
         self._writing = False
         self.high_water = max(1, high_water)
         self.paused = False
+        self._broken: str | None = None
         self.pauses = 0
         self.held = 0
         self.acked = 0
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
         client.on_socket_unregister_write = self._on_unregister_write
         if isinstance(client, _Paho):
-            client.on_poison = self._arrived
+            client.on_incoming = self._arrived
 
     # --- the consumer's side -------------------------------------------------------
 
@@ -200,23 +187,35 @@ class MqttConnection:
         return codes
 
     async def take(self, limit: int) -> list[Incoming]:
-        """Up to ``limit`` received messages, waiting for at least one."""
+        """Up to ``limit`` received messages, waiting for at least one. Raises
+        :class:`MqttLost` once the connection is gone: messages still queued then
+        could not be acknowledged, and the server sends them again."""
         while not self._queue:
             if self._lost is not None:
                 raise MqttLost(str(self._lost) or type(self._lost).__name__)
+            if self._broken is not None:
+                raise MqttLost(f"a PUBLISH that cannot be acknowledged: {self._broken}")
             self._wake.clear()
             await self._wake.wait()
+        if self._lost is not None:
+            raise MqttLost(str(self._lost) or type(self._lost).__name__)
         batch = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
-        if self.paused and len(self._queue) < self.high_water // 2 + 1:
+        if self.paused and self._broken is None and len(self._queue) < self.high_water // 2 + 1:
             self._resume()
         return batch
 
-    def ack(self, mid: int, qos: int) -> None:
-        """PUBACK one message (call in arrival order)."""
-        if qos > 0:
-            self._client.ack(mid, qos)
-            self.held -= 1
-            self.acked += 1
+    def ack(self, mid: int, qos: int) -> bool:
+        """PUBACK one message (call in arrival order); False when it could not be sent
+        (the connection is gone: the server will send the message again)."""
+        if qos == 0:
+            return False
+        if self._lost is not None or self._fd < 0:
+            return False
+        if self._client.ack(mid, qos) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        self.held -= 1
+        self.acked += 1
+        return True
 
     async def close(self, timeout: float = 2.0) -> None:
         """DISCONNECT (the session stays on the server) and close the socket."""
@@ -242,12 +241,21 @@ class MqttConnection:
 
     # --- reading with back-pressure ------------------------------------------------
 
-    def _arrived(self, message: Incoming) -> None:
+    def _arrived(self, message: Incoming | Broken) -> None:
+        if isinstance(message, Broken):  # take what came before it, then end
+            self._broken = message.reason
+            self._pause()
+            self._wake.set()
+            return
         self._queue.append(message)
         if message.qos > 0:
             self.held += 1
         self._wake.set()
-        if len(self._queue) >= self.high_water and not self.paused:
+        if len(self._queue) >= self.high_water:
+            self._pause()
+
+    def _pause(self) -> None:
+        if not self.paused:
             self.paused = True
             self.pauses += 1
             if self._fd >= 0:
@@ -317,15 +325,6 @@ class MqttConnection:
         future = self._subacks.pop(mid, None)
         if future is not None and not future.done():
             future.set_result(codes)
-
-    def _on_message(self, _c: Any, _u: Any, message: paho.MQTTMessage) -> None:
-        try:
-            message.topic  # noqa: B018 - paho decodes lazily and raises here
-        except UnicodeDecodeError as exc:
-            topic = message._topic.decode("utf-8", "backslashreplace")[:120]
-            self._arrived(Poison(message.mid, message.qos, topic, repr(exc)[:200]))
-            return
-        self._arrived(message)
 
     def _on_socket_open(self, _c: Any, _u: Any, sock: Any) -> None:
         self._call(self._opened, sock)

@@ -301,3 +301,63 @@ def raise_open_file_limit(needed: int) -> None:
             f"the open-file limit is {hard}; {needed} are needed (ulimit -n {needed})"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+class ScriptedServer:
+    """A minimal MQTT 5 server on loopback that, like some servers, does not validate
+    what it forwards: after CONNECT and a SUBSCRIBE (one filter) it sends its scripted
+    QoS 1 PUBLISH packets, and on every new connection it first resends each one not
+    acknowledged yet, as a persistent session does. ``acked`` lists the packet ids of
+    the PUBACKs it received, in order."""
+
+    def __init__(self, publishes: Iterable[tuple[int, bytes]]) -> None:
+        self.publishes = dict(publishes)  # packet id -> PUBLISH body (after the header)
+        self.acked: list[int] = []
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> ScriptedServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            kind, _ = await _read_packet(reader)
+            assert kind == 0x10, f"expected CONNECT, got {kind:#x}"
+            writer.write(bytes([CONNACK, 3, 0x01, 0x00, 0x00]))  # session present
+            kind, body = await _read_packet(reader)
+            assert kind == 0x80, f"expected SUBSCRIBE, got {kind:#x}"
+            writer.write(_packet(0x90, body[:2] + b"\x00\x01"))  # SUBACK, QoS 1 granted
+            for mid, publish in self.publishes.items():
+                if mid not in self.acked:
+                    writer.write(_packet(0x32, publish))
+            while True:
+                kind, body = await _read_packet(reader, timeout=120)
+                if kind == PUBACK:
+                    self.acked.append(struct.unpack_from("!H", body)[0])
+                elif kind == 0xC0:  # PINGREQ
+                    writer.write(b"\xd0\x00")
+                elif kind == 0xE0:  # DISCONNECT
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+
+def publish_body(topic: bytes, mid: int, properties: bytes, payload: bytes) -> bytes:
+    """A QoS 1 PUBLISH after its fixed header, bytes as given (no validation)."""
+    return _string(topic) + struct.pack("!H", mid) + _varint(len(properties)) + properties + payload

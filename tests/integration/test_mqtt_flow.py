@@ -5,14 +5,18 @@
   (Mosquitto 2.0.11 does, once the client acknowledges);
 - a stall (messages held, none acknowledged) shows in health and /metrics, and the
   store error it reports clears once the store has drained;
-- a message paho cannot decode (U+FEFF in a user property, which MQTT allows and
-  Mosquitto forwards) is acknowledged and counted, and the messages behind it arrive;
+- a message paho refuses (U+FEFF in a user property, which MQTT allows and Mosquitto
+  forwards) arrives, and so do the messages behind it;
+- from a server that does not validate: a PUBLISH that is not valid MQTT is
+  acknowledged and counted when its packet id can be read; one whose packet id cannot
+  be read drops the connection each time, with a growing backoff;
 - the reconnect backoff grows while connections make no progress (a second client
   taking the session) and resets once a message is acknowledged.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -29,7 +33,14 @@ from tests.integration.e2e_support import (
     mqtt_endpoint,
     mqtt_source,
 )
-from tests.integration.mqtt_support import PUBACK, RawPublisher, publish_all, user_property
+from tests.integration.mqtt_support import (
+    PUBACK,
+    RawPublisher,
+    ScriptedServer,
+    publish_all,
+    publish_body,
+    user_property,
+)
 from tests.integration.support import BROKER_SINK, RecordingEmit, eventually, running, unique
 from tests.support.subscriber import Answer, Received, RecordingSubscriber
 
@@ -160,9 +171,9 @@ async def test_stall_shows_in_health_and_metrics_and_clears_when_the_store_drain
 FEFF = "\ufeff".encode()
 
 
-async def test_a_message_paho_cannot_decode_is_acknowledged_and_counted(
-    mqtt_url: str, client_ids: list[str]
-) -> None:
+async def test_a_message_paho_would_refuse_arrives(mqtt_url: str, client_ids: list[str]) -> None:
+    """U+FEFF in a user property: valid MQTT (it must be kept, [MQTT-1.5.4-3]), forwarded
+    by Mosquitto, and it made paho drop the connection on every redelivery."""
     base, client_id = unique("it-flow"), unique("c")
     client_ids.append(client_id)
     emit = RecordingEmit()
@@ -172,18 +183,54 @@ async def test_a_message_paho_cannot_decode_is_acknowledged_and_counted(
         await eventually(lambda: adapter.health.state == "connected", what="connected")
         async with RawPublisher(host, port, unique("raw")) as raw:
             assert await raw.publish(f"{base}/d".encode(), b"before") == PUBACK
-            # Valid UTF-8 that MQTT allows and Mosquitto forwards; paho refuses it.
-            poison = user_property(b"note", b"a" + FEFF + b"b")
-            assert await raw.publish(f"{base}/d".encode(), b"poison", poison) == PUBACK
+            note = user_property(b"note", b"a" + FEFF + b"b")
+            assert await raw.publish(f"{base}/d".encode(), b"with-feff", note) == PUBACK
             for n in range(5):
                 assert await raw.publish(f"{base}/d".encode(), f"after-{n}".encode()) == PUBACK
-        expected = {b"before"} | {f"after-{n}".encode() for n in range(5)}
-        await eventually(lambda: expected <= emit.payloads(), what="the messages around it")
-    assert b"poison" not in emit.payloads()
-    assert adapter.drops == {"poison": 1}
-    assert adapter.health.refused == 1
+        expected = {b"before", b"with-feff"} | {f"after-{n}".encode() for n in range(5)}
+        await eventually(lambda: expected <= emit.payloads(), what="all seven")
+    assert adapter.health.refused == 0
     assert adapter.health.reconnects == 0
-    assert "cannot decode" in (adapter.health.last_error or "")
+
+
+async def test_poison_from_a_server_that_does_not_validate_is_acknowledged_and_counted() -> None:
+    bad_utf8 = user_property(b"k", b"\xff\xfe")
+    script = [
+        (1, publish_body(b"s/d", 1, b"", b"one")),
+        (2, publish_body(b"s/d", 2, bad_utf8, b"bad property")),
+        (3, publish_body(b"s/\xff", 3, b"", b"bad topic")),
+        (4, publish_body(b"s/d", 4, b"\x11\x00\x00\x00\x01", b"session expiry in PUBLISH")),
+        (5, publish_body(b"s/d", 5, b"", b"five")),
+    ]
+    emit = RecordingEmit()
+    async with ScriptedServer(script) as server:
+        adapter = adapter_for(f"mqtt://127.0.0.1:{server.port}", "s/#", unique("c"))
+        async with running(adapter, emit):
+            await eventually(lambda: server.acked == [1, 2, 3, 4, 5], what="all acknowledged")
+    assert emit.payloads() == {b"one", b"five"}
+    assert adapter.drops == {"poison": 3}
+    assert adapter.health.refused == 3
+    assert adapter.health.reconnects == 0
+    assert "not a valid MQTT PUBLISH" in (adapter.health.last_error or "")
+
+
+async def test_a_publish_without_a_readable_packet_id_cannot_be_skipped() -> None:
+    """Its topic length runs past the packet: nothing after it can be read, so there is
+    no packet id to acknowledge. The connection is dropped, the server sends it first
+    again on every connection, and the source backs off ever longer (no progress)."""
+    script = [
+        (1, publish_body(b"s/d", 1, b"", b"one")),
+        (2, struct.pack("!H", 300) + b"s/d"),
+        (3, publish_body(b"s/d", 3, b"", b"three")),
+    ]
+    emit = RecordingEmit()
+    async with ScriptedServer(script) as server:
+        adapter = adapter_for(f"mqtt://127.0.0.1:{server.port}", "s/#", unique("c"))
+        async with running(adapter, emit):
+            await eventually(lambda: server.connections >= 5, what="five connections")
+            assert adapter.backoff.attempt >= 3  # reset once, by the ack of "one"
+    assert server.acked == [1]
+    assert emit.payloads() == {b"one"}
 
 
 async def test_mosquitto_refuses_invalid_utf8_itself(mqtt_url: str) -> None:
