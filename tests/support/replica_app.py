@@ -1,5 +1,7 @@
 """A workload replica for tests: handles one event in WORK_SECONDS, then reports
-``{"id", "pid"}`` to REPORT_URL, then answers 202. Serves GET /healthz.
+``{"id", "pid"}`` to REPORT_URL, then answers 202. With START_URL it also reports
+``{"id", "pid"}`` there when it starts an event (so a test can tell a job that ran
+twice from one that finished once). Serves GET /healthz.
 
 Run by the runtime as ``python tests/support/replica_app.py`` with PORT set."""
 
@@ -14,11 +16,17 @@ from aiohttp import web
 
 WORK = float(os.environ.get("WORK_SECONDS", "0"))
 REPORT = os.environ.get("REPORT_URL", "")
+START = os.environ.get("START_URL", "")
 PID_FILE = os.environ.get("PID_DIR", "")
 
 
 async def handle(request: web.Request) -> web.Response:
     await request.read()
+    if START:
+        session0: aiohttp.ClientSession = request.app["http"]
+        body0 = json.dumps({"id": request.headers.get("ce-id"), "pid": os.getpid()})
+        async with session0.post(START, data=body0) as r0:
+            await r0.read()
     if WORK:
         await asyncio.sleep(WORK)
     if REPORT:
