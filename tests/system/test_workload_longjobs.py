@@ -85,9 +85,7 @@ async def test_long_jobs_run_once_each_and_no_busy_replica_is_stopped(
     await send(running, burst)
     everything = {"warm-up", *burst}
     await subscriber.wait_for(lambda _: everything <= set(ids(subscriber, "/done")), timeout=120)
-    await wait_until(
-        lambda: pool.desired == 0 and not pool.replicas, 60, "back to zero once quiet"
-    )
+    await wait_until(lambda: pool.desired == 0 and not pool.replicas, 60, "back to zero once quiet")
 
     started, done = ids(subscriber, "/start"), ids(subscriber, "/done")
     assert sorted(started) == sorted(everything)  # every job started exactly once
