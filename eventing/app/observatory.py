@@ -57,6 +57,7 @@ class Observatory:
         self.sampler = Sampler(self._sample)
         self.running: Running | None = None
         self._sources = _source_brokers(resources)
+        self._by_broker: dict[str, list[TriggerView]] = {}
         system.on_publish = self.tap.offer
         if system.workloads is not None:
             system.workloads.listeners.append(self._decided)
@@ -189,7 +190,12 @@ class Observatory:
         }
 
     def _views(self, broker: str) -> list[TriggerView]:
-        return [v for v in running_triggers(self.system)[1] if v.broker == broker]
+        """The triggers of ``broker`` (the system's triggers are fixed once it runs)."""
+        views = self._by_broker.get(broker)
+        if views is None:
+            views = [v for v in running_triggers(self.system)[1] if v.broker == broker]
+            self._by_broker[broker] = views
+        return views
 
     # --- dashboard -------------------------------------------------------------------
 

@@ -37,7 +37,8 @@ class Stream:
         response.enable_chunked_encoding()
         await response.prepare(request)
         stream = cls(response, sse)
-        await stream._write(b": open\n\n" if sse else b"")
+        if sse:
+            await stream._write(b": open\n\n")
         return stream
 
     async def send(self, payload: Any, event: str = "message") -> None:

@@ -96,7 +96,7 @@ def manifests(tmp_path: Path, subscriber: RecordingSubscriber) -> Path:
 
 @pytest.fixture
 async def eventing(manifests: Path, tmp_path: Path) -> AsyncIterator[EventingProcess]:
-    proc = EventingProcess(manifests, tmp_path / "data", "--ingress-workers", "0")
+    proc = EventingProcess(manifests, tmp_path / "data")  # ingress workers: the default
     await proc.start()
     try:
         yield proc
