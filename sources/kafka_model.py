@@ -1,5 +1,6 @@
-"""Knative's ``KafkaSource`` (``sources.knative.dev/v1beta1``), field for field, so a
-Knative manifest loads unchanged.
+"""Knative's ``KafkaSource`` (``sources.knative.dev/v1``, the version the upstream CRD
+serves and its examples use, and ``v1beta1``), field for field, so a Knative manifest
+loads unchanged.
 
 Local meaning of the fields (docs/sources.md has the full reference):
 
@@ -23,7 +24,7 @@ from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from eventing.resources.base import KNATIVE_SOURCES_V1BETA1, Model, Resource
+from eventing.resources.base import KNATIVE_SOURCES_V1, KNATIVE_SOURCES_V1BETA1, Model, Resource
 from eventing.resources.delivery import DeliverySpec
 from sources.kafka_binding import KEY_TYPES, KeyType
 from sources.source_spec import BrokerSink, CloudEventOverrides, max_message_bytes
@@ -94,10 +95,10 @@ class KafkaSourceSpec(Model):
 class KafkaSourceResource(Resource):
     """A ``KafkaSource`` manifest."""
 
-    API_VERSIONS: ClassVar[tuple[str, ...]] = (KNATIVE_SOURCES_V1BETA1,)
+    API_VERSIONS: ClassVar[tuple[str, ...]] = (KNATIVE_SOURCES_V1, KNATIVE_SOURCES_V1BETA1)
     KIND: ClassVar[str] = "KafkaSource"
 
-    api_version: Literal["sources.knative.dev/v1beta1"]
+    api_version: Literal["sources.knative.dev/v1", "sources.knative.dev/v1beta1"]
     kind: Literal["KafkaSource"]
     spec: KafkaSourceSpec
 

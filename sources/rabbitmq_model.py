@@ -57,6 +57,9 @@ class RabbitmqSourceSpec(Model):
     delivery: DeliverySpec | None = None
     sink: BrokerSink
     service_account_name: str | None = None
+    adapter_container_name: str | None = Field(default=None, max_length=253)
+    """Knative: the name of the adapter's container in its Deployment. There is no
+    container here: accepted, ignored with a warning."""
 
 
 class RabbitmqSourceResource(Resource):
@@ -68,6 +71,26 @@ class RabbitmqSourceResource(Resource):
     api_version: Literal["sources.knative.dev/v1alpha1"]
     kind: Literal["RabbitmqSource"]
     spec: RabbitmqSourceSpec
+
+    def ignored(self) -> list[tuple[str, object, str]]:
+        out: list[tuple[str, object, str]] = []
+        if self.spec.adapter_container_name is not None:
+            out.append(
+                (
+                    "spec.adapterContainerName",
+                    self.spec.adapter_container_name,
+                    "ignored: the adapter runs in this process, not in a container",
+                )
+            )
+        if self.spec.service_account_name is not None:
+            out.append(
+                (
+                    "spec.serviceAccountName",
+                    self.spec.service_account_name,
+                    "ignored: there are no service accounts on one machine",
+                )
+            )
+        return out
 
     @property
     def config(self) -> RabbitmqResourcesConfig:

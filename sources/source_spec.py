@@ -35,21 +35,18 @@ MAX_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _broker_sink(dest: Destination) -> Destination:
+def _sink(dest: Destination) -> Destination:
     ref = dest.ref
-    if ref is None or ref.kind != "Broker" or ref.api_version not in (None, KNATIVE_EVENTING):
-        raise ValueError(
-            "a source's sink must be a ref to a Broker "
-            f"(kind: Broker, apiVersion: {KNATIVE_EVENTING}); sources put events into a "
-            "broker and triggers route them from there"
-        )
-    if dest.uri is not None:
-        raise ValueError("a source's sink takes 'ref' to a Broker only, not 'uri'")
+    if ref is not None and ref.kind == "Broker" and ref.api_version not in (None, KNATIVE_EVENTING):
+        raise ValueError(f"a ref to a Broker takes apiVersion {KNATIVE_EVENTING}")
     return dest
 
 
-#: ``spec.sink``: a Destination that must reference a Broker.
-BrokerSink = Annotated[Destination, AfterValidator(_broker_sink)]
+#: ``spec.sink``: any destination, as in Knative. A ref to a Broker is published into
+#: directly; anything else (a URL, ``log:``, a Workload, a Sequence) is reached through
+#: an internal broker the loader adds (:mod:`eventing.resources.flows`), so a source
+#: always stores what it emits before acknowledging upstream.
+BrokerSink = Annotated[Destination, AfterValidator(_sink)]
 
 
 def _extension_names(value: dict[str, str]) -> dict[str, str]:

@@ -150,6 +150,12 @@ def _add_reads(sub: Sub) -> None:
         help="running against Kubernetes: refs to Services resolve to their cluster URL "
         "(http://NAME.NAMESPACE.svc.cluster.local)",
     )
+    validate.add_argument(
+        "--partial",
+        action="store_true",
+        help="the manifests are part of a larger set: a reference to a resource that is "
+        "not here (a Trigger's Broker, applied later) is a warning, not an error",
+    )
     validate.set_defaults(func=commands.validate)
 
     send = sub.add_parser("send", help="send one event to a broker (like kn event send)")

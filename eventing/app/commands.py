@@ -23,7 +23,7 @@ from eventing.codec import http as binding
 from eventing.codec.jsonformat import parse_structured
 from eventing.errors import ConfigError, EventingError
 from eventing.events import AttributeValue, Event, is_valid_name
-from eventing.resources.loader import LoadError, load_resources
+from eventing.resources.loader import LoadError, load_resources, show_value
 from eventing.resources.refs import Platform
 
 USER_ERRORS = (LoadError, ConfigError, OSError)
@@ -45,7 +45,12 @@ def structured(args: argparse.Namespace) -> bool:
 def validate(args: argparse.Namespace) -> int:
     try:
         platform = Platform(kubernetes=getattr(args, "kubernetes", False))
-        resources = load_resources(args.directory, kind_registry(), platform=platform)
+        resources = load_resources(
+            args.directory,
+            kind_registry(),
+            platform=platform,
+            partial=getattr(args, "partial", False),
+        )
     except LoadError as exc:
         if structured(args):
             _print_doc(
@@ -58,7 +63,7 @@ def validate(args: argparse.Namespace) -> int:
                             "line": e.line,
                             "resource": e.resource,
                             "path": e.path,
-                            "value": repr(e.value) if e.value is not None else None,
+                            "value": show_value(e.value) if e.value is not None else None,
                             "message": e.message,
                         }
                         for e in exc.errors
@@ -71,8 +76,27 @@ def validate(args: argparse.Namespace) -> int:
             print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return 1
     if structured(args):
-        _print_doc(args, {"valid": True, "resources": resources.kinds()})
+        _print_doc(
+            args,
+            {
+                "valid": True,
+                "resources": resources.kinds(),
+                "warnings": [
+                    {
+                        "file": w.file,
+                        "line": w.line,
+                        "resource": w.resource,
+                        "path": w.path,
+                        "value": show_value(w.value) if w.value is not None else None,
+                        "message": w.message,
+                    }
+                    for w in resources.warnings
+                ],
+            },
+        )
     else:
+        for w in resources.warnings:
+            print(f"warning: {w}", file=sys.stderr)
         counts = ", ".join(f"{n} {k}" for k, n in sorted(resources.kinds().items()))
         print(f"valid: {counts or 'no resources'}")
     return 0

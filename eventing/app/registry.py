@@ -31,6 +31,7 @@ from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
 from eventing.sourcing import Emit, Source, WebhookSource
 from sources import github, gitlab, kafka, mqtt, ping, rabbitmq, webhook
+from sources.webhook_fields import default_webhook_path
 from triggers.materialize import check_trigger
 
 SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping, rabbitmq, kafka, mqtt)
@@ -58,7 +59,23 @@ def kind_registry(classes: BrokerClasses | None = None) -> KindRegistry:
     registry.derivations[ScaledObject.KIND] = derive_workload
     for module in SOURCE_MODULES:
         registry.register(module.MODEL)
+    registry.add_claim(webhook_path)
     return registry
+
+
+WEBHOOK_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab)
+
+
+def webhook_path(resource: Resource) -> list[tuple[str, str, str]]:
+    """The ingress path a webhook source is served on: two sources on one path would
+    leave one of them unreachable (and an HMAC-protected path served by its twin)."""
+    if not any(isinstance(resource, m.MODEL) for m in WEBHOOK_MODULES):
+        return []
+    explicit = getattr(resource.spec, "path", None)  # type: ignore[attr-defined]
+    if explicit:
+        return [("webhook path", "spec.path", explicit)]
+    path = default_webhook_path(resource.namespace, resource.name)
+    return [("webhook path", "metadata.name", path)]
 
 
 def build_sources(
@@ -69,9 +86,9 @@ def build_sources(
         for resource in resources.of(module.MODEL):
             sink = resource.spec.sink
             ref = getattr(sink, "ref", None)
-            if ref is None or ref.kind != "Broker":
+            if ref is None or ref.kind != "Broker":  # the loader rewrote every other sink
                 raise ConfigError(
-                    f"{resource.kind}/{resource.name}: spec.sink must be a ref to a Broker"
+                    f"{resource.kind}/{resource.name}: spec.sink was not resolved to a broker"
                 )
             key = f"{ref.namespace or resource.namespace}/{ref.name}"
             if key not in system.brokers:

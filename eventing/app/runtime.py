@@ -55,9 +55,15 @@ logger = logging.getLogger(__name__)
 
 
 async def _load(directory: Path | None, registry: KindRegistry, platform: Platform) -> ResourceSet:
+    """The resources from a directory or the cluster; logs what loads but is ignored
+    (a Knative field with no meaning here)."""
     if directory is None:
-        return await asyncio.to_thread(_from_cluster, registry, platform)
-    return load_resources(directory, registry, platform=platform)
+        resources = await asyncio.to_thread(_from_cluster, registry, platform)
+    else:
+        resources = load_resources(directory, registry, platform=platform)
+    for warning in resources.warnings:
+        logger.warning("%s", warning)
+    return resources
 
 
 def _from_cluster(registry: KindRegistry, platform: Platform) -> ResourceSet:

@@ -36,7 +36,7 @@ from eventing.resources.configmap import ConfigMap
 from eventing.resources.delivery import merge
 from eventing.resources.loader import ResourceSet
 from eventing.resources.refs import Platform, RefError, Role, resolve
-from eventing.resources.trigger import Trigger
+from eventing.resources.trigger import InternalTrigger, Trigger
 from eventing.resources.workload import Workload
 from eventing.sourcing import Emit
 from sinks.broker import BrokerSink
@@ -183,9 +183,8 @@ async def _build(
     for workload in resources.of(Workload):
         system.workloads.add(workload, external_metrics(workload))
     for trig in trigger_models:
-        broker_key = f"{trig.namespace}/{trig.spec.broker}"
         system.triggers[trig.key] = _trigger(
-            system, trig, system.brokers[broker_key], brokers_by_key[broker_key]
+            system, trig, system.brokers[trig.broker_key], brokers_by_key[trig.broker_key]
         )
     for broker in system.brokers.values():  # every trigger subscribed: now connect
         await broker.open()
@@ -234,12 +233,29 @@ def _trigger(
         sink=sink,
         policy=policy,
         dead_letter=dead_letter,
-        publish_reply=broker_reply(broker, system),
+        publish_reply=_replies(system, trig, broker),
         metrics=system.metrics,
         broker=broker.key,
         fast=sink if isinstance(sink, HttpSink) else None,
     )
     return TriggerRuntime(trig, broker, subscription, dispatcher, sink)
+
+
+def _replies(system: System, trig: Trigger, broker: Broker) -> Any:
+    """A Trigger's replies go back into its broker (Knative); an internal trigger's
+    (a Subscription, a flow step) go to its ``reply``, or are dropped without one."""
+    if not isinstance(trig, InternalTrigger):
+        return broker_reply(broker, system)
+    if trig.reply is None:
+        return _drop_reply
+    target = _resolve(system, trig.reply, trig.namespace, "reply", trig.key)
+    if target.kind != "broker":  # the expansion makes every reply a broker
+        raise ConfigError(f"{trig.key}: a reply must resolve to a broker")
+    return broker_reply(system.brokers[target.key], system)
+
+
+async def _drop_reply(event: Event) -> None:
+    return None
 
 
 def broker_reply(broker: Broker, system: System | None = None) -> Any:

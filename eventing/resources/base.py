@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, ClassVar, Final
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -91,13 +92,32 @@ class Destination(Model):
         return self
 
 
-_URI_SCHEMES: Final = ("http://", "https://", "dlq:", "log:")
+_SPECIAL_URIS: Final = ("dlq:", "log:")
+_MAX_URI: Final = 2048
 
 
 def _check_uri(uri: str) -> None:
-    if not uri.startswith(_URI_SCHEMES):
+    """``dlq:`` and ``log:`` exactly, or an absolute ``http(s)://`` URL with a host:
+    anything else (``log:/etc/passwd``, ``dlq:../x``, ``ftp://``) is refused here,
+    before it could reach a sink that would read it some other way."""
+    if uri in _SPECIAL_URIS:
+        return
+    shown = repr(uri[:80])
+    if len(uri) > _MAX_URI or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in uri):
         raise ValueError(
-            f"uri {uri[:80]!r} is not supported: use http://..., https://..., dlq: or log:"
+            f"uri {shown} is not a valid URL (at most {_MAX_URI} characters, no spaces or "
+            "control characters)"
+        )
+    if uri.startswith(_SPECIAL_URIS):
+        raise ValueError(f"uri {shown} is not supported: 'dlq:' and 'log:' take nothing after ':'")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"uri {shown} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"uri {shown} is not supported: use http://host/..., https://host/..., dlq: or log:"
         )
 
 
@@ -124,3 +144,8 @@ class Resource(Model):
     def key(self) -> str:
         """``namespace/name``: unique per kind."""
         return f"{self.metadata.namespace}/{self.metadata.name}"
+
+    def ignored(self) -> list[tuple[str, object, str]]:
+        """Fields that are accepted (Knative has them) but have no effect here:
+        (field path, value, why). ``validate`` and ``run`` print them as warnings."""
+        return []

@@ -10,8 +10,7 @@ loads source kinds it does not import.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,84 +18,40 @@ import yaml
 from pydantic import ValidationError
 
 from eventing.resources.base import Resource
-from eventing.resources.refs import Platform, RefError, Role, resolve
+from eventing.resources.flows import expand
+from eventing.resources.loaded import (
+    Check,
+    Claim,
+    Derive,
+    KindRegistry,
+    LoadError,
+    ResourceError,
+    ResourceSet,
+    label,
+    show_value,
+)
+from eventing.resources.references import cross_checks
+from eventing.resources.refs import Platform
+from eventing.resources.yamlbounds import BoundExceeded, check_bounds
 
-#: An extra check run on a valid resource: returns (field path, bad value, message) tuples.
-Check = Callable[[Resource], Iterable[tuple[str, object, str]]]
-#: ``derive(resource, lookup)``: the resource it stands for; raises ValueError (with
-#: optional ``field`` and ``value`` attributes) when it cannot be derived.
-Derive = Callable[[Resource, Callable[[str, str], Resource | None]], Resource]
+__all__ = [
+    "Check",
+    "Claim",
+    "Derive",
+    "KindRegistry",
+    "LoadError",
+    "ResourceError",
+    "ResourceSet",
+    "load_resources",
+    "manifest_files",
+    "show_value",
+]
+
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
+#: Documents in one directory (all files together) and manifest files in it.
 MAX_DOCUMENTS = 10_000
-
-
-@dataclass(frozen=True)
-class ResourceError:
-    file: str
-    line: int | None
-    resource: str
-    path: str
-    value: object
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        value = _show(self.value)
-        field_part = f" {self.path}" if self.path else ""
-        value_part = f" = {value}" if value is not None else ""
-        return f"{where}: {self.resource}{field_part}{value_part}: {self.message}"
-
-
-class LoadError(Exception):
-    """Raised by :func:`load_resources` with every :class:`ResourceError` found."""
-
-    def __init__(self, errors: Sequence[ResourceError]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(str(e) for e in self.errors))
-
-
-@dataclass
-class KindRegistry:
-    """Which model validates which ``(apiVersion, kind)``, plus per-kind extra checks."""
-
-    models: dict[tuple[str, str], type[Resource]] = field(default_factory=dict)
-    checks: dict[str, list[Check]] = field(default_factory=dict)
-    derivations: dict[str, Derive] = field(default_factory=dict)
-    """Kinds that stand for another resource (a KEDA ScaledObject for a Workload): the
-    derived resource joins the set, so validate and run both see it."""
-
-    def register(self, model: type[Resource], *, check: Check | None = None) -> None:
-        for api_version in model.API_VERSIONS:
-            self.models[(api_version, model.KIND)] = model
-        if check is not None:
-            self.checks.setdefault(model.KIND, []).append(check)
-
-    def add_check(self, kind: str, check: Check) -> None:
-        self.checks.setdefault(kind, []).append(check)
-
-    def describe(self) -> str:
-        return ", ".join(sorted(f"{k} ({a})" for a, k in self.models))
-
-
-@dataclass
-class ResourceSet:
-    """Everything loaded from a directory, by kind, in file order."""
-
-    resources: list[Resource] = field(default_factory=list)
-    origins: dict[int, tuple[str, int | None]] = field(default_factory=dict)
-    """Where each resource was defined: id(resource) -> (file, line)."""
-    invalid: set[tuple[str, str]] = field(default_factory=set)
-    """(kind, namespace/name) of documents that failed validation."""
-
-    def of(self, model: type[Resource]) -> list[Any]:
-        return [r for r in self.resources if isinstance(r, model)]
-
-    def kinds(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.resources:
-            counts[r.kind] = counts.get(r.kind, 0) + 1
-        return counts
+MAX_FILES = 2_000
 
 
 def manifest_files(directory: Path) -> list[Path]:
@@ -106,7 +61,24 @@ def manifest_files(directory: Path) -> list[Path]:
         raise LoadError(
             [ResourceError(str(directory), None, "-", "", None, "no such file or directory")]
         )
-    return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml"))
+    files: list[Path] = []
+    for p in sorted(directory.rglob("*")):
+        if p.suffix in (".yaml", ".yml"):
+            files.append(p)
+            if len(files) > MAX_FILES:
+                raise LoadError(
+                    [
+                        ResourceError(
+                            str(directory),
+                            None,
+                            "-",
+                            "",
+                            None,
+                            f"more than {MAX_FILES} manifest files",
+                        )
+                    ]
+                )
+    return files
 
 
 def load_resources(
@@ -115,18 +87,24 @@ def load_resources(
     *,
     local: bool = True,
     platform: Platform | None = None,
+    partial: bool = False,
 ) -> ResourceSet:
     """Load and validate every manifest under ``directory``; raise :class:`LoadError`
-    listing all problems if there is any. References are checked with
-    :func:`eventing.resources.refs.resolve`, exactly as ``run`` resolves them, for
-    ``platform`` (default: one machine when ``local``, else Kubernetes, where refs to
-    Services resolve to their cluster URL)."""
+    listing all problems if there is any.
+
+    References are checked with :func:`eventing.resources.refs.resolve`, exactly as
+    ``run`` resolves them, for ``platform`` (default: one machine when ``local``, else
+    Kubernetes, where refs to Services resolve to their cluster URL).
+    ``partial``: the manifests are part of a larger set (``kubectl apply`` of a Trigger
+    whose Broker comes later), so a reference to a resource that is not here is a
+    warning saying what would happen, not an error (``eventing validate --partial``)."""
     platform = platform or Platform(kubernetes=not local)
     errors: list[ResourceError] = []
     loaded = ResourceSet()
     seen: dict[tuple[str, str], str] = {}
+    budget = [MAX_DOCUMENTS]
     for path in manifest_files(directory):
-        for resource, err, line, ident in _load_file(path, registry):
+        for resource, err, line, ident in _load_file(path, registry, budget):
             errors.extend(err)
             if resource is None:
                 if ident is not None:
@@ -138,8 +116,8 @@ def load_resources(
                 errors.append(
                     ResourceError(
                         str(path),
-                        None,
-                        _label(resource),
+                        line,
+                        label(resource),
                         "metadata.name",
                         resource.name,
                         f"duplicate {resource.kind}; first in {seen[key]}",
@@ -148,8 +126,15 @@ def load_resources(
                 continue
             seen[key] = str(path)
             loaded.resources.append(resource)
+            loaded.warnings.extend(
+                ResourceError(str(path), line, label(resource), f, v, m)
+                for f, v, m in resource.ignored()
+            )
     errors.extend(_derive(loaded, registry))
-    errors.extend(_cross_checks(loaded, platform))
+    expand(loaded, platform)
+    found, warned = cross_checks(loaded, registry, platform=platform, partial=partial)
+    errors.extend(found)
+    loaded.warnings.extend(warned)
     if errors:
         raise LoadError(errors)
     return loaded
@@ -158,38 +143,37 @@ def load_resources(
 Loaded = tuple[Resource | None, list[ResourceError], int | None, tuple[str, str] | None]
 
 
-def _load_file(path: Path, registry: KindRegistry) -> Iterable[Loaded]:
+def _file_error(name: str, line: int | None, message: str) -> Loaded:
+    return None, [ResourceError(name, line, "-", "", None, message)], line, None
+
+
+def _load_file(path: Path, registry: KindRegistry, budget: list[int]) -> Iterable[Loaded]:
+    """The documents of one file; ``budget[0]`` is how many documents the directory
+    may still hold (decremented)."""
     name = str(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            yield (
-                None,
-                [
-                    ResourceError(
-                        name, None, "-", "", None, f"file is larger than {MAX_FILE_BYTES} bytes"
-                    )
-                ],
-                None,
-                None,
-            )
+            yield _file_error(name, None, f"file is larger than {MAX_FILE_BYTES} bytes")
             return
         text = path.read_text(encoding="utf-8")
+        # Bounds first: composing recurses per nesting level and constructing expands
+        # aliases, so neither may see a file that passes a bound.
+        budget[0] -= check_bounds(text, max(budget[0], 0))
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except (OSError, UnicodeDecodeError) as exc:
-        yield None, [ResourceError(name, None, "-", "", None, f"cannot read: {exc}")], None, None
+        yield _file_error(name, None, f"cannot read: {exc}")
+        return
+    except BoundExceeded as exc:
+        budget[0] = min(budget[0], 0)
+        yield _file_error(name, exc.line, exc.message)
         return
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        yield (
-            None,
-            [ResourceError(name, line, "-", "", None, f"invalid YAML: {problem}")],
-            line,
-            None,
-        )
+        yield _file_error(name, line, f"invalid YAML: {str(problem)[:200]}")
         return
-    for index, node in enumerate(nodes[:MAX_DOCUMENTS]):
+    for index, node in enumerate(nodes):
         if node is None:
             continue
         line = node.start_mark.line + 1
@@ -219,7 +203,7 @@ def _validate_document(
 ) -> tuple[Resource | None, list[ResourceError]]:
     line = node.start_mark.line + 1
     try:
-        doc = yaml.SafeLoader("").construct_document(node)
+        doc = drop_nulls(yaml.SafeLoader("").construct_document(node))
     except yaml.YAMLError as exc:
         return None, [ResourceError(file, line, f"document {index + 1}", "", None, str(exc))]
     label = f"document {index + 1}"
@@ -254,6 +238,42 @@ def _validate_document(
         for path, value, message in check(resource)
     ]
     return (None if errors else resource), errors
+
+
+def _derive(loaded: ResourceSet, registry: KindRegistry) -> list[ResourceError]:
+    named = {(r.kind, r.key): r for r in loaded.resources}
+    errors: list[ResourceError] = []
+    for r in list(loaded.resources):
+        derive = registry.derivations.get(r.kind)
+        if derive is None:
+            continue
+        file, line = loaded.origins.get(id(r), ("-", None))
+        try:
+            made = derive(r, lambda k, n: named.get((k, n)))
+        except ValueError as exc:
+            field_path = getattr(exc, "field", "")
+            errors.append(
+                ResourceError(
+                    file, line, label(r), field_path, getattr(exc, "value", None), str(exc)
+                )
+            )
+            continue
+        if (made.kind, made.key) in named:
+            errors.append(
+                ResourceError(
+                    file,
+                    line,
+                    label(r),
+                    "metadata.name",
+                    r.name,
+                    f"stands for {made.kind} {made.key}, which is also defined",
+                )
+            )
+            continue
+        named[(made.kind, made.key)] = made
+        loaded.resources.append(made)
+        loaded.origins[id(made)] = (file, line)
+    return errors
 
 
 def _from_pydantic(
@@ -299,100 +319,12 @@ def _line_of(node: yaml.Node, path: str) -> int | None:
     return current.start_mark.line + 1 if current is not None else None
 
 
-def _derive(loaded: ResourceSet, registry: KindRegistry) -> list[ResourceError]:
-    named = {(r.kind, r.key): r for r in loaded.resources}
-    errors: list[ResourceError] = []
-    for r in list(loaded.resources):
-        derive = registry.derivations.get(r.kind)
-        if derive is None:
-            continue
-        file, line = loaded.origins.get(id(r), ("-", None))
-        try:
-            made = derive(r, lambda k, n: named.get((k, n)))
-        except ValueError as exc:
-            field_path = getattr(exc, "field", "")
-            errors.append(
-                ResourceError(
-                    file, line, _label(r), field_path, getattr(exc, "value", None), str(exc)
-                )
-            )
-            continue
-        if (made.kind, made.key) in named:
-            errors.append(
-                ResourceError(
-                    file,
-                    line,
-                    _label(r),
-                    "metadata.name",
-                    r.name,
-                    f"stands for {made.kind} {made.key}, which is also defined",
-                )
-            )
-            continue
-        named[(made.kind, made.key)] = made
-        loaded.resources.append(made)
-        loaded.origins[id(made)] = (file, line)
-    return errors
-
-
-def _cross_checks(loaded: ResourceSet, platform: Platform) -> list[ResourceError]:
-    """References between resources; a reference to a document that failed its own
-    validation is not reported again."""
-    named = {(r.kind, r.key): r for r in loaded.resources}
-    errors: list[ResourceError] = []
-    for r in loaded.resources:
-        file, line = loaded.origins.get(id(r), ("-", None))
-        spec = getattr(r, "spec", None)
-        if (
-            r.kind == "Trigger"
-            and spec is not None
-            and ("Broker", f"{r.namespace}/{spec.broker}") not in named
-            and ("Broker", f"{r.namespace}/{spec.broker}") not in loaded.invalid
-        ):
-            errors.append(
-                ResourceError(
-                    file,
-                    line,
-                    _label(r),
-                    "spec.broker",
-                    spec.broker,
-                    f"no Broker {spec.broker!r} in namespace {r.namespace!r}",
-                )
-            )
-        for path, role, dest in _destinations(r):
-            if dest.ref is None:
-                continue
-            ref_key = (dest.ref.kind, f"{dest.ref.namespace or r.namespace}/{dest.ref.name}")
-            if ref_key in loaded.invalid:
-                continue
-            try:
-                resolve(dest, r.namespace, role, platform, lambda k, n: named.get((k, n)))
-            except RefError as exc:
-                errors.append(
-                    ResourceError(file, line, _label(r), f"{path}.{exc.field}", exc.value, str(exc))
-                )
-    return errors
-
-
-def _destinations(resource: Resource) -> Iterable[tuple[str, Role, Any]]:
-    spec = getattr(resource, "spec", None)
-    subscriber = getattr(spec, "subscriber", None)
-    if subscriber is not None:
-        yield "spec.subscriber", "subscriber", subscriber
-    sink = getattr(spec, "sink", None)
-    if sink is not None:
-        yield "spec.sink", "sink", sink
-    delivery = getattr(spec, "delivery", None)
-    if delivery is not None and delivery.dead_letter_sink is not None:
-        yield "spec.delivery.deadLetterSink", "deadLetterSink", delivery.dead_letter_sink
-
-
-def _label(resource: Resource) -> str:
-    return f"{resource.kind}/{resource.name}"
-
-
-def _show(value: object) -> str | None:
-    if value is None:
-        return None
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def drop_nulls(value: Any) -> Any:
+    """Kubernetes' reading of YAML: a key whose value is null (``spec: null``, or
+    ``annotations:`` holding only comments) is the same as an absent key. The depth
+    was bounded before construction, so the recursion is too."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value

@@ -9,6 +9,10 @@ Kinds a ref may name:
   A Kubernetes workload needs an address (``service`` or ``url``) to be delivered to.
 - ``Broker`` (``eventing.knative.dev/v1``): the event is published into that broker,
   as Knative does when a Trigger's subscriber is a Broker.
+- ``Channel``/``InMemoryChannel`` (``messaging.knative.dev/v1``), ``Sequence`` and
+  ``Parallel`` (``flows.knative.dev/v1``): published into the internal broker that
+  is their address (:mod:`eventing.resources.flows` expands them into brokers and
+  triggers), as Knative posts to their address.
 - ``Service`` (``v1``) and Knative ``Service`` (``serving.knative.dev/v1``): their
   cluster URL, ``http://NAME.NAMESPACE.svc.<cluster domain>``, when running against
   Kubernetes; on one machine there is no cluster DNS, so the error says what to use.
@@ -29,8 +33,20 @@ from eventing.resources.base import KNATIVE_EVENTING, OUR_API, Destination, KRef
 KNATIVE_SERVING = "serving.knative.dev/v1"
 CORE_V1 = "v1"
 
-Role = Literal["subscriber", "sink", "deadLetterSink"]
-"""Which destination: a Trigger's subscriber, a source's sink, a dead-letter sink."""
+Role = Literal["subscriber", "sink", "reply", "deadLetterSink"]
+"""Which destination: a Trigger's subscriber, a source's sink, a Sequence's or a
+Subscription's reply, a dead-letter sink."""
+MESSAGING = "messaging.knative.dev/v1"
+FLOWS = "flows.knative.dev/v1"
+#: Kinds whose address is an internal broker: (kind, apiVersion).
+ADDRESSABLE = frozenset(
+    {
+        ("Channel", MESSAGING),
+        ("InMemoryChannel", MESSAGING),
+        ("Sequence", FLOWS),
+        ("Parallel", FLOWS),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -55,11 +71,14 @@ class Resolved:
 
 
 class RefError(ValueError):
-    """A ref that cannot be resolved: ``field`` is relative to the destination."""
+    """A ref that cannot be resolved: ``field`` is relative to the destination.
+    ``missing``: it names a kind we serve but no such resource is loaded (with
+    ``eventing validate --partial`` a warning: it may be applied later)."""
 
-    def __init__(self, field: str, value: object, message: str) -> None:
+    def __init__(self, field: str, value: object, message: str, *, missing: bool = False) -> None:
         self.field = field
         self.value = value
+        self.missing = missing
         super().__init__(message)
 
 
@@ -80,8 +99,14 @@ def resolve(
         return _workload(ref, key, role, platform, lookup)
     if kind in (("Broker", None), ("Broker", KNATIVE_EVENTING)):
         if lookup("Broker", key) is None:
-            raise RefError("ref", ref.name, f"no Broker named {ref.name!r}")
+            raise RefError("ref", ref.name, f"no Broker named {ref.name!r}", missing=True)
         return Resolved("broker", key=key)
+    if (ref.kind, ref.api_version or _default_api(ref.kind)) in ADDRESSABLE:
+        found = lookup(ref.kind, key)
+        address = getattr(found, "address_key", None)
+        if not isinstance(address, str):
+            raise RefError("ref", ref.name, f"no {ref.kind} named {ref.name!r}", missing=True)
+        return Resolved("broker", key=address)
     if kind in (("Service", None), ("Service", CORE_V1), ("Service", KNATIVE_SERVING)):
         what = "Knative Service" if ref.api_version == KNATIVE_SERVING else "Service (v1)"
         if not platform.kubernetes:
@@ -97,24 +122,31 @@ def resolve(
     raise RefError(
         "ref.kind",
         f"{ref.api_version or '?'}/{ref.kind}",
-        "a ref may name a Workload, a Broker (eventing.knative.dev/v1), a Service (v1) or a "
-        "Knative Service (serving.knative.dev/v1); or give a uri",
+        "a ref may name a Workload, a Broker (eventing.knative.dev/v1), a Channel or "
+        "InMemoryChannel (messaging.knative.dev/v1), a Sequence or Parallel "
+        "(flows.knative.dev/v1), a Service (v1) or a Knative Service "
+        "(serving.knative.dev/v1); or give a uri",
     )
+
+
+def _default_api(kind: str) -> str | None:
+    return next((api for k, api in ADDRESSABLE if k == kind), None)
 
 
 def _workload(
     ref: KReference, key: str, role: Role, platform: Platform, lookup: Lookup
 ) -> Resolved:
-    if role != "subscriber":
+    if role == "deadLetterSink":
         raise RefError(
             "ref.kind",
             ref.kind,
-            f"a Workload can only be a Trigger's subscriber, not a {role}: use a Broker "
-            "(or, for a dead-letter sink, dlq: or a uri)",
+            "a Workload can only be a Trigger's subscriber, a source's sink or a reply, "
+            "not a dead-letter sink (it must accept without scaling first): use dlq:, a "
+            "Broker or a uri",
         )
     workload = lookup("Workload", key)
     if workload is None:
-        raise RefError("ref", ref.name, f"no Workload named {ref.name!r}")
+        raise RefError("ref", ref.name, f"no Workload named {ref.name!r}", missing=True)
     spec = getattr(workload, "spec", None)
     if (
         spec is not None

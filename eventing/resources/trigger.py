@@ -13,7 +13,14 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from eventing.resources.base import KNATIVE_EVENTING, Destination, Model, Name, Resource
+from eventing.resources.base import (
+    KNATIVE_EVENTING,
+    Destination,
+    KReference,
+    Model,
+    Name,
+    Resource,
+)
 from eventing.resources.delivery import DeliverySpec
 
 _KEY = re.compile(r"[a-z0-9]{1,20}\Z")
@@ -75,11 +82,28 @@ class SubscriptionsAPIFilter(Model):
 
 
 class TriggerSpec(Model):
-    broker: Name
+    broker: Name | None = None
+    broker_ref: KReference | None = None
+    """Knative's newer form (``cross-namespace-event-links``): a ref to the Broker,
+    possibly in another namespace. One of ``broker`` and ``brokerRef`` is required."""
     filter: TriggerFilter | None = None
     filters: list[SubscriptionsAPIFilter] = Field(default_factory=list)
     subscriber: Destination
     delivery: DeliverySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_broker(self) -> TriggerSpec:
+        if self.broker is None and self.broker_ref is None:
+            raise ValueError("needs 'broker' (a Broker's name) or 'brokerRef'")
+        ref = self.broker_ref
+        if ref is not None:
+            if ref.kind != "Broker" or ref.api_version not in (None, KNATIVE_EVENTING):
+                raise ValueError(f"brokerRef must name a Broker ({KNATIVE_EVENTING})")
+            if self.broker is not None and self.broker != ref.name:
+                raise ValueError(
+                    f"broker {self.broker!r} and brokerRef {ref.name!r} name different brokers"
+                )
+        return self
 
     @model_validator(mode="after")
     def _subscriber_not_dlq(self) -> TriggerSpec:
@@ -98,3 +122,24 @@ class Trigger(Resource):
     api_version: Literal["eventing.knative.dev/v1"]
     kind: Literal["Trigger"]
     spec: TriggerSpec
+
+    @property
+    def broker_key(self) -> str:
+        """``namespace/name`` of the Broker (``brokerRef`` may name another namespace)."""
+        ref = self.spec.broker_ref
+        if ref is not None:
+            return f"{ref.namespace or self.namespace}/{ref.name}"
+        return f"{self.namespace}/{self.spec.broker}"
+
+    @property
+    def broker_name(self) -> str:
+        return self.broker_key.split("/", 1)[1]
+
+
+class InternalTrigger(Trigger):
+    """A trigger made by expansion (a Subscription, a step of a Sequence, a source's
+    non-broker sink), never read from YAML. Unlike a Knative Trigger, whose replies
+    go back into its own broker, its replies go to ``reply`` (a ref to a broker, set
+    by the expansion) or, without one, are dropped, as Knative's Subscription does."""
+
+    reply: Destination | None = None

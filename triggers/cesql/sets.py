@@ -36,8 +36,12 @@ class _Table:
         for index, literal in enumerate(literals):
             errors: Errors = []
             value = cast(literal, errors)
-            if errors and self.first_error is None:
-                self.first_error, self.first_error_at = errors[0], index
+            if errors:
+                # A failed cast yields the type's zero value (False, 0): that value
+                # is not an element of the set, or ``false IN ('yes')`` would match.
+                if self.first_error is None:
+                    self.first_error, self.first_error_at = errors[0], index
+                continue
             self.positions.setdefault(value, index)
 
     def lookup(self, value: Value, errors: Errors) -> bool:

@@ -9,6 +9,7 @@ import pytest
 
 from eventing.app.broker_classes import broker_classes
 from eventing.broker.sqlite_store import SqliteSettings
+from eventing.resources import loader
 from eventing.resources.base import Resource
 from eventing.resources.broker import Broker
 from eventing.resources.loader import KindRegistry, LoadError, load_resources
@@ -40,7 +41,7 @@ CASES = [
         "spec.bogus",
         "unknown field",
     ),
-    ("missing broker", trigger(OK_SUB), "spec.broker", "required"),
+    ("missing broker", trigger(OK_SUB), "spec", "needs 'broker'"),
     ("missing subscriber", trigger("  broker: default\n"), "spec.subscriber", "required"),
     (
         "subscriber without target",
@@ -225,7 +226,7 @@ def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
         load_resources(tmp_path, registry())
     messages = "\n".join(str(e) for e in info.value.errors)
     assert "a.yaml:4: Broker/default bogus" in messages
-    assert "Trigger/t1 spec.broker" in messages
+    assert "Trigger/t1 spec" in messages
     assert "Trigger/t3 spec.filters[0]" in messages
     assert "Trigger/t2 spec.broker = 'nope'" in messages
     assert len(info.value.errors) == 4
@@ -299,3 +300,133 @@ spec:
     classes = broker_classes(SqliteSettings(Path("unused.db")), process_id="test")
     assert classes.of(broker).name == "Embedded"  # Knative's MTChannelBasedBroker
     assert broker.spec.delivery.backoff_delay == pytest.approx(0.2)
+
+
+# --- issue 11, defect 10: bounded manifests --------------------------------------------
+
+
+def _one_error(tmp_path: Path) -> str:
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, registry())
+    assert len(info.value.errors) == 1, [str(e) for e in info.value.errors]
+    return str(info.value.errors[0])
+
+
+def test_alias_bomb_under_an_invalid_field_is_refused_without_expanding(tmp_path: Path) -> None:
+    """A billion laughs: nine levels of ten aliases (a few hundred bytes, 10^9 values).
+    Before the bound, the error path repr()'d the expanded value (minutes, gigabytes)."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        refs = ",".join([f"*a{i - 1}"] * 10)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    bomb = "\n".join("    " + line for line in lines)
+    (tmp_path / "bomb.yaml").write_text(BROKER + "spec:\n  bogus:\n" + bomb + "\n")
+    message = _one_error(tmp_path)
+    assert "bomb.yaml" in message
+    assert "aliases are expanded" in message
+
+
+def test_deep_nesting_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    """100k levels of '[' ended in an uncaught RecursionError."""
+    (tmp_path / "deep.yaml").write_text(BROKER + "spec: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    message = _one_error(tmp_path)
+    assert "nested deeper than" in message
+
+
+DOC = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b%d}\n"
+
+
+def test_more_documents_than_the_bound_is_an_error_not_a_partial_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20,000 documents (twice the bound): 10,000 loaded and validate said "valid".
+    The bound is lowered here so the test is quick; the rule is the same."""
+    monkeypatch.setattr(loader, "MAX_DOCUMENTS", 100)
+    (tmp_path / "many.yaml").write_text("---\n".join(DOC % i for i in range(200)))
+    message = _one_error(tmp_path)
+    assert "more than 100 documents" in message
+
+
+def test_the_document_bound_covers_the_whole_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "MAX_DOCUMENTS", 100)
+    for part in range(3):
+        docs = (DOC % (part * 40 + i) for i in range(40))
+        (tmp_path / f"part{part}.yaml").write_text("---\n".join(docs))
+    message = _one_error(tmp_path)
+    assert "part2.yaml" in message
+    assert "documents" in message
+
+
+@pytest.mark.parametrize(
+    "uri", ["log:/etc/passwd", "dlq:../../x", "dlq:x", "http://", "http:///x", "ftp://h/"]
+)
+def test_special_uris_take_nothing_after_the_colon(tmp_path: Path, uri: str) -> None:
+    (tmp_path / "x.yaml").write_text(
+        BROKER
+        + f"spec: {{delivery: {{deadLetterSink: {{uri: '{uri}'}}}}}}\n---\n"
+        + trigger(f"  broker: default\n  subscriber: {{uri: '{uri}'}}\n")
+    )
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, registry())
+    paths = sorted(e.path for e in info.value.errors)
+    assert paths == ["spec.delivery.deadLetterSink", "spec.subscriber"], paths
+
+
+def test_a_long_bad_value_is_shown_short(tmp_path: Path) -> None:
+    big = "{" + ", ".join(f"k{i}: [{', '.join(['x'] * 50)}]" for i in range(200)) + "}"
+    (tmp_path / "x.yaml").write_text(BROKER + f"spec: {{bogus: {big}}}\n")
+    message = _one_error(tmp_path)
+    assert len(message) < 400
+
+
+# --- issue 11, defect 8: two webhook sources on one path --------------------------------
+
+
+def test_two_webhook_sources_on_one_path_are_an_error(tmp_path: Path) -> None:
+    from eventing.app.registry import kind_registry
+
+    hook = """apiVersion: eventing.local/v1alpha1
+kind: WebhookSource
+metadata: {{name: {name}}}
+spec:
+  path: /hooks/shop/orders
+  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}}}
+"""
+    (tmp_path / "a.yaml").write_text(BROKER + "---\n" + hook.format(name="signed"))
+    (tmp_path / "b.yaml").write_text(hook.format(name="twin"))
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, kind_registry())
+    [error] = info.value.errors
+    assert error.file.endswith("b.yaml")
+    assert error.path == "spec.path"
+    assert "WebhookSource/signed" in error.message
+    assert "unique" in error.message
+
+
+def test_a_webhook_path_may_not_shadow_another_sources_default_path(tmp_path: Path) -> None:
+    from eventing.app.registry import kind_registry
+
+    (tmp_path / "a.yaml").write_text(
+        BROKER
+        + """---
+apiVersion: sources.knative.dev/v1alpha1
+kind: GitLabSource
+metadata: {name: app}
+spec:
+  projectUrl: https://gitlab.com/o/app
+  eventTypes: [push_events]
+  secretToken: {secretKeyRef: {name: gitlab-webhook, key: token}}
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+---
+apiVersion: eventing.local/v1alpha1
+kind: WebhookSource
+metadata: {name: open}
+spec:
+  path: /webhooks/default/app
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+"""
+    )
+    with pytest.raises(LoadError, match="webhook path '/webhooks/default/app' is already served"):
+        load_resources(tmp_path, kind_registry())

@@ -107,11 +107,11 @@ def test_max_message_bytes_annotation() -> None:
         max_message_bytes(Metadata(name="a", annotations={"eventing.local/max-message-bytes": "0"}))
 
 
-def test_sink_must_be_a_broker_ref() -> None:
+def test_sink_is_any_destination_but_a_broker_ref_has_its_api_version() -> None:
     base = {"bootstrapServers": ["a:1"], "topics": ["t"]}
     KafkaSourceSpec.model_validate({**base, "sink": {"ref": {"kind": "Broker", "name": "b"}}})
+    KafkaSourceSpec.model_validate({**base, "sink": {"uri": "http://x"}})  # as in Knative
     for sink in (
-        {"uri": "http://x"},
         {"ref": {"kind": "Broker", "name": "b", "apiVersion": "messaging.knative.dev/v1"}},
     ):
         with pytest.raises(ValidationError, match="Broker"):

@@ -158,8 +158,8 @@ BAD: list[tuple[str, dict[str, Any], str, Any, str]] = [
     ("kafka", KAFKA, "spec.initialOffset", "oldest", "initialOffset"),
     ("kafka", KAFKA, "spec.consumers", 0, "consumers"),
     ("kafka", KAFKA, "spec.ordering", "random", "ordering"),
-    ("kafka", KAFKA, "spec.sink", {"uri": "http://x"}, "sink"),
-    ("kafka", KAFKA, "spec.sink", {"ref": {"kind": "Service", "name": "x"}}, "sink"),
+    ("kafka", KAFKA, "spec.sink", {"uri": "log:/etc/passwd"}, "sink"),
+    ("kafka", KAFKA, "spec.sink", {"ref": {"kind": "Broker", "name": "Bad_Name"}}, "sink"),
     ("kafka", KAFKA, "spec.unknownField", 1, "unknownField"),
     ("kafka", KAFKA, "spec.ceOverrides", {"extensions": {"Bad_Name": "x"}}, "ceOverrides"),
     (

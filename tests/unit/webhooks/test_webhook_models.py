@@ -183,11 +183,11 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
         "spec.secretToken.secretKeyRef.name",
         "Secret name",
     ),
-    (with_spec("GitHubSource", sink={"uri": "http://example.com"}), "spec.sink", "Broker"),
+    (with_spec("GitHubSource", sink={"uri": "ftp://example.com"}), "spec.sink", "ftp://"),
     (
         with_spec(
             "GitHubSource",
-            sink={"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "x"}},
+            sink={"ref": {"apiVersion": "messaging.knative.dev/v1", "kind": "Broker", "name": "x"}},
         ),
         "spec.sink",
         "Broker",

@@ -1,5 +1,5 @@
 """A tiny subscriber for the examples: prints every CloudEvent it receives and answers
-202. Usage: python examples/mqtt/subscriber.py [port]  (default 8181)."""
+202. Usage: python examples/subscriber.py [port]  (default 8181)."""
 
 from __future__ import annotations
 
