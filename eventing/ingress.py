@@ -14,22 +14,26 @@ Webhook sources are served on the same server under their own paths.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from eventing.broker.base import Publisher
 from eventing.broker.stamps import now_rfc3339, stamp
 from eventing.codec import http as binding
+from eventing.codec.content_encoding import EncodingError, content_coding, decode
 from eventing.codec.jsonformat import event_from_json, parse_batch, parse_structured
 from eventing.errors import InvalidEventError, StoreError, StoreFullError
 from eventing.events import Event
 from eventing.metrics import Metrics
-from eventing.sourcing import Emit, WebhookRequest, WebhookSource
+from eventing.sourcing import Emit, WebhookRequest, WebhookResponse, WebhookSource
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,9 @@ class IngressSettings:
     """Most events in one batched request."""
     read_timeout: float = 30.0
     """Seconds a client may take to send its body (408 after)."""
+    max_unauthenticated_reads: int = 4
+    """Webhook bodies read at once before their sender is authenticated (sources that
+    sign the body); more wait, and get 503 after the read deadline."""
     answer_timeout: float = 30.0
     """Seconds an ingress worker waits for the main process to answer a request it
     forwarded (503 with Retry-After after)."""
@@ -81,10 +88,12 @@ class Ingress:
         self.settings = settings or IngressSettings()
         self.webhooks = {source.path: (source, emit) for source, emit in webhooks}
         self.accepting = True
+        self._unauthenticated = asyncio.Semaphore(self.settings.max_unauthenticated_reads)
         self._received: dict[tuple[str, str], Any] = {}  # labelled children, looked up once
 
     def app(self) -> web.Application:
-        """The ingress as an aiohttp application (for tests and embedding)."""
+        """The ingress as an aiohttp application (for tests and embedding); serve it
+        with ``auto_decompress=False`` (the ingress decodes bodies itself)."""
         app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
@@ -92,7 +101,7 @@ class Ingress:
     def server(self) -> web.Server:
         """The ingress as aiohttp's low-level server: no router or middleware chain on
         the hot path, as :meth:`handle` dispatches on the path itself."""
-        return web.Server(self.handle, access_log=None, lingering_time=1.0)
+        return web.Server(self.handle, access_log=None, lingering_time=1.0, auto_decompress=False)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         hook = self.webhooks.get(request.path)
@@ -113,28 +122,44 @@ class Ingress:
     async def _read(
         self, request: web.BaseRequest, limit: int | None = None
     ) -> bytes | web.Response:
+        """The body, decoded per ``Content-Encoding`` (see
+        :mod:`eventing.codec.content_encoding`), at most ``limit`` bytes before and
+        after decoding, within the read deadline; or the error response."""
         limit = self.settings.max_body_bytes if limit is None else limit
+        try:
+            coding = content_coding(request.headers.get("Content-Encoding"))
+        except EncodingError as exc:
+            return error(exc.status, exc.message)
         length = request.content_length
         if length is not None and length > limit:
             return error(413, f"body larger than {limit} bytes")
         content = request.content
-        if length is not None and content.is_eof():
-            # The whole body arrived with the headers (the common case for events): take
-            # it without arming a read deadline.
-            return content.read_nowait(-1)
         try:
-            async with asyncio.timeout(self.settings.read_timeout):
-                body = await request.content.read(limit + 1)
-                while len(body) <= limit and not request.content.at_eof():
-                    chunk = await request.content.read(limit + 1 - len(body))
-                    if not chunk:
-                        break
-                    body += chunk
+            if length is not None and content.is_eof():
+                # The whole body arrived with the headers (the common case for events):
+                # take it without arming a read deadline.
+                raw = content.read_nowait(-1)
+            else:
+                async with asyncio.timeout(self.settings.read_timeout):
+                    chunks: list[bytes] = []
+                    size = 0
+                    while size <= limit:
+                        chunk = await content.read(limit + 1 - size)
+                        if not chunk:
+                            break
+                        chunks.append(chunk)
+                        size += len(chunk)
+                raw = b"".join(chunks)
         except TimeoutError:
             return error(408, f"body not received within {self.settings.read_timeout:g}s")
-        if len(body) > limit:
+        except (RequestPayloadError, HttpProcessingError):
+            return error(400, "malformed request body (framing or transfer encoding)")
+        if len(raw) > limit:
             return error(413, f"body larger than {limit} bytes")
-        return body
+        try:
+            return decode(coding, raw, limit)
+        except EncodingError as exc:
+            return error(exc.status, exc.message)
 
     async def _produce(self, request: web.BaseRequest, broker: Publisher) -> web.Response:
         body = await self._read(request)
@@ -228,25 +253,86 @@ class Ingress:
     async def _webhook(
         self, request: web.BaseRequest, source: WebhookSource, emit: Emit
     ) -> web.StreamResponse:
-        body = await self._read(request, getattr(source, "max_body_bytes", None))
-        if isinstance(body, web.Response):
-            self.metrics.webhook_refused.labels(source.name, str(body.status)).inc()
-            return body
+        headers = unique_headers(request.headers.items())
+        if isinstance(headers, str):
+            self.metrics.webhook_refused.labels(source.name, "400").inc()
+            return error(400, f"duplicate {headers} header")
         if not self.accepting:
             return error(503, "shutting down", {"Retry-After": "5"})
         incoming = WebhookRequest(
             method=request.method,
             path=request.path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body,
+            headers=headers,
+            body=b"",
             query=dict(request.query),
         )
         try:
-            result = await source.handle(incoming, emit)
+            # Authenticate what can be before reading the body (tokens); a source that
+            # needs the body (an HMAC) reads it under the bound on unauthenticated reads.
+            verdict = await _preauthenticate(source, incoming)
+            if isinstance(verdict, WebhookResponse):
+                return _response(verdict)
+            trusted = verdict
+            async with contextlib.AsyncExitStack() as stack:
+                if not trusted:
+                    try:
+                        async with asyncio.timeout(self.settings.read_timeout):
+                            await stack.enter_async_context(self._unauthenticated)
+                    except TimeoutError:
+                        return error(503, "too many unauthenticated requests", {"Retry-After": "5"})
+                body = await self._read(request, getattr(source, "max_body_bytes", None))
+                if isinstance(body, web.Response):
+                    self.metrics.webhook_refused.labels(source.name, str(body.status)).inc()
+                    return body
+                result = await source.handle(replace(incoming, body=body), emit)
         except Exception:  # a bug in a handler: still one answer, and the server lives on
             logger.exception("webhook %s failed", request.path)
             return error(500, "internal error")
-        return web.Response(status=result.status, body=result.body, headers=dict(result.headers))
+        return _response(result)
+
+
+#: Headers a request may repeat (their values are lists by definition). Any other
+#: header sent twice to a webhook is refused: with two signatures or tokens, which one
+#: a check reads must never be the sender's choice.
+LIST_HEADERS: Final = frozenset(
+    {
+        "accept", "accept-encoding", "accept-language", "cache-control", "connection",
+        "forwarded", "pragma", "te", "trailer", "via", "warning", "x-forwarded-for",
+        "x-forwarded-host", "x-forwarded-proto", "cookie",
+    }
+)  # fmt: skip
+
+
+def unique_headers(items: Iterable[tuple[str, str]]) -> dict[str, str] | str:
+    """The headers as a dict with lower-cased names, or the name of a header that
+    appears twice (other than :data:`LIST_HEADERS`, whose values are joined)."""
+    headers: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        if key in headers:
+            if key not in LIST_HEADERS:
+                return name
+            headers[key] = f"{headers[key]}, {value}"
+        else:
+            headers[key] = value
+    return headers
+
+
+async def _preauthenticate(
+    source: WebhookSource, request: WebhookRequest
+) -> WebhookResponse | bool:
+    """The source's verdict from the headers alone (its optional ``authenticate``): a
+    refusal to send, True when the headers authenticate the sender (a token), False
+    when only the body can tell (an HMAC) or the source does not check."""
+    check = getattr(source, "authenticate", None)
+    if check is None:
+        return False
+    verdict: WebhookResponse | bool = await check(request)
+    return verdict
+
+
+def _response(result: WebhookResponse) -> web.Response:
+    return web.Response(status=result.status, body=result.body, headers=dict(result.headers))
 
 
 EmitFactory = Callable[[str], Emit]

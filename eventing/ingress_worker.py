@@ -133,6 +133,13 @@ class RemoteBroker:
         return {}
 
 
+_UNAVAILABLE = WebhookResponse(
+    503,
+    b'{"error":"the broker cannot take the request now; retry later"}',
+    {"Content-Type": "application/json", "Retry-After": "5"},
+)
+
+
 class RemoteWebhook:
     """A webhook source in the main process: requests are forwarded as they came."""
 
@@ -142,6 +149,20 @@ class RemoteWebhook:
         self.max_body_bytes = max_body_bytes
         self.health = SourceHealth(name, "remote")
         self.channel = channel
+
+    async def authenticate(self, request: WebhookRequest) -> WebhookResponse | bool:
+        """Ask the source in the main process about the headers (the secret stays
+        there); see :func:`eventing.ingress._preauthenticate`."""
+        head = {"path": request.path, "method": request.method, "headers": request.headers}
+        try:
+            _, payload = await self.channel.request(ipc.AUTH, ipc.encode_json_and_body(head, b""))
+        except StoreError as exc:
+            logger.warning("webhook %s: %s", self.path, exc)
+            return _UNAVAILABLE
+        answer, body = ipc.decode_json_and_body(payload)
+        if "trusted" in answer:
+            return bool(answer["trusted"])
+        return WebhookResponse(int(answer["status"]), body, answer.get("headers", {}))
 
     async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
         head = {
@@ -156,11 +177,7 @@ class RemoteWebhook:
             )
         except StoreError as exc:
             logger.warning("webhook %s: %s", self.path, exc)
-            return WebhookResponse(
-                503,
-                b'{"error":"the broker cannot take the request now; retry later"}',
-                {"Content-Type": "application/json", "Retry-After": "5"},
-            )
+            return _UNAVAILABLE
         answer, body = ipc.decode_json_and_body(payload)
         return WebhookResponse(int(answer["status"]), body, answer.get("headers", {}))
 

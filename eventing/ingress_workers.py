@@ -56,6 +56,8 @@ class _Main(asyncio.Protocol):
                 publishes.append((request_id, payload))
             elif kind == ipc.WEBHOOK:
                 self.owner.spawn(self._webhook(request_id, payload))
+            elif kind == ipc.AUTH:
+                self.owner.spawn(self._authenticate(request_id, payload))
             elif kind == ipc.STATS:
                 self._stats(payload)
         if publishes:
@@ -120,6 +122,28 @@ class _Main(asyncio.Protocol):
                 out = response.body
         except Exception:  # a bug in a handler: answer it all the same, never leave it
             logger.exception("webhook request from ingress worker %d failed", self.index)
+            answer = {"status": 500, "headers": {"Content-Type": "application/json"}}
+            out = b'{"error":"internal error"}'
+        self.reply(ipc.RESPONSE, request_id, ipc.encode_json_and_body(answer, out))
+
+    async def _authenticate(self, request_id: int, payload: bytes) -> None:
+        answer: dict[str, Any]
+        out = b""
+        try:
+            head, _ = ipc.decode_json_and_body(payload)
+            hook = self.owner.webhooks.get(head["path"])
+            check = getattr(hook[0], "authenticate", None) if hook is not None else None
+            verdict = False
+            if check is not None:
+                request = WebhookRequest(head["method"], head["path"], head["headers"], b"")
+                verdict = await check(request)
+            if isinstance(verdict, bool):
+                answer = {"trusted": verdict}
+            else:
+                answer = {"status": verdict.status, "headers": dict(verdict.headers)}
+                out = verdict.body
+        except Exception:  # a bug: answer all the same
+            logger.exception("webhook authentication for ingress worker %d failed", self.index)
             answer = {"status": 500, "headers": {"Content-Type": "application/json"}}
             out = b'{"error":"internal error"}'
         self.reply(ipc.RESPONSE, request_id, ipc.encode_json_and_body(answer, out))

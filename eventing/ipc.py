@@ -6,7 +6,8 @@ base64-encoded) and the frame must be cheap to build and parse. A frame is a 4-b
 big-endian length, a 1-byte kind, a 4-byte request id, and a payload.
 
 Worker -> main: ``P`` publish (broker key, mode, events), ``W`` a webhook request,
-``S`` counters. Main -> worker: ``R`` a publish result, ``H`` a webhook response,
+``A`` a webhook request's headers to authenticate before its body is read, ``S``
+counters. Main -> worker: ``R`` a publish result, ``H`` a webhook response,
 ``X`` stop accepting and exit once in-flight requests are answered.
 """
 
@@ -30,6 +31,7 @@ ANSWER_TIMEOUT: Final = 30.0
 
 PUBLISH: Final = b"P"
 WEBHOOK: Final = b"W"
+AUTH: Final = b"A"
 STATS: Final = b"S"
 RESULT: Final = b"R"
 RESPONSE: Final = b"H"

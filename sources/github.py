@@ -39,7 +39,7 @@ from eventing.resources.base import KNATIVE_SOURCES_V1ALPHA1, Model, Resource
 from sources.base import Emit, SourceHealth, WebhookRequest, WebhookResponse
 from sources.github_events import VALID_EVENTS, subject_and_extensions
 from sources.secrets import Secret, SecretValueFromSource, resolve_secret
-from sources.signatures import verify_sha256_signature
+from sources.signatures import verify_sha256_signature, well_formed_sha256_signature
 from sources.source_spec import BrokerSink, CloudEventOverrides, apply_overrides
 from sources.webhook_fields import (
     broker_key,
@@ -51,6 +51,7 @@ from sources.webhook_http import (
     Rejected,
     media_type,
     parse_json_object,
+    refuse,
     serve,
 )
 
@@ -184,6 +185,13 @@ class GitHubAdapter:
 
     def __repr__(self) -> str:
         return f"GitHubAdapter({self.name!r}, path={self.path!r})"
+
+    async def authenticate(self, request: WebhookRequest) -> WebhookResponse | bool:
+        """Only the body can prove the sender; a request without a well-formed
+        signature is refused before it is read."""
+        if well_formed_sha256_signature(request.headers.get("x-hub-signature-256")):
+            return False
+        return refuse(self.health, Rejected(401, "missing or invalid X-Hub-Signature-256"))
 
     async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
         def event() -> Event:

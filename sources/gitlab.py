@@ -47,6 +47,7 @@ from sources.webhook_http import (
     Ignored,
     Rejected,
     parse_json_object,
+    refuse,
     serve,
 )
 
@@ -198,6 +199,12 @@ class GitLabAdapter:
 
     def __repr__(self) -> str:
         return f"GitLabAdapter({self.name!r}, path={self.path!r})"
+
+    async def authenticate(self, request: WebhookRequest) -> WebhookResponse | bool:
+        """The token is in a header: check it before the body is read."""
+        if verify_token(self._secret.reveal(), request.headers.get("x-gitlab-token")):
+            return True
+        return refuse(self.health, Rejected(401, "missing or invalid X-Gitlab-Token"))
 
     async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
         def event() -> Event:

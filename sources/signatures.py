@@ -42,6 +42,16 @@ def verify_sha256_signature(secret: bytes, body: bytes, header_value: str | None
     return hmac.compare_digest(expected, bytes.fromhex(received))
 
 
+def well_formed_sha256_signature(header_value: str | None) -> bool:
+    """True when ``header_value`` has the form ``sha256=<64 hex digits>``: checked
+    before the body is read, so a request that cannot pass is refused without it."""
+    if header_value is None or not header_value.isascii():
+        return False
+    return header_value.startswith(SHA256_PREFIX) and bool(
+        _HEX64.match(header_value[len(SHA256_PREFIX) :])
+    )
+
+
 def verify_token(secret: bytes, received: str | None) -> bool:
     """True when ``received`` equals the shared token (GitLab's ``X-Gitlab-Token``)."""
     if received is None or len(received) > MAX_TOKEN_CHARS:

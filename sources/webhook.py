@@ -35,7 +35,11 @@ from eventing.events import AttributeValue, Event
 from eventing.resources.base import OUR_API, Model, Resource
 from sources.base import Emit, SourceHealth, WebhookRequest, WebhookResponse
 from sources.secrets import Secret, SecretKeyRef, resolve_secret
-from sources.signatures import verify_bearer, verify_sha256_signature
+from sources.signatures import (
+    verify_bearer,
+    verify_sha256_signature,
+    well_formed_sha256_signature,
+)
 from sources.source_spec import BrokerSink, CloudEventOverrides, apply_overrides
 from sources.webhook_bodies import as_cloudevent, body_data
 from sources.webhook_fields import (
@@ -46,7 +50,7 @@ from sources.webhook_fields import (
     default_webhook_path,
     extension_name_for_header,
 )
-from sources.webhook_http import Rejected, serve
+from sources.webhook_http import Rejected, refuse, serve
 
 DEFAULT_TYPE: Final = "local.eventing.webhook"
 DEFAULT_MAX_BODY: Final = 1024 * 1024  # the ingress default, and Argo's webhook default
@@ -246,6 +250,23 @@ class WebhookAdapter:
                 "missing or invalid bearer token",
                 {"WWW-Authenticate": f'Bearer realm="{self.name}"'},
             )
+
+    async def authenticate(self, request: WebhookRequest) -> WebhookResponse | bool:
+        """A bearer token is checked before the body is read; an HMAC needs the body,
+        so only its header's form is checked here."""
+        auth = self.resource.spec.auth
+        if auth is None or self._secret is None:
+            return False
+        try:
+            if auth.hmac is not None:
+                value = request.headers.get(auth.hmac.header.lower())
+                if not well_formed_sha256_signature(value):
+                    raise Rejected(401, f"missing or invalid {auth.hmac.header}")
+                return False
+            self._authenticate(request)
+        except Rejected as rejected:
+            return refuse(self.health, rejected)
+        return True
 
     async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
         def event() -> Event:

@@ -6,7 +6,9 @@ within a deadline, in both ingress modes (in the main process and in worker proc
 from __future__ import annotations
 
 import asyncio
+import gzip
 import sqlite3
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -30,10 +32,14 @@ from tests.support.mesh import (
     wait_until,
 )
 from tests.support.subscriber import RecordingSubscriber
-from tests.support.wire import raw_exchange
+from tests.support.wire import open_raw, raw_exchange, read_response
 
 TOKEN = "door-token"
-SECRETS = {"EVENTING_SECRET_GL_TOKEN": TOKEN, "EVENTING_SECRET_HOOK_TOKEN": TOKEN}
+SECRETS = {
+    "EVENTING_SECRET_GL_TOKEN": TOKEN,
+    "EVENTING_SECRET_HOOK_TOKEN": TOKEN,
+    "EVENTING_SECRET_GH_SECRET": TOKEN,
+}
 
 GITLAB = """apiVersion: sources.knative.dev/v1alpha1
 kind: GitLabSource
@@ -49,6 +55,16 @@ metadata: {name: hook}
 spec:
   path: /hooks/default/bearer
   auth: {bearer: {secretKeyRef: {name: hook, key: token}}}
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+"""
+
+GITHUB = """apiVersion: sources.knative.dev/v1alpha1
+kind: GitHubSource
+metadata: {name: repo}
+spec:
+  ownerAndRepository: Codertocat/Hello-World
+  eventTypes: ["*"]
+  secretToken: {secretKeyRef: {name: gh, key: secret}}
   sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
 """
 
@@ -199,3 +215,99 @@ async def test_readiness_is_false_while_the_store_cannot_write(
         trigger = system.system.triggers["default/all"]
         await wait_until(lambda: trigger.subscription.cached_backlog() == 0, what="the ack retry")
         assert await ready() == 200
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data)
+
+
+GOOD = b'{"hello": "world"}'
+ENCODED_BODIES = {
+    # name: (Content-Encoding, body, expected status)
+    "gzip": ("gzip", _gzip(GOOD), 202),
+    "x-gzip": ("x-gzip", _gzip(GOOD), 202),
+    "deflate": ("deflate", zlib.compress(GOOD), 202),
+    "identity": ("identity", GOOD, 202),
+    "corrupt-gzip": ("gzip", b"\x1f\x8b\x08\x00garbage-not-deflate", 400),
+    "truncated-gzip": ("gzip", _gzip(GOOD)[:-12], 400),
+    "two-members": ("gzip", _gzip(GOOD) + _gzip(GOOD), 400),
+    "gzip-gzip": ("gzip, gzip", _gzip(_gzip(GOOD)), 415),
+    "brotli": ("br", GOOD, 415),
+    "bomb": ("gzip", _gzip(b"\0" * (4 * 1024 * 1024)), 413),
+}
+
+
+@pytest.mark.parametrize("case", list(ENCODED_BODIES))
+async def test_content_encodings_are_decoded_strictly_and_bounded(
+    run: Runner, subscriber: RecordingSubscriber, case: str
+) -> None:
+    coding, body, expected = ENCODED_BODIES[case]
+    text = manifests(broker_doc(), trigger_doc("all", f"{subscriber.url}/all"))
+    async with run(text) as system, aiohttp.ClientSession() as http:
+        headers = {**ce_headers(f"enc-{case}"), "Content-Type": "application/json"}
+        headers["Content-Encoding"] = coding
+        status, answer = await post(http, broker_url(system), headers, body)
+        assert status == expected, answer
+        broker = system.system.brokers["default/default"]
+        if expected == 202:
+            [received] = await subscriber.wait_count(1, path="/all")
+            assert received.data == GOOD
+        else:
+            assert broker.status().stored_events == 0
+
+
+def _hook_request(system: Running, path: str, headers: list[tuple[bytes, bytes]]) -> bytes:
+    return _raw(path, system.ingress_url.removeprefix("http://"), headers, b"{}")
+
+
+@pytest.mark.parametrize(
+    ("path", "header", "first", "second"),
+    [
+        ("/hooks/default/bearer", b"Authorization", b"Bearer " + TOKEN.encode(), b"Bearer x"),
+        ("/hooks/default/bearer", b"Authorization", b"Bearer x", b"Bearer " + TOKEN.encode()),
+        ("/webhooks/default/project", b"X-Gitlab-Token", b"wrong", TOKEN.encode()),
+        ("/webhooks/default/project", b"X-Gitlab-Event", b"Push Hook", b"Tag Push Hook"),
+    ],
+)
+async def test_a_repeated_security_header_is_refused(
+    run: Runner, path: str, header: bytes, first: bytes, second: bytes
+) -> None:
+    async with run(manifests(broker_doc()) + "---\n" + GITLAB) as system:
+        headers = [(b"Content-Type", b"application/json"), (header, first), (header, second)]
+        if header != b"X-Gitlab-Token" and "project" in path:
+            headers.append((b"X-Gitlab-Token", TOKEN.encode()))
+        response = await raw_exchange(system.ingress_url, _hook_request(system, path, headers))
+        assert response is not None
+        assert response.status == 400, response
+        assert b"duplicate" in response.body
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/hooks/default/bearer", [(b"Authorization", b"Bearer wrong")]),
+        ("/webhooks/default/project", [(b"X-Gitlab-Token", b"wrong")]),
+        ("/webhooks/default/repo", [(b"X-GitHub-Event", b"push")]),  # no signature
+    ],
+    ids=["bearer", "gitlab", "github-unsigned"],
+)
+async def test_a_webhook_that_cannot_authenticate_is_refused_before_its_body_is_read(
+    run: Runner, path: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    async with run(manifests(broker_doc()) + "---\n" + GITLAB + "---\n" + GITHUB) as system:
+        reader, writer = await open_raw(system.ingress_url)
+        try:
+            head = _raw(
+                path,
+                system.ingress_url.removeprefix("http://"),
+                [(b"Content-Type", b"application/json"), *headers],
+                b"",
+            ).replace(b"Content-Length: 0", b"Content-Length: 20000000")
+            writer.write(head)  # and not one byte of the 20 MB body
+            await writer.drain()
+            async with asyncio.timeout(10):
+                response = await read_response(reader)
+        finally:
+            writer.close()
+        assert response is not None
+        assert response.status == 401, response
