@@ -271,6 +271,7 @@ class Ingress:
             # needs the body (an HMAC) reads it under the bound on unauthenticated reads.
             verdict = await _preauthenticate(source, incoming)
             if isinstance(verdict, WebhookResponse):
+                self.metrics.webhook_refused.labels(source.name, str(verdict.status)).inc()
                 return _response(verdict)
             trusted = verdict
             async with contextlib.AsyncExitStack() as stack:
