@@ -17,6 +17,7 @@ from aiohttp import web
 
 from eventing.ui.hooks import Matcher, UiHooks
 from eventing.ui.stream import HEARTBEAT, Stream
+from eventing.ui.tap import Seen
 
 MAX_BODY = 64 * 1024
 MAX_QUERY_ATTRS = 20
@@ -140,7 +141,7 @@ class _Routes:
                 while True:
                     try:
                         async with asyncio.timeout(HEARTBEAT):
-                            seen = await watcher.queue.get()
+                            seen = Seen(*await watcher.queue.get())
                     except TimeoutError:
                         await out.heartbeat()
                         continue

@@ -29,8 +29,13 @@ MAX_WATCHERS = 16
 RECENT = 2000
 
 
+#: What ingest records per event: (at, broker, attributes, data bytes), a plain tuple
+#: because building it is on the hot path; :class:`Seen` names its fields for readers.
+Raw = tuple[float, str, Mapping[str, AttributeValue], int]
+
+
 class Seen(NamedTuple):
-    """One event as it entered a broker (a tuple: built once per event on ingest)."""
+    """One event as it entered a broker (made from a :data:`Raw` by whoever reads it)."""
 
     at: float
     broker: str
@@ -42,14 +47,14 @@ class Seen(NamedTuple):
 class Watcher:
     """One consumer of the fan-out, with its own bounded queue and drop count."""
 
-    queue: asyncio.Queue[Seen] = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE))
+    queue: asyncio.Queue[Raw] = field(default_factory=lambda: asyncio.Queue(WATCHER_QUEUE))
     dropped: int = 0
 
 
 class Tap:
     def __init__(self, recent: int = RECENT, max_watchers: int = MAX_WATCHERS) -> None:
         self.watchers: set[Watcher] = set()
-        self.recent: deque[Seen] = deque(maxlen=recent)
+        self.recent: deque[Raw] = deque(maxlen=recent)
         self.entered: dict[str, int] = {}
         """Events stored per broker since start (the dashboard's ingest rates)."""
         self.dropped = 0
@@ -58,9 +63,15 @@ class Tap:
 
     def offer(self, broker: str, events: Sequence[Event]) -> None:
         """``events`` were stored by ``broker``. Never blocks, never raises for a watcher."""
-        self.entered[broker] = self.entered.get(broker, 0) + len(events)
+        entered = self.entered
+        entered[broker] = entered.get(broker, 0) + len(events)
         now = time.time()
-        seen = [Seen(now, broker, e.attributes, len(e.data or b"")) for e in events]
+        if not self.watchers:
+            append = self.recent.append
+            for e in events:
+                append((now, broker, e.attributes, len(e.data or b"")))
+            return
+        seen: list[Raw] = [(now, broker, e.attributes, len(e.data or b"")) for e in events]
         self.recent.extend(seen)
         for watcher in self.watchers:
             queue = watcher.queue
@@ -86,7 +97,7 @@ class Tap:
 
     def find(self, event_id: str, broker: str | None = None) -> Seen | None:
         """The most recent event with this id (on ``broker`` if given)."""
-        for seen in reversed(self.recent):
-            if seen.attributes.get("id") == event_id and broker in (None, seen.broker):
-                return seen
+        for raw in reversed(self.recent):
+            if raw[2].get("id") == event_id and broker in (None, raw[1]):
+                return Seen(*raw)
         return None
