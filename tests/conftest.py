@@ -55,18 +55,33 @@ SystemFactory = Callable[..., Awaitable["Running"]]
 
 
 @pytest.fixture
-async def system(tmp_path: Path) -> AsyncIterator[SystemFactory]:
-    """``await system(yaml_text, **settings)`` starts the whole system on free ports."""
+def broker_class(request: pytest.FixtureRequest) -> str:
+    """The broker class the ``system`` fixture gives every Broker: ``embedded`` unless a
+    module parametrises it (``tests.support.broker_classes.params()``, indirect)."""
+    name = str(getattr(request, "param", "embedded"))
+    from tests.support.broker_classes import require_server
+
+    require_server(name)
+    return name
+
+
+@pytest.fixture
+async def system(tmp_path: Path, broker_class: str) -> AsyncIterator[SystemFactory]:
+    """``await system(yaml_text, **settings)`` starts the whole system on free ports,
+    every Broker of the class ``broker_class`` says."""
     from eventing.app.runtime import RuntimeSettings, start, stop
     from eventing.app.system import StoreSettings
+    from tests.support.broker_classes import Created, cleanup, with_class
 
     started: list[tuple[Running, RuntimeSettings]] = []
+    created = Created()
 
     async def make(
         manifests: str, *, data_dir: Path | None = None, drain_timeout: float = 5.0, **store: object
     ) -> Running:
         directory = tmp_path / f"manifests{len(started)}"
         directory.mkdir()
+        manifests = with_class(manifests, broker_class, created)
         (directory / "system.yaml").write_text(manifests)
         settings = RuntimeSettings(
             port=0,
@@ -81,3 +96,4 @@ async def system(tmp_path: Path) -> AsyncIterator[SystemFactory]:
     yield make
     for running, settings in reversed(started):
         await stop(running, settings)
+    await cleanup(created)

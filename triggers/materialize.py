@@ -100,3 +100,25 @@ def _check(f: SubscriptionsAPIFilter, path: str, errors: list[tuple[str, object,
             _check(child, f"{path}.{name}[{i}]", errors)
     if f.not_ is not None:
         _check(f.not_, f"{path}.not", errors)
+
+
+def exact_attributes(spec: TriggerSpec) -> dict[str, str]:
+    """Attribute values every event passing this trigger's filter has: the ``exact``
+    filters ANDed at the top level (or inside a top-level ``all``), or the legacy
+    filter's non-empty values. A server can filter on these (a RabbitMQ headers
+    binding with ``x-match: all``); the materialised filter still decides."""
+    found: dict[str, str] = {}
+    if spec.filters:
+        _collect_exact(spec.filters, found)
+    elif spec.filter is not None:
+        found.update({k: v for k, v in spec.filter.attributes.items() if v != ""})
+    return found
+
+
+def _collect_exact(filters: Iterable[SubscriptionsAPIFilter], found: dict[str, str]) -> None:
+    for f in filters:
+        if f.exact is not None:
+            for name, value in f.exact.items():
+                found.setdefault(name, value)
+        elif f.all is not None:
+            _collect_exact(f.all, found)

@@ -62,7 +62,12 @@ class MemoryClass:
 
 def broker_classes(sqlite: SqliteSettings, *, process_id: str) -> BrokerClasses:
     """Every class this build can run, registered under its names."""
+    from brokers.kafka.broker_class import KafkaClass
+    from brokers.rabbitmq.broker_class import RabbitmqClass
+
     classes = BrokerClasses()
     classes.register(EmbeddedClass(sqlite))
     classes.register(MemoryClass(sqlite.max_events, sqlite.max_bytes))
+    classes.register(KafkaClass(process_id))
+    classes.register(RabbitmqClass(process_id))
     return classes

@@ -77,6 +77,7 @@ def _from_cluster(registry: KindRegistry, platform: Platform) -> ResourceSet:
         raise ConfigError(f"cannot read resources from Kubernetes: {exc}") from None
 
 
+BROKERS = "brokers"
 DISPATCH = "dispatch"
 SOURCES = "sources"
 SCALERS = "scalers"
@@ -150,6 +151,9 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
             await system.workloads.start()
             for key, workload in system.workloads.items.items():
                 supervisor.spawn(f"scaler {key}", workload.scaler.run, group=SCALERS, restart=True)
+        for broker in system.brokers.values():
+            for name, loop in broker.tasks():
+                supervisor.spawn(name, loop, group=BROKERS, restart=True)
         for key, trig in system.triggers.items():
             supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH, restart=True)
         webhooks = []
@@ -198,7 +202,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     except BaseException:
         if workers is not None:
             await workers.stop()
-        for group in (SOURCES, DISPATCH, SCALERS):
+        for group in (SOURCES, DISPATCH, SCALERS, BROKERS):
             await supervisor.stop(group, timeout=2.0)
         for runner in runners:
             await runner.cleanup()
@@ -320,7 +324,9 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     logger.info("stopping: workloads")
     await running.supervisor.stop(UI, timeout=1.0)
     await running.supervisor.stop(SCALERS, timeout=2.0)
-    logger.info("stopping: closing stores")
+    logger.info("stopping: broker loops (final offset commits)")
+    await running.supervisor.stop(BROKERS, timeout=10.0)
+    logger.info("stopping: closing brokers")
     await running.system.close()
     await running.runners[-1].cleanup()
     running.lock.release()

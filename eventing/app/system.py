@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,9 +43,12 @@ from sinks.broker import BrokerSink
 from sinks.http import HttpSink, new_session
 from sinks.httpclient import Pool
 from sinks.log import LogSink
-from triggers.materialize import materialize
+from triggers.materialize import exact_attributes, materialize
 
 logger = logging.getLogger(__name__)
+
+#: Knative's Kafka trigger annotation: ``ordered`` or ``unordered`` (the default).
+KAFKA_ORDER_ANNOTATION = "kafka.eventing.knative.dev/delivery.order"
 
 #: Extensions the dispatcher adds to dead letters; replay removes them again.
 ERROR_EXTENSIONS = (
@@ -212,8 +215,14 @@ def _trigger(
 ) -> TriggerRuntime:
     delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
     policy = RetryPolicy.from_spec(delivery)
+    order = trig.metadata.annotations.get(KAFKA_ORDER_ANNOTATION)
+    explicit = trig.spec.delivery is not None and trig.spec.delivery.ordering is not None
+    if order in ("ordered", "unordered") and not explicit:  # spec.delivery.ordering wins
+        policy = replace(policy, ordered=order == "ordered")
     # Aged: the oldest-event age per trigger, read through the protocol (app/aging.py).
-    subscription = AgingSubscription(broker.subscribe(trig.key, materialize(trig.spec)))
+    subscription = AgingSubscription(
+        broker.subscribe(trig.key, materialize(trig.spec), exact=exact_attributes(trig.spec))
+    )
     target = _resolve(system, trig.spec.subscriber, trig.namespace, "subscriber", trig.key)
     if target.kind == "workload" and system.workloads is not None:
         sink: Sink = system.workloads.attach(target.key, subscription)

@@ -22,7 +22,7 @@ attribute that is ``None`` when the class cannot (never a ``getattr`` probe):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,6 +31,9 @@ from eventing.events import AttributeValue, Event
 
 #: What a subscription needs to ack one event; opaque to everyone else.
 Receipt = object
+#: A named long-running loop of a broker class (consuming, reconnecting, reading lag),
+#: which the composition root supervises like every other task.
+BrokerTask = tuple[str, Callable[[], Awaitable[None]]]
 
 
 class Filter(Protocol):
@@ -126,8 +129,12 @@ class Broker(Publisher, Protocol):
     dead_letters: DeadLetterQueue | None
     """The class's ``dlq:`` store, or None when it has none."""
 
-    def subscribe(self, trigger: str, event_filter: Filter) -> Subscription:
-        """A trigger's stream; every trigger subscribes before :meth:`open`."""
+    def subscribe(
+        self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
+    ) -> Subscription:
+        """A trigger's stream; every trigger subscribes before :meth:`open`. ``exact``
+        holds attribute values every event passing ``event_filter`` has (what a server
+        can filter on, e.g. a RabbitMQ headers binding); the filter still decides."""
 
     async def open(self) -> None:
         """Connect, declare what is missing, start the class's own I/O. A class whose
@@ -135,7 +142,11 @@ class Broker(Publisher, Protocol):
         ``StoreError``) and connects by itself when the server comes back."""
 
     async def close(self) -> None:
-        """Flush acks and stop; bounded."""
+        """Flush acks and stop; bounded. Runs after the tasks of :meth:`tasks` stopped."""
+
+    def tasks(self) -> list[BrokerTask]:
+        """The class's long-running loops, started by name after :meth:`open` and
+        restarted with backoff when they fail (none for the embedded classes)."""
 
     async def replay(self, trigger: str, event: Event) -> None:
         """Put ``event`` back into one trigger's backlog (that trigger only)."""

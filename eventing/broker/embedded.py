@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from eventing.broker.base import BrokerStatus, DeadLetterQueue, Filter
+from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
+from eventing.broker.routing import route
 from eventing.broker.store import DeadLetter, Routed, Store
 from eventing.broker.subscription import StoreSubscription
 from eventing.events import Event
@@ -84,7 +85,9 @@ class EmbeddedBroker:
     def triggers(self) -> list[str]:
         return list(self._subs)
 
-    def subscribe(self, trigger: str, event_filter: Filter) -> StoreSubscription:
+    def subscribe(
+        self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
+    ) -> StoreSubscription:
         sub = StoreSubscription(self.store, self.key, trigger)
         self._filters[trigger] = event_filter
         self._subs[trigger] = sub
@@ -96,20 +99,12 @@ class EmbeddedBroker:
     async def close(self) -> None:
         await self.shared.release()
 
+    def tasks(self) -> list[BrokerTask]:
+        return []
+
     def route(self, event: Event) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
         """The triggers ``event`` matches, and (trigger, reason) for each that it does not."""
-        matched: list[str] = []
-        dropped: list[tuple[str, str]] = []
-        attributes = event.attributes
-        for trigger, event_filter in self._filters.items():
-            reason = event_filter(attributes)
-            if reason is None:
-                matched.append(trigger)
-            else:
-                dropped.append((trigger, reason))
-        if not matched:
-            dropped.append(("", "no-trigger"))
-        return tuple(matched), dropped
+        return route(self._filters, event)
 
     async def publish(self, events: Sequence[Event]) -> None:
         routed: list[Routed] = []

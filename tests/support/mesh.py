@@ -169,8 +169,22 @@ def idle(running: Running) -> bool:
     )
 
 
-async def settled(running: Running, timeout: float = 20.0) -> None:
-    await wait_until(lambda: idle(running), timeout, "every trigger's backlog to drain")
+async def settled(running: Running, timeout: float = 30.0) -> None:
+    """Every trigger's backlog, read fresh (a Kafka group's lag, a queue's depth), is
+    0 and nothing is in flight."""
+
+    async def drained() -> bool:
+        for t in running.system.triggers.values():
+            if t.dispatcher.stats.in_flight or await t.subscription.backlog():
+                return False
+        return True
+
+    try:
+        async with asyncio.timeout(timeout):
+            while not await drained():  # noqa: ASYNC110 - polling state with I/O
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError("timed out waiting for every trigger's backlog to drain") from None
 
 
 def assert_nothing_stored(running: Running) -> None:

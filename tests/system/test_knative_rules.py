@@ -23,6 +23,7 @@ from eventing.delivery.policy import RetryPolicy
 from eventing.events import Event
 from eventing.workloads.replica import free_port
 from tests.conftest import SystemFactory
+from tests.support.broker_classes import params
 from tests.support.mesh import (
     NAMESPACE,
     admin_json,
@@ -42,6 +43,14 @@ from tests.support.mesh import (
 )
 from tests.support.subscriber import Answer, Received, RecordingSubscriber
 from tests.support.wire import BROKER_ADDED, WireEvent, header, read_delivery
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that runs a system runs once per broker class (one conformance
+    suite: embedded, memory, Kafka, RabbitMQ)."""
+    if "broker_class" in metafunc.fixturenames:
+        metafunc.parametrize("broker_class", params(), indirect=True)
+
 
 FAST = {"backoffDelay": "PT0.01S", "backoffPolicy": "linear", "jitter": 0}
 

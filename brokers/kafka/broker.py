@@ -1,0 +1,253 @@
+"""The Kafka broker: one topic per broker, produced with ``acks=all`` and idempotence.
+
+``publish`` answers only once every record of the batch is acknowledged by all
+in-sync replicas, so a 202 from the ingress means the event is in Kafka. While the
+cluster is unreachable (at start or later) ``publish`` raises ``StoreError`` (the
+ingress answers 503 with ``Retry-After``) and ``status().ready`` is false; the task
+``kafka connect <broker>`` keeps (re)connecting, (re)creates the topics when they
+are missing (deleted while running), and flips readiness back by itself.
+
+Each trigger is a :class:`~brokers.kafka.subscription.KafkaSubscription` (a consumer
+group of its own); ``dlq:`` dead letters go to the broker's dead-letter topic
+(:mod:`brokers.kafka.dlq`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from brokers.kafka.binding import TARGET, to_record
+from brokers.kafka.config import KafkaSettings
+from brokers.kafka.dlq import KafkaDeadLetters
+from brokers.kafka.subscription import KafkaSubscription
+from brokers.support import Backoff, describe
+from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
+from eventing.broker.routing import count, route
+from eventing.errors import StoreError
+from eventing.events import Event
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 10.0
+CHECK_PERIOD = 2.0
+LAG_PERIOD = 1.0
+TOPIC_ALREADY_EXISTS = 36
+
+
+class KafkaBroker:
+    durable = True
+
+    def __init__(self, key: str, broker_class: str, settings: KafkaSettings, process: str) -> None:
+        self.key = key
+        self.broker_class = broker_class
+        self.settings = settings
+        self.process = process
+        self.subscriptions: dict[str, KafkaSubscription] = {}
+        self.dlq = KafkaDeadLetters(self)
+        self.dead_letters: DeadLetterQueue | None = self.dlq
+        self.producer: Any = None
+        self.admin: Any = None
+        self.offsets: Any = None
+        """A consumer outside every group, for end offsets (the lag)."""
+        self._ready = False
+        self._error: str | None = "not connected yet"
+        self._connected = asyncio.Event()
+        self._drops: dict[tuple[str, str], int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def subscribe(
+        self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
+    ) -> KafkaSubscription:
+        sub = KafkaSubscription(self, trigger, event_filter)
+        self.subscriptions[trigger] = sub
+        return sub
+
+    async def open(self) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await self._connect()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._error = describe(exc)
+            logger.warning("broker %s: Kafka unreachable (%s); retrying", self.key, self._error)
+            await self._drop_clients()
+
+    async def close(self) -> None:
+        self._ready = False
+        await self._drop_clients()
+
+    def tasks(self) -> list[BrokerTask]:
+        out: list[BrokerTask] = [
+            (f"kafka connect {self.key}", self._keep_connected),
+            (f"kafka lag {self.key}", self._read_lag),
+            (f"kafka dlq {self.key}", self.dlq.tail),
+        ]
+        for trigger, sub in self.subscriptions.items():
+            out.append((f"kafka consume {trigger}", sub.run))
+        return out
+
+    def client_id(self, role: str) -> str:
+        return f"eventing-{self.process}-{role}"[:200]
+
+    async def _connect(self) -> None:
+        servers = list(self.settings.bootstrap_servers)
+        if self.admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id=self.client_id("a"))
+            await admin.start()
+            self.admin = admin
+        await self.ensure_topics()
+        if self.offsets is None:
+            offsets = AIOKafkaConsumer(
+                bootstrap_servers=servers, client_id=self.client_id("o"), enable_auto_commit=False
+            )
+            await offsets.start()
+            self.offsets = offsets
+        if self.producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=servers,
+                client_id=self.client_id("p"),
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=1,
+                request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self.producer = producer
+        self._ready = True
+        self._error = None
+        self._connected.set()
+        logger.info("broker %s: connected to Kafka, topic %s", self.key, self.settings.topic)
+
+    async def ensure_topics(self) -> None:
+        """Create the broker's topic and dead-letter topic when missing."""
+        s = self.settings
+        existing = set(await self.admin.list_topics())
+        wanted = [
+            NewTopic(s.topic, s.partitions, s.replication_factor),
+            NewTopic(s.dlq_topic, 1, s.replication_factor),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if not missing:
+            return
+        try:
+            response = await self.admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            return
+        for name, code, *_ in getattr(response, "topic_errors", []):
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise StoreError(f"cannot create topic {name}: error code {code}")
+        logger.info("broker %s: created topics %s", self.key, [t.name for t in missing])
+
+    async def _drop_clients(self) -> None:
+        producer, admin, offsets = self.producer, self.admin, self.offsets
+        self.producer = self.admin = self.offsets = None
+        stops = (
+            producer.stop if producer else None,
+            admin.close if admin else None,
+            offsets.stop if offsets else None,
+        )
+        for stop in stops:
+            if stop is None:
+                continue
+            try:
+                async with asyncio.timeout(5):
+                    await stop()
+            except Exception as exc:  # closing a broken client: nothing to keep
+                logger.debug("closing a Kafka client: %s", describe(exc))
+
+    async def _keep_connected(self) -> None:
+        """(Re)connect while unreachable; re-create topics deleted while running."""
+        backoff = Backoff()
+        while True:
+            if self._ready and self.admin is not None:
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        await self.ensure_topics()
+                    backoff.reset()
+                    await asyncio.sleep(CHECK_PERIOD)
+                    continue
+                except (KafkaError, OSError, TimeoutError, StoreError) as exc:
+                    self._error = describe(exc)
+                    logger.warning("broker %s: %s", self.key, self._error)
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self._connect()
+                backoff.reset()
+            except (KafkaError, OSError, TimeoutError, StoreError) as exc:
+                self._ready = False
+                self._error = describe(exc)
+                await self._drop_clients()
+                await asyncio.sleep(backoff.next())
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    # -- the data path ----------------------------------------------------------------
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        filters = {t: s.filter for t, s in self.subscriptions.items()}
+        dropped = [d for e in events for d in route(filters, e)[1]]
+        await self.produce(self.settings.topic, events)
+        count(self._drops, dropped)  # counted once accepted, as the embedded class does
+
+    async def produce(
+        self, topic: str, events: Sequence[Event], extra: dict[str, str] | None = None
+    ) -> list[Any]:
+        """Produce and wait for every acknowledgement; the records' metadata."""
+        producer = self.producer
+        if not self._ready or producer is None:
+            error = StoreError(f"broker {self.key}: Kafka is unreachable ({self._error})")
+            error.retry_after = 5.0
+            raise error
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                futures = []
+                for event in events:
+                    key, value, headers = to_record(event, extra)
+                    futures.append(await producer.send(topic, value, key=key, headers=headers))
+                return list(await asyncio.gather(*futures))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self._error = describe(exc)
+            error = StoreError(f"broker {self.key}: Kafka did not acknowledge: {self._error}")
+            error.retry_after = 2.0
+            raise error from exc
+
+    async def replay(self, trigger: str, event: Event) -> None:
+        await self.produce(self.settings.topic, [event], {TARGET: trigger})
+
+    def drops(self) -> Mapping[tuple[str, str], int]:
+        out = dict(self._drops)
+        for sub in self.subscriptions.values():
+            for key, n in sub.drops.items():
+                out[key] = out.get(key, 0) + n
+        return out
+
+    def status(self) -> BrokerStatus:
+        return BrokerStatus(
+            ready=self._ready,
+            detail=self._error if not self._ready else f"topic {self.settings.topic}",
+            extra={"topic": self.settings.topic, "deadLetterTopic": self.settings.dlq_topic},
+        )
+
+    async def _read_lag(self) -> None:
+        """Keep every trigger's cached backlog (its group's lag) fresh."""
+        while True:
+            await self._connected.wait()
+            for sub in list(self.subscriptions.values()):
+                try:
+                    await sub.backlog()
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    logger.debug("lag of %s: %s", sub.trigger, describe(exc))
+            await asyncio.sleep(LAG_PERIOD)

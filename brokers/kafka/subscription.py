@@ -1,0 +1,277 @@
+"""One trigger on a Kafka broker: a consumer group of its own, filters after consume,
+and commits of only the contiguous prefix of done records.
+
+The consume loop (task ``kafka consume <trigger>``) reads the broker's topic,
+decodes each record, applies the trigger's filter (a rejected record is done at
+once), and queues the rest as deliveries whose receipt is (partition, offset,
+assignment epoch). It pauses its partitions while :attr:`buffer` deliveries wait, so
+a slow subscriber holds records in Kafka, not in memory. Acks and dead letters mark
+records done in an :class:`~brokers.kafka.tracker.OffsetTracker`; the loop commits
+the moved commit points every :data:`COMMIT_PERIOD`, and synchronously when the
+group takes partitions away (``on_partitions_revoked``), so the next owner starts
+exactly after what this process finished. An ack that arrives after its partition
+was revoked is ignored (the epoch moved on): the new owner delivers it again, which
+at-least-once allows.
+
+Several processes given the same manifests join the same group and share the
+partitions; one that dies causes a rebalance, and its uncommitted records are read
+again by the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from brokers.kafka.binding import TARGET, from_record, header_map
+from brokers.kafka.tracker import OffsetTracker
+from brokers.support import Backoff, describe
+from eventing.broker.base import Delivery, Filter, Receipt
+from eventing.broker.deadletter_log import new_meta
+from eventing.errors import InvalidEventError
+from eventing.events import Event
+
+if TYPE_CHECKING:
+    from brokers.kafka.broker import KafkaBroker
+
+logger = logging.getLogger(__name__)
+
+COMMIT_PERIOD = 0.2
+FETCH_TIMEOUT_MS = 200
+MAX_RECORDS = 500
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sub: KafkaSubscription) -> None:
+        self.sub = sub
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.sub.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.sub.assigned(set(assigned))
+
+
+class KafkaSubscription:
+    def __init__(self, broker: KafkaBroker, trigger: str, event_filter: Filter) -> None:
+        self.broker = broker
+        self.trigger = trigger
+        self.filter = event_filter
+        self.group = broker.settings.group(trigger)
+        self.buffer = broker.settings.buffer
+        self.listeners: list[Callable[[], None]] = []
+        self.drops: dict[tuple[str, str], int] = {}
+        self.tracker = OffsetTracker()
+        self._ready: deque[Delivery] = deque()
+        self._wake = asyncio.Event()
+        self._epochs: dict[Any, int] = {}
+        self._next_epoch = 0
+        self._consumer: Any = None
+        self._paused = False
+        self._last_commit = 0.0
+        self._backlog = 0
+        self._dead_letter_failures = 0
+
+    # -- Subscription -----------------------------------------------------------------
+
+    async def get(self) -> Delivery:
+        while not self._ready:
+            self._wake.clear()
+            await self._wake.wait()
+        return self._ready.popleft()
+
+    def ack(self, receipt: Receipt) -> None:
+        tp, offset, epoch = cast(tuple[Any, int, int], receipt)
+        if self._epochs.get(tp) == epoch:
+            self.tracker.done(tp, offset)
+
+    async def dead_letter(
+        self, receipt: Receipt, event: Event, *, attempts: int, reason: str, status: int | None
+    ) -> None:
+        await self.broker.dlq.append(event, new_meta(self.trigger, attempts, reason, status))
+        self.ack(receipt)
+
+    async def backlog(self) -> int:
+        """The group's lag over every partition of the topic: end offset minus the
+        committed offset (the whole partition when the group never committed)."""
+        admin, offsets = self.broker.admin, self.broker.offsets
+        if admin is None or offsets is None:
+            return self._backlog
+        topic = self.broker.settings.topic
+        partitions = offsets.partitions_for_topic(topic)
+        if not partitions:
+            await offsets._client.force_metadata_update()
+            partitions = offsets.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return self._backlog
+        committed = await admin.list_consumer_group_offsets(self.group, partitions=tps)
+        ends = dict(await offsets.end_offsets(tps))
+        total = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            start = meta.offset if meta is not None and meta.offset >= 0 else 0
+            total += max(0, ends.get(tp, 0) - start)
+        self._backlog = total
+        return total
+
+    def cached_backlog(self) -> int:
+        return self._backlog
+
+    # -- the consume loop -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume until cancelled; reconnects with backoff on its own."""
+        backoff = Backoff()
+        while True:
+            await self.broker.wait_connected()
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=list(self.broker.settings.bootstrap_servers),
+                group_id=self.group,
+                client_id=self.broker.client_id(f"c-{self.trigger}"),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_interval_ms=3_600_000,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+            )
+            consumer.subscribe([self.broker.settings.topic], listener=_Rebalance(self))
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                backoff.reset()
+                await self._consume(consumer)
+            except (KafkaError, OSError) as exc:
+                logger.warning("trigger %s: Kafka consumer: %s", self.trigger, describe(exc))
+            finally:
+                self._consumer = None
+                await self._stop(consumer)
+            await asyncio.sleep(backoff.next())
+
+    async def _stop(self, consumer: Any) -> None:
+        try:
+            async with asyncio.timeout(10):
+                await self._commit(consumer, None)
+        except (KafkaError, OSError, TimeoutError, CommitFailedError) as exc:
+            logger.info("trigger %s: last commit failed: %s", self.trigger, describe(exc))
+        try:
+            async with asyncio.timeout(10):
+                await consumer.stop()
+        except Exception as exc:  # a broken consumer: nothing left to keep
+            logger.debug("stopping a Kafka consumer: %s", describe(exc))
+        self._forget_all()
+
+    async def _consume(self, consumer: Any) -> None:
+        while True:
+            self._flow(consumer)
+            batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
+            for tp, records in batch.items():
+                epoch = self._epochs.get(tp)
+                if epoch is None:
+                    continue  # revoked while this batch was in the air
+                for record in records:
+                    await self._take(tp, epoch, record)
+            if time.monotonic() - self._last_commit >= COMMIT_PERIOD:
+                await self._commit(consumer, None)
+
+    def _flow(self, consumer: Any) -> None:
+        """Pause fetching while :attr:`buffer` deliveries wait; resume below it."""
+        full = len(self._ready) >= self.buffer
+        if full and not self._paused:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+        elif not full and self._paused:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+
+    async def _take(self, tp: Any, epoch: int, record: Any) -> None:
+        self.tracker.consumed(tp, record.offset)
+        headers = list(record.headers or ())
+        own = header_map(headers)
+        target = own.get(TARGET)
+        if target is not None and target != self.trigger:
+            self.tracker.done(tp, record.offset)  # a replay for another trigger
+            return
+        try:
+            event = from_record(record.value, headers)
+        except InvalidEventError as exc:
+            await self._not_a_cloudevent(tp, record, str(exc))
+            return
+        reason = self.filter(event.attributes)
+        if reason is not None:  # counted by the process that published it
+            self.tracker.done(tp, record.offset)
+            return
+        for listener in self.listeners:
+            listener()
+        self._ready.append(Delivery(event, (tp, record.offset, epoch)))
+        self._wake.set()
+
+    async def _not_a_cloudevent(self, tp: Any, record: Any, why: str) -> None:
+        """Dead-letter a foreign record with the reason; never a crash loop."""
+        p, o = tp.partition, record.offset
+        wrapped = Event(
+            {
+                "specversion": "1.0",
+                "id": f"{tp.topic}/{p}/{o}",
+                "source": f"/kafka/{tp.topic}",
+                "type": "dev.knative.kafka.event",
+                "datacontenttype": "application/octet-stream",
+            },
+            record.value,
+        )
+        reason = f"not a CloudEvent: {why}"[:512]
+        logger.warning("trigger %s: record %s/%s/%s %s", self.trigger, tp.topic, p, o, reason)
+        try:
+            await self.broker.dlq.append(wrapped, new_meta(self.trigger, 0, reason, None))
+        except Exception as exc:
+            self._dead_letter_failures += 1
+            raise KafkaError(f"cannot dead-letter a foreign record: {describe(exc)}") from exc
+        self.tracker.done(tp, record.offset)
+        key = (self.trigger, "not-a-cloudevent")
+        self.drops[key] = self.drops.get(key, 0) + 1
+
+    async def _commit(self, consumer: Any, partitions: set[Any] | None) -> None:
+        self._last_commit = time.monotonic()
+        points = self.tracker.to_commit(partitions)
+        if not points:
+            return
+        await consumer.commit(points)
+        self.tracker.committed(points)
+
+    # -- rebalancing --------------------------------------------------------------------
+
+    def assigned(self, partitions: set[Any]) -> None:
+        for tp in partitions:
+            self._next_epoch += 1
+            self._epochs[tp] = self._next_epoch
+        self._paused = False
+
+    async def revoked(self, partitions: set[Any]) -> None:
+        """Commit what is finished on the partitions leaving us, synchronously, then
+        forget their records (queued ones are the next owner's to deliver)."""
+        consumer = self._consumer
+        if consumer is not None and partitions:
+            try:
+                await self._commit(consumer, partitions)
+            except (KafkaError, CommitFailedError) as exc:
+                logger.info("trigger %s: commit on revoke: %s", self.trigger, describe(exc))
+        for tp in partitions:
+            self._epochs.pop(tp, None)
+        self.tracker.forget(partitions)
+        kept = [
+            d for d in self._ready if cast(tuple[Any, int, int], d.receipt)[0] not in partitions
+        ]
+        self._ready = deque(kept)
+
+    def _forget_all(self) -> None:
+        self._epochs.clear()
+        self.tracker.forget(set(self.tracker.partitions))
+        self._ready.clear()
+        self._paused = False
