@@ -122,6 +122,8 @@ class Running:
     workers: IngressWorkers | None
     lock: DataDirLock
     started: float = field(default_factory=time.time)
+    process: str = ""
+    """This process's stable id (logs, ``/metrics``, status)."""
 
 
 async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
@@ -219,6 +221,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
         runners,
         workers,
         lock,
+        process=ident,
     )
     _source_gauges(metrics, running.sources)
     observatory.running = running

@@ -77,6 +77,7 @@ def system_status(running: Running) -> dict[str, Any]:
                 }
             )
     return {
+        "process": running.process,
         "uptime": round(time.time() - running.started, 1),
         "ingress": running.ingress_url,
         "admin": running.admin_url,

@@ -106,8 +106,9 @@ def parse_tombstone(headers: Mapping[str, str]) -> list[int]:
 class DeadLetterLog:
     """The live dead letters of one broker's log, in log order (bounded)."""
 
-    def __init__(self, broker: str) -> None:
+    def __init__(self, broker: str, max_kept: int = MAX_KEPT) -> None:
         self.broker = broker
+        self.max_kept = max_kept
         self.base = id_base(broker)
         self._items: OrderedDict[int, DeadLetter] = OrderedDict()
         self._deleted: set[int] = set()
@@ -138,7 +139,7 @@ class DeadLetterLog:
         self._items[dl_id] = item
         self._bytes += len(event.data or b"")
         self._depths[meta.trigger] = self._depths.get(meta.trigger, 0) + 1
-        while len(self._items) > MAX_KEPT or self._bytes > MAX_BYTES:
+        while len(self._items) > self.max_kept or self._bytes > MAX_BYTES:
             _, oldest = self._items.popitem(last=False)
             self._forget(oldest)
             self.evicted += 1

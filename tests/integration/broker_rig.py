@@ -1,0 +1,146 @@
+"""A Kafka- or RabbitMQ-class broker shared by several ``eventing run`` processes:
+the manifests (unique topic/exchange names), a load that remembers every id that got
+a 202, and reading a process's admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from tests.integration.support import AMQP_URL, KAFKA_BOOTSTRAP, unique
+
+MATCH = "com.example.match"
+OTHER = "com.example.other"
+SKIPPED = "com.example.nobody"
+
+
+def broker_manifests(
+    kind: str, subscriber_url: str, *, partitions: int = 4, **trigger_delivery: Any
+) -> tuple[str, dict[str, str]]:
+    """Manifests of one broker of class ``kind`` (``kafka`` or ``rabbitmq``) with two
+    triggers, ``match`` and ``other``, each taking one event type, and the class's
+    config."""
+    name = unique("eventing-procs")
+    if kind == "kafka":
+        data = {
+            "bootstrap.servers": KAFKA_BOOTSTRAP,
+            "default.topic.partitions": str(partitions),
+            "topic": name,
+            "consumer.group.prefix": name + "-",
+        }
+        cls = "Kafka"
+    else:
+        data = {"url": AMQP_URL, "exchange": name, "prefetch": "50"}
+        cls = "RabbitMQBroker"
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": data},
+        {
+            "apiVersion": "eventing.knative.dev/v1",
+            "kind": "Broker",
+            "metadata": {
+                "name": "default",
+                "annotations": {"eventing.knative.dev/broker.class": cls},
+            },
+            "spec": {"config": {"apiVersion": "v1", "kind": "ConfigMap", "name": "cfg"}},
+        },
+    ]
+    for trigger, event_type in (("match", MATCH), ("other", OTHER)):
+        spec: dict[str, Any] = {
+            "broker": "default",
+            "filters": [{"exact": {"type": event_type}}],
+            "subscriber": {"uri": f"{subscriber_url}/{trigger}"},
+        }
+        if trigger_delivery:
+            spec["delivery"] = dict(trigger_delivery)
+        docs.append(
+            {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Trigger",
+                "metadata": {"name": trigger},
+                "spec": spec,
+            }
+        )
+    return yaml.safe_dump_all(docs, sort_keys=False), data
+
+
+def write(directory: Path, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "broker.yaml").write_text(text)
+    return directory
+
+
+@dataclass
+class Load:
+    """Posts events round-robin to the given ingress URLs (re-read each time, so a
+    restarted process is used again) until stopped; remembers ids answered 202."""
+
+    urls: list[Any]
+    """Callables returning the current ingress URL of each process (or None)."""
+    accepted: dict[str, str] = field(default_factory=dict)
+    """id -> type of every event that got a 202."""
+    refused: int = 0
+    _task: asyncio.Task[None] | None = None
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="test load")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def wait_accepted(self, n: int, timeout: float = 60.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.accepted) < n:  # noqa: ASYNC110 - progress of a running load
+                await asyncio.sleep(0.02)
+
+    async def _run(self) -> None:
+        types = itertools.cycle((MATCH, OTHER, MATCH, SKIPPED))
+        counter = itertools.count()
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while not self._stop.is_set():
+                for current in self.urls:
+                    url = current()
+                    if url is None or self._stop.is_set():
+                        continue
+                    n = next(counter)
+                    event_type = next(types)
+                    headers = {
+                        "ce-specversion": "1.0",
+                        "ce-id": f"ev-{n}",
+                        "ce-source": "/load",
+                        "ce-type": event_type,
+                        "ce-partitionkey": f"k{n % 7}",
+                        "Content-Type": "text/plain",
+                    }
+                    try:
+                        async with http.post(url, data=b"x", headers=headers) as response:
+                            if response.status == 202:
+                                self.accepted[f"ev-{n}"] = event_type
+                            else:
+                                self.refused += 1
+                    except (aiohttp.ClientError, TimeoutError):
+                        self.refused += 1
+                await asyncio.sleep(0.005)
+
+
+async def admin_get(admin_url: str, path: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(admin_url + path) as response:
+        return await response.json()
+
+
+async def ready(admin_url: str) -> bool:
+    with contextlib.suppress(aiohttp.ClientError):
+        async with aiohttp.ClientSession() as http, http.get(admin_url + "/readyz") as response:
+            return response.status == 200
+    return False

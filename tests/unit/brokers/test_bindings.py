@@ -1,0 +1,75 @@
+"""Events survive the Kafka record and AMQP message bindings unchanged; a record or
+message that is not a CloudEvent is refused with a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from brokers.kafka.binding import TARGET, from_record, header_map, to_record
+from brokers.rabbitmq.binding import from_message, own_headers, to_message
+from eventing.errors import InvalidEventError
+from eventing.events import Event
+
+EVENTS = [
+    Event({"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}, None),
+    Event({"specversion": "1.0", "id": "2", "source": "/s", "type": "t"}, b""),
+    Event(
+        {
+            "specversion": "1.0",
+            "id": "3",
+            "source": "/s",
+            "type": "t",
+            "datacontenttype": "application/json",
+            "partitionkey": "k1",
+            "count": 7,
+            "flag": True,
+            "subject": "ünïcode",
+        },
+        b'{"a": 1}',
+    ),
+]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.id)
+def test_kafka_round_trip(event: Event) -> None:
+    key, value, headers = to_record(event, {TARGET: "ns/t"})
+    assert key == (b"k1" if "partitionkey" in event.attributes else None)
+    back = from_record(value, headers)
+    assert back == event
+    assert header_map(headers)[TARGET] == "ns/t"
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.id)
+def test_amqp_round_trip(event: Event) -> None:
+    kwargs = to_message(event, {"eventing-x": "1"})
+    back = from_message(kwargs["body"], kwargs["headers"], kwargs["content_type"])
+    assert back == event
+    assert kwargs["message_id"] == event.id
+    assert own_headers(kwargs["headers"])["eventing-x"] == "1"
+
+
+def test_kafka_structured_record_is_read() -> None:
+    body = b'{"specversion":"1.0","id":"s","source":"/s","type":"t","data":{"x":1}}'
+    event = from_record(body, [("content-type", b"application/cloudevents+json")])
+    assert event.id == "s"
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "why"),
+    [
+        (b"plain text", [], "not a CloudEvent"),
+        (b"x", [("ce_id", b"1")], "required attribute"),
+        (b"x", [("ce_specversion", b"\xff")], "UTF-8"),
+        (b"{", [("content-type", b"application/cloudevents+json")], "JSON"),
+    ],
+)
+def test_foreign_kafka_records_are_refused_with_a_reason(
+    value: bytes, headers: list[tuple[str, bytes]], why: str
+) -> None:
+    with pytest.raises(InvalidEventError, match=why):
+        from_record(value, headers)
+
+
+def test_foreign_amqp_message_is_refused() -> None:
+    with pytest.raises(InvalidEventError, match="not a CloudEvent"):
+        from_message(b"hello", {"foo": "bar"}, None)
