@@ -149,15 +149,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     workers: IngressWorkers | None = None
     try:
         sources = build_sources(resources, system, settings.store.data_dir)
-        if system.workloads is not None:
-            await system.workloads.start()
-            for key, workload in system.workloads.items.items():
-                supervisor.spawn(f"scaler {key}", workload.scaler.run, group=SCALERS, restart=True)
-        for broker in system.brokers.values():
-            for name, loop in broker.tasks():
-                supervisor.spawn(name, loop, group=BROKERS, restart=True)
-        for key, trig in system.triggers.items():
-            supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH, restart=True)
+        await _spawn_loops(system, supervisor)
         webhooks = []
         for source, emit in sources:
             if isinstance(source, WebhookSource):
@@ -228,6 +220,19 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     supervisor.spawn("ui sampler", observatory.sampler.run, group=UI, restart=True)
     hooks.status = lambda: system_status(running)
     return running
+
+
+async def _spawn_loops(system: System, supervisor: Supervisor) -> None:
+    """The scalers, the broker classes' own loops, and a dispatcher per trigger."""
+    if system.workloads is not None:
+        await system.workloads.start()
+        for key, workload in system.workloads.items.items():
+            supervisor.spawn(f"scaler {key}", workload.scaler.run, group=SCALERS, restart=True)
+    for broker in system.brokers.values():
+        for name, loop in broker.tasks():
+            supervisor.spawn(name, loop, group=BROKERS, restart=True)
+    for key, trig in system.triggers.items():
+        supervisor.spawn(f"dispatch {key}", trig.dispatcher.run, group=DISPATCH, restart=True)
 
 
 def _source_gauges(metrics: Metrics, sources: list[Source | WebhookSource]) -> None:
