@@ -119,7 +119,9 @@ class MqttAdapter:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = int(spec.session_expiry)
             properties.ReceiveMaximum = spec.receive_maximum
-        connection = MqttConnection(client, high_water=spec.receive_maximum * HIGH_WATER)
+        connection = MqttConnection(
+            client, high_water=spec.receive_maximum * HIGH_WATER, on_held=self._held
+        )
         try:
             await connection.connect(
                 host,
@@ -145,10 +147,7 @@ class MqttAdapter:
             self.health.set_state("connected")
             limit = self.resource.spec.receive_maximum
             while True:
-                if self.health.held == 0:
-                    self._progress_at = time.monotonic()  # the stall clock starts now
                 batch = await connection.take(limit)
-                self.health.held = connection.held
                 await self._handle(connection, batch, emit)
         finally:
             self._pauses += connection.pauses
@@ -171,7 +170,7 @@ class MqttAdapter:
             for message in batch[acked:end]:  # PUBACK in arrival order, refused included
                 sent += connection.ack(message.mid, message.qos)
             if sent:
-                self._progressed(connection)
+                self._progressed()
             acked = max(acked, end)
 
         while True:
@@ -198,10 +197,14 @@ class MqttAdapter:
             if self.health.state in ("connected", "stalled"):
                 self.health.set_state("connected")
 
-    def _progressed(self, connection: MqttConnection) -> None:
+    def _held(self, count: int) -> None:
+        if count > 0 and self.health.held == 0:
+            self._progress_at = time.monotonic()  # the stall clock starts now
+        self.health.held = count
+
+    def _progressed(self) -> None:
         """Messages were acknowledged: real progress."""
         self._progress_at = time.monotonic()
-        self.health.held = connection.held
         self.backoff.reset()
         if self.health.state == "stalled":
             self.health.set_state("connected")

@@ -107,7 +107,13 @@ class MqttConnection:
     them (in the same order), ``close``. ``held`` counts received QoS 1 messages not
     yet acknowledged."""
 
-    def __init__(self, client: paho.Client, *, high_water: int) -> None:
+    def __init__(
+        self,
+        client: paho.Client,
+        *,
+        high_water: int,
+        on_held: Callable[[int], None] = lambda held: None,
+    ) -> None:
         self._client = client
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
@@ -125,6 +131,7 @@ class MqttConnection:
         self.pauses = 0
         self.held = 0
         self.acked = 0
+        self._on_held = on_held
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -215,6 +222,7 @@ class MqttConnection:
             return False
         self.held -= 1
         self.acked += 1
+        self._on_held(self.held)
         return True
 
     async def close(self, timeout: float = 2.0) -> None:
@@ -250,6 +258,7 @@ class MqttConnection:
         self._queue.append(message)
         if message.qos > 0:
             self.held += 1
+            self._on_held(self.held)
         self._wake.set()
         if len(self._queue) >= self.high_water:
             self._pause()

@@ -119,7 +119,7 @@ class PrivateMosquitto:
     """A Mosquitto of our own (persistence on, like ``scripts/servers``'s) that a test
     may stop and restart without disturbing the shared one."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, max_queued_messages: int = 1_000_000) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(binary):
             raise AssertionError("mosquitto is not installed: run scripts/servers up mosquitto")
@@ -139,7 +139,7 @@ class PrivateMosquitto:
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
-            "max_queued_messages 1000000\n"
+            f"max_queued_messages {max_queued_messages}\n"
             # started as root, Mosquitto would switch to user "mosquitto" and could not
             # write its persistence file here
             f"user {getpass.getuser()}\n"

@@ -11,13 +11,16 @@
   acknowledged and counted when its packet id can be read; one whose packet id cannot
   be read drops the connection each time, with a growing backoff;
 - the reconnect backoff grows while connections make no progress (a second client
-  taking the session) and resets once a message is acknowledged.
+  taking the session) and resets once a message is acknowledged;
+- what Mosquitto itself does: it refuses invalid UTF-8 from a publisher, and drops
+  messages beyond ``max_queued_messages`` for a connected client whose window is full.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -35,6 +38,7 @@ from tests.integration.e2e_support import (
 )
 from tests.integration.mqtt_support import (
     PUBACK,
+    PrivateMosquitto,
     RawPublisher,
     ScriptedServer,
     publish_all,
@@ -269,3 +273,30 @@ async def test_backoff_grows_without_progress_and_resets_after_an_ack(
             await pub.publish(f"{base}/d", b"progress", qos=1)
         await eventually(lambda: b"progress" in emit.payloads(), what="delivered")
         await eventually(lambda: adapter.backoff.attempt == 0, what="backoff reset by the ack")
+
+
+async def test_mosquitto_drops_beyond_max_queued_messages_for_an_online_client(
+    tmp_path: Path,
+) -> None:
+    """docs/sources.md: ``max_queued_messages`` also applies to a connected client whose
+    in-flight window is full (here: the store refuses, so the source holds its Receive
+    Maximum of 10 unacknowledged). Mosquitto acknowledges every publish to the device
+    and then drops what is beyond the window plus 50 queued messages."""
+    server = PrivateMosquitto(tmp_path / "mosquitto", max_queued_messages=50)
+    await server.start()
+    try:
+        emit = RecordingEmit(failing=True)
+        adapter = adapter_for(server.url, "q/#", unique("c"), receiveMaximum=10)
+        async with running(adapter, emit):
+            await eventually(lambda: adapter.health.state == "connected", what="connected")
+            sent = await publish_all("127.0.0.1", server.port, ["q/a"], 200, "m")
+            assert len(sent) == 200  # every one acknowledged to the device
+            await eventually(lambda: adapter.health.held == 10, what="window full")
+            emit.failing = False
+            await eventually(lambda: adapter.health.held == 0, what="drained")
+            async with RawPublisher("127.0.0.1", server.port, unique("raw")) as raw:
+                assert await raw.publish(b"q/a", b"last") == PUBACK  # in order after the rest
+            await eventually(lambda: b"last" in emit.payloads(), what="the last one")
+        assert len(emit.payloads()) == 10 + 50 + 1
+    finally:
+        await server.stop()
