@@ -130,3 +130,14 @@ async def test_validate_and_run_agree(
         assert system.triggers["default/t"].sink.target.startswith(expect)
     finally:
         await system.close()
+
+
+def test_validate_kubernetes_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eventing.app import cli
+
+    (tmp_path / "all.yaml").write_text(
+        HEAD + "  subscriber: {ref: {apiVersion: v1, kind: Service, name: web}}\n"
+    )
+    assert cli.main(["validate", str(tmp_path)]) == 1
+    assert "cannot be resolved on one machine" in capsys.readouterr().err
+    assert cli.main(["validate", "--kubernetes", str(tmp_path)]) == 0
