@@ -145,8 +145,11 @@ class KubeActuator:
             self._wake.clear()
             try:
                 await self.reconcile()
-            except KubeError as exc:
-                self._failed(str(exc))
+            except (KubeError, ValueError, TypeError, KeyError) as exc:
+                # KubeError: the API said no or was not there; the others: an answer of
+                # an unexpected shape. Either way: say why, back off, try again.
+                message = str(exc) if isinstance(exc, KubeError) else f"bad answer: {exc!r}"
+                self._failed(message[:300])
                 delay, backoff = backoff, min(MAX_BACKOFF, backoff * 2)
                 self.retry_in = delay
             else:
