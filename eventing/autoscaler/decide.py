@@ -51,8 +51,9 @@ class DeciderState:
     plan: KeepAlivePlan | None = None
     """The keep-alive plan currently in force."""
 
-    plan_key: tuple[tuple[float, ...], float] | None = None
-    """(idle gaps, cold-start price) the plan was computed from; recomputed on change."""
+    plan_key: tuple[tuple[float, ...], tuple[float, ...], float] | None = None
+    """(idle gaps, their weights, cold-start price) the plan was computed from;
+    recomputed on change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ def demand(spec: ScalingSpec, obs: Observations) -> tuple[float, float, str]:
         need = min(flow + drain, useful)
         why = (
             f"arrival {obs.arrival_rate:.1f}/s x {w:.3f} s/event / {rho:g} = {flow:.1f}"
-            f" + backlog {obs.backlog} x {w:.3f} s / {horizon:g} s = {drain:.1f}"
+            f" + backlog {obs.backlog} x {w:.3f} s / {horizon:.4g} s = {drain:.1f}"
         )
         if useful < flow + drain:
             why += (
@@ -179,10 +180,14 @@ def _plan(
             return plan, replace(state, plan=plan)
         return state.plan, state
     startup = obs.startup_time or 0.0
-    key = (obs.idle_gaps, round(startup + spec.cold_start_cost, 1))
+    key = (obs.idle_gaps, obs.idle_gap_weights, round(startup + spec.cold_start_cost, 1))
     if state.plan is not None and state.plan_key is not None:
-        cached_gaps, cached_cost = state.plan_key
-        if cached_cost == key[1] and (cached_gaps is key[0] or cached_gaps == key[0]):
+        cached_gaps, cached_weights, cached_cost = state.plan_key
+        if (
+            cached_cost == key[2]
+            and (cached_gaps is key[0] or cached_gaps == key[0])
+            and (cached_weights is key[1] or cached_weights == key[1])
+        ):
             return state.plan, state
     plan = plan_keep_alive(
         obs.idle_gaps,
@@ -192,6 +197,7 @@ def _plan(
         min_samples=spec.keep_alive_min_samples,
         fallback=spec.scale_to_zero_after,
         prewarm=spec.prewarm,
+        weights=obs.idle_gap_weights or None,
     )
     return plan, replace(state, plan=plan, plan_key=key)
 

@@ -82,46 +82,69 @@ def _quantile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[rank - 1]
 
 
-def ski_rental_keep_alive(sorted_gaps: Sequence[float], cold_cost: float, cap: float) -> float:
+def _weighted_quantile(pairs: Sequence[tuple[float, float]], p: float) -> float:
+    """Nearest-rank quantile of ascending (value, weight) pairs with positive weights."""
+    total = sum(w for _, w in pairs)
+    acc = 0.0
+    for value, weight in pairs:
+        acc += weight
+        if acc >= p * total - 1e-9:
+            return value
+    return pairs[-1][0]
+
+
+def ski_rental_keep_alive(
+    sorted_gaps: Sequence[float],
+    cold_cost: float,
+    cap: float,
+    weights: Sequence[float] | None = None,
+) -> float:
     """The keep-alive in ``{0} ∪ gaps ∪ {cap}`` (all <= cap) minimising the expected cost.
 
-    ``cost(T) = sum(g for g <= T) + (T + cold_cost) * count(g > T)``. Ties keep the
-    shorter keep-alive. Returns the bare optimum, without margin.
+    ``cost(T) = sum(w·g for g <= T) + (T + cold_cost) · sum(w for g > T)``, each gap
+    counted with its weight (1 when ``weights`` is ``None``). Ties keep the shorter
+    keep-alive. Returns the bare optimum, without margin.
     """
     n = len(sorted_gaps)
-    best_t, best_cost = 0.0, n * cold_cost
-    covered_sum = 0.0
+    w = [1.0] * n if weights is None else list(weights)
+    total = sum(w)
+    best_t, best_cost = 0.0, total * cold_cost
+    covered_sum = covered_weight = 0.0
     i = 0
     candidates = [g for g in sorted_gaps if g <= cap]
     candidates.append(cap)
     for t in candidates:
         while i < n and sorted_gaps[i] <= t:
-            covered_sum += sorted_gaps[i]
+            covered_sum += w[i] * sorted_gaps[i]
+            covered_weight += w[i]
             i += 1
-        cost = covered_sum + (n - i) * (t + cold_cost)
+        cost = covered_sum + (total - covered_weight) * (t + cold_cost)
         if cost < best_cost - 1e-9:
             best_t, best_cost = t, cost
     return best_t
 
 
 def _prewarm_window(
-    long_gaps: Sequence[float], startup: float, cold_cost: float
+    long_gaps: Sequence[tuple[float, float]], startup: float, cold_cost: float
 ) -> tuple[float, float] | None:
-    """A pre-warm window for the gaps a keep-alive does not cover, if it pays."""
+    """A pre-warm window for the (gap, weight) pairs a keep-alive does not cover, if it
+    pays: from the 10th percentile (less 5 % and the startup time) to the 90th (plus
+    5 %), chosen only when its expected cost is below going cold on every one."""
     if len(long_gaps) < PREWARM_MIN_GAPS:
         return None
-    low, high = _quantile(long_gaps, 0.10), _quantile(long_gaps, 0.90)
+    low, high = _weighted_quantile(long_gaps, 0.10), _weighted_quantile(long_gaps, 0.90)
     start = max(0.0, low * (1 - PREWARM_MARGIN) - startup)
     until = high * (1 + PREWARM_MARGIN)
-    with_prewarm = 0.0
-    for g in long_gaps:
+    with_prewarm = total = 0.0
+    for g, w in long_gaps:
+        total += w
         if g < start:
-            with_prewarm += cold_cost
+            with_prewarm += w * cold_cost
         elif g <= until:
-            with_prewarm += g - start
+            with_prewarm += w * (g - start)
         else:
-            with_prewarm += (until - start) + cold_cost
-    if with_prewarm >= len(long_gaps) * cold_cost:
+            with_prewarm += w * ((until - start) + cold_cost)
+    if with_prewarm >= total * cold_cost:
         return None
     return start, until
 
@@ -135,15 +158,24 @@ def plan_keep_alive(
     min_samples: int,
     fallback: float,
     prewarm: bool,
+    weights: Sequence[float] | None = None,
 ) -> KeepAlivePlan:
-    """The adaptive keep-alive for a trigger with these recent idle ``gaps`` (seconds)."""
+    """The adaptive keep-alive for a trigger with these recent idle ``gaps`` (seconds).
+
+    ``weights`` (one per gap, default 1) say how many idle periods each kept gap stands
+    for: the recorder keeps long gaps apart from short ones so a flood of short gaps
+    cannot flush the rare long ones from its memory, and weighs each class by how often
+    it really occurs (see :mod:`eventing.autoscaler.measure`).
+    """
     if len(gaps) < min_samples:
         return fixed_plan(
             fallback, f"cooldown; {len(gaps)} of {min_samples} idle gaps needed to adapt"
         )
     cold_cost = startup + cold_start_cost
-    ordered = sorted(gaps)
-    bare = ski_rental_keep_alive(ordered, cold_cost, cap)
+    w = [1.0] * len(gaps) if weights is None else list(weights)
+    pairs = sorted(zip(gaps, w, strict=True))
+    ordered = [g for g, _ in pairs]
+    bare = ski_rental_keep_alive(ordered, cold_cost, cap, [x for _, x in pairs])
     keep_alive = min(cap, max(MIN_KEEP_ALIVE, bare * (1 + KEEP_ALIVE_MARGIN)))
     covered = sum(1 for g in ordered if g <= keep_alive)
     basis = (
@@ -151,7 +183,7 @@ def plan_keep_alive(
         f"cold start priced {cold_cost:.0f} s"
     )
     if prewarm:
-        long_gaps = [g for g in ordered if g > keep_alive]
+        long_gaps = [(g, x) for g, x in pairs if g > keep_alive]
         window = _prewarm_window(long_gaps, startup, cold_cost)
         if window is not None and window[0] > keep_alive:
             return KeepAlivePlan(

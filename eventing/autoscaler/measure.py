@@ -30,7 +30,13 @@ Estimators, and why:
 - idle gaps: from the moment the workload runs out of work (nothing waiting or in
   flight) to the next arrival; gaps shorter than ``min_idle_gap`` are not idle periods
   (a 1 s decision loop cannot act on them) and are not recorded, so a busy period does
-  not flush the long gaps out of the bounded history.
+  not flush the long gaps out of the bounded history. Gaps of ``long_idle_gap`` (60 s)
+  or more are kept apart (the last 64) from shorter ones (the last 128), each class
+  weighted by how often it really occurs (decayed counts, half-life about 700 gaps),
+  so a working session of hundreds of short gaps cannot make the keep-alive forget
+  the long gaps between sessions (the weakness of a plain recent-gaps window when idle
+  gaps come in two clusters; the ATC'20 hybrid histogram keeps its whole history for
+  the same reason).
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ import math
 from collections import deque
 
 from eventing.autoscaler.observe import Observations
+
+GAP_COUNT_DECAY = 0.999
+"""Per recorded gap, how much the counts of short and long gaps seen so far decay (a
+half-life of about 700 gaps): the classes' weights follow slow changes of habit."""
 
 
 class ObservationRecorder:
@@ -59,6 +69,8 @@ class ObservationRecorder:
         startup_alpha: float = 0.2,
         min_idle_gap: float = 1.0,
         max_idle_gaps: int = 128,
+        long_idle_gap: float = 60.0,
+        max_long_idle_gaps: int = 64,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -87,8 +99,13 @@ class ObservationRecorder:
         self._last_arrival: float | None = None
         self._last_activity: float | None = None
         self._idle_since: float | None = None
-        self._gaps: deque[float] = deque(maxlen=max_idle_gaps)
+        self._long_gap = long_idle_gap
+        self._short_gaps: deque[float] = deque(maxlen=max_idle_gaps)
+        self._long_gaps: deque[float] = deque(maxlen=max_long_idle_gaps)
+        self._seen_short = 0.0
+        self._seen_long = 0.0
         self._gaps_tuple: tuple[float, ...] = ()
+        self._weights_tuple: tuple[float, ...] = ()
 
     def arrival(self, now: float, *, work_before: int, count: int = 1) -> None:
         """``count`` events arrived; ``work_before`` = waiting + in flight just before."""
@@ -102,11 +119,25 @@ class ObservationRecorder:
         if work_before == 0 and self._idle_since is not None:
             gap = now - self._idle_since
             if gap >= self._min_idle_gap:
-                self._gaps.append(gap)
-                self._gaps_tuple = tuple(self._gaps)
+                self._record_gap(gap)
         self._idle_since = None
         self._last_arrival = now
         self._last_activity = now
+
+    def _record_gap(self, gap: float) -> None:
+        self._seen_short *= GAP_COUNT_DECAY
+        self._seen_long *= GAP_COUNT_DECAY
+        if gap >= self._long_gap:
+            self._long_gaps.append(gap)
+            self._seen_long += 1.0
+        else:
+            self._short_gaps.append(gap)
+            self._seen_short += 1.0
+        short, long_ = self._short_gaps, self._long_gaps
+        w_short = self._seen_short / len(short) if short else 0.0
+        w_long = self._seen_long / len(long_) if long_ else 0.0
+        self._gaps_tuple = (*short, *long_)
+        self._weights_tuple = (w_short,) * len(short) + (w_long,) * len(long_)
 
     def completion(self, now: float, *, service_time: float, work_after: int) -> None:
         """An event finished after ``service_time`` s; ``work_after`` events remain."""
@@ -214,4 +245,5 @@ class ObservationRecorder:
             last_arrival=self._last_arrival,
             last_activity=now if busy else self._last_activity,
             idle_gaps=self._gaps_tuple,
+            idle_gap_weights=self._weights_tuple,
         )

@@ -58,8 +58,13 @@ class Observations:
     events are waiting or in flight). The idle clock starts here."""
 
     idle_gaps: tuple[float, ...] = ()
-    """Recent idle gaps in seconds, oldest first: time from the moment the workload ran
-    out of work to the next arrival. Feeds the adaptive keep-alive."""
+    """Recent idle gaps in seconds: time from the moment the workload ran out of work to
+    the next arrival. Feeds the adaptive keep-alive."""
+
+    idle_gap_weights: tuple[float, ...] = ()
+    """How many idle periods each of ``idle_gaps`` stands for (empty: one each). The
+    recorder keeps rare long gaps apart from frequent short ones and weighs them by
+    their real frequency."""
 
     source_active: bool | None = None
     """Activity as reported by an external :class:`MetricSource` (which applies its own

@@ -98,3 +98,47 @@ def test_no_prewarm_when_gaps_are_spread_or_disabled() -> None:
 def test_no_prewarm_when_a_cold_start_is_cheaper_than_the_lead() -> None:
     # Leading 5 % of a 600 s gap (30 s) costs more than a 10 s cold start.
     assert plan([597.0, 598.0, 596.5, 597.5], cost=10.0).prewarm_at is None
+
+
+def test_a_flood_of_short_gaps_does_not_make_it_forget_the_long_ones() -> None:
+    """Idle gaps in two clusters: working sessions with hundreds of 5-20 s gaps, and a
+    gap of about 600 s between sessions. A plain window of the last 128 gaps forgets
+    the long ones during a session; the recorder keeps them (weighted by how often they
+    occur), so the plan still pre-warms for the next session."""
+    from eventing.autoscaler.measure import ObservationRecorder
+
+    rec = ObservationRecorder(concurrency=1)
+    rng = random.Random(7)
+    now = 0.0
+    for _ in range(6):  # six sessions of 300 short gaps, 600 s apart
+        for _ in range(300):
+            rec.arrival(now, work_before=0)
+            rec.completion(now + 0.5, service_time=0.5, work_after=0)
+            now += 0.5 + rng.uniform(5.0, 20.0)
+        rec.arrival(now, work_before=0)
+        rec.completion(now + 0.5, service_time=0.5, work_after=0)
+        now += 0.5 + rng.uniform(590.0, 610.0)
+    obs = rec.snapshot(now, backlog=0, in_flight=0, starting=0, ready=1, draining=0)
+    plan = plan_keep_alive(
+        obs.idle_gaps,
+        weights=obs.idle_gap_weights,
+        startup=0.3,
+        cold_start_cost=60.0,
+        cap=300.0,
+        min_samples=3,
+        fallback=60.0,
+        prewarm=True,
+    )
+    assert plan.keep_alive == pytest.approx(22.0, abs=1.0)  # covers the short cluster
+    assert plan.prewarm_at is not None and plan.prewarm_until is not None
+    assert plan.prewarm_at <= 590.0 <= 610.0 <= plan.prewarm_until
+    # Each kept long gap stands for (at most) one idle period, decayed with age; each of
+    # the 128 kept short gaps for several (1,800 seen), so the long ones stay rare.
+    pairs = list(zip(obs.idle_gaps, obs.idle_gap_weights, strict=True))
+    long_weights = [w for g, w in pairs if g > 60]
+    short_weights = [w for g, w in pairs if g <= 60]
+    assert len(long_weights) == 5
+    assert all(0.1 < w <= 1.0 for w in long_weights)
+    assert len(short_weights) == 128
+    assert 4.0 < short_weights[0] < 14.0
+    assert sum(long_weights) / sum(short_weights) < 1 / 100
