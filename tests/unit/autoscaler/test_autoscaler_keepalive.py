@@ -130,7 +130,8 @@ def test_a_flood_of_short_gaps_does_not_make_it_forget_the_long_ones() -> None:
         prewarm=True,
     )
     assert plan.keep_alive == pytest.approx(22.0, abs=1.0)  # covers the short cluster
-    assert plan.prewarm_at is not None and plan.prewarm_until is not None
+    assert plan.prewarm_at is not None
+    assert plan.prewarm_until is not None
     assert plan.prewarm_at <= 590.0 <= 610.0 <= plan.prewarm_until
     # Each kept long gap stands for (at most) one idle period, decayed with age; each of
     # the 128 kept short gaps for several (1,800 seen), so the long ones stay rare.
