@@ -20,6 +20,7 @@ from eventing.errors import ConfigError
 from eventing.resources.base import Resource
 from eventing.resources.broker import Broker
 from eventing.resources.configmap import ConfigMap
+from eventing.resources.flowkinds import FLOW_KINDS
 from eventing.resources.keda import (
     ScaledObject,
     Secret,
@@ -59,6 +60,8 @@ def kind_registry(classes: BrokerClasses | None = None) -> KindRegistry:
     registry.derivations[ScaledObject.KIND] = derive_workload
     for module in SOURCE_MODULES:
         registry.register(module.MODEL)
+    for flow_kind in FLOW_KINDS:
+        registry.register(flow_kind)
     registry.add_claim(webhook_path)
     return registry
 

@@ -131,7 +131,7 @@ def load_resources(
                 for f, v, m in resource.ignored()
             )
     errors.extend(_derive(loaded, registry))
-    expand(loaded, platform)
+    errors.extend(expand(loaded, platform))
     found, warned = cross_checks(loaded, registry, platform=platform, partial=partial)
     errors.extend(found)
     loaded.warnings.extend(warned)

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from eventing.resources.base import Destination, Resource
+from eventing.resources.flowkinds import Subscription
 from eventing.resources.loaded import KindRegistry, ResourceError, ResourceSet, is_internal, label
 from eventing.resources.refs import Platform, RefError, Role, resolve
 from eventing.resources.trigger import Trigger
@@ -63,6 +64,14 @@ def cross_checks(
                 ns, name = key.split("/", 1)
                 path = "spec.brokerRef" if r.spec.broker_ref is not None else "spec.broker"
                 report(r, path, name, f"no Broker {name!r} in namespace {ns!r}", missing=True)
+        if isinstance(r, Subscription):
+            channel = Destination(ref=r.spec.channel)
+            try:
+                resolve(
+                    channel, r.namespace, "subscriber", platform, lambda k, n: named.get((k, n))
+                )
+            except RefError as exc:
+                report(r, "spec.channel", exc.value, str(exc), missing=exc.missing)
         for path, role, dest in destinations(r):
             ref = dest.ref
             if ref is not None and (ref.kind, f"{ref.namespace or r.namespace}/{ref.name}") in (
