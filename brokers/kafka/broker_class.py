@@ -1,4 +1,5 @@
-"""The registry entry of the ``Kafka`` class (Knative's name, and ``KafkaBroker``)."""
+"""The registry entry of the ``Kafka`` class (Knative's name, its ``KafkaNamespaced``
+variant, which differs only in where Knative runs the data plane, and ``KafkaBroker``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from eventing.resources.broker import Broker as BrokerResource
 class KafkaClass:
     process: str
     name: str = KAFKA
-    aliases: tuple[str, ...] = ("KafkaBroker",)
+    aliases: tuple[str, ...] = ("KafkaBroker", "KafkaNamespaced")
 
     def check(self, model: BrokerResource, config: BrokerConfig) -> Iterable[tuple[str, str]]:
         if model.spec.config is None:
