@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
 from eventing.ui.hooks import Matcher, UiHooks
-from eventing.ui.stream import HEARTBEAT, Stream
+from eventing.ui.stream import Stream
 from eventing.ui.tap import Seen
 
 MAX_BODY = 64 * 1024
@@ -46,6 +48,7 @@ def register(hooks: UiHooks) -> Callable[[web.Application], None]:
         app.router.add_get("/v1/ui/stream", routes.stream)
         app.router.add_post("/v1/explain", routes.explain)
         app.router.add_get("/v1/tail", routes.tail)
+        app.on_shutdown.append(routes.close_streams)
 
     return add
 
@@ -57,6 +60,24 @@ def _static(name: str) -> bytes:
 class _Routes:
     def __init__(self, hooks: UiHooks) -> None:
         self.hooks = hooks
+        self.streams: set[asyncio.Task[Any]] = set()
+
+    async def close_streams(self, _: web.Application) -> None:
+        """At shutdown: end every open stream now (they would otherwise hold the admin
+        server's shutdown until its timeout, or outlive it)."""
+        for task in list(self.streams):
+            task.cancel()
+        await asyncio.gather(*self.streams, return_exceptions=True)
+
+    @contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        self.streams.add(task)
+        try:
+            yield
+        finally:
+            self.streams.discard(task)
 
     async def index(self, _: web.Request) -> web.Response:
         return self._file("index.html")
@@ -95,16 +116,11 @@ class _Routes:
         sampler = self.hooks.sampler
         if sampler.full():
             return _error(429, "too many live pages at once")
-        with sampler.listen() as queue:
+        with self._tracked(), sampler.listen() as queue:
             out = await Stream.open(request, sse=True)
             try:
                 while True:
-                    try:
-                        async with asyncio.timeout(HEARTBEAT):
-                            kind, payload = await queue.get()
-                    except TimeoutError:
-                        await out.heartbeat()
-                        continue
+                    kind, payload = await out.next(queue)
                     await out.send(payload, kind)
             except (ConnectionError, TimeoutError):
                 pass
@@ -134,17 +150,12 @@ class _Routes:
         tap = self.hooks.tap
         if tap.full():
             return _error(429, f"at most {tap.max_watchers} tails at once")
-        with tap.watch() as watcher:
+        with self._tracked(), tap.watch() as watcher:
             out = await Stream.open(request, sse=request.query.get("format") == "sse" or None)
             reported = 0
             try:
                 while True:
-                    try:
-                        async with asyncio.timeout(HEARTBEAT):
-                            seen = Seen(*await watcher.queue.get())
-                    except TimeoutError:
-                        await out.heartbeat()
-                        continue
+                    seen = Seen(*await out.next(watcher.queue))
                     if watcher.dropped != reported:
                         reported = watcher.dropped
                         await out.send({"dropped": reported}, "dropped")

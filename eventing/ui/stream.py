@@ -10,18 +10,41 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 WRITE_DEADLINE = 10.0
 HEARTBEAT = 15.0
+#: How often a quiet stream looks whether its client is still connected.
+TICK = 1.0
+
+T = TypeVar("T")
 
 
 class Stream:
-    def __init__(self, response: web.StreamResponse, sse: bool) -> None:
+    def __init__(self, request: web.Request, response: web.StreamResponse, sse: bool) -> None:
+        self.request = request
         self.response = response
         self.sse = sse
+
+    async def next(self, queue: asyncio.Queue[T]) -> T:
+        """The next item of ``queue``; meanwhile a heartbeat every :data:`HEARTBEAT`
+        seconds. Raises ConnectionResetError once the client has gone (noticed within
+        :data:`TICK` seconds), so its slot is freed without waiting for a write."""
+        quiet = 0.0
+        while True:
+            transport = self.request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client went away")
+            try:
+                async with asyncio.timeout(TICK):
+                    return await queue.get()
+            except TimeoutError:
+                quiet += TICK
+                if quiet >= HEARTBEAT:
+                    quiet = 0.0
+                    await self.heartbeat()
 
     @classmethod
     async def open(cls, request: web.Request, *, sse: bool | None = None) -> Stream:
@@ -36,7 +59,7 @@ class Stream:
         )
         response.enable_chunked_encoding()
         await response.prepare(request)
-        stream = cls(response, sse)
+        stream = cls(request, response, sse)
         if sse:
             await stream._write(b": open\n\n")
         return stream
