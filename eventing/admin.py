@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from eventing.admin_auth import AdminAccess, access_middleware, token_location
 from eventing.broker.base import DeadLetterQueue
 from eventing.broker.store import DeadLetter
 from eventing.errors import EventingError
@@ -25,7 +26,22 @@ from eventing.events import Event
 from eventing.metrics import Metrics
 
 MAX_LIST = 1000
+MAX_BODY = 64 * 1024  # the largest admin request body (a list of MAX_LIST ids fits)
 MAX_ID = 2**63 - 1  # SQLite's INTEGER range: a larger id cannot name a dead letter
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; ValueError for anything else (``NaN``,
+    ``Infinity`` and numbers that overflow to them included)."""
+    raw = await request.read()
+    value = json.loads(raw, parse_constant=_reject_constant)
+    if not isinstance(value, dict):
+        raise ValueError("send a JSON object")
+    return value
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -132,10 +148,14 @@ class _Api:
 
     async def dlq_replay(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            body = await _body(request)
             ids = _ids(body)
             trigger = body.get("trigger")
-            replay_all = bool(body.get("all", False))
+            replay_all = body.get("all", False)
+            if not isinstance(replay_all, bool):
+                raise ValueError("all must be true or false")
+            if trigger is not None and not isinstance(trigger, str):
+                raise ValueError("trigger must be a string")
         except (ValueError, TypeError, AttributeError):
             return _json({"error": 'send {"ids": [1, 2]} or {"all": true, "trigger": ...}'}, 400)
         replayed: list[int] = []
@@ -167,7 +187,7 @@ class _Api:
 
     async def dlq_delete(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
+            body = await _body(request)
             ids = _ids(body)
         except (ValueError, TypeError, AttributeError):
             return _json({"error": 'send {"ids": [1, 2]}'}, 400)
@@ -177,9 +197,12 @@ class _Api:
         return _json({"deleted": deleted})
 
 
-def admin_app(hooks: AdminHooks) -> web.Application:
+def admin_app(hooks: AdminHooks, access: AdminAccess | None = None) -> web.Application:
+    """The admin API; ``access`` says who may use it (:mod:`eventing.admin_auth`)."""
     api = _Api(hooks)
-    app = web.Application()
+    access = access or AdminAccess()
+    app = web.Application(middlewares=[access_middleware(access)], client_max_size=MAX_BODY)
+    app.router.add_get("/v1/auth", token_location(access))
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)

@@ -72,6 +72,12 @@ def _add_run(sub: Sub) -> None:
     )
     run.add_argument("--admin-port", type=int, default=8090, help="admin API port (default 8090)")
     run.add_argument(
+        "--no-admin-token",
+        action="store_true",
+        help="do not require the admin token (<data dir>/admin.token) for admin writes, "
+        "dead letters and the tail",
+    )
+    run.add_argument(
         "--data-dir",
         type=Path,
         default=Path(".eventing"),
@@ -257,6 +263,7 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         admin_host=args.admin_host,
         admin_port=args.admin_port,
+        admin_token=not args.no_admin_token,
         drain_timeout=args.drain_timeout,
         ingress_workers=_workers(args.ingress_workers),
         log_level=args.log_level.upper(),

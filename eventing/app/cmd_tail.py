@@ -64,7 +64,7 @@ def _url(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     commands._parse_pairs(args.attr, "--attr")  # the same rule for names as send/cesql
     request = urllib.request.Request(  # noqa: S310 - scheme checked in _url
-        _url(args), headers={"Accept": "application/x-ndjson"}
+        _url(args), headers={"Accept": "application/x-ndjson", **commands.admin_headers(args.admin)}
     )
     try:
         response = urllib.request.urlopen(request, timeout=READ_TIMEOUT)  # noqa: S310

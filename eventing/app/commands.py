@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -117,9 +118,42 @@ def _http(
         return exc.code, dict(exc.headers), exc.read()
 
 
+_TOKENS: dict[str, str | None] = {}
+
+
+def admin_headers(admin: str) -> dict[str, str]:
+    """``Authorization`` for the admin API at ``admin``: the token from
+    ``$EVENTING_ADMIN_TOKEN``, else from the file the API names at ``GET /v1/auth``
+    (readable only by the user who runs it), else none."""
+    base = admin.rstrip("/")
+    if base not in _TOKENS:
+        token = os.environ.get("EVENTING_ADMIN_TOKEN") or _token_from_file(base)
+        _TOKENS[base] = token
+    token = _TOKENS[base]
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _token_from_file(base: str) -> str | None:
+    try:
+        status, _, body = _http("GET", base + "/v1/auth")
+        where = json.loads(body or b"{}") if status == 200 else {}
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    path = where.get("tokenFile") if isinstance(where, dict) else None
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(1024).strip() or None
+    except OSError:
+        return None
+
+
 def _admin_get(args: argparse.Namespace, path: str) -> Any:
     try:
-        status, _, body = _http("GET", args.admin.rstrip("/") + path)
+        status, _, body = _http(
+            "GET", args.admin.rstrip("/") + path, None, admin_headers(args.admin)
+        )
     except (urllib.error.URLError, OSError) as exc:
         raise ConfigError(
             f"cannot reach the admin API at {args.admin} ({exc}); "
@@ -178,7 +212,7 @@ def _admin_post(args: argparse.Namespace, path: str, payload: Any) -> tuple[int,
             "POST",
             args.admin.rstrip("/") + path,
             json.dumps(payload).encode(),
-            {"Content-Type": "application/json"},
+            {"Content-Type": "application/json", **admin_headers(args.admin)},
         )
     except (urllib.error.URLError, OSError) as exc:
         raise ConfigError(f"cannot reach the admin API at {args.admin} ({exc})") from None

@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from eventing.admin import AdminHooks, admin_app
+from eventing.admin_auth import AdminAccess, load_or_create_token
 from eventing.app.broker_classes import broker_classes
 from eventing.app.lock import DataDirLock
 from eventing.app.observatory import Observatory
@@ -92,6 +93,9 @@ class RuntimeSettings:
     """Ingress port (0 picks a free one)."""
     admin_host: str = "127.0.0.1"
     admin_port: int = 8090
+    admin_token: bool = False
+    """Require the admin token (kept in ``<data dir>/admin.token``) for writes, the
+    dead-letter store and the tail; ``eventing run`` turns it on."""
     drain_timeout: float = 10.0
     """Seconds in-flight deliveries may take to finish at shutdown."""
     hard_timeout: float = 30.0
@@ -190,7 +194,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
             routes=[observatory.routes()],
         )
         admin_runner, admin_url = await _serve(
-            admin_app(hooks), settings.admin_host, settings.admin_port
+            admin_app(hooks, _admin_access(settings)), settings.admin_host, settings.admin_port
         )
         runners.append(admin_runner)
     except BaseException:
@@ -287,6 +291,13 @@ def _health_error(source: Source) -> Callable[[str], None]:
         source.health.set_state("reconnecting", message)
 
     return record
+
+
+def _admin_access(settings: RuntimeSettings) -> AdminAccess:
+    access = AdminAccess(bind_host=settings.admin_host)
+    if settings.admin_token:
+        access.token, access.token_file = load_or_create_token(settings.store.data_dir)
+    return access
 
 
 async def _serve(

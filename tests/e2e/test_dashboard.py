@@ -150,7 +150,7 @@ async def test_dashboard_shows_a_burst_scaling_out_and_back_and_replays(
 ) -> None:
     flaky = Flaky()
     subscriber.responder = flaky
-    await page.goto(eventing.admin_url + "/ui")
+    await page.goto(eventing.admin_url + "/ui?token=" + eventing.admin_token())  # sets a cookie
     await page.wait_for("document.querySelector('#status').dataset.state === 'live'")
     assert await page.evaluate("document.querySelectorAll('#flow .node').length") == 5
     await page.screenshot(ARTIFACTS / "01-idle.png")

@@ -80,6 +80,10 @@ class EventingProcess:
                 self.brokers[m.group(1)] = m.group(2)
                 ready.set()
 
+    def admin_token(self) -> str:
+        """The admin API's token (``eventing run`` keeps it in the data dir)."""
+        return (self.data_dir / "admin.token").read_text().strip()
+
     def url(self, broker: str = "default/default") -> str:
         return self.brokers[broker]
 

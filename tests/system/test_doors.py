@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import sqlite3
+import sys
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -71,7 +73,7 @@ spec:
 Runner = Callable[..., AbstractAsyncContextManager[Running]]
 
 
-def _runner(tmp_path: Path, workers: int) -> Runner:
+def _runner(tmp_path: Path, workers: int, admin_token: bool = False) -> Runner:
     @asynccontextmanager
     async def running(text: str, **ingress: Any) -> AsyncIterator[Running]:
         directory = tmp_path / "manifests"
@@ -82,6 +84,7 @@ def _runner(tmp_path: Path, workers: int) -> Runner:
             admin_port=0,
             drain_timeout=2.0,
             ingress_workers=workers,
+            admin_token=admin_token,
             store=StoreSettings(data_dir=tmp_path / "data"),
             ingress=IngressSettings(**ingress),
         )
@@ -311,3 +314,82 @@ async def test_a_webhook_that_cannot_authenticate_is_refused_before_its_body_is_
             writer.close()
         assert response is not None
         assert response.status == 401, response
+
+
+@pytest.fixture
+def run_guarded(tmp_path: Path) -> Runner:
+    """In-process ingress, the admin API requiring its token (as ``eventing run``)."""
+    return _runner(tmp_path, 0, admin_token=True)
+
+
+def _token(tmp_path: Path) -> str:
+    return (tmp_path / "data" / "admin.token").read_text().strip()
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Content-Type": "text/plain"}, b'{"ids": [1]}', 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"ids=1", 415),
+        ({"Origin": "https://evil.example"}, b'{"ids": [1]}', 403),
+        ({"Origin": "null"}, b'{"ids": [1]}', 403),
+        ({"Host": "evil.example:8090"}, b'{"ids": [1]}', 403),
+        ({}, b'{"all": "no"}', 400),
+        ({}, b'{"ids": [Infinity]}', 400),
+        ({}, b'{"ids": [NaN]}', 400),
+        ({}, b'{"ids": [1e400]}', 400),
+        ({}, b'{"ids": [1], "trigger": 7}', 400),
+        ({}, b"[1, 2]", 400),
+        ({}, b'{"ids": [' + b"9" * 5000 + b"]}", 400),
+        ({}, b'{"ids": []}', 200),
+    ],
+)
+async def test_admin_writes_are_json_only_same_origin_and_bounded(
+    run_guarded: Runner, tmp_path: Path, headers: dict[str, str], body: bytes, status: int
+) -> None:
+    async with run_guarded(manifests(broker_doc())) as system, aiohttp.ClientSession() as http:
+        sent = {"Content-Type": "application/json", "Authorization": f"Bearer {_token(tmp_path)}"}
+        sent.update(headers)
+        async with http.post(f"{system.admin_url}/v1/dlq/replay", data=body, headers=sent) as r:
+            assert r.status == status, await r.text()
+            assert r.content_type == "application/json"
+
+
+@pytest.mark.parametrize(
+    "query", ["after=99999999999999999999999", "after=-1", "after=1e400", "limit=x", "limit=0"]
+)
+async def test_admin_reads_refuse_out_of_range_numbers(
+    run_guarded: Runner, tmp_path: Path, query: str
+) -> None:
+    async with run_guarded(manifests(broker_doc())) as system, aiohttp.ClientSession() as http:
+        auth = {"Authorization": f"Bearer {_token(tmp_path)}"}
+        async with http.get(f"{system.admin_url}/v1/dlq?{query}", headers=auth) as r:
+            assert r.status == 400, await r.text()
+        async with http.get(
+            f"{system.admin_url}/v1/dlq/99999999999999999999999", headers=auth
+        ) as r:
+            assert r.status == 404
+
+
+async def test_the_admin_token_is_private_required_and_found_by_the_cli(
+    run_guarded: Runner, tmp_path: Path
+) -> None:
+    async with run_guarded(manifests(broker_doc())) as system, aiohttp.ClientSession() as http:
+        token_file = tmp_path / "data" / "admin.token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        async with http.post(f"{system.admin_url}/v1/dlq/delete", json={"ids": [1]}) as r:
+            assert r.status == 401
+        wrong = {"Authorization": "Bearer not-the-token"}
+        async with http.get(f"{system.admin_url}/v1/dlq", headers=wrong) as r:
+            assert r.status == 401
+        async with http.get(f"{system.admin_url}/v1/status") as r:
+            assert r.status == 200  # the operational view stays open on loopback
+        async with http.get(f"{system.admin_url}/readyz") as r:
+            assert r.status == 200
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "eventing.app.cli", "dlq", "delete", "1",
+            "--admin", system.admin_url, "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert json.loads(out) == {"deleted": 0}, err.decode()  # 401 without the token
