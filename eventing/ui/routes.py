@@ -61,6 +61,8 @@ class _Routes:
     def __init__(self, hooks: UiHooks) -> None:
         self.hooks = hooks
         self.streams: set[asyncio.Task[Any]] = set()
+        # Read once, when the admin API is built: no file I/O in a request handler.
+        self.files = {name: _static(name) for name in STATIC}
 
     async def close_streams(self, _: web.Application) -> None:
         """At shutdown: end every open stream now (they would otherwise hold the admin
@@ -90,7 +92,7 @@ class _Routes:
 
     def _file(self, name: str) -> web.Response:
         return web.Response(
-            body=_static(name),
+            body=self.files[name],
             headers={
                 "Content-Type": STATIC[name],
                 "Cache-Control": "no-cache",
