@@ -30,16 +30,27 @@ MAX_REDELIVERIES = 3
 
 class WorkloadSink:
     def __init__(
-        self, name: str, router: Router, scaler: WorkloadScaler, client: Pool, path: str = ""
+        self,
+        name: str,
+        router: Router,
+        scaler: WorkloadScaler,
+        client: Pool,
+        path: str = "",
+        *,
+        timeout: float | None = None,
     ) -> None:
         """``path`` is appended to the router's URLs (local replicas: the workload's
-        ``path``; a Kubernetes router's URL is complete already)."""
+        ``path``; a Kubernetes router's URL is complete already). ``timeout`` is the
+        workload's own ``timeoutSeconds``: when set, it replaces the trigger's delivery
+        timeout for each attempt, because how long the work may take is a property of
+        the workload (a build runs for minutes), not of every trigger that feeds it."""
         self.target = f"workload:{name}"
         self.name = name
         self.router = router
         self.scaler = scaler
         self.client = client
         self.path = path
+        self.timeout = timeout
         self._targets: dict[str, Target] = {}
 
     async def wait_ready(self) -> None:
@@ -49,6 +60,8 @@ class WorkloadSink:
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
         headers, body = prepare(event, structured)
+        if self.timeout is not None:
+            timeout = self.timeout
         for _ in range(MAX_REDELIVERIES + 1):
             endpoint = await self.router.acquire()
             target = self._targets.get(endpoint.url)

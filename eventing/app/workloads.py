@@ -145,7 +145,14 @@ class Workloads:
             decision_file=self.data_dir / "decisions.jsonl",
             on_decision=lambda d, prev: self._decided(resource.key, d, prev),
         )
-        sink = WorkloadSink(resource.key, router, scaler, self.client, path)
+        sink = WorkloadSink(
+            resource.key,
+            router,
+            scaler,
+            self.client,
+            path,
+            timeout=resource.spec.timeout_seconds,
+        )
         runtime = WorkloadRuntime(
             resource, actuator, router, scaler, sink, subscriptions, [e.source for e in external]
         )

@@ -178,6 +178,10 @@ class WorkloadSpec(Model):
     scaling: Scaling = Field(default_factory=Scaling)
     startup_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     """A replica not ready by then is killed and replaced."""
+    timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
+    """How long one event's work may take on a replica; replaces the triggers' delivery
+    timeout for this workload (Knative Serving's ``timeoutSeconds``). Unset: each
+    trigger's ``delivery.timeout``."""
     termination_grace_period_seconds: float = Field(default=10.0, ge=0, le=3600)
     """After SIGTERM, seconds before SIGKILL (Kubernetes' name and meaning)."""
 

@@ -100,3 +100,28 @@ async def test_long_jobs_run_once_each_and_no_busy_replica_is_stopped(
     # The burst can keep at most BURST replicas busy (plus what a start-up's worth of
     # arrivals may need); the old policy asked for twice the jobs.
     assert 1 < peak <= BURST + 2, [(d["to"], d["reason"]) for d in decisions(data)]
+
+
+async def test_the_workloads_own_timeout_replaces_a_shorter_delivery_timeout(
+    system: SystemFactory, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """The trigger's delivery timeout (1 s) is shorter than the work (3 s): without the
+    workload's ``timeoutSeconds`` every attempt would time out and the job would run
+    again on each retry. With ``timeoutSeconds: 30`` each job runs once."""
+    text = (
+        manifests(subscriber.url)
+        .replace("delivery: {timeout: PT30S, retry: 3}", "delivery: {timeout: PT1S, retry: 3}")
+        .replace(
+            "  terminationGracePeriodSeconds: 0.5",
+            "  timeoutSeconds: 30\n  terminationGracePeriodSeconds: 0.5",
+        )
+    )
+    assert "timeoutSeconds: 30" in text
+    running = await system(text, data_dir=tmp_path / "data")
+    jobs = [f"job-{i}" for i in range(3)]
+    await send(running, jobs)
+    await subscriber.wait_for(lambda _: set(jobs) <= set(ids(subscriber, "/done")), timeout=60)
+    stats = running.system.triggers["default/builds"].dispatcher.stats
+    await wait_until(lambda: stats.delivered == len(jobs), 20, "every delivery")
+    assert sorted(ids(subscriber, "/start")) == jobs
+    assert stats.retried == 0
