@@ -23,7 +23,7 @@ from tests.integration.broker_rig import (
     ready,
     write,
 )
-from tests.integration.support import eventually, eventually_async
+from tests.integration.support import eventually, eventually_async, restart_server
 from tests.support.broker_classes import Created, cleanup
 from tests.support.process import EventingProcess
 from tests.support.subscriber import RecordingSubscriber
@@ -96,3 +96,57 @@ async def _metrics(admin_url: str) -> str:
 
     async with aiohttp.ClientSession() as http, http.get(admin_url + "/metrics") as response:
         return await response.text()
+
+
+@pytest.mark.parametrize("kind", ["kafka", "rabbitmq"])
+async def test_server_restart_mid_stream_loses_nothing(
+    kind: str,
+    tmp_path: Path,
+    subscriber: RecordingSubscriber,
+    kafka_bootstrap: str,
+    amqp_url: str,
+) -> None:
+    """The Kafka or RabbitMQ server itself restarts under load (``scripts/servers
+    restart``; the shared test server, so this runs last): both processes answer 503
+    meanwhile, recover by themselves, and every 202'd event is delivered."""
+    text, config = broker_manifests(kind, subscriber.url)
+    manifests = write(tmp_path / "manifests", text)
+    created = Created()
+    if kind == "kafka":
+        created.kafka_topics += [config["topic"], config["topic"] + ".dlq"]
+    else:
+        created.rabbit_exchanges.append(config["exchange"])
+    a = EventingProcess(manifests, tmp_path / "a", "--ingress-workers", "0")
+    b = EventingProcess(manifests, tmp_path / "b", "--ingress-workers", "0")
+    load = Load([a.url, b.url])
+    try:
+        await a.start()
+        await b.start()
+        load.start()
+        await load.wait_accepted(100)
+        await restart_server(kind)
+        for admin_url in (a.admin_url, b.admin_url):
+
+            async def up(url: str = admin_url) -> bool:
+                return await ready(url)
+
+            await eventually_async(up, timeout=120, what="ready after the restart")
+        await load.wait_accepted(len(load.accepted) + 100, timeout=120)
+        await load.stop()
+        want = {
+            "/match": {i for i, t in load.accepted.items() if t == MATCH},
+            "/other": {i for i, t in load.accepted.items() if t == OTHER},
+        }
+        await eventually(
+            lambda: all(ids <= set(subscriber.ids(path)) for path, ids in want.items()),
+            timeout=180,
+            what="every accepted event delivered to each matching trigger",
+        )
+        assert not set(subscriber.ids("/match")) & want["/other"]
+        assert not set(subscriber.ids("/other")) & want["/match"]
+    finally:
+        await load.stop()
+        for p in (a, b):
+            if p.proc is not None and p.proc.returncode is None:
+                await p.terminate(30)
+        await cleanup(created)
