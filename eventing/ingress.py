@@ -30,6 +30,7 @@ from eventing.broker.stamps import now_rfc3339, stamp
 from eventing.codec import http as binding
 from eventing.codec.content_encoding import EncodingError, content_coding, decode
 from eventing.codec.jsonformat import event_from_json, parse_batch, parse_structured
+from eventing.connections import GuardedServer
 from eventing.errors import InvalidEventError, StoreError, StoreFullError
 from eventing.events import Event
 from eventing.metrics import Metrics
@@ -52,6 +53,12 @@ class IngressSettings:
     """Most events in one batched request."""
     read_timeout: float = 30.0
     """Seconds a client may take to send its body (408 after)."""
+    idle_timeout: float = 15.0
+    """Seconds a connection may stay open without a complete request head (after it
+    opened or after the previous answer): slow or idle clients are closed."""
+    max_connections: int = 4096
+    """Open connections per process (the main one, or each ingress worker); more are
+    answered 503 and closed."""
     max_unauthenticated_reads: int = 4
     """Webhook bodies read at once before their sender is authenticated (sources that
     sign the body); more wait, and get 503 after the read deadline."""
@@ -101,7 +108,14 @@ class Ingress:
     def server(self) -> web.Server:
         """The ingress as aiohttp's low-level server: no router or middleware chain on
         the hot path, as :meth:`handle` dispatches on the path itself."""
-        return web.Server(self.handle, access_log=None, lingering_time=1.0, auto_decompress=False)
+        return GuardedServer(
+            self.handle,
+            max_connections=self.settings.max_connections,
+            idle_timeout=self.settings.idle_timeout,
+            access_log=None,
+            lingering_time=1.0,
+            auto_decompress=False,
+        )
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         hook = self.webhooks.get(request.path)

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from eventing import ipc
+from eventing.connections import raise_open_file_limit
 from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
 from eventing.ingress import Ingress, IngressSettings
@@ -249,6 +250,7 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover
         pass
+    raise_open_file_limit()
     asyncio.run(_serve(config))
 
 

@@ -41,6 +41,7 @@ from eventing.app.process import process_id
 from eventing.app.registry import build_sources, kind_registry
 from eventing.app.status import system_status
 from eventing.app.system import StoreSettings, System, build_system
+from eventing.connections import raise_open_file_limit
 from eventing.errors import ConfigError
 from eventing.ingress import Ingress, IngressSettings
 from eventing.ingress_workers import IngressWorkers
@@ -131,6 +132,7 @@ class Running:
 
 
 async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
+    raise_open_file_limit()
     ident = settings.process_id or process_id(settings.store.data_dir)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
     registry = kind_registry(classes)
@@ -313,6 +315,7 @@ async def _serve(
             handle_signals=False,
             shutdown_timeout=1.0,
             lingering_time=1.0,  # after a 408/413, read the rest of the body for 1 s at most
+            keepalive_timeout=15.0,  # idle and slow-header connections are closed
         )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)

@@ -393,3 +393,44 @@ async def test_the_admin_token_is_private_required_and_found_by_the_cli(
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert json.loads(out) == {"deleted": 0}, err.decode()  # 401 without the token
+
+
+async def test_connections_that_never_finish_their_headers_are_closed(run: Runner) -> None:
+    async with run(manifests(broker_doc()), idle_timeout=1.0) as system:
+        streams = [await open_raw(system.ingress_url) for _ in range(20)]
+        try:
+            for _, writer in streams:
+                writer.write(b"POST /default/default HTTP/1.1\r\nHost: x\r\nce-id: 1\r\n")
+            async with asyncio.timeout(15):
+                for reader, _ in streams:
+                    assert await reader.read() == b""  # closed by the server
+        finally:
+            for _, writer in streams:
+                writer.close()
+
+
+async def test_connections_beyond_the_cap_get_503_and_the_others_keep_working(
+    run: Runner,
+) -> None:
+    async with run(manifests(broker_doc()), max_connections=3, idle_timeout=60.0) as system:
+        held = [await open_raw(system.ingress_url) for _ in range(3)]
+        try:
+            extra = await open_raw(system.ingress_url)
+            async with asyncio.timeout(10):
+                response = await read_response(extra[0])
+            extra[1].close()
+            assert response is not None
+            assert response.status == 503
+            assert response.headers["retry-after"] == "1"
+            reader, writer = held[0]
+            writer.write(
+                _raw("/default/default", "x", [(k.encode(), v.encode()) for k, v in
+                     ce_headers("held").items()], b"")
+            )  # fmt: skip
+            async with asyncio.timeout(10):
+                answer = await read_response(reader)
+            assert answer is not None
+            assert answer.status == 202
+        finally:
+            for _, writer in held:
+                writer.close()

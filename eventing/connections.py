@@ -1,0 +1,71 @@
+"""Bounds on connections: how many at once, and how long one may sit without a request.
+
+Why: with aiohttp's defaults a connection that never finishes its request headers (a
+"slowloris" client) is kept for an hour, and nothing caps how many are open, so a
+few hundred of them use up the process's file descriptors and every other client
+fails. Here:
+
+* ``idle_timeout``: a connection is closed when no complete request head arrived
+  within that many seconds of it opening or of the previous answer (aiohttp's
+  keep-alive timer, which a trickle of partial headers does not reset); a request
+  whose head arrived is bounded by the body read deadline instead;
+* ``max_connections``: beyond it a new connection is answered ``503`` with
+  ``Retry-After`` and closed at once, so those already open keep working;
+* :func:`raise_open_file_limit` lifts the soft ``RLIMIT_NOFILE`` to the hard limit
+  at start, so the cap, not the kernel, decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+logger = logging.getLogger(__name__)
+
+_BUSY: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 38\r\nConnection: close\r\n\r\n{"error":"too many open connections"}\n'
+)
+
+
+class GuardedServer(web.Server):
+    """aiohttp's low-level server with a connection cap and an idle deadline."""
+
+    def __init__(
+        self, handler: Any, *, max_connections: int, idle_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(handler, keepalive_timeout=idle_timeout, **kwargs)
+        self.max_connections = max_connections
+        self.refused = 0
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        if len(self._connections) >= self.max_connections:
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                logger.warning(
+                    "%d connections open (the limit): refused %d so far",
+                    self.max_connections,
+                    self.refused,
+                )
+            transport.write(_BUSY)
+            transport.close()
+            return
+        super().connection_made(handler, transport)
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard limit; return the new soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:  # pragma: no cover - platform dependent
+            logger.warning("cannot raise the open-file limit from %d: %s", soft, exc)
+    return int(soft)
