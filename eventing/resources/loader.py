@@ -174,11 +174,17 @@ def _load_file(path: Path, registry: KindRegistry, budget: list[int]) -> Iterabl
         yield _file_error(name, line, f"invalid YAML: {str(problem)[:200]}")
         return
     for index, node in enumerate(nodes):
-        if node is None:
+        if node is None or _empty(node):
             continue
         line = node.start_mark.line + 1
         resource, errors, ident = _load_document(name, index, node, registry)
         yield resource, errors, line, ident
+
+
+def _empty(node: yaml.Node) -> bool:
+    """An empty document (a trailing ``---``, or one holding only comments), which
+    kubectl skips."""
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _load_document(

@@ -101,7 +101,7 @@ def resolve(
         if lookup("Broker", key) is None:
             raise RefError("ref", ref.name, f"no Broker named {ref.name!r}", missing=True)
         return Resolved("broker", key=key)
-    if (ref.kind, ref.api_version or _default_api(ref.kind)) in ADDRESSABLE:
+    if (ref.kind, _served_version(ref.api_version, ref.kind)) in ADDRESSABLE:
         found = lookup(ref.kind, key)
         address = getattr(found, "address_key", None)
         if not isinstance(address, str):
@@ -129,8 +129,14 @@ def resolve(
     )
 
 
-def _default_api(kind: str) -> str | None:
-    return next((api for k, api in ADDRESSABLE if k == kind), None)
+def _served_version(api_version: str | None, kind: str) -> str | None:
+    """A ref names a resource, not a version: ``flows.knative.dev/v1beta1`` (older
+    Knative docs) names the same Sequence as ``v1``, so any version of the kind's group
+    resolves, and so does a ref without one."""
+    served = next((api for k, api in ADDRESSABLE if k == kind), None)
+    if served is None or api_version is None:
+        return served
+    return served if api_version.split("/")[0] == served.split("/")[0] else api_version
 
 
 def _workload(

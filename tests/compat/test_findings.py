@@ -340,3 +340,9 @@ def test_every_script_the_examples_and_docs_mention_exists() -> None:
     assert "examples/subscriber.py" in mentioned
     missing = sorted(m for m in mentioned if not (ROOT / m).exists())
     assert not missing, missing
+
+
+def test_a_trailing_document_separator_is_an_empty_document(tmp_path: Path) -> None:
+    """``---`` at the end of a file (common in Knative's samples) is skipped, as kubectl does."""
+    assert load(tmp_path, BROKER + "---\n").kinds() == {"Broker": 1}
+    assert load(tmp_path, BROKER + "---\n# only a comment\n---\n").kinds() == {"Broker": 1}
