@@ -42,7 +42,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def explain(
     http: aiohttp.ClientSession, running: Running, body: bytes
 ) -> tuple[int, dict[str, object]]:
-    async with http.post(running.admin_url + "/v1/explain", data=body) as r:
+    headers = {"Content-Type": "application/json"}  # the admin API takes JSON writes only
+    async with http.post(running.admin_url + "/v1/explain", data=body, headers=headers) as r:
         return r.status, await r.json()
 
 
