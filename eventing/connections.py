@@ -11,6 +11,8 @@ fails. Here:
   whose head arrived is bounded by the body read deadline instead;
 * ``max_connections``: beyond it a new connection is answered ``503`` with
   ``Retry-After`` and closed at once, so those already open keep working;
+* a client's malformed request is one rate-limited WARNING line, not a traceback
+  (:class:`ClientErrorLogger`);
 * :func:`raise_open_file_limit` lifts the soft ``RLIMIT_NOFILE`` to the hard limit
   at start, so the cap, not the kernel, decides.
 """
@@ -19,10 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import time
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 logger = logging.getLogger(__name__)
@@ -33,12 +39,43 @@ _BUSY: Final = (
 )
 
 
+class ClientErrorLogger(logging.Logger):
+    """The server's logger: a request the client got wrong (malformed HTTP) is at most
+    one WARNING line per ``every`` seconds, with how many were folded into it, never
+    a traceback; anything else is logged as it comes (a 500 is our bug)."""
+
+    def __init__(self, name: str, every: float = 10.0) -> None:
+        super().__init__(name)
+        self.parent = logging.getLogger(name.rsplit(".", 1)[0])
+        self.every = every
+        self._last = 0.0
+        self._folded = 0
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            now = time.monotonic()
+            if now - self._last < self.every:
+                self._folded += 1
+                return
+            folded, self._folded, self._last = self._folded, 0, now
+            self.warning(
+                "malformed request refused (%s: %s)%s",
+                type(error).__name__,
+                str(error.message)[:200],
+                f"; {folded} more since the last such line" if folded else "",
+            )
+            return
+        super().exception(msg, *args, **kwargs)
+
+
 class GuardedServer(web.Server):
     """aiohttp's low-level server with a connection cap and an idle deadline."""
 
     def __init__(
         self, handler: Any, *, max_connections: int, idle_timeout: float, **kwargs: Any
     ) -> None:
+        kwargs.setdefault("logger", ClientErrorLogger(f"{__name__}.http"))
         super().__init__(handler, keepalive_timeout=idle_timeout, **kwargs)
         self.max_connections = max_connections
         self.refused = 0
@@ -69,3 +106,10 @@ def raise_open_file_limit() -> int:
         except (ValueError, OSError) as exc:  # pragma: no cover - platform dependent
             logger.warning("cannot raise the open-file limit from %d: %s", soft, exc)
     return int(soft)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` if needed and make it the user's alone (0700): the store, the
+    admin token and the lock inside it are nobody else's business."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)

@@ -28,6 +28,9 @@ from eventing.sourcing import Emit, WebhookRequest, WebhookSource
 
 logger = logging.getLogger(__name__)
 
+RESTART_BASE = 0.5
+RESTART_MAX = 5.0
+
 
 class _Main(asyncio.Protocol):
     """One worker's socketpair, on the main process's side."""
@@ -182,6 +185,10 @@ class IngressWorkers:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.stable_after = 10.0
+        """Seconds a worker must run for its restart backoff to start over."""
+        self.restarts: list[tuple[int, float]] = []
+        """(worker, seconds waited) for each restart, in order."""
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -251,18 +258,27 @@ class IngressWorkers:
             raise StoreError("an ingress worker did not start within 30 s") from None
 
     async def _watch(self, index: int) -> None:
-        delay = 0.5
+        """Start worker ``index`` again whenever it exits: after ``RESTART_BASE``
+        seconds, doubling up to ``RESTART_MAX`` while it keeps crashing, and back to
+        the base once it ran ``stable_after`` seconds (a crash now and then must not
+        cost ever longer gaps; with one worker, clients wait during the gap)."""
+        loop = asyncio.get_running_loop()
+        delay = RESTART_BASE
         while not self._stopping:
             proc = self.procs[index]
             assert proc is not None
+            started = loop.time()
             code = await proc.wait()
             if self._stopping:
                 return
+            if loop.time() - started >= self.stable_after:
+                delay = RESTART_BASE
+            self.restarts.append((index, delay))
             logger.error(
                 "ingress worker %d exited with %s; starting it again in %.1fs", index, code, delay
             )
             await asyncio.sleep(delay)
-            delay = min(30.0, delay * 2)
+            delay = min(RESTART_MAX, delay * 2)
             with contextlib.suppress(StoreError, OSError):
                 await self._start_worker(index)
 

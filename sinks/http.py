@@ -13,7 +13,10 @@ brings TLS.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Callable, Mapping
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -30,19 +33,56 @@ _ERROR_BODY = 1024
 _NO_CONTENT_TYPE = ("Content-Type",)
 
 
+_SECRET_QUERY = re.compile(r"(?i)(token|key|secret|password|passwd|sig|signature|auth)")
+
+
+def redact_url(url: str) -> str:
+    """``url`` as shown to people (stdout, status, ``knativeerrordest``, logs): the
+    user and password of ``user:pass@`` and the values of query parameters named
+    like a credential (token, key, secret, password, sig, auth) become ``redacted``."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None and not parts.query:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"redacted@{host}" if "@" in parts.netloc else host
+        query = urlencode(
+            [
+                (k, "redacted" if _SECRET_QUERY.search(k) else v)
+                for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            ]
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "<unparseable URL>"
+
+
+def basic_auth(url: str) -> str | None:
+    """``Authorization: Basic`` for the ``user:pass@`` of ``url`` (None without one),
+    as curl and aiohttp send it."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return None
+    raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
 class HttpSink:
     def __init__(self, url: str, pool: Pool, session: aiohttp.ClientSession) -> None:
-        self.target = url
+        self.target = redact_url(url)
         self.url = url
         self.pool = pool
         self.session = session
         self._plain = Target.parse(url) if url.startswith("http://") else None
+        self._auth = basic_auth(url) if self._plain is not None else None
 
     async def wait_ready(self) -> None:
         return None
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
         headers, body = prepare(event, structured)
+        if self._auth is not None:
+            headers["Authorization"] = self._auth
         if self._plain is not None:
             return await self._send_plain(self._plain, headers, body, timeout)
         return await self._send_tls(headers, body, timeout)
@@ -55,6 +95,8 @@ class HttpSink:
         if self._plain is None:
             return False
         headers, body = prepare(event, structured)
+        if self._auth is not None:
+            headers["Authorization"] = self._auth
 
         def answered(result: Response | BaseException) -> None:
             done(_as_outcome(result, timeout))

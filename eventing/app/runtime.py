@@ -41,7 +41,7 @@ from eventing.app.process import process_id
 from eventing.app.registry import build_sources, kind_registry
 from eventing.app.status import system_status
 from eventing.app.system import StoreSettings, System, build_system
-from eventing.connections import raise_open_file_limit
+from eventing.connections import private_dir, raise_open_file_limit
 from eventing.errors import ConfigError
 from eventing.ingress import Ingress, IngressSettings
 from eventing.ingress_workers import IngressWorkers
@@ -133,6 +133,7 @@ class Running:
 
 async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     raise_open_file_limit()
+    private_dir(settings.store.data_dir)
     ident = settings.process_id or process_id(settings.store.data_dir)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
     registry = kind_registry(classes)

@@ -114,7 +114,9 @@ class SqliteStore:
     # -- lifecycle -------------------------------------------------------------
 
     async def open(self, triggers: Sequence[str]) -> None:
-        self.settings.path.parent.mkdir(parents=True, exist_ok=True)
+        self.settings.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created private: SQLite gives the WAL and shared-memory files the same mode.
+        os.close(os.open(self.settings.path, os.O_RDWR | os.O_CREAT, 0o600))
         loop = self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._writer = threading.Thread(
@@ -320,7 +322,7 @@ class SqliteStore:
         conn.execute("COMMIT")
         if self.settings.synchronous == "FULL":
             wal = f"{self.settings.path}-wal"
-            self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CREAT, 0o644)
+            self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CREAT, 0o600)
             os.fsync(self._wal_fd)
             directory = os.open(self.settings.path.parent, os.O_RDONLY)
             try:

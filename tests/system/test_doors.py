@@ -6,6 +6,7 @@ within a deadline, in both ingress modes (in the main process and in worker proc
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import json
 import sqlite3
@@ -33,7 +34,7 @@ from tests.support.mesh import (
     trigger_doc,
     wait_until,
 )
-from tests.support.subscriber import RecordingSubscriber
+from tests.support.subscriber import Answer, RecordingSubscriber
 from tests.support.wire import open_raw, raw_exchange, read_response
 
 TOKEN = "door-token"
@@ -434,3 +435,87 @@ async def test_connections_beyond_the_cap_get_503_and_the_others_keep_working(
         finally:
             for _, writer in held:
                 writer.close()
+
+
+async def test_a_worker_that_crashes_now_and_then_is_restarted_without_growing_gaps(
+    run_workers: Runner,
+) -> None:
+    async with run_workers(manifests(broker_doc())) as system:
+        workers = system.workers
+        assert workers is not None
+        workers.stable_after = 1.0
+        loop = asyncio.get_running_loop()
+
+        async def crash(after_stable: bool) -> None:
+            proc = workers.procs[0]
+            assert proc is not None
+            if after_stable:
+                began = loop.time()
+                await wait_until(lambda: loop.time() - began > 1.5, what="a stable run")
+            proc.kill()
+            await wait_until(
+                lambda: (
+                    workers.procs[0] is not proc
+                    and (channel := workers.channels[0]) is not None
+                    and channel.ready.is_set()
+                ),
+                what="the restarted worker",
+            )
+
+        await crash(after_stable=False)
+        await crash(after_stable=False)  # crashing in a row: the gap doubles
+        await crash(after_stable=True)  # after a stable run: back to the base
+        assert [delay for _, delay in workers.restarts] == [0.5, 1.0, 0.5]
+        async with aiohttp.ClientSession() as http:
+            status, _ = await post(http, broker_url(system), ce_headers("after-crashes"))
+            assert status == 202
+
+
+async def test_credentials_in_a_subscriber_url_are_used_but_never_shown(
+    run: Runner, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    subscriber.responder = lambda received, n: Answer(status=500)
+    host = subscriber.url.removeprefix("http://")
+    uri = f"http://alice:s3cret-pass@{host}/sub?token=s3cret-query&x=1"
+    text = manifests(
+        broker_doc(),
+        trigger_doc("t", uri, delivery={"retry": 0, "deadLetterSink": {"uri": "dlq:"}}),
+    )
+    async with run(text) as system, aiohttp.ClientSession() as http:
+        status, _ = await post(http, broker_url(system), ce_headers("secretive"))
+        assert status == 202
+        await subscriber.wait_count(1, path="/sub")
+        received = subscriber.received[0]
+        assert (
+            received.headers["Authorization"]
+            == "Basic " + base64.b64encode(b"alice:s3cret-pass").decode()
+        )
+        queue = system.system.brokers["default/default"].dead_letters
+        assert queue is not None
+        await wait_until(lambda: queue.depths().get("default/t") == 1, what="the dead letter")
+        [dead] = await queue.list_dead_letters(None, 10)
+        shown = json.dumps(dead.event.attributes)
+        async with http.get(f"{system.admin_url}/v1/status") as r:
+            shown += await r.text()
+        assert "s3cret" not in shown
+        assert "redacted@" in dead.event.attributes["knativeerrordest"]  # type: ignore[operator]
+    data = tmp_path / "data"
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (data / "events.db").stat().st_mode & 0o777 == 0o600
+
+
+async def test_malformed_requests_are_one_warning_line_not_tracebacks(
+    run: Runner, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with run(manifests(broker_doc())) as system:
+        for _ in range(5):
+            response = await raw_exchange(
+                system.ingress_url,
+                b"POST /default/default HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+            )
+            assert response is not None
+            assert response.status == 400
+    if system.workers is None:  # a worker logs in its own process
+        server = [r for r in caplog.records if r.name.startswith(("aiohttp", "eventing.conn"))]
+        assert not any(r.exc_info for r in server), [r.getMessage() for r in server]
+        assert len([r for r in server if r.levelname == "WARNING"]) == 1
