@@ -62,6 +62,13 @@ def _url(args: argparse.Namespace) -> str:
 
 @commands._guarded
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _tail(args)
+    except KeyboardInterrupt:  # Ctrl-C is how a tail ends
+        return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
     commands._parse_pairs(args.attr, "--attr")  # the same rule for names as send/cesql
     request = urllib.request.Request(  # noqa: S310 - scheme checked in _url
         _url(args), headers={"Accept": "application/x-ndjson", **commands.admin_headers(args.admin)}
@@ -96,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
                 shown += 1
                 if args.count is not None and shown >= args.count:
                     return 0
-    except KeyboardInterrupt:
-        return 0
     except (TimeoutError, OSError) as exc:
         raise ConfigError(f"the tail stream ended: {exc}") from None
     return 0

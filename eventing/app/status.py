@@ -6,6 +6,8 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+from eventing.app.aging import AgingSubscription
+
 if TYPE_CHECKING:
     from eventing.app.runtime import Running
 
@@ -40,6 +42,7 @@ def system_status(running: Running) -> dict[str, Any]:
                 "broker": trig.broker.key,
                 "subscriber": trig.sink.target,
                 "backlog": trig.subscription.cached_backlog(),
+                "oldestAge": _oldest_age(trig.subscription),
                 "inFlight": stats.in_flight,
                 "delivered": stats.delivered,
                 "failed": stats.failed,
@@ -86,3 +89,11 @@ def system_status(running: Running) -> dict[str, Any]:
         "sources": sources,
         "workloads": workloads,
     }
+
+
+def _oldest_age(subscription: object) -> float | None:
+    """Seconds since the oldest unfinished event arrived (see ``eventing.app.aging``)."""
+    if isinstance(subscription, AgingSubscription):
+        age = subscription.oldest_age()
+        return None if age is None else round(age, 1)
+    return None

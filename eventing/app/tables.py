@@ -42,6 +42,7 @@ def print_status(payload: dict[str, Any]) -> None:
             [
                 "TRIGGER",
                 "BACKLOG",
+                "OLDEST",
                 "IN-FLIGHT",
                 "DELIVERED",
                 "FAILED",
@@ -54,6 +55,7 @@ def print_status(payload: dict[str, Any]) -> None:
                 [
                     t["name"],
                     t["backlog"],
+                    _age(t.get("oldestAge")),
                     t["inFlight"],
                     t["delivered"],
                     t["failed"],
@@ -164,3 +166,9 @@ def _ago(when: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m ago"
     return f"{seconds // 3600}h ago"
+
+
+def _age(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.0f}m"

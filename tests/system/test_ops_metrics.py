@@ -181,6 +181,9 @@ async def test_oldest_event_age_and_latency_per_trigger(tmp_path: Path) -> None:
         await wait_metric(
             running, age, lambda v: v is not None and v > first, trigger="default/slow"
         )  # it grows while the event waits
+        async with aiohttp.ClientSession() as http, http.get(running.admin_url + "/v1/status") as r:
+            (status,) = (await r.json())["triggers"]
+        assert status["oldestAge"] is not None  # eventing status shows it too (OLDEST)
         gate.open = True
         await wait_metric(running, age, lambda v: v == 0.0, trigger="default/slow")
         samples = await scrape(running)
