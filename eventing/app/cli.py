@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eventing.app import cmd_explain, cmd_tail, commands
+from eventing.app import cmd_explain, cmd_jobs, cmd_tail, commands
 from eventing.app.output import add_output
 from eventing.app.process import process_id
 from eventing.app.runtime import Running, RuntimeSettings, serve_forever
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dlq(sub)
     cmd_explain.add_parser(sub, DEFAULT_ADMIN)
     cmd_tail.add_parser(sub, DEFAULT_ADMIN)
+    cmd_jobs.add_parser(sub)
     _add_simulate(sub)
     return parser
 

@@ -225,7 +225,9 @@ def _trigger(
     )
     target = _resolve(system, trig.spec.subscriber, trig.namespace, "subscriber", trig.key)
     if target.kind == "workload" and system.workloads is not None:
-        sink: Sink = system.workloads.attach(target.key, subscription)
+        sink: Sink = system.workloads.attach(
+            target.key, subscription, publish=_replies(system, trig, broker)
+        )
     else:
         sink = resolve_sink(system, trig.spec.subscriber, trig.key, trig.namespace)
     dead_letter = None

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from eventing.autoscaler.decide import Decision
 from eventing.autoscaler.measure import ObservationRecorder
 from eventing.autoscaler.observe import MetricSource
 from eventing.broker.base import Subscription
+from eventing.delivery.sink import Sink
+from eventing.events import Event
 from eventing.kube.actuator import KubeActuator, ScaleTarget
 from eventing.kube.api import KubeApi
 from eventing.kube.router import ServiceRouter
@@ -30,6 +32,7 @@ from eventing.workloads.pool import ReplicaPool
 from eventing.workloads.replica import ReplicaConfig
 from eventing.workloads.scaler import External, WorkloadScaler
 from sinks.httpclient import Pool
+from sinks.job import JobRunner, JobSink
 from sinks.workload import WorkloadSink
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ class Workloads:
         self.client = client
         self.guardian = Guardian()
         self.items: dict[str, WorkloadRuntime] = {}
+        self.jobs: dict[str, JobRunner] = {}
+        """Workloads that run one job per event (``spec.jobs``), by key."""
         self.listeners: list[Callable[[str, Decision, int], None]] = []
         """Told of every decision that changed a workload's replica count."""
         self._kube: KubeApi | None = None
@@ -126,7 +131,10 @@ class Workloads:
             for state in STATES
         ]
 
-    def add(self, resource: Workload, external: list[External]) -> WorkloadRuntime:
+    def add(self, resource: Workload, external: list[External]) -> WorkloadRuntime | None:
+        if resource.spec.jobs is not None:
+            self._add_jobs(resource)
+            return None
         spec = resource.scaling_spec
         if resource.spec.scale_target_ref is not None:
             actuator, router, path = self._kubernetes(resource)
@@ -207,7 +215,32 @@ class Workloads:
         )
         return local, local, resource.spec.path
 
-    def attach(self, workload_key: str, subscription: Subscription) -> WorkloadSink:
+    def _add_jobs(self, resource: Workload) -> None:
+        jobs = resource.spec.jobs
+        assert jobs is not None
+        assert resource.spec.command is not None
+        self.jobs[resource.key] = JobRunner(
+            resource.key,
+            resource.spec.command,
+            data_dir=self.data_dir,
+            env={e.name: e.value for e in resource.spec.env},
+            working_dir=resource.spec.working_dir,
+            parallelism=jobs.parallelism,
+            keep=jobs.keep,
+            timeout=resource.spec.timeout_seconds,
+            grace=resource.spec.termination_grace_period_seconds,
+        )
+
+    def attach(
+        self,
+        workload_key: str,
+        subscription: Subscription,
+        publish: Callable[[Event], Awaitable[None]] | None = None,
+    ) -> Sink:
+        """The sink a trigger delivers to; ``publish`` puts a job workload's failure
+        events into the trigger's broker (its success events are replies)."""
+        if workload_key in self.jobs:
+            return JobSink(self.jobs[workload_key], publish)
         runtime = self.items[workload_key]
         runtime.subscriptions.append(subscription)
         subscription.listeners.append(runtime.scaler.arrived)

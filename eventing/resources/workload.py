@@ -161,6 +161,16 @@ class ServiceAddress(Model):
     port: int | None = Field(default=None, ge=1, le=65535)
 
 
+class Jobs(Model):
+    """Run one job (a subprocess) per event instead of replicas that answer HTTP (KEDA's
+    ScaledJob, Knative's JobSink); see docs/autoscaling.md "Jobs per event"."""
+
+    parallelism: int = Field(default=1, ge=1, le=1000)
+    """At most this many jobs of the workload at once."""
+    keep: int = Field(default=100, ge=1, le=100_000)
+    """Finished jobs kept on disk (event, output, status) for ``eventing jobs``."""
+
+
 class WorkloadSpec(Model):
     command: list[str] | None = Field(default=None, min_length=1)
     """argv of one local replica; no shell is involved."""
@@ -178,6 +188,8 @@ class WorkloadSpec(Model):
     scaling: Scaling = Field(default_factory=Scaling)
     startup_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     """A replica not ready by then is killed and replaced."""
+    jobs: Jobs | None = None
+    """Present: one job per event, not replicas (``command`` is the job's argv)."""
     timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
     """How long one event's work may take on a replica; replaces the triggers' delivery
     timeout for this workload (Knative Serving's ``timeoutSeconds``). Unset: each
@@ -196,6 +208,8 @@ class WorkloadSpec(Model):
             raise ValueError("'service' and 'url' go with 'scaleTargetRef'")
         if self.service is not None and self.url is not None:
             raise ValueError("use either 'service' or 'url', not both")
+        if self.jobs is not None and self.scale_target_ref is not None:
+            raise ValueError("'jobs' runs local processes; it does not go with 'scaleTargetRef'")
         if self.scale_target_ref is not None and (self.env or self.working_dir):
             raise ValueError(
                 "'env' and 'workingDir' apply to local processes; with 'scaleTargetRef' "
