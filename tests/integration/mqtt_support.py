@@ -227,7 +227,7 @@ class Fleet:
                 self.connected += 1
                 try:
                     while not self._stop.is_set():
-                        payload = f"{self.prefix}-{index}-{n}"
+                        payload = f"{self.prefix}-{index}-{n}"  # unique: the test's key
                         n += 1
                         await self._publish(reader, writer, index, n, payload)
                         self.confirmed.add(payload)
