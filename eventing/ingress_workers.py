@@ -94,6 +94,8 @@ class _Main(asyncio.Protocol):
                 self.reply(ipc.RESULT, request_id, result)
 
     async def _store(self, key: str, events: list[Event]) -> bytes:
+        if not self.owner.accepting:
+            return ipc.encode_result(ipc.UNAVAILABLE, 5.0, "shutting down")
         broker = self.owner.brokers.get(key)
         if broker is None:
             return ipc.encode_result(ipc.UNAVAILABLE, 1.0, f"no broker {key}")
@@ -112,7 +114,10 @@ class _Main(asyncio.Protocol):
         try:
             head, body = ipc.decode_json_and_body(payload)
             hook = self.owner.webhooks.get(head["path"])
-            if hook is None:
+            if not self.owner.accepting:
+                answer = {"status": 503, "headers": {"Retry-After": "5"}}
+                out = b'{"error":"shutting down"}'
+            elif hook is None:
                 answer = {"status": 404, "headers": {}}
                 out = b""
             else:
@@ -185,6 +190,9 @@ class IngressWorkers:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.accepting = True
+        """False from the start of a shutdown: requests are answered 503 (the socket
+        stays open until the drain is over, so producers never see a refusal)."""
         self.stable_after = 10.0
         """Seconds a worker must run for its restart backoff to start over."""
         self.restarts: list[tuple[int, float]] = []

@@ -6,7 +6,8 @@ is accepted before its trigger can take it), and print where it listens.
 
 Stop (SIGTERM/SIGINT, or ``stop()``), each phase bounded:
 
-1. stop intake: the ingress answers 503 and closes its listener; sources stop;
+1. stop intake: the ingress answers 503 (and keeps listening until the drain is
+   over); sources stop; dispatchers take no new event;
 2. drain: dispatchers take no new event, attempts on the wire finish until the
    drain deadline, retries waiting for their backoff stay pending for the next run;
 3. stop the scalers, then every workload's replicas (each drains what it holds, then
@@ -333,17 +334,25 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     watchdog = _watchdog(settings.hard_timeout)
     started = loop.time()
     logger.info("stopping: intake")
+    # The ingress answers 503 from now on but keeps listening until the drain is
+    # over (producers get the documented 503, not a refused connection), and the
+    # dispatchers take no new event from now on, so the drain ends when the attempts
+    # on the wire do, not at its deadline with the last wave cancelled.
     running.ingress.accepting = False
-    await running.supervisor.stop(SOURCES, timeout=5.0)
+    if running.workers is not None:
+        running.workers.accepting = False
+    await asyncio.gather(
+        running.supervisor.stop(DISPATCH, timeout=1.0),
+        running.supervisor.stop(SOURCES, timeout=5.0),
+    )
+    logger.info("stopping: draining deliveries (up to %.0fs)", settings.drain_timeout)
+    deadline = started + settings.drain_timeout
+    dispatchers = [t.dispatcher for t in running.system.triggers.values()]
+    await asyncio.gather(*(d.stop(deadline) for d in dispatchers))
     if running.workers is not None:
         await running.workers.stop(timeout=settings.drain_timeout)
     else:
         await running.runners[0].cleanup()
-    logger.info("stopping: draining deliveries (up to %.0fs)", settings.drain_timeout)
-    deadline = started + settings.drain_timeout
-    dispatchers = [t.dispatcher for t in running.system.triggers.values()]
-    await running.supervisor.stop(DISPATCH, timeout=1.0)
-    await asyncio.gather(*(d.stop(deadline) for d in dispatchers))
     logger.info("stopping: workloads")
     await running.supervisor.stop(UI, timeout=1.0)
     await running.supervisor.stop(SCALERS, timeout=2.0)

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from eventing.app.runtime import Running, RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
@@ -519,3 +520,57 @@ async def test_malformed_requests_are_one_warning_line_not_tracebacks(
         server = [r for r in caplog.records if r.name.startswith(("aiohttp", "eventing.conn"))]
         assert not any(r.exc_info for r in server), [r.getMessage() for r in server]
         assert len([r for r in server if r.levelname == "WARNING"]) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "workers"])
+async def test_shutdown_answers_503_and_drains_without_starting_new_deliveries(
+    workers: int, tmp_path: Path
+) -> None:
+    gate = asyncio.Event()
+    arrived: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        arrived.append(request.headers.get("ce-id", ""))
+        await gate.wait()
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    text = manifests(
+        broker_doc(),
+        trigger_doc("slow", f"http://127.0.0.1:{port}/slow", delivery={"retry": 0}),
+    )
+    directory = tmp_path / "drain"
+    directory.mkdir()
+    (directory / "system.yaml").write_text(text)
+    settings = RuntimeSettings(
+        port=0,
+        admin_port=0,
+        drain_timeout=30.0,
+        ingress_workers=workers,
+        store=StoreSettings(data_dir=tmp_path / "drain-data"),
+    )
+    try:
+        system = await start(directory, settings)
+        async with aiohttp.ClientSession() as http:
+            for i in range(30):
+                status, _ = await post(http, broker_url(system), ce_headers(f"e{i}"))
+                assert status == 202
+            await wait_until(lambda: len(arrived) > 0, what="deliveries on the wire")
+            stopping = asyncio.create_task(stop(system, settings))
+            await wait_until(lambda: not system.ingress.accepting, what="the stop to begin")
+            on_the_wire = len(arrived)
+            status, _ = await post(http, broker_url(system), ce_headers("late"))
+            assert status == 503  # not a refused connection
+            gate.set()
+            async with asyncio.timeout(20):  # well before the 30 s drain deadline
+                await stopping
+        assert len(arrived) == on_the_wire  # nothing new was started after the stop
+    finally:
+        gate.set()
+        await runner.cleanup()
