@@ -38,7 +38,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, str]], Node]] = {
 
 def explain_trigger(spec: TriggerSpec, attributes: Attributes) -> dict[str, Any]:
     """The trigger's verdict on ``attributes`` and the verdict of each of its clauses."""
-    reason = materialize(spec)(attributes)
+    reason = _built(spec, lambda: materialize(spec))(attributes)
     clauses: list[dict[str, Any]]
     if spec.filters:
         mode = "filters"
@@ -85,7 +85,7 @@ def _clause(f: SubscriptionsAPIFilter, path: str, attributes: Attributes) -> dic
     out: dict[str, Any] = {
         "path": path,
         "dialect": dialect,
-        **_verdict(clause_node(f)(attributes)),
+        **_verdict(_built(f, lambda: clause_node(f))(attributes)),
     }
     if dialect in ("exact", "prefix", "suffix"):
         spec = f.dialect_value(dialect)
@@ -100,15 +100,54 @@ def _clause(f: SubscriptionsAPIFilter, path: str, attributes: Attributes) -> dic
         assert f.not_ is not None
         out["children"] = [_clause(f.not_, f"{path}.not", attributes)]
     else:
-        from triggers.cesql import explain as cesql_explain  # loads the engine only when used
-
         expression = f.cesql or ""
         out["expression"] = expression
         if expression.strip():
-            result = cesql_explain(expression, attributes)
-            out["value"] = result["value"]
-            out["error"] = result["error"]
+            out.update(_cesql(expression, attributes))
     return out
+
+
+#: Filters built once per spec object (``tail`` explains every event it shows):
+#: id(spec) -> (spec, built). The spec is kept, so an id is never reused while cached.
+_BUILT: dict[int, tuple[object, Callable[[Attributes], Verdict]]] = {}
+_COMPILED: dict[str, Any] = {}
+_CACHE_LIMIT = 4096
+
+
+def _built(
+    spec: object, build: Callable[[], Callable[[Attributes], Verdict]]
+) -> Callable[[Attributes], Verdict]:
+    hit = _BUILT.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    node = build()
+    if len(_BUILT) >= _CACHE_LIMIT:
+        _BUILT.clear()
+    _BUILT[id(spec)] = (spec, node)
+    return node
+
+
+def _cesql(expression: str, attributes: Attributes) -> dict[str, Any]:
+    """The expression's value and error, as ``triggers.cesql.explain`` gives them, with
+    the compiled expression kept for the next event."""
+    from triggers.cesql import CesqlParseError, compile_expression  # only when used
+
+    compiled = _COMPILED.get(expression)
+    if compiled is None:
+        try:
+            compiled = compile_expression(expression)
+        except CesqlParseError as exc:
+            compiled = exc
+        if len(_COMPILED) >= _CACHE_LIMIT:
+            _COMPILED.clear()
+        _COMPILED[expression] = compiled
+    if isinstance(compiled, CesqlParseError):
+        return {"value": None, "error": compiled.to_dict()}
+    result = compiled.evaluate(attributes)
+    return {
+        "value": result.value,
+        "error": None if result.error is None else result.error.to_dict(),
+    }
 
 
 def _checks(dialect: str, spec: Mapping[str, str], attributes: Attributes) -> list[dict[str, Any]]:
