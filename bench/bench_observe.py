@@ -58,6 +58,9 @@ class StubSubscription:
     def cached_backlog(self) -> int:
         return 0
 
+    def local_backlog(self) -> int:
+        return 0
+
 
 def events(n: int) -> list[Event]:
     now = time.time()

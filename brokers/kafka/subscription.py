@@ -77,6 +77,7 @@ class KafkaSubscription:
         self._paused = False
         self._last_commit = 0.0
         self._backlog = 0
+        self._local = 0
         self._dead_letter_failures = 0
 
     # -- Subscription -----------------------------------------------------------------
@@ -114,16 +115,23 @@ class KafkaSubscription:
             return self._backlog
         committed = await admin.list_consumer_group_offsets(self.group, partitions=tps)
         ends = dict(await offsets.end_offsets(tps))
-        total = 0
+        total = local = 0
         for tp in tps:
             meta = committed.get(tp)
             start = meta.offset if meta is not None and meta.offset >= 0 else 0
-            total += max(0, ends.get(tp, 0) - start)
+            lag = max(0, ends.get(tp, 0) - start)
+            total += lag
+            if tp in self._epochs:  # assigned to this process
+                local += lag
         self._backlog = total
+        self._local = local if self._epochs else total  # nothing assigned yet: all of it
         return total
 
     def cached_backlog(self) -> int:
         return self._backlog
+
+    def local_backlog(self) -> int:
+        return self._local
 
     # -- the consume loop -------------------------------------------------------------
 

@@ -59,6 +59,8 @@ class RabbitSubscription:
         self._generation = 0
         self._unacked = 0
         self._backlog = 0
+        self._consumers = 1
+        self._ready_count = 0
         self._channel: AbstractChannel | None = None
 
     def wants(self, event: Event) -> bool:
@@ -150,7 +152,9 @@ class RabbitSubscription:
             return 0
         queue = await probe.declare_queue(self.queue_name, passive=True)
         result = queue.declaration_result
-        return int(result.message_count or 0)
+        self._consumers = max(1, int(result.consumer_count or 0))
+        self._ready_count = int(result.message_count or 0)
+        return self._ready_count
 
     async def backlog(self) -> int:
         """Ready + unacked: from the management API when configured (every process),
@@ -180,7 +184,14 @@ class RabbitSubscription:
         ):
             response.raise_for_status()
             body = await response.json()
-        return int(body.get("messages_ready", 0)) + int(body.get("messages_unacknowledged", 0))
+        self._consumers = max(1, int(body.get("consumers", 0)))
+        self._ready_count = int(body.get("messages_ready", 0))
+        return self._ready_count + int(body.get("messages_unacknowledged", 0))
 
     def cached_backlog(self) -> int:
         return self._backlog
+
+    def local_backlog(self) -> int:
+        """Ready messages are shared by every consumer (one per process); the unacked
+        ones here are this process's own."""
+        return -(-self._ready_count // self._consumers) + self._unacked

@@ -78,6 +78,9 @@ class AgingSubscription:
     def cached_backlog(self) -> int:
         return self.inner.cached_backlog()
 
+    def local_backlog(self) -> int:
+        return self.inner.local_backlog()
+
     def oldest_age(self) -> float | None:
         """Seconds since the oldest unfinished event arrived: 0 with an empty backlog,
         None when the backlog is not empty but nothing is handed out yet."""

@@ -147,7 +147,7 @@ class Workloads:
             spec,
             actuator,
             recorder,
-            backlog=lambda: sum(s.cached_backlog() for s in subscriptions),
+            backlog=lambda: sum(s.local_backlog() for s in subscriptions),
             in_flight=lambda: router.in_flight,
             external=external,
             decision_file=self.data_dir / "decisions.jsonl",

@@ -82,6 +82,12 @@ class Subscription(Protocol):
     def cached_backlog(self) -> int:
         """The last value :meth:`backlog` read (exact for the embedded classes)."""
 
+    def local_backlog(self) -> int:
+        """The part of :meth:`cached_backlog` this process will deliver, for its own
+        autoscaler when several processes serve the trigger: the lag of the Kafka
+        partitions assigned here, or a RabbitMQ queue's depth divided by its consumers.
+        The whole backlog when this process is the only consumer."""
+
 
 @dataclass
 class BrokerStatus:

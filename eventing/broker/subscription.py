@@ -120,3 +120,6 @@ class StoreSubscription:
 
     def cached_backlog(self) -> int:
         return self.store.pending_count(self.trigger)
+
+    def local_backlog(self) -> int:
+        return self.store.pending_count(self.trigger)
