@@ -258,6 +258,9 @@ def _run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format=f"%(asctime)s {ident} %(levelname)s %(name)s: %(message)s",
     )
+    if logging.getLogger().level > logging.DEBUG:  # client libraries' chatter (rebalances, ...)
+        for name in ("aiokafka", "aiormq", "aio_pika"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     settings = RuntimeSettings(
         process_id=ident,
         host=args.host,
@@ -316,12 +319,16 @@ def _install_uvloop() -> None:
 
 def _announce(running: Running) -> None:
     lines = [
-        f"eventing is running (admin API {running.admin_url}, "
+        f"eventing is running as process {running.process} (admin API {running.admin_url}, "
         f"status: eventing status --admin {running.admin_url})"
     ]
     for key, broker in running.system.brokers.items():
         kind = "durable" if broker.durable else "IN-MEMORY, lost on exit"
-        lines.append(f"  broker {key} ({kind}): POST {running.ingress_url}/{key}")
+        ready = "" if broker.status().ready else ", NOT READY: server unreachable, retrying"
+        lines.append(
+            f"  broker {key} ({broker.broker_class}, {kind}{ready}): "
+            f"POST {running.ingress_url}/{key}"
+        )
     for key, trig in running.system.triggers.items():
         lines.append(f"  trigger {key} -> {trig.sink.target}")
     for source in running.sources:
