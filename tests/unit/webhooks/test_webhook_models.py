@@ -12,6 +12,7 @@ import yaml
 from eventing.resources.broker import Broker
 from eventing.resources.loader import KindRegistry, LoadError, load_resources
 from eventing.resources.trigger import Trigger
+from eventing.resources.workload import Workload
 from sources import github, gitlab, ping, webhook
 
 SINK = {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}
@@ -100,7 +101,8 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 def registry() -> KindRegistry:
     kinds = KindRegistry()
-    for model in (Broker, Trigger, github.MODEL, gitlab.MODEL, ping.MODEL, webhook.MODEL):
+    # Workload: the github example builds with a job workload.
+    for model in (Broker, Trigger, Workload, github.MODEL, gitlab.MODEL, ping.MODEL, webhook.MODEL):
         kinds.register(model)
     return kinds
 
@@ -116,7 +118,7 @@ def test_examples_load(example: str) -> None:
     kinds = loaded.kinds()
     assert kinds["Broker"] == 1
     assert kinds["Trigger"] >= 1
-    assert set(kinds) - {"Broker", "Trigger"}
+    assert set(kinds) - {"Broker", "Trigger", "Workload"}
 
 
 @pytest.mark.parametrize("kind", sorted(FULL))
