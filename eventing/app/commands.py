@@ -223,9 +223,12 @@ def _admin_post(args: argparse.Namespace, path: str, payload: Any) -> tuple[int,
 def dlq_replay(args: argparse.Namespace) -> int:
     if not args.ids and not args.all:
         raise ConfigError("name dead-letter ids, or --all")
-    code, payload = _admin_post(
-        args, "/v1/dlq/replay", {"ids": args.ids, "all": args.all, "trigger": args.trigger}
-    )
+    if args.all:
+        code, payload = _replay_all(args)
+    else:
+        code, payload = _admin_post(
+            args, "/v1/dlq/replay", {"ids": args.ids, "all": False, "trigger": args.trigger}
+        )
     if structured(args):
         _print_doc(args, payload)
     else:
@@ -236,6 +239,38 @@ def dlq_replay(args: argparse.Namespace) -> int:
         for failure in payload.get("failed", []):
             print(f"could not replay {failure['id']}: {failure['error']}", file=sys.stderr)
     return 0 if code == 200 else 1
+
+
+def _replay_all(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """``--all``: the admin API replays at most 1000 dead letters per call, so call it
+    until everything that was there at the start has been replayed (never more calls
+    than that, so events that fail again meanwhile are not replayed twice), with
+    progress on standard error when it is a terminal."""
+    depths = [
+        t.get("dlqDepth", 0)
+        for t in _admin_get(args, "/v1/status").get("triggers", [])
+        if args.trigger in (None, t.get("name"))
+    ]
+    total = sum(depths)
+    code = 200
+    merged: dict[str, list[Any]] = {"replayed": [], "missing": [], "failed": []}
+    show = sys.stderr.isatty()
+    calls = 0
+    while calls == 0 or len(merged["replayed"]) + len(merged["failed"]) < total:
+        calls += 1
+        code, payload = _admin_post(
+            args, "/v1/dlq/replay", {"ids": [], "all": True, "trigger": args.trigger}
+        )
+        done = payload.get("replayed", []) + payload.get("failed", [])
+        merged["replayed"] += payload.get("replayed", [])
+        merged["failed"] += payload.get("failed", [])
+        if show:
+            print(f"\rreplayed {len(merged['replayed'])} of {total}", end="", file=sys.stderr)
+        if code >= 400 or not done:
+            break
+    if show and total:
+        print(file=sys.stderr)
+    return (200 if code < 400 and not merged["failed"] else max(code, 207)), merged
 
 
 @_guarded
