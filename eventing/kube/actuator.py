@@ -8,10 +8,12 @@ reconcile loop, which runs every API call in a worker thread with a deadline:
 1. discover the kind once (its plural, whether it has a scale subresource);
 2. read the scale subresource; patch ``spec.replicas`` when it differs from the wanted
    count (the scaler is the only writer we expect; another writer is corrected);
-3. count replicas by state from the pods the scale's label selector picks: ready
-   (condition Ready, not being deleted), draining (being deleted: Kubernetes runs their
-   preStop hook and grace period), starting (the rest, plus pods asked for and not yet
-   created). Without a selector, ``status.readyReplicas`` of the object is used.
+3. count replicas by state: from the target's status (``readyReplicas``, kept by the
+   Deployment/StatefulSet controller; one small GET) while nothing is leaving, and from
+   the pods the scale's label selector picks after a scale-in, until none is
+   terminating: ready (condition Ready, not being deleted), draining (being deleted:
+   Kubernetes runs their preStop hook and grace period), starting (the rest, plus pods
+   asked for and not yet created).
 
 It polls quickly while something is starting or being patched and once a second
 otherwise. Any failure (API server unreachable, target missing, no scale subresource,
@@ -83,6 +85,12 @@ class KubeActuator:
         self.api_calls = 0
         self.patches = 0
         self.observed_at: float | None = None
+        self._has_status = True
+        """Whether the target's status carries ready counts (until seen otherwise)."""
+        self._draining_possible = True
+        """Whether pods may be terminating (after a scale-in, until a pod list shows
+        none): then the pods are listed to count them as draining; otherwise the
+        controller's status is read, which is much cheaper."""
         self.retry_in: float | None = None
         """Seconds until the next try after a failure (grows up to MAX_BACKOFF)."""
 
@@ -96,6 +104,8 @@ class KubeActuator:
 
     async def scale_to(self, replicas: int) -> None:
         before = self.desired
+        if replicas < before:
+            self._draining_possible = True  # pods will terminate: count them from pods
         self._wanted = replicas
         now = self.clock()
         for _ in range(max(0, replicas - max(before, self._counts["ready"]))):
@@ -164,7 +174,8 @@ class KubeActuator:
 
     def _failed(self, message: str) -> None:
         if message != self._error:
-            logger.warning("%s: %s", self.target, message)
+            where = str(self.target)
+            logger.warning("%s", message if message.startswith(where) else f"{where}: {message}")
         self._error = message
 
     async def reconcile(self) -> None:
@@ -186,16 +197,31 @@ class KubeActuator:
             spec_replicas = int((scale.get("spec") or {}).get("replicas") or 0)
         self._spec_replicas = spec_replicas
         selector = str((scale.get("status") or {}).get("selector") or "")
-        if selector:
+        counts: dict[ReplicaState, int] | None = None
+        if self._has_status and (not selector or not self._draining_possible):
+            counts = await self._from_status(resource)
+            self._has_status = counts is not None
+        if counts is None and selector:
             pods = await self._call(lambda api: api.list_pods(t.namespace, selector))
             counts = count_pods(pods, self.desired)
-        else:
-            obj = await self._call(
-                lambda api: api.get_object(t.api_version, resource.plural, t.namespace, t.name)
-            )
-            ready = int((obj.get("status") or {}).get("readyReplicas") or 0)
-            counts = {"starting": max(0, self.desired - ready), "ready": ready, "draining": 0}
+            self._draining_possible = counts["draining"] > 0 or spec_replicas != self.desired
+        if counts is None:  # neither a controller's status nor a selector: trust the spec
+            counts = {"starting": 0, "ready": spec_replicas, "draining": 0}
         await self._observed(counts)
+
+    async def _from_status(self, resource: ApiResource) -> dict[ReplicaState, int] | None:
+        """Counts from the object's status, kept by its controller (Deployment,
+        StatefulSet, ReplicaSet: ``observedGeneration`` and ``readyReplicas``): one small
+        GET instead of listing every pod. None if the object has no such status."""
+        t = self.target
+        obj = await self._call(
+            lambda api: api.get_object(t.api_version, resource.plural, t.namespace, t.name)
+        )
+        status = obj.get("status") or {}
+        if "observedGeneration" not in status and "readyReplicas" not in status:
+            return None
+        ready = int(status.get("readyReplicas") or 0)
+        return {"starting": max(0, self.desired - ready), "ready": ready, "draining": 0}
 
     async def _discover(self) -> ApiResource:
         if self._resource is not None:

@@ -16,7 +16,8 @@ Secret in the cluster is a privilege the data plane should not need.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from eventing.resources.refs import Platform
 #: Metadata fields kept from a live object; the rest is the server's bookkeeping.
 KEPT_METADATA = ("name", "namespace", "labels", "annotations", "uid", "generation")
 MAX_OBJECTS = 10_000
+#: Answers worth retrying at start, and for how long (seconds).
+TRANSIENT = frozenset({None, 429, 500, 502, 503, 504})
+START_DEADLINE = 30.0
 
 
 def served_kinds(registry: KindRegistry) -> list[tuple[str, str]]:
@@ -66,12 +70,27 @@ def clean(item: dict[str, Any], api_version: str, kind: str) -> dict[str, Any]:
     return doc
 
 
+def _with_retries(call: Callable[[], list[Any]], deadline: float = START_DEADLINE) -> list[Any]:
+    """Retry what a starting or busy API server answers (429 "storage is initializing"
+    right after a CRD is created, 503, unreachable) with backoff, up to ``deadline``."""
+    give_up = time.monotonic() + deadline
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except KubeError as exc:
+            if exc.status not in TRANSIENT or time.monotonic() + delay > give_up:
+                raise
+        time.sleep(delay)  # a worker thread: the event loop is not blocked
+        delay = min(5.0, delay * 2)
+
+
 def load_from_cluster(
     api: KubeApi, registry: KindRegistry, platform: Platform, namespace: str | None = None
 ) -> ResourceSet:
     """Load what the cluster holds as :func:`load_resources` loads a directory; raises
     :class:`~eventing.resources.loader.LoadError` listing every invalid resource."""
-    objects = fetch(api, served_kinds(registry), namespace)
+    objects = _with_retries(lambda: fetch(api, served_kinds(registry), namespace))
     with tempfile.TemporaryDirectory(prefix="eventing-cluster-") as tmp:
         for doc in objects:
             meta = doc["metadata"]
