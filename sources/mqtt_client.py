@@ -327,8 +327,11 @@ class MqttConnection:
         if not self._connack.done():
             self._connack.set_result(code)
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
-        self._lose(MqttLost(f"disconnected: {code}"))
+    def _on_disconnect(self, _c: Any, _u: Any, flags: Any, code: ReasonCode, _p: Any) -> None:
+        if getattr(flags, "is_disconnect_packet_from_server", False):
+            self._lose(MqttLost(f"the server disconnected: {code}"))
+        else:  # paho's reason is vague here; the caller's own error (read, keep-alive) wins
+            self._loop.call_soon_threadsafe(self._lose, MqttLost("connection lost"))
 
     def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[ReasonCode], _p: Any) -> None:
         future = self._subacks.pop(mid, None)
@@ -349,7 +352,8 @@ class MqttConnection:
 
     def _on_socket_close(self, _c: Any, _u: Any, _sock: Any) -> None:
         self._call(self._forget_socket)
-        self._call(self._lose, MqttLost("connection closed"))
+        # later, so that the reason paho reports right after (on_disconnect) wins
+        self._loop.call_soon_threadsafe(self._lose, MqttLost("connection closed"))
 
     def _on_register_write(self, _c: Any, _u: Any, _sock: Any) -> None:
         if not self._writing:  # acks of a whole batch go out in one write
