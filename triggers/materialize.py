@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from eventing.broker.routing import NEEDS_DATA
 from eventing.events import AttributeValue
 from eventing.resources.base import Resource
 from eventing.resources.trigger import SubscriptionsAPIFilter, Trigger, TriggerSpec
@@ -36,9 +37,36 @@ class TriggerFilter:
         return None if verdict == NO_FILTER else verdict
 
 
+class DataTriggerFilter(TriggerFilter):
+    """A trigger whose CESQL reads the event's data (``data.`` paths, our extension):
+    it answers :data:`~eventing.broker.routing.NEEDS_DATA`, and the broker asks again
+    with the data (satisfies ``eventing.broker.routing.DataFilter``). A separate class,
+    so every other trigger's filter keeps its one-branch call."""
+
+    __slots__ = ()
+
+    def __call__(self, attributes: Mapping[str, AttributeValue], /) -> str | None:
+        return NEEDS_DATA
+
+    def with_data(
+        self,
+        attributes: Mapping[str, AttributeValue],
+        data: bytes | None,
+        scratch: dict[str, object],
+        /,
+    ) -> str | None:
+        from triggers.cesql.payload import data_view
+
+        view = data_view(attributes, data, scratch)
+        return super().__call__(view)  # type: ignore[arg-type]
+
+
 def materialize(spec: TriggerSpec, functions: FunctionRegistry | None = None) -> TriggerFilter:
     if spec.filters:
-        return TriggerFilter(logical.all_of([clause_node(f, functions) for f in spec.filters]))
+        node = logical.all_of([clause_node(f, functions) for f in spec.filters])
+        if any(_reads_data(f) for f in spec.filters):
+            return DataTriggerFilter(node)
+        return TriggerFilter(node)
     if spec.filter is not None and spec.filter.attributes:
         return TriggerFilter(attr.legacy(spec.filter.attributes))
     return TriggerFilter(None)
@@ -63,6 +91,15 @@ def clause_node(f: SubscriptionsAPIFilter, functions: FunctionRegistry | None = 
     from triggers.filters.cesql import cesql  # the engine loads only when a trigger uses it
 
     return cesql(f.cesql, functions)
+
+
+def _reads_data(f: SubscriptionsAPIFilter) -> bool:
+    if f.cesql is not None and f.cesql.strip():
+        from triggers.cesql import compile_expression
+
+        return compile_expression(f.cesql).reads_data
+    children = [*(f.all or []), *(f.any or []), *([f.not_] if f.not_ is not None else [])]
+    return any(_reads_data(child) for child in children)
 
 
 def check_trigger(resource: Resource) -> Iterable[tuple[str, object, str]]:

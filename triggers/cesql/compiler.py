@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from triggers.cesql import payload
 from triggers.cesql.arithmetic import ARITHMETIC, COMPARISONS, negate
 from triggers.cesql.calls import compile_call
 from triggers.cesql.casts import CASTS, normalize_attribute, to_bool, to_int, to_str
@@ -34,6 +35,7 @@ from triggers.cesql.logic import compile_logic
 from triggers.cesql.nodes import (
     Call,
     Chain,
+    DataPath,
     Exists,
     Identifier,
     In,
@@ -43,6 +45,7 @@ from triggers.cesql.nodes import (
     Node,
     Unary,
 )
+from triggers.cesql.payload import PAYLOAD_KEY
 from triggers.cesql.sets import compile_in
 from triggers.cesql.values import Attributes, Closure, Errors, Value
 
@@ -64,7 +67,11 @@ def compile_node(node: Node, registry: FunctionRegistry) -> tuple[Closure, Stati
         return _constant(node.value), type(node.value)
     if isinstance(node, Identifier):
         return _attribute(node.name), None
+    if isinstance(node, DataPath):
+        return _data_path(node.path, node.segments), None
     if isinstance(node, Exists):
+        if node.name.startswith(PAYLOAD_KEY):
+            return _data_exists(tuple(node.name.split(".")[1:])), bool
         return _exists(node.name), bool
     if isinstance(node, Unary):
         return _unary(node, registry)
@@ -92,6 +99,41 @@ def read_attribute(value: object, name: str, errors: Errors) -> Value:
         errors.append(CesqlError(ErrorKind.MISSING_ATTRIBUTE, f"missing attribute {name!r}"))
         raise MissingAttribute(name)
     return normalized
+
+
+def _data_path(path: str, segments: tuple[str, ...]) -> Closure:
+    def data_path(attributes: Attributes, errors: Errors) -> Value:
+        value = payload.lookup(attributes.get(PAYLOAD_KEY), segments, path, errors)
+        if value is None:
+            raise MissingAttribute(path)
+        return value
+
+    return data_path
+
+
+def _data_exists(segments: tuple[str, ...]) -> Closure:
+    def data_exists(attributes: Attributes, errors: Errors) -> Value:
+        return payload.exists(attributes.get(PAYLOAD_KEY), segments)
+
+    return data_exists
+
+
+def reads_data(node: Node) -> bool:
+    """Whether ``node`` (a parsed expression) uses a ``data.`` path anywhere."""
+    if isinstance(node, DataPath):
+        return True
+    if isinstance(node, Exists):
+        return node.name.startswith(PAYLOAD_KEY)
+    children: tuple[Node, ...] = ()
+    if isinstance(node, Unary | Like):
+        children = (node.operand,)
+    elif isinstance(node, Chain):
+        children = tuple(node.operands)
+    elif isinstance(node, In):
+        children = (node.operand, *node.elements)
+    elif isinstance(node, Call):
+        children = tuple(node.args)
+    return any(reads_data(child) for child in children)
 
 
 def _constant(value: Value) -> Closure:

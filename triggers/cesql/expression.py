@@ -16,7 +16,7 @@ lets the trigger reject at load time expressions that can never be Boolean.
 
 from __future__ import annotations
 
-from triggers.cesql.compiler import MissingAttribute, compile_node
+from triggers.cesql.compiler import MissingAttribute, compile_node, reads_data
 from triggers.cesql.errors import CesqlError, CesqlParseError, ErrorKind
 from triggers.cesql.functions import FunctionRegistry
 from triggers.cesql.parser import parse
@@ -48,17 +48,20 @@ def compile_expression(text: str, functions: FunctionRegistry | None = None) -> 
     try:
         tree = parse(text)
         closure, static_type = compile_node(tree, registry)
+        uses_data = reads_data(tree)
     except RecursionError:
         # Unreachable with the default recursion limit (see limits.MAX_DEPTH),
         # but a caller already deep in its own stack must still get a clean error.
         raise CesqlParseError("expression is nested too deeply for the stack", 0, text) from None
-    return CompiledExpression(text, closure, static_type)
+    compiled = CompiledExpression(text, closure, static_type)
+    compiled.reads_data = uses_data
+    return compiled
 
 
 class CompiledExpression:
     """A CESQL expression compiled for repeated evaluation."""
 
-    __slots__ = ("_closure", "_zero", "expression", "result_type")
+    __slots__ = ("_closure", "_zero", "expression", "reads_data", "result_type")
 
     expression: str
     """The source text."""
@@ -66,11 +69,16 @@ class CompiledExpression:
     result_type: type | None
     """``bool``, ``int`` or ``str``; ``None`` when it depends on the event (a bare attribute)."""
 
+    reads_data: bool
+    """Whether it uses a ``data.`` path (our extension): then it must be evaluated on
+    :func:`triggers.cesql.payload.data_view` of the event, not its bare attributes."""
+
     def __init__(self, expression: str, closure: Closure, result_type: type | None) -> None:
         self.expression = expression
         self.result_type = result_type
         self._closure = closure
         self._zero: Value = zero_value(result_type)
+        self.reads_data = False
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.expression!r})"

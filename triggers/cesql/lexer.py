@@ -38,9 +38,12 @@ INT = "int"
 STR = "string"
 OP = "op"
 EOF = "end"
+PATH = "path"
+"""``data.a.b``: a path into the event's JSON data (our extension, see payload.py)."""
 
 _SIMPLE = re.compile(
     r"(?P<ws>[ \t\r\n]+)"
+    r"|(?P<path>data(?:\.[A-Za-z0-9_]+)+)"
     r"|(?P<word>[A-Za-z0-9_]+)"
     r"|(?P<op>!=|<>|<=|>=|[()=<>,+\-*/%])"
 )
@@ -63,6 +66,8 @@ class Token(NamedTuple):
             return f"keyword {self.text.upper()}"
         if self.kind == WORD:
             return f"name {self.text!r}"
+        if self.kind == PATH:
+            return f"data path {self.text!r}"
         return f"{self.text!r}"
 
 
@@ -90,6 +95,8 @@ def tokenize(source: str) -> list[Token]:
             tokens.append(Token(INT if text.isdigit() else WORD, text, pos, end))
         elif kind == "op":
             tokens.append(Token(OP, match.group(), pos, end))
+        elif kind == "path":
+            tokens.append(Token(PATH, match.group(), pos, end))
         pos = end
     tokens.append(Token(EOF, "", length, length))
     return tokens

@@ -19,6 +19,7 @@ from triggers.cesql.values import Value
 __all__ = [
     "Call",
     "Chain",
+    "DataPath",
     "Exists",
     "Identifier",
     "In",
@@ -73,6 +74,19 @@ class Identifier:
 
 
 @dataclass(frozen=True, slots=True)
+class DataPath:
+    """``data.a.b``: a value in the event's JSON data (our extension)."""
+
+    path: str  # as written, ``data.`` included
+    pos: int
+    depth: int = 1
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.path.split(".")[1:])
+
+
+@dataclass(frozen=True, slots=True)
 class Exists:
     name: str
     pos: int
@@ -122,4 +136,4 @@ class Call:
     depth: int
 
 
-Node = Literal | Identifier | Exists | Unary | Chain | Like | In | Call
+Node = Literal | Identifier | DataPath | Exists | Unary | Chain | Like | In | Call

@@ -36,6 +36,7 @@ from triggers.cesql.nodes import (
     BINARY_OPERATORS,
     Call,
     Chain,
+    DataPath,
     Exists,
     Identifier,
     In,
@@ -45,6 +46,7 @@ from triggers.cesql.nodes import (
     Node,
     Unary,
 )
+from triggers.cesql.payload import MAX_SEGMENTS
 from triggers.cesql.values import INT32_MAX, INT32_MIN
 
 __all__ = ["parse"]
@@ -246,6 +248,8 @@ class _Parser:
             self.expect_close(token)
             self.nesting -= 1
             return node
+        if kind == lexer.PATH:
+            return DataPath(self.data_path(token), token.pos)
         if kind != lexer.WORD:
             raise self.unexpected(token, "a value, an attribute name, a function call or '('")
         keyword = self.keyword(token)
@@ -253,6 +257,8 @@ class _Parser:
             return Literal(keyword == "TRUE", token.pos)
         if keyword == "EXISTS":
             name = self.advance()
+            if name.kind == lexer.PATH:
+                return Exists(self.data_path(name), token.pos)
             if name.kind not in (lexer.WORD, lexer.INT) or self.keyword(name):
                 raise self.unexpected(name, "an attribute name after EXISTS")
             return Exists(self.attribute_name(name), token.pos)
@@ -280,6 +286,14 @@ class _Parser:
         self.nesting -= 1
         depth = 1 + max((arg.depth for arg in args), default=0)
         return self.checked(Call(token.text.upper(), tuple(args), token.pos, depth))
+
+    def data_path(self, token: Token) -> str:
+        """``data.a.b`` (our extension): at most MAX_SEGMENTS segments after ``data``."""
+        if token.text.count(".") > MAX_SEGMENTS:
+            raise self.error(
+                f"a data path has at most {MAX_SEGMENTS} segments after 'data'", token.pos
+            )
+        return token.text
 
     def attribute_name(self, token: Token) -> str:
         if not _ATTRIBUTE_NAME.fullmatch(token.text):
