@@ -5,8 +5,12 @@ a hand-written CRD would drift from them. ``python -m eventing.app.crds deploy/c
 writes one YAML file per kind, and ``tests/unit/core/test_crds.py`` fails when the
 checked-in files differ from what :func:`generate` produces now.
 
-Only kinds in our own API group (``eventing.local``) get a CRD. Knative's kinds
-(Broker, Trigger, PingSource, KafkaSource, ...) are installed by Knative itself.
+Kinds in our own API group (``eventing.local``) get a CRD in ``deploy/crds``. Knative's
+kinds (Broker, Trigger, PingSource, KafkaSource, ...) come with Knative Eventing; for a
+cluster without it, ``python -m eventing.app.crds --knative deploy/knative-crds``
+writes CRDs for the Knative kinds we serve, in Knative's groups, with the schemas of
+our models (so the cluster accepts what ``eventing validate`` accepts). Never apply
+those on a cluster where Knative Eventing is installed: they would replace its CRDs.
 
 Kubernetes accepts only *structural* schemas in OpenAPI v3.0 form, which is not the
 JSON Schema pydantic writes. The conversion: every ``$ref`` is inlined and ``$defs``
@@ -54,6 +58,18 @@ KINDS: Final[tuple[CrdKind, ...]] = (
     CrdKind("sources.mqtt", categories=("eventing", "sources")),
     CrdKind("eventing.resources.workload", "Workload"),
 )
+
+#: Knative's kinds we serve, for clusters without Knative Eventing (``--knative``).
+KNATIVE_KINDS: Final[tuple[CrdKind, ...]] = (
+    CrdKind("eventing.resources.broker", "Broker", categories=("all", "knative", "eventing")),
+    CrdKind("eventing.resources.trigger", "Trigger", categories=("all", "knative", "eventing")),
+    CrdKind("sources.ping", categories=("all", "knative", "eventing", "sources")),
+    CrdKind("sources.kafka", categories=("all", "knative", "eventing", "sources")),
+    CrdKind("sources.rabbitmq", categories=("all", "knative", "eventing", "sources")),
+    CrdKind("sources.github", categories=("all", "knative", "eventing", "sources")),
+    CrdKind("sources.gitlab", categories=("all", "knative", "eventing", "sources")),
+)
+KNATIVE_LABEL: Final = "eventing.local/knative-kind"
 
 GENERATED_BY: Final = "python -m eventing.app.crds"
 _DURATION_MARK: Final = "x-eventing-duration"
@@ -134,13 +150,14 @@ class _Generator(GenerateJsonSchema):
         return json_schema
 
 
-def generate() -> list[dict[str, Any]]:
-    """One CRD per kind in :data:`KINDS` whose module exists, in that order."""
+def generate(*, knative: bool = False) -> list[dict[str, Any]]:
+    """One CRD per kind in :data:`KINDS` (or :data:`KNATIVE_KINDS`) whose module
+    exists, in that order."""
     crds = []
-    for kind in KINDS:
+    for kind in KNATIVE_KINDS if knative else KINDS:
         model = _load(kind)
         if model is not None:
-            crds.append(crd_for(model, kind.categories))
+            crds.append(crd_for(model, kind.categories, knative=knative))
     return crds
 
 
@@ -166,13 +183,22 @@ def plural(kind: str) -> str:
     return lower + "s"
 
 
-def crd_for(model: type[Resource], categories: Iterable[str] = ("eventing",)) -> dict[str, Any]:
-    """The CustomResourceDefinition of one of our resource models."""
+def crd_for(
+    model: type[Resource], categories: Iterable[str] = ("eventing",), *, knative: bool = False
+) -> dict[str, Any]:
+    """The CustomResourceDefinition of one of our resource models (``knative``: of a
+    Knative kind we serve, for a cluster without Knative Eventing)."""
     versions = [v.split("/", 1) for v in model.API_VERSIONS]
-    if not versions or any(group != OUR_GROUP for group, _ in versions):
+    groups = {group for group, _ in versions}
+    if not versions or len(groups) != 1:
+        raise ValueError(f"{model.__name__}: needs API versions of exactly one group")
+    (group,) = groups
+    if knative != (group != OUR_GROUP):
         raise ValueError(
             f"{model.__name__}: only kinds of group {OUR_GROUP} get a CRD here; "
             "Knative installs the CRDs of its own kinds"
+            if not knative
+            else f"{model.__name__}: a kind of group {OUR_GROUP} is not a Knative kind"
         )
     kind = model.KIND
     names = {
@@ -183,16 +209,19 @@ def crd_for(model: type[Resource], categories: Iterable[str] = ("eventing",)) ->
         "categories": list(categories),
     }
     schema = openapi_schema(model)
+    labels = {"app.kubernetes.io/part-of": "eventing"}
+    if knative:
+        labels[KNATIVE_LABEL] = "true"
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{names['plural']}.{OUR_GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "eventing"},
+            "name": f"{names['plural']}.{group}",
+            "labels": labels,
             "annotations": {"eventing.local/generated-by": GENERATED_BY},
         },
         "spec": {
-            "group": OUR_GROUP,
+            "group": group,
             "names": names,
             "scope": "Namespaced",
             "versions": [
@@ -323,8 +352,13 @@ def _overlay(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def _finish(schema: dict[str, Any]) -> dict[str, Any]:
     """Write duration defaults as ISO-8601 text and remove the duration marks."""
-    if schema.pop(_DURATION_MARK, False) and isinstance(schema.get("default"), int | float):
-        schema["default"] = format_duration(float(schema["default"]))
+    if schema.pop(_DURATION_MARK, False):
+        if isinstance(schema.get("default"), int | float):
+            schema["default"] = format_duration(float(schema["default"]))
+        # Numeric bounds on a duration (ge=0) cannot apply to its text form: eventing
+        # checks them when it loads the object.
+        for bound in ("ge", "gt", "le", "lt"):
+            schema.pop(bound, None)
     for prop in schema.get("properties", {}).values():
         _finish(prop)
     for key in ("items", "additionalProperties"):
@@ -408,34 +442,68 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+def _command(knative: bool) -> str:
+    return (
+        f"{GENERATED_BY} --knative deploy/knative-crds"
+        if knative
+        else f"{GENERATED_BY} deploy/crds"
+    )
+
+
 def render(crd: Mapping[str, Any]) -> str:
-    header = f"# Generated by `{GENERATED_BY} deploy/crds` from the resource model. Do not edit.\n"
+    knative = KNATIVE_LABEL in crd["metadata"]["labels"]
+    header = f"# Generated by `{_command(knative)}` from the resource model. Do not edit.\n"
     body = yaml.dump(
         dict(crd), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100
     )
     return header + body
 
 
-def write(directory: Path) -> list[Path]:
-    """Write every CRD into ``directory``; remove generated files of kinds now gone."""
+#: The kustomization beside the CRDs, so ``deploy/base`` (and ``kubectl apply -k``) can
+#: include the directory as a whole.
+KUSTOMIZATION: Final = "kustomization.yaml"
+
+
+def render_kustomization(crds: Iterable[Mapping[str, Any]], *, knative: bool = False) -> str:
+    """The ``kustomization.yaml`` listing the generated CRD files."""
+    header = f"# Generated by `{_command(knative)}` with the CRDs. Do not edit.\n"
+    body = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [file_name(crd) for crd in crds],
+    }
+    return header + yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def write(directory: Path, *, knative: bool = False) -> list[Path]:
+    """Write every CRD and their kustomization into ``directory``; remove generated
+    files of kinds now gone."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for crd in generate():
+    generated = generate(knative=knative)
+    for crd in generated:
         path = directory / file_name(crd)
         path.write_text(render(crd), encoding="utf-8")
         written.append(path)
-    for old in directory.glob(f"{OUR_GROUP}_*.yaml"):
-        if old not in written:
-            old.unlink()
+    groups = {c["spec"]["group"] for c in generated} or {OUR_GROUP}
+    for group in groups:
+        for old in directory.glob(f"{group}_*.yaml"):
+            if old not in written:
+                old.unlink()
+    kustomization = directory / KUSTOMIZATION
+    kustomization.write_text(render_kustomization(generated, knative=knative), encoding="utf-8")
+    written.append(kustomization)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    knative = args[:1] == ["--knative"]
+    args = args[1:] if knative else args
     if len(args) != 1 or args[0].startswith("-"):
-        print(f"usage: {GENERATED_BY} DIRECTORY", file=sys.stderr)
+        print(f"usage: {GENERATED_BY} [--knative] DIRECTORY", file=sys.stderr)
         return 2
-    for path in write(Path(args[0])):
+    for path in write(Path(args[0]), knative=knative):
         print(path)
     return 0
 

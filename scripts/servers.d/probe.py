@@ -10,7 +10,10 @@ succeeds only on the answer a client needs:
 - ``http URL USER PASSWORD``: HTTP GET answers 200 (RabbitMQ management API);
 - ``kafka HOST PORT``: ApiVersions v0 answers error_code 0, then Metadata v1 lists a
   controller (the broker has joined its KRaft quorum);
-- ``mqtt HOST PORT``: MQTT 3.1.1 CONNECT gets CONNACK with return code 0.
+- ``mqtt HOST PORT``: MQTT 3.1.1 CONNECT gets CONNACK with return code 0;
+- ``https URL CAFILE [CERTFILE KEYFILE]``: HTTPS GET, server verified against CAFILE
+  (optionally with a client certificate), answers 200 (the Kubernetes control plane's
+  ``/readyz`` and ``/healthz``, which report "ok" only once every post-start hook ran).
 
 Exit status 0 = ready, 1 = not (yet). Runs with any python3 (no venv needed), so the
 script can start servers before the project is installed.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import ssl
 import struct
 import sys
 import urllib.request
@@ -52,6 +56,16 @@ def http(url: str, user: str, password: str) -> bool:
         return False
     request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+        return bool(response.status == 200)
+
+
+def https(url: str, cafile: str, certfile: str = "", keyfile: str = "") -> bool:
+    if not url.startswith("https://"):
+        return False
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile or None)
+    with urllib.request.urlopen(url, timeout=TIMEOUT, context=context) as response:  # noqa: S310
         return bool(response.status == 200)
 
 
@@ -104,7 +118,13 @@ def mqtt(host: str, port: str) -> bool:
         return connack[0] == 0x20 and connack[3] == 0
 
 
-PROBES: dict[str, Callable[..., bool]] = {"amqp": amqp, "http": http, "kafka": kafka, "mqtt": mqtt}
+PROBES: dict[str, Callable[..., bool]] = {
+    "amqp": amqp,
+    "http": http,
+    "https": https,
+    "kafka": kafka,
+    "mqtt": mqtt,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""Session fixtures for the real RabbitMQ, Kafka and Mosquitto of ``scripts/servers``.
+"""Session fixtures for the real RabbitMQ, Kafka, Mosquitto and Kubernetes control plane
+of ``scripts/servers``.
 
 Each fixture reads its ``EVENTING_TEST_*`` variable (default: the script's loopback
 ports) and checks that the server accepts connections. An unreachable server FAILS
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,6 +24,7 @@ from tests.integration.support import (
     RABBITMQ_MGMT_URL,
     SKIP_ENV,
 )
+from tests.support.k8s import KUBECONFIG_ENV, Cluster, kubeconfig_path
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -69,3 +72,31 @@ def kafka_bootstrap() -> str:
 @pytest.fixture(scope="session")
 def mqtt_url() -> str:
     return _require("Mosquitto", MQTT_URL, 1883, "EVENTING_TEST_MQTT_URL")
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster() -> Cluster:
+    """An admin client for the test control plane (``scripts/servers up kubernetes``),
+    checked to be ours: it has kwok fake nodes."""
+    path = kubeconfig_path()
+    hint = (
+        f"run scripts/servers up kubernetes (or set {KUBECONFIG_ENV}, or {SKIP_ENV}=1 to "
+        "skip integration tests)"
+    )
+    if not path.is_file():
+        pytest.fail(f"no test cluster kubeconfig at {path}; {hint}", pytrace=False)
+    cluster = Cluster.connect(path)
+    try:
+        nodes = cluster.kwok_nodes()
+    except Exception as exc:  # any failure here means "not reachable"
+        pytest.fail(f"the test cluster at {path} is not reachable ({exc}); {hint}", pytrace=False)
+    if not nodes:
+        pytest.fail(f"the cluster at {path} has no kwok nodes: not the test cluster", pytrace=False)
+    return cluster
+
+
+@pytest.fixture
+def k8s_namespace(k8s_cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace on the test cluster, deleted after the test."""
+    with k8s_cluster.namespace() as name:
+        yield name

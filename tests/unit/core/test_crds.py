@@ -235,14 +235,23 @@ def test_checked_in_file_is_current(crd: dict[str, Any]) -> None:
 
 def test_no_stale_files_in_deploy() -> None:
     present = {p.name for p in DEPLOYED.glob("*.yaml")}
-    assert present == {crds.file_name(c) for c in GENERATED}
+    assert present == {crds.file_name(c) for c in GENERATED} | {crds.KUSTOMIZATION}
+
+
+def test_checked_in_kustomization_lists_every_crd() -> None:
+    path = DEPLOYED / crds.KUSTOMIZATION
+    assert path.read_text(encoding="utf-8") == crds.render_kustomization(GENERATED), (
+        f"{path} is stale: run python -m eventing.app.crds deploy/crds"
+    )
+    resources = yaml.safe_load(path.read_text(encoding="utf-8"))["resources"]
+    assert resources == [crds.file_name(c) for c in GENERATED]
 
 
 def test_write_replaces_generated_files(tmp_path: Path) -> None:
     (tmp_path / f"{OUR_GROUP}_gone.yaml").write_text("old", encoding="utf-8")
     (tmp_path / "mine.yaml").write_text("kept", encoding="utf-8")
     assert crds.main([str(tmp_path)]) == 0
-    assert {p.name for p in tmp_path.iterdir()} == {"mine.yaml"} | {
+    assert {p.name for p in tmp_path.iterdir()} == {"mine.yaml", crds.KUSTOMIZATION} | {
         crds.file_name(c) for c in GENERATED
     }
     assert crds.main([]) == 2
@@ -294,3 +303,64 @@ def test_examples_of_our_kinds_fit_the_crds() -> None:
 
 def _models() -> list[Any]:
     return [m for m in (crds._load(k) for k in crds.KINDS) if m is not None]
+
+
+KNATIVE_DEPLOYED = ROOT / "deploy" / "knative-crds"
+KNATIVE = crds.generate(knative=True)
+
+
+def test_knative_crds_cover_the_knative_kinds_we_serve() -> None:
+    kinds = {c["spec"]["names"]["kind"] for c in KNATIVE}
+    assert kinds == {
+        "Broker",
+        "Trigger",
+        "PingSource",
+        "KafkaSource",
+        "RabbitmqSource",
+        "GitHubSource",
+        "GitLabSource",
+    }
+    for crd in KNATIVE:
+        assert crd["spec"]["group"] in ("eventing.knative.dev", "sources.knative.dev")
+        assert crd["metadata"]["name"] == f"{crd['spec']['names']['plural']}.{crd['spec']['group']}"
+        assert crd["metadata"]["labels"][crds.KNATIVE_LABEL] == "true"
+        for version in crd["spec"]["versions"]:
+            assert crds.structural_errors(version["schema"]["openAPIV3Schema"]) == []
+        assert [v["storage"] for v in crd["spec"]["versions"]].count(True) == 1
+
+
+def test_knative_crds_are_checked_in_and_current() -> None:
+    present = {p.name for p in KNATIVE_DEPLOYED.glob("*.yaml")}
+    assert present == {crds.file_name(c) for c in KNATIVE} | {crds.KUSTOMIZATION}
+    for crd in KNATIVE:
+        path = KNATIVE_DEPLOYED / crds.file_name(crd)
+        assert path.read_text(encoding="utf-8") == crds.render(crd), (
+            f"{path} is stale: run python -m eventing.app.crds --knative deploy/knative-crds"
+        )
+    kustomization = (KNATIVE_DEPLOYED / crds.KUSTOMIZATION).read_text(encoding="utf-8")
+    assert kustomization == crds.render_kustomization(KNATIVE, knative=True)
+
+
+def test_our_kinds_are_not_knative_kinds() -> None:
+    from eventing.resources.workload import Workload
+
+    with pytest.raises(ValueError, match="not a Knative kind"):
+        crds.crd_for(Workload, knative=True)
+
+
+def test_duration_bounds_stay_in_eventing() -> None:
+    broker = next(c for c in KNATIVE if c["spec"]["names"]["kind"] == "Broker")
+    delivery = schema_of(broker)["properties"]["spec"]["properties"]["delivery"]["properties"]
+    assert delivery["timeout"]["type"] == "string"
+    assert not {"ge", "gt", "minimum"} & set(delivery["timeout"])
+
+
+def test_example_brokers_and_triggers_fit_the_knative_crds() -> None:
+    by_kind = {c["spec"]["names"]["kind"]: schema_of(c) for c in KNATIVE}
+    checked = 0
+    for path in sorted(EXAMPLES.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if isinstance(doc, dict) and doc.get("kind") in ("Broker", "Trigger"):
+                assert conforms(doc, by_kind[doc["kind"]]) == [], path
+                checked += 1
+    assert checked

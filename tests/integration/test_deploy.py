@@ -1,0 +1,251 @@
+"""deploy/ installs on a real control plane, and its RBAC is least privilege.
+
+Each overlay is applied with ``kubectl apply -k`` (the kubectl ``scripts/servers``
+builds) and the data-plane Deployment's pods become Ready on kwok nodes. Then the
+ServiceAccount's permissions are checked two ways: SubjectAccessReviews for every call
+the data plane makes (``DATAPLANE_CALLS``, kept beside eventing/kube) and for calls it
+must not be able to make; and real requests sent while impersonating the
+ServiceAccount, one allowed (scaling a Deployment through the scale subresource) and
+several forbidden (403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.support.k8s import ROOT, Cluster, deployment_manifest, wait_for
+
+DEPLOY = ROOT / "deploy"
+OVERLAYS = ("embedded", "rabbitmq", "kafka")  # kafka last: its pods need no volume
+NAMESPACE = "eventing"
+ACCOUNT = f"system:serviceaccount:{NAMESPACE}:eventing-dataplane"
+ACCOUNT_GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"]
+DATAPLANE = "app.kubernetes.io/name=eventing-dataplane"
+
+
+@dataclass(frozen=True)
+class Call:
+    verb: str
+    group: str
+    resource: str
+    subresource: str = ""
+
+    def __str__(self) -> str:
+        sub = f"/{self.subresource}" if self.subresource else ""
+        return f"{self.verb} {self.group or 'core'}/{self.resource}{sub}"
+
+
+def _read_and_status(group: str, resources: tuple[str, ...]) -> list[Call]:
+    calls = [Call(v, group, r) for r in resources for v in ("get", "list", "watch")]
+    return calls + [Call(v, group, r, "status") for r in resources for v in ("get", "patch")]
+
+
+#: Every call the data plane makes (eventing/kube): reconcile our kinds and Knative's,
+#: resolve refs, read and scale workload targets, count their pods, report Events.
+DATAPLANE_CALLS: tuple[Call, ...] = (
+    *_read_and_status("eventing.local", ("workloads", "webhooksources", "mqttsources")),
+    *_read_and_status("eventing.knative.dev", ("brokers", "triggers")),
+    *_read_and_status(
+        "sources.knative.dev",
+        ("pingsources", "kafkasources", "rabbitmqsources", "githubsources", "gitlabsources"),
+    ),
+    Call("get", "serving.knative.dev", "services"),
+    Call("get", "apps", "deployments"),
+    Call("get", "apps", "statefulsets"),
+    Call("get", "apps", "deployments", "scale"),
+    Call("patch", "apps", "deployments", "scale"),
+    Call("update", "apps", "deployments", "scale"),
+    Call("get", "apps", "statefulsets", "scale"),
+    Call("patch", "apps", "statefulsets", "scale"),
+    Call("list", "", "pods"),
+    Call("watch", "", "pods"),
+    Call("get", "", "services"),
+    Call("create", "", "events"),
+    Call("create", "events.k8s.io", "events"),
+)
+
+#: What it must not do: change a workload other than through scale, create or delete
+#: anything it reconciles, read secrets, touch RBAC.
+FORBIDDEN_CALLS: tuple[Call, ...] = (
+    Call("patch", "apps", "deployments"),
+    Call("update", "apps", "deployments"),
+    Call("delete", "apps", "deployments"),
+    Call("create", "apps", "deployments"),
+    Call("create", "", "pods"),
+    Call("delete", "", "pods"),
+    Call("get", "", "secrets"),
+    Call("list", "", "secrets"),
+    Call("get", "", "configmaps"),
+    Call("create", "", "services"),
+    Call("patch", "eventing.knative.dev", "triggers"),
+    Call("delete", "eventing.knative.dev", "brokers"),
+    Call("create", "eventing.local", "workloads"),
+    Call("delete", "eventing.local", "workloads"),
+    Call("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
+    Call("escalate", "rbac.authorization.k8s.io", "clusterroles"),
+    Call("impersonate", "", "serviceaccounts"),
+)
+
+
+@pytest.fixture(scope="module")
+def installed(k8s_cluster: Cluster) -> Iterator[Cluster]:
+    """Every overlay applied in turn (kafka last); the namespace goes afterwards, the
+    cluster-scoped CRDs and ClusterRole stay (re-applying them is idempotent)."""
+    k8s_cluster.kubectl("apply", "-k", str(DEPLOY / "knative-crds"))  # no Knative here
+    for overlay in OVERLAYS:
+        k8s_cluster.kubectl("apply", "-k", str(DEPLOY / "overlays" / overlay))
+    try:
+        yield k8s_cluster
+    finally:
+        k8s_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found")
+
+
+def _allowed(cluster: Cluster, call: Call, namespace: str = "default") -> bool:
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=ACCOUNT,
+            groups=[*ACCOUNT_GROUPS, "system:authenticated"],
+            resource_attributes=client.V1ResourceAttributes(
+                namespace=namespace,
+                verb=call.verb,
+                group=call.group,
+                resource=call.resource,
+                subresource=call.subresource or None,
+            ),
+        )
+    )
+    answer = cluster.authorization.create_subject_access_review(review, _request_timeout=10)
+    return bool(answer.status.allowed)
+
+
+def test_every_overlay_applies_and_the_dataplane_becomes_ready(installed: Cluster) -> None:
+    for crd in ("workloads", "webhooksources", "mqttsources"):
+        installed.extensions.read_custom_resource_definition(f"{crd}.eventing.local")
+    wait_for(
+        lambda: len(installed.ready_pods(NAMESPACE, DATAPLANE)) == 3,
+        timeout=120,
+        what="3 Ready data-plane pods of the kafka overlay",
+    )
+    deployment = installed.apps.read_namespaced_deployment("eventing-dataplane", NAMESPACE)
+    spec = deployment.spec.template.spec
+    assert spec.service_account_name == "eventing-dataplane"
+    container = spec.containers[0]
+    assert container.readiness_probe.http_get.path == "/readyz"
+    assert container.liveness_probe.http_get.path == "/healthz"
+    assert container.resources.requests
+    assert container.resources.limits
+    assert installed.core.read_namespaced_service("eventing-ingress", NAMESPACE).spec.type == (
+        "ClusterIP"
+    )
+    policy: Any = client.PolicyV1Api(installed.api)
+    pdb = policy.read_namespaced_pod_disruption_budget("eventing-dataplane", NAMESPACE)
+    assert pdb.spec.max_unavailable == 1
+
+
+def test_the_crds_store_our_kinds_and_knatives(installed: Cluster, k8s_namespace: str) -> None:
+    for name in ("workloads.eventing.local", "brokers.eventing.knative.dev"):
+        wait_for(partial(_established, installed, name), timeout=30, what=f"CRD {name}")
+    # The quickstart (Broker, Triggers, Workload) is stored as written: strict field
+    # validation on, so a field our CRDs lack would fail the apply.
+    quickstart = ROOT / "examples" / "quickstart" / "broker.yaml"
+    installed.kubectl("apply", "--validate=strict", "-n", k8s_namespace, "-f", str(quickstart))
+    for plural, group in (
+        ("brokers", "eventing.knative.dev"),
+        ("triggers", "eventing.knative.dev"),
+    ):
+        listed = installed.custom.list_namespaced_custom_object(group, "v1", k8s_namespace, plural)
+        assert listed["items"], plural
+    workloads = installed.custom.list_namespaced_custom_object(
+        "eventing.local", "v1alpha1", k8s_namespace, "workloads"
+    )
+    assert [w["metadata"]["name"] for w in workloads["items"]] == ["order-processor"]
+
+
+def _established(cluster: Cluster, name: str) -> bool:
+    crd = cluster.extensions.read_custom_resource_definition(name)
+    conditions = crd.status.conditions or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+def test_applying_again_changes_nothing(installed: Cluster) -> None:
+    out = installed.kubectl("apply", "-k", str(DEPLOY / "overlays" / "kafka"))
+    changed = [line for line in out.splitlines() if not line.endswith("unchanged")]
+    assert not changed, changed
+
+
+@pytest.mark.parametrize("call", DATAPLANE_CALLS, ids=str)
+def test_the_service_account_may_make_every_dataplane_call(installed: Cluster, call: Call) -> None:
+    assert _allowed(installed, call), f"{ACCOUNT} may not {call}"
+
+
+@pytest.mark.parametrize("call", FORBIDDEN_CALLS, ids=str)
+def test_the_service_account_may_not_do_more(installed: Cluster, call: Call) -> None:
+    assert not _allowed(installed, call), f"{ACCOUNT} may {call}, which it does not need"
+
+
+def _impersonating(cluster: Cluster) -> Any:
+    """An API client that acts as the data plane's ServiceAccount."""
+    api = client.ApiClient(cluster.api.configuration)
+    api.set_default_header("Impersonate-User", ACCOUNT)
+    return api
+
+
+def _status(call: Any) -> int:
+    try:
+        call()
+    except ApiException as exc:
+        return int(exc.status)
+    return 200
+
+
+def test_impersonated_requests_scale_but_cannot_edit(
+    installed: Cluster, k8s_namespace: str
+) -> None:
+    ns = k8s_namespace
+    installed.apps.create_namespaced_deployment(ns, deployment_manifest("target", 1))
+    api = _impersonating(installed)
+    apps: Any = client.AppsV1Api(api)
+    core: Any = client.CoreV1Api(api)
+
+    scale = apps.patch_namespaced_deployment_scale("target", ns, {"spec": {"replicas": 2}})
+    assert scale.spec.replicas == 2
+    assert apps.read_namespaced_deployment("target", ns).metadata.name == "target"
+    wait_for(
+        lambda: len(installed.ready_pods(ns, "app=target")) == 2,
+        timeout=90,
+        what="2 Ready pods after the ServiceAccount scaled target",
+    )
+    assert len(core.list_namespaced_pod(ns, label_selector="app=target").items) == 2
+
+    denied = {
+        "patch deployment spec": lambda: apps.patch_namespaced_deployment(
+            "target", ns, {"spec": {"paused": True}}
+        ),
+        "delete deployment": lambda: apps.delete_namespaced_deployment("target", ns),
+        "list secrets": lambda: core.list_namespaced_secret(ns),
+        "create pod": lambda: core.create_namespaced_pod(
+            ns,
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name="x"),
+                spec=deployment_manifest("x", 1).spec.template.spec,
+            ),
+        ),
+    }
+    statuses = {name: _status(call) for name, call in denied.items()}
+    assert statuses == dict.fromkeys(denied, 403)
+
+
+def test_deploy_readme_names_every_overlay() -> None:
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    for overlay in OVERLAYS:
+        assert f"deploy/overlays/{overlay}" in readme
+    for variant in Path(DEPLOY / "variants").iterdir():
+        assert f"deploy/variants/{variant.name}" in readme
