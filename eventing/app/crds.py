@@ -352,6 +352,11 @@ def _overlay(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def _finish(schema: dict[str, Any]) -> dict[str, Any]:
     """Write duration defaults as ISO-8601 text and remove the duration marks."""
+    enum = schema.get("enum")
+    if isinstance(enum, list) and all(isinstance(v, str) for v in enum):
+        # Sorted: typing caches equal Literal types, so the order pydantic reports
+        # depends on which model was imported first.
+        schema["enum"] = sorted(enum)
     if schema.pop(_DURATION_MARK, False):
         if isinstance(schema.get("default"), int | float):
             schema["default"] = format_duration(float(schema["default"]))
