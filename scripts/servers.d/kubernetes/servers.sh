@@ -128,6 +128,9 @@ k8s_pki() {  # the cluster CA, serving cert, client certs and service-account ke
     # kwok writes node and pod status for every fake node, which no bootstrap role of
     # a single kubelet covers: it runs as an admin of this test cluster.
     k8s_cert "$pki" kwok "/O=system:masters/CN=kwok" "$client"
+    # The aggregation layer's identity; its CA also lets the controller manager and the
+    # scheduler read a complete extension-apiserver-authentication ConfigMap.
+    k8s_cert "$pki" front-proxy-client "/CN=front-proxy-client" "$client"
     if [[ ! -s "$pki/sa.key" ]]; then
         openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/sa.key" 2>/dev/null
         openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
@@ -256,6 +259,9 @@ up_kubernetes() {
     k8s_wait etcd "etcd did not answer /health" \
         probe http "http://127.0.0.1:$ETCD_PORT/health" "" ""
 
+    # TaintNodesByCondition taints every new node not-ready until the node lifecycle
+    # controller clears it; that controller also evicts pods when a heartbeat is late,
+    # which a loaded test machine can cause. Neither runs here: kwok keeps nodes Ready.
     k8s_start kube-apiserver "$bin/kube-apiserver" \
         --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
         --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
@@ -264,6 +270,14 @@ up_kubernetes() {
         --kubelet-client-certificate "$pki/apiserver-client.crt" \
         --kubelet-client-key "$pki/apiserver-client.key" \
         --authorization-mode RBAC \
+        --disable-admission-plugins TaintNodesByCondition \
+        --requestheader-client-ca-file "$pki/ca.crt" \
+        --requestheader-allowed-names front-proxy-client \
+        --requestheader-username-headers X-Remote-User \
+        --requestheader-group-headers X-Remote-Group \
+        --requestheader-extra-headers-prefix X-Remote-Extra- \
+        --proxy-client-cert-file "$pki/front-proxy-client.crt" \
+        --proxy-client-key-file "$pki/front-proxy-client.key" \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
         --service-account-key-file "$pki/sa.pub" \
         --service-account-signing-key-file "$pki/sa.key" \
