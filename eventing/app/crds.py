@@ -59,16 +59,9 @@ KINDS: Final[tuple[CrdKind, ...]] = (
     CrdKind("eventing.resources.workload", "Workload"),
 )
 
-#: Knative's kinds we serve, for clusters without Knative Eventing (``--knative``).
-KNATIVE_KINDS: Final[tuple[CrdKind, ...]] = (
-    CrdKind("eventing.resources.broker", "Broker", categories=("all", "knative", "eventing")),
-    CrdKind("eventing.resources.trigger", "Trigger", categories=("all", "knative", "eventing")),
-    CrdKind("sources.ping", categories=("all", "knative", "eventing", "sources")),
-    CrdKind("sources.kafka", categories=("all", "knative", "eventing", "sources")),
-    CrdKind("sources.rabbitmq", categories=("all", "knative", "eventing", "sources")),
-    CrdKind("sources.github", categories=("all", "knative", "eventing", "sources")),
-    CrdKind("sources.gitlab", categories=("all", "knative", "eventing", "sources")),
-)
+#: Knative's API groups: every kind of these that eventing loads gets a CRD with
+#: ``--knative`` (KEDA's kinds come with KEDA and are not generated).
+KNATIVE_GROUP_SUFFIX: Final = ".knative.dev"
 KNATIVE_LABEL: Final = "eventing.local/knative-kind"
 
 GENERATED_BY: Final = "python -m eventing.app.crds"
@@ -151,14 +144,34 @@ class _Generator(GenerateJsonSchema):
 
 
 def generate(*, knative: bool = False) -> list[dict[str, Any]]:
-    """One CRD per kind in :data:`KINDS` (or :data:`KNATIVE_KINDS`) whose module
+    """One CRD per kind in :data:`KINDS` (or per :func:`knative_models`) whose module
     exists, in that order."""
+    if knative:
+        return [crd_for(m, _knative_categories(m), knative=True) for m in knative_models()]
     crds = []
-    for kind in KNATIVE_KINDS if knative else KINDS:
+    for kind in KINDS:
         model = _load(kind)
         if model is not None:
-            crds.append(crd_for(model, kind.categories, knative=knative))
+            crds.append(crd_for(model, kind.categories))
     return crds
+
+
+def knative_models() -> list[type[Resource]]:
+    """Every model of a Knative group that eventing loads, by group and kind."""
+    from eventing.app.registry import kind_registry  # the composition of every kind
+
+    models = {
+        m
+        for (api_version, _), m in kind_registry().models.items()
+        if api_version.split("/", 1)[0].endswith(KNATIVE_GROUP_SUFFIX)
+    }
+    return sorted(models, key=lambda m: (m.API_VERSIONS[0].split("/", 1)[0], m.KIND))
+
+
+def _knative_categories(model: type[Resource]) -> tuple[str, ...]:
+    group = model.API_VERSIONS[0].split("/", 1)[0]
+    base = ("all", "knative", "eventing")
+    return (*base, "sources") if group.startswith("sources.") else base
 
 
 def _load(kind: CrdKind) -> type[Resource] | None:
