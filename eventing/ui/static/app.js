@@ -8,7 +8,8 @@
   const C = window.Charts;
   const KEEP = 900;          // samples kept (15 minutes at one a second)
   const RATE_WINDOW = 5;     // seconds over which flow rates are computed
-  const state = { topology: null, samples: [], decisions: [], dlqTotal: -1 };
+  const DLQ_REFRESH = 10;    // seconds: the dead-letter list is re-read at least this often
+  const state = { topology: null, samples: [], decisions: [], dlqTotal: -1, dlqAt: 0 };
 
   function $(selector, root) { return (root || document).querySelector(selector); }
 
@@ -288,6 +289,7 @@
   }
 
   async function refreshDlq() {
+    state.dlqAt = Date.now() / 1000;
     const body = await getJSON("/v1/dlq?limit=100");
     const tbody = $("#dlq tbody");
     C.clear(tbody);
@@ -311,6 +313,8 @@
       tbody.appendChild(row);
     }
     $("#replay-all").disabled = body.items.length === 0;
+    const shown = body.items.length;
+    $("#dlq-count").textContent = state.dlqTotal > shown ? `showing ${shown} of ${state.dlqTotal}` : "";
   }
 
   async function replay(request) {
@@ -346,7 +350,7 @@
     if (sample) {
       $("#clock").textContent = clock(sample.t);
       const total = dlqTotal(sample);
-      if (total !== state.dlqTotal) {
+      if (total !== state.dlqTotal || Date.now() / 1000 - state.dlqAt > DLQ_REFRESH) {
         state.dlqTotal = total;
         refreshDlq().catch((err) => { $("#dlq-message").textContent = "cannot list dead letters: " + err.message; });
       }
