@@ -28,8 +28,9 @@ way). Expanding them in the loader keeps one delivery path and one set of guaran
 A Trigger's own replies go back into its broker (Knative); an internal trigger's go to
 its ``reply``. Internal resources carry the label :data:`OWNER_LABEL` with the
 ``Kind/name`` they came from, are reported at that resource's place, and are not
-counted by ``validate``. A Sequence or Parallel's class annotation
-(``eventing.knative.dev/broker.class``) is copied to its internal brokers.
+counted by ``validate``. A flow's class annotation (``eventing.knative.dev/broker.class``)
+is copied to its internal brokers, and :data:`BROKER_CONFIG_ANNOTATION` becomes their
+``spec.config``, so a Sequence can run on the Kafka or RabbitMQ class.
 """
 
 from __future__ import annotations
@@ -66,12 +67,21 @@ def internal_metadata(owner: Resource, name: str) -> Metadata:
     )
 
 
+#: On a Sequence, Parallel or Channel (ours): the ConfigMap its internal brokers' class
+#: reads (their ``spec.config``), e.g. ``bootstrap.servers`` for the Kafka class.
+BROKER_CONFIG_ANNOTATION = "eventing.local/broker-config"
+
+
 def internal_broker(owner: Resource, name: str, delivery: DeliverySpec | None = None) -> Broker:
+    config_map = owner.metadata.annotations.get(BROKER_CONFIG_ANNOTATION)
+    config = None
+    if config_map and owner.kind != "Broker":
+        config = KReference(api_version="v1", kind="ConfigMap", name=config_map)
     return Broker(
         api_version=KNATIVE_EVENTING,
         kind="Broker",
         metadata=internal_metadata(owner, name),
-        spec=BrokerSpec(delivery=delivery),
+        spec=BrokerSpec(config=config, delivery=delivery),
     )
 
 

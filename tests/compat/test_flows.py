@@ -13,48 +13,17 @@ import aiohttp
 import pytest
 
 from eventing.app.registry import kind_registry
-from eventing.events import Event
 from eventing.resources.loader import LoadError, load_resources
 from tests.conftest import SystemFactory
+from tests.support.flow_steps import transform
 from tests.support.mesh import send
-from tests.support.subscriber import Answer, Received, RecordingSubscriber
+from tests.support.subscriber import RecordingSubscriber
 
 BROKER = """apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata:
   name: default
 """
-
-
-def transform(received: Received, n: int) -> Answer:
-    """/step/<name>: reply with the event's type + '.<name>'; /drop: no reply;
-    /fail-once/<name>: 500 the first time a given event id is seen, then as /step."""
-    event = received.event
-    path = received.path
-    if event is None or path.startswith(("/final", "/notify", "/log")):
-        return Answer(202)
-    if path == "/drop":
-        return Answer(202)
-    if path.startswith("/pass-if/"):  # a Parallel filter: let through a given subject
-        return (
-            Answer(200, reply=event) if event.attributes.get("subject") == path[9:] else Answer(202)
-        )
-    if path.startswith("/fail-once/"):
-        seen = [r for r in FAILED if r == event.id + path]
-        if not seen:
-            FAILED.append(event.id + path)
-            return Answer(500)
-        path = "/step/" + path[len("/fail-once/") :]
-    name = path.rsplit("/", 1)[-1]
-    attributes = dict(event.attributes)
-    attributes["type"] = f"{attributes['type']}.{name}"
-    attributes["id"] = f"{event.id}-{name}"
-    for drop in ("knativearrivaltime", "knativebrokerttl"):
-        attributes.pop(drop, None)
-    return Answer(200, reply=Event(attributes, event.data))
-
-
-FAILED: list[str] = []
 
 
 async def test_sequence_pipeline_push_build_test_notify(
