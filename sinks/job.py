@@ -81,7 +81,11 @@ class JobRunner:
         keep: int = 100,
         timeout: float | None = None,
         grace: float = 10.0,
+        on_start: Callable[[int], None] | None = None,
+        on_end: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_start``/``on_end`` get each job's process group (the runtime registers
+        it with the orphan guardian, so a job dies with eventing even after kill -9)."""
         self.workload = workload
         self.command = list(command)
         self.data_dir = data_dir
@@ -91,6 +95,8 @@ class JobRunner:
         self.keep = keep
         self.timeout = timeout
         self.grace = grace
+        self._on_start = on_start
+        self._on_end = on_end
         self._slots = asyncio.Semaphore(parallelism)
         self.running = 0
         self.finished: dict[str, int] = {}
@@ -148,6 +154,8 @@ class JobRunner:
         else:
             status.pid = proc.pid
             jobstore.write_status(job_dir, status)
+            if self._on_start is not None:
+                self._on_start(proc.pid)
             assert proc.stdout is not None
             pump = asyncio.create_task(_keep_output(proc.stdout, job_dir / "output.log"))
             try:
@@ -165,6 +173,8 @@ class JobRunner:
                         await pump
                 if not pump.done():
                     pump.cancel()
+                if self._on_end is not None:
+                    self._on_end(proc.pid)
             if jobstore.cancelled(job_dir) and state != "succeeded":
                 state = "cancelled"
         finished = time.time()

@@ -229,6 +229,9 @@ class Workloads:
             keep=jobs.keep,
             timeout=resource.spec.timeout_seconds,
             grace=resource.spec.termination_grace_period_seconds,
+            # A job outlives nothing: the guardian stops it if eventing dies (kill -9).
+            on_start=self.guardian.watch,
+            on_end=self.guardian.unwatch,
         )
 
     def attach(
@@ -260,9 +263,9 @@ class Workloads:
             scaler.activated_at = None
 
     async def start(self) -> None:
-        if self.items:
+        if self.items or self.jobs:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        if any(isinstance(w.actuator, LocalActuator) for w in self.items.values()):
+        if self.jobs or any(isinstance(w.actuator, LocalActuator) for w in self.items.values()):
             await self.guardian.start()
         for runtime in self.items.values():
             await runtime.actuator.start()
