@@ -2,7 +2,8 @@
 
 - thousands of QoS 1 messages from several publishers all arrive: the source stops
   reading instead of discarding when the server sends more than the Receive Maximum
-  (Mosquitto 2.0.11 does, once the client acknowledges);
+  (Mosquitto 2.0.11 does, once the client acknowledges; a scripted server does it on
+  purpose, so the test does not depend on the server's version);
 - a stall (messages held, none acknowledged) shows in health and /metrics, and the
   store error it reports clears once the store has drained;
 - a message paho refuses (U+FEFF in a user property, which MQTT allows and Mosquitto
@@ -300,3 +301,23 @@ async def test_mosquitto_drops_beyond_max_queued_messages_for_an_online_client(
         assert len(emit.payloads()) == 10 + 50 + 1
     finally:
         await server.stop()
+
+
+async def test_a_server_ignoring_receive_maximum_meets_back_pressure_not_discards() -> None:
+    """What Mosquitto 2.0.11 does now and then, done on purpose: the server sends 1,000
+    QoS 1 messages at once to a source with a Receive Maximum of 10. The source stops
+    reading at 4 x 10 held messages instead of discarding, and acknowledges all of
+    them, in order, as its (slow) store takes them."""
+    script = [(n, publish_body(b"s/d", n, b"", f"m{n}".encode())) for n in range(1, 1001)]
+    emit = RecordingEmit(delay=0.005)
+    async with ScriptedServer(script) as server:
+        adapter = adapter_for(
+            f"mqtt://127.0.0.1:{server.port}", "s/#", unique("c"), receiveMaximum=10
+        )
+        async with running(adapter, emit):
+            await eventually(lambda: len(server.acked) == 1000, timeout=120, what="all acked")
+    assert server.acked == list(range(1, 1001))
+    assert emit.payloads() == {f"m{n}".encode() for n in range(1, 1001)}
+    assert adapter.pauses >= 1
+    assert adapter.health.refused == 0
+    assert adapter.health.reconnects == 0
