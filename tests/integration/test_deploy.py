@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -263,6 +264,35 @@ def test_impersonated_requests_scale_but_cannot_edit(
     }
     statuses = {name: _status(call) for name, call in denied.items()}
     assert statuses == dict.fromkeys(denied, 403)
+
+
+@pytest.mark.parametrize(
+    ("variant", "service_type"), [("nodeport", "NodePort"), ("loadbalancer", "LoadBalancer")]
+)
+def test_ingress_variants_as_documented(
+    installed: Cluster, tmp_path: Path, variant: str, service_type: str
+) -> None:
+    """An overlay of one's own, as deploy/README.md shows it, renders and passes the API
+    server's validation (server-side dry run: nothing is changed)."""
+    (tmp_path / "deploy").symlink_to(DEPLOY)  # kustomize wants relative paths
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(
+        f"resources: [../deploy/overlays/kafka]\ncomponents: [../deploy/variants/{variant}]\n",
+        encoding="utf-8",
+    )
+    rendered = installed.kubectl("kustomize", str(mine))
+    (ingress,) = (
+        doc
+        for doc in yaml.safe_load_all(rendered)
+        if doc["kind"] == "Service" and doc["metadata"]["name"] == "eventing-ingress"
+    )
+    assert ingress["spec"]["type"] == service_type
+    if variant == "nodeport":
+        assert ingress["spec"]["ports"][0]["nodePort"] == 30080
+    (mine / "all.yaml").write_text(rendered, encoding="utf-8")
+    out = installed.kubectl("apply", "--dry-run=server", "-f", str(mine / "all.yaml"))
+    assert "service/eventing-ingress configured (server dry run)" in out
 
 
 def test_deploy_readme_names_every_overlay() -> None:
