@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from eventing.broker.base import Delivery, Receipt, Subscription
 from eventing.events import ARRIVAL_TIME, Event
@@ -34,6 +35,14 @@ def arrival(event: Event) -> float | None:
         return None
 
 
+class DeliveryObserver(Protocol):
+    """Told when an event is handed out and when it is finished (the tracer)."""
+
+    def started(self, trigger: str, receipt: Receipt, event: Event) -> None: ...
+
+    def finished(self, trigger: str, receipt: Receipt, ok: bool) -> None: ...
+
+
 class AgingSubscription:
     """A subscription that knows the arrival time of each event it handed out."""
 
@@ -43,6 +52,7 @@ class AgingSubscription:
         self.listeners = inner.listeners
         self.clock = clock
         self._out: dict[Receipt, float] = {}
+        self.observer: DeliveryObserver | None = None
 
     async def get(self) -> Delivery:
         delivery = await self.inner.get()
@@ -52,6 +62,8 @@ class AgingSubscription:
                 self._out[delivery.receipt] = when
             except TypeError:  # an unhashable receipt: this class cannot be aged
                 pass
+        if self.observer is not None:
+            self.observer.started(self.trigger, delivery.receipt, delivery.event)
         return delivery
 
     def _done(self, receipt: Receipt) -> None:
@@ -63,6 +75,8 @@ class AgingSubscription:
     def ack(self, receipt: Receipt) -> None:
         self._done(receipt)
         self.inner.ack(receipt)
+        if self.observer is not None:
+            self.observer.finished(self.trigger, receipt, True)
 
     async def dead_letter(
         self, receipt: Receipt, event: Event, *, attempts: int, reason: str, status: int | None
@@ -71,6 +85,8 @@ class AgingSubscription:
             receipt, event, attempts=attempts, reason=reason, status=status
         )
         self._done(receipt)
+        if self.observer is not None:
+            self.observer.finished(self.trigger, receipt, False)
 
     async def backlog(self) -> int:
         return await self.inner.backlog()

@@ -130,6 +130,12 @@ def _add_run(sub: Sub) -> None:
     )
     run.add_argument("--log-level", default="INFO")
     run.add_argument(
+        "--otel-endpoint",
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        help="OTLP/HTTP collector for spans of events with a traceparent "
+        "(default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no spans)",
+    )
+    run.add_argument(
         "--kubernetes",
         action="store_true",
         help="running against Kubernetes: refs to Services resolve to their cluster URL "
@@ -282,6 +288,7 @@ def _run(args: argparse.Namespace) -> int:
             ),
         ),
         ingress=IngressSettings(max_body_bytes=args.max_body),
+        otel_endpoint=args.otel_endpoint,
     )
     if args.directory is None and not args.kubernetes:
         print("eventing: give a directory of manifests, or --kubernetes", file=sys.stderr)

@@ -21,6 +21,7 @@ from aiohttp import web
 from eventing.app.aging import AgingSubscription
 from eventing.app.explain import TriggerView, explain_event, pick_broker, running_triggers
 from eventing.app.system import ERROR_EXTENSIONS, System
+from eventing.app.tracing import OtlpExporter
 from eventing.autoscaler.decide import Decision
 from eventing.broker.base import Publisher
 from eventing.events import AttributeValue, Event, canonical
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from eventing.app.runtime import Running
+    from eventing.supervise import Supervisor
 
 
 class TappedBroker:
@@ -95,6 +97,23 @@ class Observatory:
             lambda: [([], float(self.tap.dropped))],
             counter=True,
         )
+
+    def start(self, running: Running, supervisor: Supervisor, group: str, otel: str | None) -> None:
+        """Once running: the sampler task, and the span exporter when asked for."""
+        self.running = running
+        supervisor.spawn("ui sampler", self.sampler.run, group=group, restart=True)
+        if otel:
+            exporter = OtlpExporter(otel)
+            self.trace(exporter)
+            supervisor.spawn("otel exporter", exporter.run, group=group, restart=True)
+
+    def trace(self, exporter: OtlpExporter) -> None:
+        """Report spans for traced events: publishes through the tap, deliveries through
+        each trigger's subscription."""
+        self.tap.listeners.append(exporter.published)
+        for runtime in self.system.triggers.values():
+            if isinstance(runtime.subscription, AgingSubscription):
+                runtime.subscription.observer = exporter
 
     def publishers(self) -> dict[str, Publisher]:
         """The brokers for the ingress, tapped."""

@@ -111,6 +111,8 @@ class RuntimeSettings:
     """Log level of the ingress workers."""
     store: StoreSettings = field(default_factory=StoreSettings)
     ingress: IngressSettings = field(default_factory=IngressSettings)
+    otel_endpoint: str | None = None
+    """OTLP/HTTP collector for the spans of traced events (``eventing.app.tracing``)."""
 
 
 @dataclass
@@ -224,8 +226,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
         process=ident,
     )
     _source_gauges(metrics, running.sources)
-    observatory.running = running
-    supervisor.spawn("ui sampler", observatory.sampler.run, group=UI, restart=True)
+    observatory.start(running, supervisor, UI, settings.otel_endpoint)
     hooks.status = lambda: system_status(running)
     return running
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -60,9 +60,13 @@ class Tap:
         self.dropped = 0
         """Events lost by watchers that fell behind, all watchers together."""
         self.max_watchers = max_watchers
+        self.listeners: list[Callable[[str, Sequence[Event]], None]] = []
+        """Also told of every publish (the optional OpenTelemetry exporter)."""
 
     def offer(self, broker: str, events: Sequence[Event]) -> None:
         """``events`` were stored by ``broker``. Never blocks, never raises for a watcher."""
+        for listener in self.listeners:
+            listener(broker, events)
         entered = self.entered
         entered[broker] = entered.get(broker, 0) + len(events)
         now = time.time()
