@@ -49,9 +49,10 @@ from eventing.events import Event
 from sources.base import Emit, SourceHealth
 from sources.emitting import emit_prefix, refuse, too_large
 from sources.mqtt_binding import message_to_event
-from sources.mqtt_client import Incoming, MqttConnection, MqttLost, new_paho
+from sources.mqtt_client import MqttConnection, MqttLost
 from sources.mqtt_model import MqttSourceResource
 from sources.mqtt_packets import Poison
+from sources.mqtt_paho import Incoming, new_paho
 from sources.reconnect import Backoff, describe, keep_connected
 from sources.source_spec import apply_overrides, source_path
 

@@ -18,15 +18,8 @@ A paused socket is not read for keep-alive either: a pause longer than about twi
 the keep-alive (only when the store refuses for that long) ends in paho closing the
 connection; the session then redelivers what was not acknowledged.
 
-PUBLISH packets are decoded by :func:`sources.mqtt_packets.decode_publish` instead of
-paho's decoder (paho's costs more than the rest of the source, and drops the
-connection on U+FEFF in a string, which MQTT allows and Mosquitto 2.0.11 forwards; the
-server would resend that message first on every reconnect, so nothing behind it
-would ever arrive). A PUBLISH that is not valid (invalid UTF-8 from a server that does
-not validate, an unknown property) is handed on as :class:`Poison` when its topic and
-packet id can be read, to be acknowledged and counted like any refused message;
-otherwise it still drops the connection (the source then backs off; see
-docs/sources.md).
+PUBLISH packets are decoded by our own decoder, not paho's (see
+:mod:`sources.mqtt_paho`).
 """
 
 from __future__ import annotations
@@ -36,17 +29,15 @@ import functools
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from sources.mqtt_binding import MqttMessage
-from sources.mqtt_packets import Malformed, Poison, decode_publish, read_poison
+from sources.mqtt_paho import Broken, Incoming, Paho
 
 READS_PER_WAKEUP: Final = 64
 """Packets read per readiness callback before yielding to the loop."""
@@ -54,52 +45,6 @@ READS_PER_WAKEUP: Final = 64
 
 class MqttLost(Exception):
     """The connection is gone (or never came up): transient, reconnect."""
-
-
-Incoming = MqttMessage | Poison
-
-
-@dataclass(frozen=True, slots=True)
-class Broken:
-    """A PUBLISH without a readable packet id: it cannot be acknowledged, so the
-    connection ends once everything received before it has been taken."""
-
-    reason: str
-
-
-class _Paho(paho.Client):
-    """paho with its PUBLISH decoding replaced by :func:`decode_publish` (faster, and
-    keeps what MQTT allows; see :mod:`sources.mqtt_packets`): each message goes to
-    ``on_incoming``, a PUBLISH that cannot be decoded as :class:`Poison`. Only QoS 0
-    and 1 arrive: the source subscribes with at most QoS 1."""
-
-    on_incoming: Callable[[Incoming | Broken], None] | None = None
-    v5 = True
-
-    def _handle_publish(self) -> MQTTErrorCode:
-        packet, deliver = self._in_packet, self.on_incoming
-        if deliver is None:
-            return super()._handle_publish()
-        try:
-            deliver(decode_publish(packet["command"], packet["packet"], self.v5))
-        except Malformed as exc:
-            poison = read_poison(packet["command"], packet["packet"], str(exc))
-            deliver(poison if poison is not None else Broken(str(exc)))
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-
-def new_paho(client_id: str, *, v5: bool, clean_session: bool | None) -> paho.Client:
-    """A paho client in manual-acknowledgement mode."""
-    client = _Paho(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean_session,
-        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-        reconnect_on_failure=False,
-        manual_ack=True,
-    )
-    client.v5 = v5
-    return client
 
 
 class MqttConnection:
@@ -139,7 +84,7 @@ class MqttConnection:
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
         client.on_socket_unregister_write = self._on_unregister_write
-        if isinstance(client, _Paho):
+        if isinstance(client, Paho):
             client.on_incoming = self._arrived
 
     # --- the consumer's side -------------------------------------------------------

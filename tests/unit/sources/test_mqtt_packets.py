@@ -111,3 +111,18 @@ def test_poison_topic_is_escaped_for_logs() -> None:
         3, 1, "t/\\xff", "why"
     )
     assert read_poison(0x34, publish(b"t", 3, None, b""), "QoS 2") is None
+
+
+def test_a_paho_without_the_publish_hook_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the hook paho would hand messages to an ``on_message`` the source does
+    not set, and they would never be acknowledged: refuse to start instead."""
+    import paho.mqtt.client as paho
+
+    from eventing.errors import SourceError
+    from sources.mqtt_paho import new_paho
+
+    assert new_paho("c", v5=True, clean_session=None) is not None
+    monkeypatch.delattr(paho.Client, "_handle_publish")
+    with pytest.raises(SourceError) as error:
+        new_paho("c", v5=True, clean_session=None)
+    assert not error.value.retriable
