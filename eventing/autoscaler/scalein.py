@@ -72,8 +72,3 @@ def plan_scale_in(replicas: Sequence[ReplicaLoad], count: int) -> ScaleInPlan:
     free = [r.key for r in (*starting, *idle)][:count]
     drained = [r.key for r in busy][: count - len(free)]
     return ScaleInPlan(stop=tuple(free), drain=tuple(drained))
-
-
-def drain_expired(draining_since: float, now: float, max_drain: float) -> bool:
-    """Whether a replica draining since ``draining_since`` may now be stopped busy."""
-    return now - draining_since >= max_drain

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventing.autoscaler.scalein import ReplicaLoad, drain_expired, plan_scale_in
+from eventing.autoscaler.scalein import ReplicaLoad, plan_scale_in
 
 loads = st.lists(
     st.tuples(
@@ -55,8 +55,3 @@ def test_starting_then_idle_newest_first() -> None:
     assert plan_scale_in(replicas, 3).chosen == (3, 2, 1)
     plan = plan_scale_in(replicas, 4)
     assert (plan.stop, plan.drain) == ((3, 2, 1), (5,))
-
-
-def test_drain_limit() -> None:
-    assert not drain_expired(10.0, 3609.0, 3600.0)
-    assert drain_expired(10.0, 3610.0, 3600.0)
