@@ -118,7 +118,13 @@ def print_explanation(doc: dict[str, Any]) -> None:
     for row in doc["triggers"]:
         print()
         if row["matched"]:
-            print(f"{paint('MATCH', 'green')}    {row['name']} -> {row['subscriber']}")
+            where = row["subscriber"]
+            workload = row.get("workload")
+            if workload is not None and workload["ready"] == 0:
+                where += " (no replica ready now: the event would wait for one to start)"
+            elif workload is not None:
+                where += f" ({workload['ready']} replica(s) ready)"
+            print(f"{paint('MATCH', 'green')}    {row['name']} -> {where}")
         else:
             print(f"{paint('NO MATCH', 'red')} {row['name']} ({row['reason']}): {row['why']}")
         if row["mode"] == "none":

@@ -142,7 +142,23 @@ class Observatory:
             attributes, broker = dict(seen.attributes), seen.broker
         else:
             attributes, broker = _attributes(body.get("attributes")), wanted
-        return explain_event(attributes, pick_broker(brokers, broker), views)
+        doc = explain_event(attributes, pick_broker(brokers, broker), views)
+        self._workload_states(doc)
+        return doc
+
+    def _workload_states(self, doc: dict[str, Any]) -> None:
+        """A trigger that delivers to a workload: how many replicas are ready for it."""
+        workloads = self.system.workloads
+        if workloads is None:
+            return
+        for row in doc["triggers"]:
+            key = str(row["subscriber"]).removeprefix("workload:")
+            runtime = workloads.items.get(key)
+            if runtime is not None:
+                row["workload"] = {
+                    "ready": runtime.pool.count("ready"),
+                    "desired": runtime.pool.desired,
+                }
 
     async def _dead_letter(self, raw: object) -> tuple[dict[str, AttributeValue], str]:
         if not isinstance(raw, int):

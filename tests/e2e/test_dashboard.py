@@ -9,6 +9,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -141,6 +142,19 @@ async def scale_decisions(admin: str) -> dict[str, float]:
     }
 
 
+async def explain_job(eventing: EventingProcess) -> dict[str, Any]:
+    """``POST /v1/explain`` for a job event: the jobs trigger's row."""
+    body = {"attributes": {"specversion": "1.0", "id": "x", "source": "/s", "type": "job"}}
+    headers = {"Authorization": f"Bearer {eventing.admin_token()}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(eventing.admin_url + "/v1/explain", json=body, headers=headers) as r,
+    ):
+        doc = await r.json()
+    rows: dict[str, dict[str, Any]] = {t["name"]: t for t in doc["triggers"]}
+    return rows["default/jobs"]
+
+
 def card(name: str) -> str:
     return f"document.querySelector('.card.workload[data-name=\"{name}\"]')"
 
@@ -176,6 +190,8 @@ async def test_dashboard_shows_a_burst_scaling_out_and_back_and_replays(
         == "24"
     )
     await page.screenshot(ARTIFACTS / "03-back-to-zero.png")
+    explained = await explain_job(eventing)
+    assert explained["workload"] == {"ready": 0, "desired": 0}
     decisions = await scale_decisions(eventing.admin_url)
     assert decisions.get("scale_to_zero", 0) >= 1, decisions
     assert decisions.get("activate", 0) + decisions.get("scale_up", 0) >= 1, decisions
