@@ -79,6 +79,17 @@ def system_status(running: Running) -> dict[str, Any]:
                     **w.actuator.details(),
                 }
             )
+    jobs = []
+    if system.workloads is not None:
+        for key, runner in system.workloads.jobs.items():
+            jobs.append(
+                {
+                    "name": key,
+                    "running": runner.running,
+                    "parallelism": runner.parallelism,
+                    "finished": dict(runner.finished),
+                }
+            )
     return {
         "process": running.process,
         "uptime": round(time.time() - running.started, 1),
@@ -88,6 +99,7 @@ def system_status(running: Running) -> dict[str, Any]:
         "triggers": triggers,
         "sources": sources,
         "workloads": workloads,
+        "jobs": jobs,
     }
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from eventing.app import cmd_jobs
 from eventing.app.runtime import Running
+from eventing.app.status import system_status
 from sinks import jobstore
 from tests.conftest import SystemFactory
 from tests.support.mesh import wait_until
@@ -150,6 +151,10 @@ async def test_jobs_per_event(
     assert (log / "output.log").read_text() == ("building dev.knative.source.github.push 1111111\n")
     slow = [j for j in jobs if j.event_id == "push-slow"]
     assert all(j.duration_seconds is not None and j.duration_seconds < 10 for j in slow)
+
+    (status,) = system_status(running)["jobs"]
+    assert status["name"] == "default/build"
+    assert status["finished"] == {"succeeded": 5, "failed": 2, "timeout": 2}
 
     args = argparse.Namespace(data_dir=data, id=by_event["push-1"].id)
     assert cmd_jobs.job_logs(args) == 0
