@@ -153,6 +153,7 @@ class JobRunner:
             state = "failed"
         else:
             status.pid = proc.pid
+            status.pid_start = jobstore.process_start(proc.pid)
             jobstore.write_status(job_dir, status)
             if self._on_start is not None:
                 self._on_start(proc.pid)

@@ -49,6 +49,9 @@ class JobStatus:
     exit_code: int | None = None
     duration_seconds: float | None = None
     pid: int | None = None
+    pid_start: int | None = None
+    """The process's start time (``/proc/<pid>/stat`` field 22) when it was started, so
+    ``cancel`` never signals another process that reused the id."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,10 +133,26 @@ def cancel(data_dir: Path, job_id: str) -> str:
     status = read_status(job_dir)
     if status is None or status.state != "running" or status.pid is None:
         return f"job {job_id} is not running"
+    if status.pid_start is None or process_start(status.pid) != status.pid_start:
+        return f"job {job_id} is not running"
     (job_dir / "cancel").touch()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(status.pid, signal.SIGTERM)
     return f"job {job_id}: cancel requested"
+
+
+def process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot, or ``None`` if it is gone (or
+    this is not Linux: then ``cancel`` refuses rather than guess)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields_after_name = raw.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields_after_name[19])  # field 22 overall; 20th after "pid (comm)"
+    except (IndexError, ValueError):
+        return None
 
 
 def cancelled(job_dir: Path) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -187,3 +188,24 @@ async def test_a_cancelled_job_is_not_retried(
     await wait_until(lambda: stats.delivered == 1, 20, "acknowledged")
     assert stats.retried == 0
     assert [j.state for j in jobstore.list_jobs(data)] == ["cancelled"]
+
+
+def test_cancel_never_signals_a_process_that_reused_the_id(tmp_path: Path) -> None:
+    """A status file naming a live process whose start time differs (the job ended and
+    the id was reused) is refused, as are ids that are not job ids."""
+    job_id, job_dir = jobstore.new_job(tmp_path, "default/build")
+    status = jobstore.JobStatus(
+        id=job_id,
+        workload="default/build",
+        event_id="e",
+        event_source="/s",
+        event_type="t",
+        state="running",
+        started=0.0,
+        pid=os.getpid(),  # alive, but not the job's process
+        pid_start=(jobstore.process_start(os.getpid()) or 0) + 1,
+    )
+    jobstore.write_status(job_dir, status)
+    assert jobstore.cancel(tmp_path, job_id) == f"job {job_id} is not running"
+    assert not (job_dir / "cancel").exists()
+    assert jobstore.cancel(tmp_path, "../../etc") == "no job ../../etc"
