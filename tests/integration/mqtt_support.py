@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiomqtt
 
@@ -113,6 +114,20 @@ async def publish_all(
 
     results = await asyncio.gather(*(one(i, t) for i, t in enumerate(topics)))
     return [payload for sent in results for payload in sent]
+
+
+async def remove_sessions(url: str, client_ids: Iterable[str]) -> None:
+    """End persistent sessions on the server (clean start, session expiry 0)."""
+    parts = urlsplit(url)
+    for client_id in client_ids:
+        async with aiomqtt.Client(
+            parts.hostname or "127.0.0.1",
+            parts.port or 1883,
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+        ):
+            pass
 
 
 class PrivateMosquitto:

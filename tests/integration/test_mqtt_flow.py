@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING
 import aiohttp
 import aiomqtt
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from sources.mqtt import MODEL, MqttAdapter, build
 from tests.integration.e2e_support import (
@@ -44,6 +42,7 @@ from tests.integration.mqtt_support import (
     ScriptedServer,
     publish_all,
     publish_body,
+    remove_sessions,
     user_property,
 )
 from tests.integration.support import BROKER_SINK, RecordingEmit, eventually, running, unique
@@ -79,19 +78,7 @@ async def client_ids(mqtt_url: str) -> AsyncIterator[list[str]]:
     """Session client ids to remove from the shared Mosquitto afterwards."""
     ids: list[str] = []
     yield ids
-    host, port = mqtt_endpoint(mqtt_url)
-    for client_id in ids:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 0
-        async with aiomqtt.Client(
-            host,
-            port,
-            identifier=client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
-            properties=props,
-        ):
-            pass
+    await remove_sessions(mqtt_url, ids)
 
 
 async def test_thousands_from_many_publishers_all_arrive(
