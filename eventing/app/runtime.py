@@ -36,6 +36,7 @@ from aiohttp import web
 from eventing.admin import AdminHooks, admin_app
 from eventing.admin_auth import AdminAccess, load_or_create_token
 from eventing.app.broker_classes import broker_classes
+from eventing.app.kube_status import status_writer
 from eventing.app.lock import DataDirLock
 from eventing.app.observatory import Observatory
 from eventing.app.process import process_id
@@ -139,8 +140,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     private_dir(settings.store.data_dir)
     ident = settings.process_id or process_id(settings.store.data_dir)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
-    registry = kind_registry(classes)
-    resources = await _load(directory, registry, settings.store.platform)
+    resources = await _load(directory, kind_registry(classes), settings.store.platform)
     lock = DataDirLock(settings.store.data_dir)
     metrics = Metrics()
     metrics.add_live(
@@ -227,6 +227,9 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     )
     _source_gauges(metrics, running.sources)
     observatory.start(running, supervisor, UI, settings.otel_endpoint)
+    if directory is None:  # controller mode: status goes back to the API server
+        writer = status_writer(running, settings.store.platform.kubeconfig)
+        supervisor.spawn("kubernetes status", writer.run, group=UI, restart=True)
     hooks.status = lambda: system_status(running)
     return running
 

@@ -125,6 +125,21 @@ class KubeApi:
             _content_type="application/merge-patch+json",
         )
 
+    def patch_status(
+        self, api_version: str, plural: str, namespace: str, name: str, body: Any
+    ) -> Any:
+        group, version = split_api_version(api_version)
+        return self._call(
+            self._custom.patch_namespaced_custom_object_status,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            body,
+            _content_type="application/merge-patch+json",
+        )
+
     def get_object(self, api_version: str, plural: str, namespace: str, name: str) -> Any:
         group, version = split_api_version(api_version)
         return self._call(

@@ -68,6 +68,9 @@ DATAPLANE_CALLS: tuple[Call, ...] = (
     Call("get", "apps", "statefulsets", "scale"),
     Call("patch", "apps", "statefulsets", "scale"),
     Call("list", "", "pods"),
+    Call("patch", "eventing.local", "workloads", "status"),
+    Call("patch", "eventing.knative.dev", "brokers", "status"),
+    Call("patch", "eventing.knative.dev", "triggers", "status"),
 )
 
 #: What it must not do: change a workload other than through scale, create or delete

@@ -1,18 +1,21 @@
 """``eventing run --kubernetes`` without a directory reads its resources from the API
 server (our CRDs and Knative's, installed from deploy/), through the same loader as a
 directory: a Broker and a Trigger created with kubectl deliver events to a loopback
-test subscriber (the test cluster runs no containers, so the subscriber is a URL)."""
+test subscriber (the test cluster runs no containers, so the subscriber is a URL), and
+each resource's status gets a Ready condition saying what eventing made of it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from eventing.app.runtime import RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
 from eventing.resources.refs import Platform
-from tests.support.k8s import Cluster
+from tests.support.k8s import Cluster, wait_for
 from tests.support.mesh import ce_headers, post
 from tests.support.subscriber import RecordingSubscriber
 
@@ -22,8 +25,6 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 async def test_resources_come_from_the_api_server(
     k8s_cluster: Cluster, k8s_namespace: str, subscriber: RecordingSubscriber, tmp_path: Path
 ) -> None:
-    import asyncio
-
     ns = k8s_namespace
     await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-k", str(DEPLOY / "knative-crds"))
     await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-k", str(DEPLOY / "crds"))
@@ -44,6 +45,13 @@ spec:
   broker: default
   filter: {{attributes: {{type: order}}}}
   subscriber: {{uri: "{subscriber.url}/orders"}}
+---
+apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {{name: ghost, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{name: ghost}}
+  url: "{subscriber.url}/ghost"
 """)
     await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-n", ns, "-f", str(manifest))
 
@@ -61,5 +69,40 @@ spec:
             assert status == 202, body
         [event] = await subscriber.wait_count(1, "/orders")
         assert event.id == "o-1"
+
+        # What eventing made of each resource goes back on its status.
+        def ready(group: str, plural: str, name: str) -> dict[str, Any] | None:
+            obj = k8s_cluster.custom.get_namespaced_custom_object(
+                group, "v1" if "knative" in group else "v1alpha1", ns, plural, name
+            )
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "Ready"), None)
+
+        broker = await asyncio.to_thread(
+            wait_for,
+            lambda: ready("eventing.knative.dev", "brokers", "default"),
+            timeout=30,
+            what="the Broker's Ready condition",
+        )
+        assert broker["status"] == "True"
+        trigger = await asyncio.to_thread(
+            wait_for,
+            lambda: ready("eventing.knative.dev", "triggers", "orders"),
+            timeout=30,
+            what="the Trigger's Ready condition",
+        )
+        assert trigger["status"] == "True"
+        ghost = await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                (c := ready("eventing.local", "workloads", "ghost"))
+                and c["status"] == "False"
+                and c
+            ),
+            timeout=30,
+            what="the Workload's Ready=False condition",
+        )
+        assert ghost["reason"] == "ScaleTargetError"
+        assert f"Deployment {ns}/ghost (apps/v1) not found" in ghost["message"]
     finally:
         await stop(running, settings)
