@@ -114,7 +114,7 @@ def spec_replicas(cluster: Cluster, ns: str) -> int:
     return int(scale.spec.replicas or 0)
 
 
-async def test_deployment_scales_from_zero_on_a_burst_and_back_to_zero(
+async def test_deployment_scales_from_zero_on_a_burst_to_zero_and_back(
     k8s_cluster: Cluster,
     k8s_namespace: str,
     system: SystemFactory,
@@ -189,6 +189,12 @@ async def test_deployment_scales_from_zero_on_a_burst_and_back_to_zero(
     assert max(d["to"] for d in decisions) >= 2
     assert decisions[-1]["to"] == 0
     assert all(d["reason"] for d in decisions)
+
+    # ... and back: one event at zero pokes the scaler, a pod comes up, it is delivered.
+    await publish(running.ingress_url, ns, ["later"])
+    await wait_until(lambda: "later" in gated.ids, 90, "the later event delivered")
+    decisions = [json.loads(line) for line in (data / "decisions.jsonl").read_text().splitlines()]
+    assert len([d for d in decisions if d["from"] == 0]) == 2
     trigger = running.system.triggers[f"{ns}/to-web"]
     assert trigger.dispatcher.stats.retried == 0  # waiting for pods burnt no retry
 
