@@ -214,6 +214,11 @@ def _add_reads(sub: Sub) -> None:
         metavar="NAME=VALUE",
         help="an attribute of the event (repeatable)",
     )
+    cesql.add_argument(
+        "--data",
+        help="the event's data (JSON unless --attr datacontenttype=... says otherwise), "
+        "for data. paths, our extension",
+    )
     add_output(cesql)
     cesql.set_defaults(func=commands.cesql)
 

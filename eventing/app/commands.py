@@ -351,10 +351,17 @@ def cesql(args: argparse.Namespace) -> int:
         "source": "/cli",
         "type": "cli.test",
     }
+    data: bytes | None = None
     if args.event is not None:
-        attributes = dict(parse_structured(Path(args.event).read_bytes()).attributes)
+        event = parse_structured(Path(args.event).read_bytes())
+        attributes, data = dict(event.attributes), event.data
     attributes.update(_parse_pairs(args.attr, "--attr"))
-    result = explain(args.expression, attributes)
+    if getattr(args, "data", None) is not None:
+        data = args.data.encode()
+        attributes.setdefault("datacontenttype", "application/json")
+    from triggers.cesql.payload import data_view  # data. paths (our extension) read it
+
+    result = explain(args.expression, data_view(attributes, data, {}))
     if structured(args):
         _print_doc(args, result)
     else:

@@ -220,3 +220,21 @@ def test_a_data_filter_in_logical_dialects_is_found() -> None:
         }
     )
     assert isinstance(materialize(nested), DataTriggerFilter)
+
+
+def test_the_cesql_command_takes_data() -> None:
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "eventing.app.cli", "cesql"]
+    run_ok = subprocess.run(
+        [*cli, "data.order.total > 100", "--data", '{"order": {"total": 250}}'],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run_ok.returncode == 0, run_ok.stderr
+    assert run_ok.stdout.strip() == "value: true"
+    not_json = subprocess.run(
+        [*cli, "EXISTS data.a", "--data", "a", "--attr", "datacontenttype=text/plain"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert not_json.stdout.strip() == "value: false"
