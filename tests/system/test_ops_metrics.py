@@ -20,7 +20,7 @@ from eventing.app.runtime import Running, RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
 from eventing.ingress import IngressSettings
 from tests.support.subscriber import Answer, Received, RecordingSubscriber
-from tests.support.wire import open_raw, read_response, request_bytes
+from tests.support.wire import open_raw, raw_exchange, read_response, request_bytes
 
 Runner = Callable[[str], AbstractAsyncContextManager[Running]]
 
@@ -34,6 +34,14 @@ metadata: {name: hook}
 spec:
   path: /hooks/default/small
   maxBodyBytes: 16
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+---
+apiVersion: eventing.local/v1alpha1
+kind: WebhookSource
+metadata: {name: guarded}
+spec:
+  path: /hooks/default/guarded
+  auth: {bearer: {secretKeyRef: {name: guarded, key: token}}}
   sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
 """
 
@@ -54,8 +62,9 @@ spec:
 
 
 @pytest.fixture(params=[0, 1], ids=["in-process", "workers"])
-def run(request: pytest.FixtureRequest, tmp_path: Path) -> Runner:
+def run(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runner:
     workers: int = request.param
+    monkeypatch.setenv("EVENTING_SECRET_GUARDED_TOKEN", "a-token-of-the-test")
 
     @asynccontextmanager
     async def running(text: str) -> AsyncIterator[Running]:
@@ -137,7 +146,23 @@ async def test_webhook_refusals_are_counted_by_source_and_status(run: Runner) ->
         ):
             assert r.status == 413
         assert await slow_body(running.ingress_url + "/hooks/default/small") == 408
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(running.ingress_url + "/hooks/default/guarded", data=b"{}") as r,
+        ):
+            assert r.status == 401  # no token: refused before the body is read
+        twice = request_bytes(
+            "POST",
+            running.ingress_url + "/hooks/default/small",
+            [("X-Request-Id", "a"), ("X-Request-Id", "b")],
+            b"{}",
+        )
+        duplicated = await raw_exchange(running.ingress_url + "/hooks/default/small", twice)
+        assert duplicated is not None
+        assert duplicated.status == 400
         name = "eventing_webhook_requests_refused_total"
+        await wait_metric(running, name, lambda v: v == 1, source="default/guarded", status="401")
+        await wait_metric(running, name, lambda v: v == 1, source="default/hook", status="400")
         await wait_metric(running, name, lambda v: v == 1, source="default/hook", status="413")
         await wait_metric(running, name, lambda v: v == 1, source="default/hook", status="408")
 
