@@ -17,19 +17,19 @@ from eventing.app.system import StoreSettings
 from eventing.resources.refs import Platform
 from tests.support.k8s import Cluster, wait_for
 from tests.support.mesh import ce_headers, post
+from tests.support.process import EventingProcess
 from tests.support.subscriber import RecordingSubscriber
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
-async def test_resources_come_from_the_api_server(
-    k8s_cluster: Cluster, k8s_namespace: str, subscriber: RecordingSubscriber, tmp_path: Path
-) -> None:
-    ns = k8s_namespace
-    await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-k", str(DEPLOY / "knative-crds"))
-    await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-k", str(DEPLOY / "crds"))
+async def install(cluster: Cluster, ns: str, subscriber_url: str, tmp_path: Path) -> None:
+    """Our CRDs and Knative's, then a Broker, a Trigger to ``subscriber_url`` and a
+    Workload whose target does not exist, all in namespace ``ns``."""
+    await asyncio.to_thread(cluster.kubectl, "apply", "-k", str(DEPLOY / "knative-crds"))
+    await asyncio.to_thread(cluster.kubectl, "apply", "-k", str(DEPLOY / "crds"))
     await asyncio.to_thread(
-        k8s_cluster.kubectl, "wait", "--for", "condition=established", "--timeout", "60s",
+        cluster.kubectl, "wait", "--for", "condition=established", "--timeout", "60s",
         "crd/brokers.eventing.knative.dev", "crd/triggers.eventing.knative.dev",
         "crd/workloads.eventing.local",
     )  # fmt: skip
@@ -44,16 +44,52 @@ metadata: {{name: orders, namespace: {ns}}}
 spec:
   broker: default
   filter: {{attributes: {{type: order}}}}
-  subscriber: {{uri: "{subscriber.url}/orders"}}
+  subscriber: {{uri: "{subscriber_url}/orders"}}
 ---
 apiVersion: eventing.local/v1alpha1
 kind: Workload
 metadata: {{name: ghost, namespace: {ns}}}
 spec:
   scaleTargetRef: {{name: ghost}}
-  url: "{subscriber.url}/ghost"
+  url: "{subscriber_url}/ghost"
 """)
-    await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-n", ns, "-f", str(manifest))
+    await asyncio.to_thread(cluster.kubectl, "apply", "-n", ns, "-f", str(manifest))
+
+
+async def test_eventing_run_kubernetes_as_a_user_runs_it(
+    k8s_cluster: Cluster, k8s_namespace: str, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """The CLI: ``eventing run --kubernetes --namespace NS --kubeconfig PATH``, no
+    directory, as a subprocess."""
+    ns = k8s_namespace
+    await install(k8s_cluster, ns, subscriber.url, tmp_path)
+    proc = EventingProcess(
+        None,
+        tmp_path / "data",
+        "--kubernetes",
+        "--namespace",
+        ns,
+        "--kubeconfig",
+        str(k8s_cluster.kubeconfig),
+        "--ingress-workers",
+        "0",
+    )
+    await proc.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, body = await post(http, proc.url(f"{ns}/default"), ce_headers("c-1", "order"))
+            assert status == 202, body
+        [event] = await subscriber.wait_count(1, "/orders")
+        assert event.id == "c-1"
+    finally:
+        assert await proc.terminate(30) == 0
+
+
+async def test_resources_come_from_the_api_server(
+    k8s_cluster: Cluster, k8s_namespace: str, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    ns = k8s_namespace
+    await install(k8s_cluster, ns, subscriber.url, tmp_path)
 
     platform = Platform(kubernetes=True, kubeconfig=str(k8s_cluster.kubeconfig), namespace=ns)
     settings = RuntimeSettings(

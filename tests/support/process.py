@@ -28,7 +28,8 @@ def kill_leftovers() -> None:
 
 
 class EventingProcess:
-    def __init__(self, manifests: Path, data_dir: Path, *extra: str) -> None:
+    def __init__(self, manifests: Path | None, data_dir: Path, *extra: str) -> None:
+        """``manifests`` None: no directory (``--kubernetes`` reads the API server)."""
         self.manifests = manifests
         self.data_dir = data_dir
         self.extra = extra
@@ -45,7 +46,7 @@ class EventingProcess:
             "-m",
             "eventing.app.cli",
             "run",
-            str(self.manifests),
+            *([] if self.manifests is None else [str(self.manifests)]),
             "--port",
             "0",
             "--admin-port",
