@@ -25,7 +25,7 @@ from eventing.events import AttributeValue, canonical
 from eventing.resources.trigger import SubscriptionsAPIFilter, TriggerSpec
 from triggers.filters import attributes as attr
 from triggers.filters.verdict import NO_FILTER, Node, Verdict
-from triggers.materialize import clause_node, materialize
+from triggers.materialize import DataTriggerFilter, TriggerFilter, clause_node, materialize
 
 Attributes = Mapping[str, AttributeValue]
 _CHECKS: dict[str, Callable[[Mapping[str, str]], Node]] = {
@@ -36,9 +36,20 @@ _CHECKS: dict[str, Callable[[Mapping[str, str]], Node]] = {
 }
 
 
-def explain_trigger(spec: TriggerSpec, attributes: Attributes) -> dict[str, Any]:
-    """The trigger's verdict on ``attributes`` and the verdict of each of its clauses."""
-    reason = _built(spec, lambda: materialize(spec))(attributes)
+def explain_trigger(
+    spec: TriggerSpec, attributes: Attributes, data: bytes | None = None
+) -> dict[str, Any]:
+    """The trigger's verdict on ``attributes`` and the verdict of each of its clauses.
+    A trigger with ``data.`` paths (our extension) is judged on ``data`` as the broker
+    would; without it, its paths say the event has no data."""
+    built = _built(spec, lambda: materialize(spec))
+    if isinstance(built, DataTriggerFilter):
+        from triggers.cesql.payload import data_view
+
+        attributes = data_view(attributes, data, {})  # type: ignore[assignment]
+        reason = TriggerFilter.__call__(built, attributes)
+    else:
+        reason = built(attributes)
     clauses: list[dict[str, Any]]
     if spec.filters:
         mode = "filters"

@@ -238,3 +238,15 @@ def test_the_cesql_command_takes_data() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert not_json.stdout.strip() == "value: false"
+
+
+def test_explain_judges_a_data_trigger_on_the_data() -> None:
+    from triggers.explain import explain_trigger
+
+    trigger = spec("data.order.total > 100")
+    matched = explain_trigger(trigger, JSON, BODY)
+    assert matched["matched"] is True
+    assert matched["clauses"][0]["verdict"] == "pass"
+    without = explain_trigger(trigger, JSON)
+    assert without["matched"] is False
+    assert without["reason"] == "cesql:missingAttribute"
