@@ -1,7 +1,8 @@
 """Which resources get their status written back in controller mode, and what each
 says (see :mod:`eventing.kube.status`): Brokers (Ready, their ingress address),
 Triggers (Ready, the subscriber), Workloads (Ready unless the actuator reports an
-error, with the error or the last decision as message, and replica counts)."""
+error, with the error or the last decision as message, and replica counts), and every
+object that did not load (Ready=False, reason Invalid, ``validate``'s message)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from eventing.kube.api import KubeApi
+from eventing.kube.feed import ClusterResources, Rejected
 from eventing.kube.status import Health, StatusWriter, Tracked
 from eventing.resources.base import Resource
 
@@ -23,7 +25,23 @@ def status_writer(running: Running, kubeconfig: str | None) -> StatusWriter:
         if r.metadata.uid is not None  # an object of the cluster (not derived here)
         and (health := _health(running, r)) is not None
     ]
+    resources = running.system.resources
+    if isinstance(resources, ClusterResources):
+        items.extend(_rejected(r) for r in resources.rejected)
     return StatusWriter(lambda: KubeApi.connect(kubeconfig), items)
+
+
+def _rejected(rejected: Rejected) -> Tracked:
+    """An object that did not load: Ready=False with ``validate``'s message."""
+    health = Health(False, "Invalid", "; ".join(rejected.messages))
+    return Tracked(
+        rejected.api_version,
+        rejected.kind,
+        rejected.namespace,
+        rejected.name,
+        rejected.generation,
+        lambda: health,
+    )
 
 
 def _health(running: Running, resource: Resource) -> Callable[[], Health] | None:

@@ -8,8 +8,10 @@ cross-checks on a whole set; writing each object to ``<Kind>.<namespace>.<name>.
 in a private temporary directory keeps one loader and makes every error name the
 object it is about.
 
-What it does not do yet: watch (resources are read once, at start) or write status
-back. Kinds in the core group (``v1`` ConfigMap, Secret) are not listed: reading every
+An invalid object does not stop the rest (as it would in a directory): it is set aside
+with ``validate``'s messages, which go on its status as a ``Ready=False`` condition
+(:mod:`eventing.app.kube_status`). What it does not do yet: watch (resources are read
+once, at start). Kinds in the core group (``v1`` ConfigMap, Secret) are not listed: reading every
 Secret in the cluster is a privilege the data plane should not need.
 """
 
@@ -18,12 +20,15 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from eventing.errors import ConfigError
 from eventing.kube.api import KubeApi, KubeError, split_api_version
+from eventing.resources.loaded import LoadError, ResourceError
 from eventing.resources.loader import KindRegistry, ResourceSet, load_resources
 from eventing.resources.refs import Platform
 
@@ -33,6 +38,7 @@ MAX_OBJECTS = 10_000
 #: Answers worth retrying at start, and for how long (seconds).
 TRANSIENT = frozenset({None, 429, 500, 502, 503, 504})
 START_DEADLINE = 30.0
+MAX_ROUNDS = 5
 
 
 def served_kinds(registry: KindRegistry) -> list[tuple[str, str]]:
@@ -85,15 +91,74 @@ def _with_retries(call: Callable[[], list[Any]], deadline: float = START_DEADLIN
         delay = min(5.0, delay * 2)
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """An object of the cluster that did not load, and why (``validate``'s words)."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    generation: int | None
+    messages: tuple[str, ...]
+
+
+@dataclass
+class ClusterResources(ResourceSet):
+    """What loaded from the cluster, plus what was rejected (it gets a condition)."""
+
+    rejected: list[Rejected] = field(default_factory=list)
+
+
 def load_from_cluster(
     api: KubeApi, registry: KindRegistry, platform: Platform, namespace: str | None = None
-) -> ResourceSet:
-    """Load what the cluster holds as :func:`load_resources` loads a directory; raises
-    :class:`~eventing.resources.loader.LoadError` listing every invalid resource."""
+) -> ClusterResources:
+    """Load what the cluster holds as :func:`load_resources` loads a directory. Unlike a
+    directory, one invalid object does not stop the rest: it is set aside with
+    ``validate``'s messages and the load is repeated without it (a Trigger whose Broker
+    was set aside then fails in turn, with its own message), at most
+    :data:`MAX_ROUNDS` times."""
     objects = _with_retries(lambda: fetch(api, served_kinds(registry), namespace))
+    by_file = {_file_name(doc): doc for doc in objects}
+    rejected: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="eventing-cluster-") as tmp:
-        for doc in objects:
-            meta = doc["metadata"]
-            name = f"{doc['kind']}.{meta.get('namespace', '-')}.{meta.get('name', '-')}.yaml"
+        for name, doc in by_file.items():
             (Path(tmp) / name).write_text(yaml.safe_dump(doc, sort_keys=False))
-        return load_resources(Path(tmp), registry, platform=platform)
+        for _ in range(MAX_ROUNDS):
+            try:
+                loaded = load_resources(Path(tmp), registry, platform=platform)
+            except LoadError as exc:
+                culprits = {Path(e.file).name for e in exc.errors}
+                if not culprits <= by_file.keys() - rejected.keys():
+                    raise  # an error that names no object: nothing to set aside
+                for error in exc.errors:
+                    rejected.setdefault(Path(error.file).name, []).append(_reason(error))
+                for name in culprits:
+                    (Path(tmp) / name).unlink()
+                continue
+            result = ClusterResources(**vars(loaded))
+            result.rejected = [_rejected(by_file[n], m) for n, m in sorted(rejected.items())]
+            return result
+    raise ConfigError(f"resources from the cluster still invalid after {MAX_ROUNDS} rounds")
+
+
+def _file_name(doc: dict[str, Any]) -> str:
+    meta = doc["metadata"]
+    return f"{doc['kind']}.{meta.get('namespace', '-')}.{meta.get('name', '-')}.yaml"
+
+
+def _reason(error: ResourceError) -> str:
+    """``validate``'s message without the (temporary) file name."""
+    return str(error).split(": ", 1)[1] if ": " in str(error) else str(error)
+
+
+def _rejected(doc: dict[str, Any], messages: list[str]) -> Rejected:
+    meta = doc["metadata"]
+    return Rejected(
+        str(doc["apiVersion"]),
+        str(doc["kind"]),
+        str(meta.get("namespace") or "default"),
+        str(meta.get("name") or ""),
+        meta.get("generation") if isinstance(meta.get("generation"), int) else None,
+        tuple(messages),
+    )

@@ -2,7 +2,8 @@
 server (our CRDs and Knative's, installed from deploy/), through the same loader as a
 directory: a Broker and a Trigger created with kubectl deliver events to a loopback
 test subscriber (the test cluster runs no containers, so the subscriber is a URL), and
-each resource's status gets a Ready condition saying what eventing made of it."""
+each resource's status gets a Ready condition saying what eventing made of it; an
+invalid one gets validate's message and the rest runs."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 async def install(cluster: Cluster, ns: str, subscriber_url: str, tmp_path: Path) -> None:
     """Our CRDs and Knative's, then a Broker, a Trigger to ``subscriber_url`` and a
-    Workload whose target does not exist, all in namespace ``ns``."""
+        Workload whose target does not exist, and a Trigger that does not validate (its
+    subscriber is a ConfigMap), all in namespace ``ns``."""
     await asyncio.to_thread(cluster.kubectl, "apply", "-k", str(DEPLOY / "knative-crds"))
     await asyncio.to_thread(cluster.kubectl, "apply", "-k", str(DEPLOY / "crds"))
     await asyncio.to_thread(
@@ -45,6 +47,13 @@ spec:
   broker: default
   filter: {{attributes: {{type: order}}}}
   subscriber: {{uri: "{subscriber_url}/orders"}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: odd, namespace: {ns}}}
+spec:
+  broker: default
+  subscriber: {{ref: {{apiVersion: v1, kind: ConfigMap, name: settings}}}}
 ---
 apiVersion: eventing.local/v1alpha1
 kind: Workload
@@ -139,6 +148,17 @@ async def test_resources_come_from_the_api_server(
             what="the Workload's Ready=False condition",
         )
         assert ghost["reason"] == "ScaleTargetError"
+        # An invalid object does not stop the rest: it gets validate's message.
+        odd = await asyncio.to_thread(
+            wait_for,
+            lambda: ready("eventing.knative.dev", "triggers", "odd"),
+            timeout=30,
+            what="the invalid Trigger's Ready condition",
+        )
+        assert odd["status"] == "False"
+        assert odd["reason"] == "Invalid"
+        assert "spec.subscriber.ref.kind" in odd["message"]
+        assert "a ref may name a Workload" in odd["message"]
         assert f"Deployment {ns}/ghost (apps/v1) not found" in ghost["message"]
     finally:
         await stop(running, settings)
