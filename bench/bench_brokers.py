@@ -1,0 +1,366 @@
+"""Broker-class benchmark (not a test): events/s ingress -> broker -> one trigger ->
+a local HTTP subscriber for the Kafka and RabbitMQ classes with 1 and 2 ``eventing
+run`` processes, next to the raw client pipelines on the same server in the same run
+(raw aiokafka: produce with ``acks=all`` + idempotence, consume in a group with
+commits; raw aio-pika: publish with confirms, consume with acks).
+
+    .venv/bin/python bench/bench_brokers.py [--seconds 8] [--connections 32] [--only kafka]
+
+Needs ``wrk`` and the servers of ``scripts/servers`` (Kafka 127.0.0.1:9192, RabbitMQ
+127.0.0.1:5682; override with EVENTING_TEST_KAFKA_BOOTSTRAP / EVENTING_TEST_AMQP_URL).
+Every ``eventing run`` and the subscriber run as their own processes; the raw
+pipelines run in this process. Payload: 1 KiB of JSON. Topics, exchanges and queues
+get unique names and are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from eventing.workloads.replica import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = json.dumps({"order": 1, "note": "x" * 990}, separators=(",", ":"))[:1024]
+KAFKA = os.environ.get("EVENTING_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9192")
+AMQP = os.environ.get("EVENTING_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5682/")
+PARTITIONS = 4
+WRK = """
+wrk.method = "POST"
+wrk.headers["ce-specversion"] = "1.0"
+wrk.headers["ce-id"] = "bench-1"
+wrk.headers["ce-source"] = "/bench"
+wrk.headers["ce-type"] = "bench.event"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [=[%s]=]
+"""
+CE_HEADERS = [
+    ("ce_specversion", b"1.0"),
+    ("ce_id", b"bench-1"),
+    ("ce_source", b"/bench"),
+    ("ce_type", b"bench.event"),
+    ("content-type", b"application/json"),
+]
+
+
+def start(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not come up") from None
+            time.sleep(0.1)
+
+
+def wrk(url: str, seconds: int, connections: int) -> subprocess.Popen[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK % PAYLOAD)
+    return subprocess.Popen(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", f.name, url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wrk_accepted(proc: subprocess.Popen[str]) -> int:
+    out, _ = proc.communicate()
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return total - (int(bad.group(1)) if bad else 0)
+
+
+def sub_stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=10) as r:
+        return json.load(r)  # type: ignore[no-any-return]
+
+
+def manifests(directory: Path, kind: str, name: str, sub_url: str) -> None:
+    if kind == "kafka":
+        cls = "Kafka"
+        data = (
+            f'{{bootstrap.servers: "{KAFKA}", default.topic.partitions: "{PARTITIONS}", '
+            f'topic: "{name}", consumer.group.prefix: "{name}-"}}'
+        )
+    else:
+        cls = "RabbitMQBroker"
+        data = f'{{url: "{AMQP}", exchange: "{name}", prefetch: "200"}}'
+    (directory / "bench.yaml").write_text(f"""apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg}}
+data: {data}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  annotations: {{eventing.knative.dev/broker.class: {cls}}}
+spec: {{config: {{apiVersion: v1, kind: ConfigMap, name: cfg}}}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: bench}}
+spec:
+  broker: default
+  filters: [{{exact: {{type: bench.event}}}}]
+  subscriber: {{uri: "{sub_url}/events"}}
+""")
+
+
+def eventing_rate(kind: str, processes: int, seconds: int, connections: int) -> tuple[float, float]:
+    """(accepted events/s, delivered events/s) through ``processes`` eventing runs."""
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="eventing-bench-brokers-"))
+    sub_port = free_port()
+    sub_url = f"http://127.0.0.1:{sub_port}"
+    manifests(work, kind, name, sub_url)
+    sub = start("bench/bench_servers.py", "lean", str(sub_port))
+    systems: list[subprocess.Popen[bytes]] = []
+    ingresses: list[str] = []
+    try:
+        wait_http(f"{sub_url}/stats")
+        for i in range(processes):
+            port, admin = free_port(), free_port()
+            systems.append(
+                start(
+                    "-m",
+                    "eventing.app.cli",
+                    "run",
+                    str(work),
+                    "--port",
+                    str(port),
+                    "--admin-port",
+                    str(admin),
+                    "--data-dir",
+                    str(work / f"data{i}"),
+                    "--log-level",
+                    "WARNING",
+                )
+            )
+            ingresses.append(f"http://127.0.0.1:{port}/default/default")
+            wait_http(f"http://127.0.0.1:{admin}/readyz")
+        time.sleep(3)  # consumer groups settle (a rebalance per process joining)
+        urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))
+        started = time.time()
+        loads = [wrk(url, seconds, max(1, connections // processes)) for url in ingresses]
+        accepted = sum(wrk_accepted(p) for p in loads)
+        deadline = time.monotonic() + 120
+        while sub_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stats = sub_stats(sub_url)
+        return accepted / seconds, stats["count"] / max(1e-9, stats["last"] - started)
+    finally:
+        for system in systems:
+            stop(system)
+        stop(sub)
+        shutil.rmtree(work, ignore_errors=True)
+        asyncio.run(_cleanup(kind, name))
+
+
+async def raw_kafka(n: int) -> float:
+    """Produce ``n`` records (acks=all, idempotence, 2000 in flight) while a consumer in
+    a group reads and commits them; records/s from the first send to the last read."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, acks="all", enable_idempotence=True, linger_ms=1
+    )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=KAFKA,
+        group_id=topic,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await producer.start()
+    await consumer.start()
+    body = PAYLOAD.encode()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        done = asyncio.get_running_loop().create_future()
+
+        async def consume() -> None:
+            seen, last_commit = 0, time.monotonic()
+            while seen < n:
+                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+                seen += sum(len(records) for records in batch.values())
+                if time.monotonic() - last_commit > 0.2:
+                    await consumer.commit()
+                    last_commit = time.monotonic()
+            await consumer.commit()
+            done.set_result(time.perf_counter())
+
+        reader = asyncio.create_task(consume(), name="bench raw kafka consumer")
+        begin = time.perf_counter()
+        pending: list[Any] = []
+        for i in range(n):
+            pending.append(await producer.send(topic, body, key=b"k%d" % i, headers=CE_HEADERS))
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+        end: float = await done
+        await reader
+        return n / (end - begin)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        await admin.delete_topics([topic])
+        await admin.close()
+
+
+async def raw_rabbitmq(n: int) -> float:
+    """Publish ``n`` persistent messages with confirms (500 in flight) to a quorum
+    queue while a consumer (prefetch 200) acks each; messages/s end to end."""
+    import aio_pika
+
+    name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect(AMQP)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue(
+            name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        consuming = await connection.channel()
+        await consuming.set_qos(prefetch_count=200)
+        seen = 0
+        done = asyncio.get_running_loop().create_future()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal seen
+            await message.ack()
+            seen += 1
+            if seen == n and not done.done():
+                done.set_result(time.perf_counter())
+
+        await (await consuming.get_queue(name)).consume(on_message)
+        begin = time.perf_counter()
+        body = PAYLOAD.encode()
+        headers: dict[str, Any] = {"specversion": "1.0", "id": "b", "source": "/b", "type": "t"}
+        sem = asyncio.Semaphore(500)
+
+        async def publish() -> None:
+            async with sem:
+                await channel.default_exchange.publish(
+                    aio_pika.Message(body, headers=headers, delivery_mode=2), routing_key=name
+                )
+
+        await asyncio.gather(*(publish() for _ in range(n)))
+        end: float = await done
+        await queue.delete(if_unused=False, if_empty=False)
+        return n / (end - begin)
+    finally:
+        await connection.close()
+
+
+async def _cleanup(kind: str, name: str) -> None:
+    if kind == "kafka":
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            gone = [t for t in (name, name + ".dlq") if t in existing]
+            if gone:
+                await admin.delete_topics(gone)
+        finally:
+            await admin.close()
+        return
+    import aio_pika
+
+    connection = await aio_pika.connect(AMQP)
+    try:
+        for queue in (f"{name}.default.bench", f"{name}.dlq"):
+            channel = await connection.channel()
+            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+                await channel.queue_delete(queue)
+        channel = await connection.channel()
+        await channel.exchange_delete(name)
+    finally:
+        await connection.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--raw-events", type=int, default=20_000)
+    parser.add_argument("--only", choices=["kafka", "rabbitmq"], default=None)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+    rows: list[tuple[str, float, float | None]] = []
+    ratios: list[str] = []
+    for kind in ("kafka", "rabbitmq"):
+        if args.only not in (None, kind):
+            continue
+        raw_fn = raw_kafka if kind == "kafka" else raw_rabbitmq
+        raw = asyncio.run(raw_fn(args.raw_events))
+        label = (
+            "aiokafka produce(acks=all)+consume" if kind == "kafka" else "aio-pika confirm+consume"
+        )
+        rows.append((f"raw {label}", raw, None))
+        one = eventing_rate(kind, 1, args.seconds, args.connections)
+        two = eventing_rate(kind, 2, args.seconds, args.connections)
+        rows.append((f"{kind} class, 1 process", one[0], one[1]))
+        rows.append((f"{kind} class, 2 processes", two[0], two[1]))
+        ratios.append(
+            f"{kind}: 1 process / raw = {min(one) / raw:.2f}; "
+            f"2 processes / 1 process = {min(two) / max(1e-9, min(one)):.2f}"
+        )
+    print(
+        f"\n1 KiB JSON events, wrk -t1 -c{args.connections} -d{args.seconds}s per run "
+        f"(split over the processes), {PARTITIONS} partitions, {os.cpu_count()} CPUs\n"
+    )
+    print(f"{'path':<48} {'accepted/s':>11} {'delivered/s':>12}")
+    print("-" * 73)
+    for name, accepted, delivered in rows:
+        shown = "-" if delivered is None else f"{delivered:,.0f}"
+        print(f"{name:<48} {accepted:>11,.0f} {shown:>12}")
+    print()
+    for line in ratios:
+        print(line)
+    print("(a raw row is end to end: first send to last consume; its accepted/s is that rate)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
