@@ -99,6 +99,7 @@ metadata: {{name: to-web, namespace: {ns}}}
 spec:
   broker: default
   subscriber: {{ref: {{kind: Workload, name: web}}}}
+  delivery: {{timeout: PT3M}}  # the gate holds deliveries while pods come up
 """
 
 
