@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 
+import yaml
+
 from eventing.autoscaler.simulate.profiles import PROFILES, Workload
 from eventing.autoscaler.simulate.report import format_report, report_dict
 from eventing.autoscaler.simulate.runner import POLICIES, run_matrix
@@ -60,8 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
-        "--json", action="store_true", help="print the results as JSON instead of a table"
+        "-o",
+        "--output",
+        choices=("table", "json", "yaml"),
+        help="how to print the results: table (the default), json or yaml",
     )
+    parser.add_argument("--json", action="store_true", help="short for --output json")
 
 
 def _load_traces(names: Sequence[str] | None, seed: int, duration: float | None) -> list[Trace]:
@@ -90,9 +96,13 @@ def run(args: argparse.Namespace) -> int:
     policies: list[str] = list(dict.fromkeys(args.policy or POLICIES))
     workload = Workload()
     results = run_matrix(traces, policies, profile=args.profile, seed=args.seed, workload=workload)
-    if args.json:
+    output = getattr(args, "output", None) or ("json" if args.json else "table")
+    if output != "table":
         doc = report_dict(results, profile=args.profile, seed=args.seed, workload=asdict(workload))
-        print(json.dumps(doc, indent=2))
+        if output == "yaml":
+            print(yaml.safe_dump(doc, sort_keys=False), end="")
+        else:
+            print(json.dumps(doc, indent=2))
         return 0
     title = (
         f"eventing simulate: profile {args.profile} ({PROFILES[args.profile].description}); "

@@ -33,6 +33,13 @@ def test_validate_and_cesql_print_documents(
     assert load(capsys.readouterr().out)["deliveredTo"] == []
 
 
+def test_simulate_prints_yaml_too(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", "--trace", "steady", "--duration", "30", "--policy", "ours", "-o", "yaml"]
+    assert main(argv) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert [(r["trace"], r["policy"]) for r in doc["results"]] == [("steady", "ours")]
+
+
 def test_tables_have_no_colour_when_not_a_terminal(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
