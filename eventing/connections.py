@@ -79,6 +79,7 @@ class GuardedServer(web.Server):
         super().__init__(handler, keepalive_timeout=idle_timeout, **kwargs)
         self.max_connections = max_connections
         self.refused = 0
+        self._lingering: set[asyncio.Task[None]] = set()
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         if len(self._connections) >= self.max_connections:
@@ -93,6 +94,22 @@ class GuardedServer(web.Server):
             transport.close()
             return
         super().connection_made(handler, transport)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        task = handler._task_handler
+        if task is not None and not task.done():
+            self._lingering.add(task)
+            task.add_done_callback(self._lingering.discard)
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Also end handlers whose client is gone but that still linger over an unread
+        body (aiohttp forgets them once the connection is lost)."""
+        await super().shutdown(timeout)
+        tasks = list(self._lingering)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def raise_open_file_limit() -> int:

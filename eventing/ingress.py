@@ -33,6 +33,7 @@ from eventing.codec.jsonformat import event_from_json, parse_batch, parse_struct
 from eventing.connections import GuardedServer
 from eventing.errors import InvalidEventError, StoreError, StoreFullError
 from eventing.events import Event
+from eventing.ingress_auth import IngressAuth
 from eventing.metrics import Metrics
 from eventing.sourcing import Emit, WebhookRequest, WebhookResponse, WebhookSource
 
@@ -89,8 +90,10 @@ class Ingress:
         metrics: Metrics,
         settings: IngressSettings | None = None,
         webhooks: Sequence[tuple[WebhookSource, Emit]] = (),
+        auth: IngressAuth | None = None,
     ) -> None:
         self.brokers = brokers
+        self.auth = auth or IngressAuth()
         self.metrics = metrics
         self.settings = settings or IngressSettings()
         self.webhooks = {source.path: (source, emit) for source, emit in webhooks}
@@ -131,7 +134,21 @@ class Ingress:
             return web.Response(status=200, headers=_OPTIONS_HEADERS)
         if request.method != "POST":
             return error(405, "method not allowed: use POST", {"Allow": "POST, OPTIONS"})
+        if self.auth:
+            refused = self._authorize(broker.key, request)
+            if refused is not None:
+                self.metrics.rejected.labels(broker.key, str(refused.status)).inc()
+                return refused
         return await self._produce(request, broker)
+
+    def _authorize(self, key: str, request: web.BaseRequest) -> web.Response | None:
+        """The ingress's own authentication (:mod:`eventing.ingress_auth`), from the
+        headers, before the body is read."""
+        status, why = self.auth.check(key, request.headers.get("Authorization"))
+        if status == 0:
+            return None
+        challenge = {"WWW-Authenticate": f'Bearer realm="{key}"'} if status == 401 else None
+        return error(status, why, challenge)
 
     async def _read(
         self, request: web.BaseRequest, limit: int | None = None
@@ -271,6 +288,11 @@ class Ingress:
         if isinstance(headers, str):
             self.metrics.webhook_refused.labels(source.name, "400").inc()
             return error(400, f"duplicate {headers} header")
+        if self.auth:
+            refused = self._authorize(source.path, request)
+            if refused is not None:
+                self.metrics.webhook_refused.labels(source.name, str(refused.status)).inc()
+                return refused
         if not self.accepting:
             return error(503, "shutting down", {"Retry-After": "5"})
         incoming = WebhookRequest(

@@ -35,6 +35,7 @@ from eventing.connections import raise_open_file_limit
 from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
 from eventing.ingress import Ingress, IngressSettings
+from eventing.ingress_auth import IngressAuth
 from eventing.metrics import Metrics
 from eventing.sourcing import Emit, SourceHealth, WebhookRequest, WebhookResponse
 
@@ -209,7 +210,8 @@ async def _serve(config: dict[str, Any]) -> None:
         for w in config["webhooks"]
     ]
     metrics = Metrics()
-    ingress = Ingress(brokers, metrics, IngressSettings(**config["ingress"]), webhooks)
+    auth = IngressAuth.from_json(config.get("auth", {}))
+    ingress = Ingress(brokers, metrics, IngressSettings(**config["ingress"]), webhooks, auth)
     runner = web.ServerRunner(ingress.server(), handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     listener = socket.socket(fileno=config["listen_fd"])
@@ -262,6 +264,7 @@ def worker_config(
     listen_fd: int,
     ipc_fd: int,
     log_level: str,
+    auth: IngressAuth | None = None,
 ) -> str:
     return json.dumps(
         {
@@ -278,6 +281,7 @@ def worker_config(
             "listen_fd": listen_fd,
             "ipc_fd": ipc_fd,
             "logLevel": log_level,
+            "auth": auth.to_json() if auth is not None else {},
         }
     )
 

@@ -22,6 +22,7 @@ from eventing.broker.base import Publisher
 from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
 from eventing.ingress import IngressSettings
+from eventing.ingress_auth import IngressAuth
 from eventing.ingress_worker import ENV, worker_config
 from eventing.metrics import Metrics
 from eventing.sourcing import Emit, WebhookRequest, WebhookSource
@@ -177,7 +178,9 @@ class IngressWorkers:
         settings: IngressSettings,
         metrics: Metrics,
         log_level: str = "WARNING",
+        auth: IngressAuth | None = None,
     ) -> None:
+        self.auth = auth
         self.count_workers = count
         self.brokers = brokers
         self.webhooks = {source.path: (source, emit) for source, emit in webhooks}
@@ -244,6 +247,7 @@ class IngressWorkers:
             listen_fd=self.listener.fileno(),
             ipc_fd=theirs.fileno(),
             log_level=self.log_level,
+            auth=self.auth,
         )
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

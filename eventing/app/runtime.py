@@ -36,6 +36,7 @@ from aiohttp import web
 from eventing.admin import AdminHooks, admin_app
 from eventing.admin_auth import AdminAccess, load_or_create_token
 from eventing.app.broker_classes import broker_classes
+from eventing.app.ingress_auth_config import ingress_auth
 from eventing.app.kube_status import status_writer
 from eventing.app.lock import DataDirLock
 from eventing.app.observatory import Observatory
@@ -46,6 +47,7 @@ from eventing.app.system import StoreSettings, System, build_system
 from eventing.connections import private_dir, raise_open_file_limit
 from eventing.errors import ConfigError
 from eventing.ingress import Ingress, IngressSettings
+from eventing.ingress_auth import IngressAuth
 from eventing.ingress_workers import IngressWorkers
 from eventing.kube.api import KubeApi, KubeError
 from eventing.kube.feed import load_from_cluster
@@ -136,8 +138,7 @@ class Running:
 
 
 async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
-    raise_open_file_limit()
-    private_dir(settings.store.data_dir)
+    _prepare_process(settings)
     ident = settings.process_id or process_id(settings.store.data_dir)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
     resources = await _load(directory, kind_registry(classes), settings.store.platform)
@@ -173,7 +174,8 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
                     on_error=_health_error(source),
                 )
         observatory = Observatory(system, resources)
-        ingress = Ingress(observatory.publishers(), metrics, settings.ingress, webhooks)
+        auth = _ingress_auth(settings.host, resources, list(system.brokers), webhooks)
+        ingress = Ingress(observatory.publishers(), metrics, settings.ingress, webhooks, auth)
         if settings.ingress_workers > 0:
             workers = IngressWorkers(
                 settings.ingress_workers,
@@ -182,6 +184,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
                 settings.ingress,
                 metrics,
                 settings.log_level,
+                auth,
             )
             ingress_url = await workers.start(settings.host, settings.port)
         else:
@@ -299,6 +302,37 @@ def _health_error(source: Source) -> Callable[[str], None]:
         source.health.set_state("reconnecting", message)
 
     return record
+
+
+def _prepare_process(settings: RuntimeSettings) -> None:
+    raise_open_file_limit()
+    private_dir(settings.store.data_dir)
+
+
+def _ingress_auth(
+    host: str, resources: ResourceSet, brokers: list[str], webhooks: list[Any]
+) -> IngressAuth:
+    auth = ingress_auth(resources, [s for s, _ in webhooks])
+    _warn_if_open(host, auth, brokers, [s.path for s, _ in webhooks])
+    return auth
+
+
+def _warn_if_open(host: str, auth: IngressAuth, brokers: list[str], paths: list[str]) -> None:
+    """A loud warning when the ingress listens beyond loopback with doors left open."""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return
+    open_doors = [k for k in [*brokers, *paths] if k not in auth.rules]
+    if open_doors:
+        banner = "!" * 78
+        logger.warning(
+            "\n%s\nWARNING: the ingress listens on %s (not loopback) and accepts events "
+            "WITHOUT AUTHENTICATION for: %s\nAnyone who can reach it can publish. Set the "
+            "eventing.local/auth-* annotations (docs/operating.md, Security).\n%s",
+            banner,
+            host or "every address",
+            ", ".join(open_doors),
+            banner,
+        )
 
 
 def _admin_access(settings: RuntimeSettings) -> AdminAccess:
