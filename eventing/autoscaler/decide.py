@@ -91,11 +91,13 @@ def demand(spec: ScalingSpec, obs: Observations) -> tuple[float, float, str]:
     - *drain*: ``backlog x w / H`` with ``H = max(drainHorizonSeconds, S)``: a backlog
       cannot drain faster than one service time, so for long work every waiting event
       gets a slot and no more;
-    - *useful*: at most ``(backlog + in flight + arrival x (startup + 1 s)) /
+    - *useful*: at most ``(backlog + in flight + steady arrival x (startup + 1 s)) /
       concurrency``: a replica beyond the events that exist, or arrive before it could
-      be ready, would only idle. Short work never meets this bound (its arrivals during
-      a startup cover the headroom); a burst of long jobs does, so 12 jobs ask for 12
-      replicas, not 12 plus the flow the burst's rate suggests;
+      be ready, would only idle. The long-window rate predicts those arrivals, not a
+      burst's own rate (12 jobs at once do not announce 12 more). Short work never
+      meets this bound (its arrivals during a startup cover the headroom); a burst of
+      long jobs does, so 12 jobs ask for 12 replicas, not 12 plus the flow the
+      burst's rate suggests;
     - *in flight*: at least ``in flight / concurrency + drain`` (within *useful*,
       rounded down to whole replicas but never below ``in flight / concurrency``
       rounded up): work
@@ -117,7 +119,8 @@ def demand(spec: ScalingSpec, obs: Observations) -> tuple[float, float, str]:
         startup = obs.startup_time or 0.0
         # Whole events: 0.3 of an event expected within a startup is no reason for a
         # replica of its own.
-        expected = float(math.floor(obs.arrival_rate * (startup + DECISION_INTERVAL) + 0.5))
+        steady = obs.arrival_rate if obs.steady_arrival_rate is None else obs.steady_arrival_rate
+        expected = float(math.floor(steady * (startup + DECISION_INTERVAL) + 0.5))
         useful = (obs.work + expected) / c
         # Whole replicas only (but never below the replicas the work in flight fills):
         # for long work each waiting event is a whole replica's drain; for short work a

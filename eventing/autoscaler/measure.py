@@ -177,6 +177,13 @@ class ObservationRecorder:
             window = self._max_window  # fewer than that many in the whole history
         return min(self._max_window, window)
 
+    def steady_rate(self, now: float) -> float:
+        """Events per second over the whole rate window, without the surge switch."""
+        start = math.ceil(now - self.rate_window(now))
+        self._prune(math.ceil(now - self._max_window))
+        span = now - start
+        return self._count_since(start) / span if span > 0 else 0.0
+
     def arrival_rate(self, now: float) -> float:
         """Events per second over the last ``rate_window`` seconds.
 
@@ -237,6 +244,7 @@ class ObservationRecorder:
             backlog=backlog,
             in_flight=in_flight,
             arrival_rate=self.arrival_rate(now),
+            steady_arrival_rate=self.steady_rate(now),
             service_rate=service_rate,
             startup_time=self._mean_startup,
             starting=starting,

@@ -32,6 +32,11 @@ class Observations:
     arrival_rate: float = 0.0
     """Events per second arriving for the workload, smoothed over a short window."""
 
+    steady_arrival_rate: float | None = None
+    """The long-window arrival rate without the surge detector's switch to the last
+    few seconds (``None``: same as ``arrival_rate``). What a burst that already arrived
+    says about the next seconds is this, not the burst's own rate."""
+
     service_rate: float | None = None
     """Events per second one replica completes with all its concurrency slots busy
     (``concurrency / mean service time``), measured from completed events; ``None``

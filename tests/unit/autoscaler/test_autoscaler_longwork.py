@@ -22,6 +22,18 @@ def test_a_burst_of_long_jobs_asks_for_one_replica_per_job() -> None:
     d = decide(SPEC, obs, 10.0, DeciderState(last_active=9.0))
     assert d.replicas == 12 + 2  # the 12 jobs, plus 2.4/s x 1 s expected before the next tick
     assert "at most useful" in d.reason
+    # With the long-window rate known (the burst is 12 events in 5 minutes' window), the
+    # burst's own rate no longer predicts more arrivals: exactly one replica per job.
+    steady = Observations(
+        backlog=11,
+        in_flight=1,
+        arrival_rate=2.4,
+        steady_arrival_rate=12 / 360,
+        service_rate=JOB,
+        startup_time=0.3,
+        ready=1,
+    )
+    assert decide(SPEC, steady, 10.0, DeciderState(last_active=9.0)).replicas == 12
 
 
 def test_running_long_jobs_hold_their_replicas_after_the_rate_fades() -> None:
