@@ -26,6 +26,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +39,7 @@ from eventing.ingress import Ingress, IngressSettings
 from eventing.ingress_auth import IngressAuth
 from eventing.metrics import Metrics
 from eventing.sourcing import Emit, SourceHealth, WebhookRequest, WebhookResponse
+from eventing.tls import ServerTls, server_context, watch
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +217,16 @@ async def _serve(config: dict[str, Any]) -> None:
     runner = web.ServerRunner(ingress.server(), handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     listener = socket.socket(fileno=config["listen_fd"])
-    site = web.SockSite(runner, listener, backlog=1024)
+    tls = (
+        ServerTls(Path(config["tls"]["cert"]), Path(config["tls"]["key"]))
+        if config.get("tls")
+        else None
+    )
+    context = server_context(tls) if tls is not None else None
+    site = web.SockSite(runner, listener, backlog=1024, ssl_context=context)
     await site.start()
+    if context is not None and tls is not None:
+        reloader = asyncio.create_task(watch(context, tls), name="tls reload")
     channel.send(ipc.STATS, json.dumps({"ready": True}).encode())
     gc.collect()
     gc.freeze()  # see eventing.app.runtime.tune_gc
@@ -235,6 +245,8 @@ async def _serve(config: dict[str, Any]) -> None:
     reporter.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await reporter
+    if context is not None:
+        reloader.cancel()
     await runner.cleanup()  # stops accepting, lets in-flight requests finish
     channel.send(ipc.STATS, json.dumps({"counters": _counters(metrics)}).encode())
 
@@ -265,6 +277,7 @@ def worker_config(
     ipc_fd: int,
     log_level: str,
     auth: IngressAuth | None = None,
+    tls: ServerTls | None = None,
 ) -> str:
     return json.dumps(
         {
@@ -282,6 +295,7 @@ def worker_config(
             "ipc_fd": ipc_fd,
             "logLevel": log_level,
             "auth": auth.to_json() if auth is not None else {},
+            "tls": None if tls is None else {"cert": str(tls.cert), "key": str(tls.key)},
         }
     )
 

@@ -26,6 +26,7 @@ from eventing.ingress_auth import IngressAuth
 from eventing.ingress_worker import ENV, worker_config
 from eventing.metrics import Metrics
 from eventing.sourcing import Emit, WebhookRequest, WebhookSource
+from eventing.tls import ServerTls
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ class IngressWorkers:
         auth: IngressAuth | None = None,
     ) -> None:
         self.auth = auth
+        self.tls: ServerTls | None = None
         self.count_workers = count
         self.brokers = brokers
         self.webhooks = {source.path: (source, emit) for source, emit in webhooks}
@@ -216,7 +218,7 @@ class IngressWorkers:
         if counter is not None:
             counter.labels(*labels).inc(delta)
 
-    async def start(self, host: str, port: int) -> str:
+    async def start(self, host: str, port: int, tls: ServerTls | None = None) -> str:
         """Bind ``host:port``, start the workers, return the URL they serve."""
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -224,6 +226,7 @@ class IngressWorkers:
         listener.listen(1024)
         listener.set_inheritable(True)
         self.listener = listener
+        self.tls = tls
         self.procs = [None] * self.count_workers
         self.channels = [None] * self.count_workers
         for index in range(self.count_workers):
@@ -234,7 +237,7 @@ class IngressWorkers:
             asyncio.create_task(self._watch(i), name=f"ingress worker {i}")
             for i in range(self.count_workers)
         ]
-        return f"http://{shown}:{bound}"
+        return f"{'https' if tls else 'http'}://{shown}:{bound}"
 
     async def _start_worker(self, index: int) -> None:
         assert self.listener is not None
@@ -248,6 +251,7 @@ class IngressWorkers:
             ipc_fd=theirs.fileno(),
             log_level=self.log_level,
             auth=self.auth,
+            tls=self.tls,
         )
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

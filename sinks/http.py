@@ -26,6 +26,7 @@ from eventing.delivery.policy import parse_retry_after
 from eventing.delivery.sink import Outcome
 from eventing.errors import InvalidEventError
 from eventing.events import Event
+from eventing.tls import ClientTls, client_context
 from sinks.httpclient import HttpError, Pool, Response, Target
 
 MAX_REPLY_BYTES = 1024 * 1024
@@ -194,9 +195,11 @@ def _mode(content_type: str | None) -> binding.Mode:
         return binding.Mode.BINARY
 
 
-def new_session(limit: int = 1000) -> aiohttp.ClientSession:
-    """One pooled aiohttp session for the ``https://`` sinks of a process."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60)
+def new_session(limit: int = 1000, tls: ClientTls | None = None) -> aiohttp.ClientSession:
+    """One pooled aiohttp session for the ``https://`` sinks of a process; ``tls``
+    names the CA bundle to trust and a client certificate to present."""
+    context = client_context(tls) if tls is not None else True
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60, ssl=context)
     return aiohttp.ClientSession(
         connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
     )

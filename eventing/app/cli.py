@@ -25,6 +25,7 @@ from eventing.app.runtime import Running, RuntimeSettings, serve_forever
 from eventing.app.system import StoreSettings
 from eventing.ingress import IngressSettings
 from eventing.resources.refs import Platform
+from eventing.tls import ClientTls, ServerTls
 
 DEFAULT_ADMIN = "http://127.0.0.1:8090"
 
@@ -72,6 +73,15 @@ def _add_run(sub: Sub) -> None:
         "--admin-host", default="127.0.0.1", help="admin API bind address (default 127.0.0.1)"
     )
     run.add_argument("--admin-port", type=int, default=8090, help="admin API port (default 8090)")
+    run.add_argument(
+        "--tls-cert", type=Path, help="certificate (PEM) for https on ingress and admin"
+    )
+    run.add_argument("--tls-key", type=Path, help="its private key (PEM); both reloaded on change")
+    run.add_argument(
+        "--tls-ca-bundle", type=Path, help="CAs (PEM) trusted for https:// subscribers"
+    )
+    run.add_argument("--tls-client-cert", type=Path, help="client certificate for https delivery")
+    run.add_argument("--tls-client-key", type=Path, help="its private key")
     run.add_argument(
         "--no-admin-token",
         action="store_true",
@@ -291,7 +301,9 @@ def _run(args: argparse.Namespace) -> int:
             platform=Platform(
                 kubernetes=args.kubernetes, kubeconfig=args.kubeconfig, namespace=args.namespace
             ),
+            delivery_tls=_client_tls(args),
         ),
+        tls=_server_tls(args),
         ingress=IngressSettings(max_body_bytes=args.max_body),
         otel_endpoint=args.otel_endpoint,
     )
@@ -354,3 +366,17 @@ def dump(payload: Any) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _server_tls(args: argparse.Namespace) -> ServerTls | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit("eventing: give --tls-cert and --tls-key together")
+    return ServerTls(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTls | None:
+    if (args.tls_client_cert is None) != (args.tls_client_key is None):
+        raise SystemExit("eventing: give --tls-client-cert and --tls-client-key together")
+    if args.tls_ca_bundle is None and args.tls_client_cert is None:
+        return None
+    return ClientTls(args.tls_ca_bundle, args.tls_client_cert, args.tls_client_key)

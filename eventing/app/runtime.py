@@ -56,6 +56,7 @@ from eventing.resources.loader import KindRegistry, ResourceSet, load_resources
 from eventing.resources.refs import Platform
 from eventing.sourcing import Source, WebhookSource
 from eventing.supervise import Supervisor
+from eventing.tls import ServerTls, server_context, watch
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ class RuntimeSettings:
     """Ingress port (0 picks a free one)."""
     admin_host: str = "127.0.0.1"
     admin_port: int = 8090
+    tls: ServerTls | None = None
+    """Certificate and key for the ingress and the admin API (https; reloaded when
+    the files change)."""
     admin_token: bool = False
     """Require the admin token (kept in ``<data dir>/admin.token``) for writes, the
     dead-letter store and the tail; ``eventing run`` turns it on."""
@@ -138,8 +142,7 @@ class Running:
 
 
 async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
-    _prepare_process(settings)
-    ident = settings.process_id or process_id(settings.store.data_dir)
+    ident = _prepare_process(settings)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
     resources = await _load(directory, kind_registry(classes), settings.store.platform)
     lock = DataDirLock(settings.store.data_dir)
@@ -186,10 +189,10 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
                 settings.log_level,
                 auth,
             )
-            ingress_url = await workers.start(settings.host, settings.port)
+            ingress_url = await workers.start(settings.host, settings.port, settings.tls)
         else:
             ingress_runner, ingress_url = await _serve(
-                ingress.server(), settings.host, settings.port
+                ingress.server(), settings.host, settings.port, settings.tls
             )
             runners.append(ingress_runner)
         hooks = AdminHooks(
@@ -203,7 +206,10 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
             routes=[observatory.routes()],
         )
         admin_runner, admin_url = await _serve(
-            admin_app(hooks, _admin_access(settings)), settings.admin_host, settings.admin_port
+            admin_app(hooks, _admin_access(settings)),
+            settings.admin_host,
+            settings.admin_port,
+            settings.tls,
         )
         runners.append(admin_runner)
     except BaseException:
@@ -213,6 +219,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
             await supervisor.stop(group, timeout=2.0)
         for runner in runners:
             await runner.cleanup()
+        await _stop_tls_watchers(runners)
         await system.close()
         lock.release()
         raise
@@ -304,9 +311,11 @@ def _health_error(source: Source) -> Callable[[str], None]:
     return record
 
 
-def _prepare_process(settings: RuntimeSettings) -> None:
+def _prepare_process(settings: RuntimeSettings) -> str:
+    """Raise the open-file limit, make the data dir private; this process's id."""
     raise_open_file_limit()
     private_dir(settings.store.data_dir)
+    return settings.process_id or process_id(settings.store.data_dir)
 
 
 def _ingress_auth(
@@ -342,8 +351,11 @@ def _admin_access(settings: RuntimeSettings) -> AdminAccess:
     return access
 
 
+_TLS_WATCHERS: dict[web.BaseRunner, asyncio.Task[None]] = {}
+
+
 async def _serve(
-    app: web.Application | web.Server, host: str, port: int
+    app: web.Application | web.Server, host: str, port: int, tls: ServerTls | None = None
 ) -> tuple[web.BaseRunner, str]:
     runner: web.BaseRunner
     if isinstance(app, web.Server):
@@ -358,13 +370,23 @@ async def _serve(
             keepalive_timeout=15.0,  # idle and slow-header connections are closed
         )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    context = server_context(tls) if tls is not None else None
+    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=context)
     await site.start()
+    if context is not None and tls is not None:
+        _TLS_WATCHERS[runner] = asyncio.create_task(watch(context, tls), name=f"tls {tls.cert}")
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
-    return runner, f"http://{shown}:{bound}"
+    return runner, f"{'https' if context else 'http'}://{shown}:{bound}"
+
+
+async def _stop_tls_watchers(runners: list[web.BaseRunner]) -> None:
+    tasks = [t for r in runners if (t := _TLS_WATCHERS.pop(r, None)) is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def stop(running: Running, settings: RuntimeSettings) -> None:
@@ -399,6 +421,7 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     logger.info("stopping: closing brokers")
     await running.system.close()
     await running.runners[-1].cleanup()
+    await _stop_tls_watchers(running.runners)
     running.lock.release()
     watchdog.cancel()
     logger.info("stopped in %.2fs", loop.time() - started)

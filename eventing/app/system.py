@@ -39,6 +39,7 @@ from eventing.resources.refs import Platform, RefError, Role, resolve
 from eventing.resources.trigger import InternalTrigger, Trigger
 from eventing.resources.workload import Workload
 from eventing.sourcing import Emit
+from eventing.tls import ClientTls
 from sinks.broker import BrokerSink
 from sinks.http import HttpSink, new_session
 from sinks.httpclient import Pool
@@ -68,6 +69,9 @@ class StoreSettings:
     max_bytes: int = 1024 * 1024 * 1024
     platform: Platform = field(default_factory=Platform)
     """Where refs resolve: one machine, or against Kubernetes (cluster URLs)."""
+    delivery_tls: ClientTls | None = None
+    """CA bundle and client certificate for ``https://`` subscribers (None: the
+    system's CAs, no client certificate)."""
 
     def sqlite(self) -> SqliteSettings:
         return SqliteSettings(
@@ -156,7 +160,7 @@ async def build_system(
     system = System(metrics)
     system.platform = settings.platform
     system.resources = resources
-    system.session = new_session()
+    system.session = new_session(tls=settings.delivery_tls)
     if classes is None:
         classes = broker_classes(settings.sqlite(), process_id="local")
     try:
