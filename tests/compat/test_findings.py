@@ -346,3 +346,25 @@ def test_a_trailing_document_separator_is_an_empty_document(tmp_path: Path) -> N
     """``---`` at the end of a file (common in Knative's samples) is skipped, as kubectl does."""
     assert load(tmp_path, BROKER + "---\n").kinds() == {"Broker": 1}
     assert load(tmp_path, BROKER + "---\n# only a comment\n---\n").kinds() == {"Broker": 1}
+
+
+def test_a_pingsource_alone_warns_with_partial(tmp_path: Path) -> None:
+    text = """apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata:
+  name: test-ping-source
+spec:
+  schedule: "*/1 * * * *"
+  contentType: "application/json"
+  data: '{"message": "Hello world!"}'
+  sink:
+    ref:
+      apiVersion: eventing.knative.dev/v1
+      kind: Broker
+      name: default
+"""
+    with pytest.raises(LoadError, match="no Broker named 'default'"):
+        load(tmp_path, text)
+    [warning] = load(tmp_path, text, partial=True).warnings
+    assert warning.path == "spec.sink.ref"
+    assert "refuses to start until it exists" in warning.message
