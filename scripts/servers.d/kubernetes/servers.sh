@@ -20,6 +20,9 @@ KWOK_NODES="${EVENTING_KWOK_NODES:-3}"
 KWOK_NODE_PODS="${EVENTING_KWOK_NODE_PODS:-1000}"
 K8S_BUILD_TIMEOUT="${EVENTING_KUBERNETES_BUILD_TIMEOUT:-5400}"
 K8S_MODULE="$TEMPLATES/kubernetes"
+# Static binaries (no C toolchain needed), stripped, without local paths.
+K8S_BUILD_ENV=(CGO_ENABLED=0 GOFLAGS=-mod=readonly GOENV=off GOWORK=off)
+K8S_BUILD_FLAGS=(-trimpath "-ldflags=-s -w")
 K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
 # The controllers the tests and the eventing data plane rely on: Deployments and
 # StatefulSets with their ReplicaSets and Pods, cascading deletes, namespaces, the
@@ -44,9 +47,11 @@ go_bin() {  # a Go toolchain new enough for the wrapper modules (go >= 1.21 fetc
 k8s_bins() {  # build (once per machine and pinned versions) the binaries; prints the bin dir
     local dir="$CACHE/kubernetes-$K8S_VERSION" stamp go
     go="$(go_bin)"
-    # The stamp covers everything that decides the binaries: pins, checksums, toolchain.
+    # The stamp covers everything that decides the binaries: pins, checksums, toolchain,
+    # build settings.
     stamp="$(cat "$K8S_MODULE/go.mod" "$K8S_MODULE/go.sum" "$K8S_MODULE/etcd/main.go" \
         "$K8S_MODULE/kwok/go.mod" "$K8S_MODULE/kwok/go.sum" | cksum) $("$go" version)"
+    stamp+=" ${K8S_BUILD_ENV[*]} ${K8S_BUILD_FLAGS[*]}"
     if [[ "$(cat "$dir/.complete" 2>/dev/null)" == "$stamp" ]]; then echo "$dir/bin"; return 0; fi
     mkdir -p "$dir"
     (
@@ -55,19 +60,18 @@ k8s_bins() {  # build (once per machine and pinned versions) the binaries; print
             say "building Kubernetes $K8S_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION from the Go module proxy into $dir (cold: ~25 CPU-minutes; log: $dir/build.log)"
             rm -rf "$dir/bin.new"
             local started=$SECONDS
-            # Static binaries (no C toolchain needed), stripped, module cache and build
-            # cache kept beside them so a changed pin rebuilds only what changed.
+            # Module cache and build cache beside the binaries, so a changed pin
+            # rebuilds only what changed.
             if ! (
-                export GOMODCACHE="$dir/gomod" GOCACHE="$dir/gocache" CGO_ENABLED=0 \
-                    GOFLAGS=-mod=readonly GOENV=off GOWORK=off
+                export GOMODCACHE="$dir/gomod" GOCACHE="$dir/gocache" "${K8S_BUILD_ENV[@]}"
                 cd "$K8S_MODULE" &&
-                    timeout "$K8S_BUILD_TIMEOUT" "$go" build -trimpath -ldflags='-s -w' \
+                    timeout "$K8S_BUILD_TIMEOUT" "$go" build "${K8S_BUILD_FLAGS[@]}" \
                         -o "$dir/bin.new/" k8s.io/kubernetes/cmd/kube-apiserver \
                         k8s.io/kubernetes/cmd/kube-controller-manager \
                         k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
                         ./etcd &&
                     cd kwok &&
-                    timeout "$K8S_BUILD_TIMEOUT" "$go" build -trimpath -ldflags='-s -w' \
+                    timeout "$K8S_BUILD_TIMEOUT" "$go" build "${K8S_BUILD_FLAGS[@]}" \
                         -o "$dir/bin.new/" sigs.k8s.io/kwok/cmd/kwok
             ) >"$dir/build.log" 2>&1; then
                 tail -n 30 "$dir/build.log" >&2
