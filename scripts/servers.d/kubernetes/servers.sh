@@ -57,7 +57,7 @@ k8s_bins() {  # build (once per machine and pinned versions) the binaries; print
     (
         flock 9  # two `up`s at once build once
         if [[ "$(cat "$dir/.complete" 2>/dev/null)" != "$stamp" ]]; then
-            say "building Kubernetes $K8S_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION from the Go module proxy into $dir (cold: ~25 CPU-minutes; log: $dir/build.log)"
+            say "building Kubernetes $K8S_VERSION, etcd $ETCD_VERSION and kwok $KWOK_VERSION from the Go module proxy into $dir (cold: ~17 CPU-minutes, 10-30 min; log: $dir/build.log)"
             rm -rf "$dir/bin.new"
             local started=$SECONDS
             # Module cache and build cache beside the binaries, so a changed pin
