@@ -11,12 +11,14 @@ several forbidden (403).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from kubernetes import client
@@ -24,9 +26,14 @@ from kubernetes.client.exceptions import ApiException
 
 from eventing.app import crds
 from eventing.app.registry import kind_registry
+from eventing.app.runtime import RuntimeSettings, start, stop
+from eventing.app.system import StoreSettings
 from eventing.kube.api import split_api_version
 from eventing.kube.feed import served_kinds
+from eventing.resources.refs import Platform
 from tests.support.k8s import ROOT, Cluster, deployment_manifest, wait_for
+from tests.support.mesh import ce_headers, post
+from tests.support.subscriber import RecordingSubscriber
 
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ("embedded", "rabbitmq", "kafka")  # kafka last: its pods need no volume
@@ -48,19 +55,22 @@ class Call:
         return f"{self.verb} {self.group or 'core'}/{self.resource}{sub}"
 
 
-def _listed_kinds() -> list[Call]:
-    """``list`` on every kind ``eventing run --kubernetes`` loads from the cluster."""
-    calls = {
-        Call("list", split_api_version(api_version)[0], crds.plural(kind))
-        for api_version, kind in served_kinds(kind_registry())
-    }
+def _served_kind_calls() -> list[Call]:
+    """For every kind ``eventing run --kubernetes`` loads from the cluster: ``list`` it,
+    and ``patch`` its status subresource (eventing/kube/status.py writes Ready back)."""
+    calls = set()
+    for api_version, kind in served_kinds(kind_registry()):
+        group, plural = split_api_version(api_version)[0], crds.plural(kind)
+        calls.add(Call("list", group, plural))
+        calls.add(Call("patch", group, plural, "status"))
     return sorted(calls, key=str)
 
 
 #: Every call the data plane makes (eventing/kube, listed in docs/kubernetes.md): load
-#: the kinds it serves; read and scale a workload's target; count the target's pods.
+#: the kinds it serves and write their status; read and scale a workload's target;
+#: count the target's pods.
 DATAPLANE_CALLS: tuple[Call, ...] = (
-    *_listed_kinds(),
+    *_served_kind_calls(),
     Call("get", "apps", "deployments"),
     Call("get", "apps", "statefulsets"),
     Call("get", "apps", "deployments", "scale"),
@@ -304,3 +314,106 @@ def test_deploy_readme_names_every_overlay() -> None:
         assert f"deploy/overlays/{overlay}" in readme
     for variant in Path(DEPLOY / "variants").iterdir():
         assert f"deploy/variants/{variant.name}" in readme
+
+
+def _service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """A kubeconfig holding a short-lived token of the data plane's ServiceAccount
+    (TokenRequest), as the pod would have it mounted."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=1800)
+    )
+    token = cluster.core.create_namespaced_service_account_token(
+        "eventing-dataplane", NAMESPACE, request, _request_timeout=10
+    ).status.token
+    admin = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "dataplane", "user": {"token": token}}],
+        "contexts": [
+            {"name": "dataplane", "context": {"cluster": admin["clusters"][0]["name"],
+                                               "user": "dataplane"}}
+        ],
+        "current-context": "dataplane",
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(kubeconfig), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+async def test_the_dataplane_runs_as_its_service_account(
+    installed: Cluster, k8s_namespace: str, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """``eventing run --kubernetes`` (controller mode) with the ServiceAccount's token
+    only: it loads its resources, writes their status, scales a Workload's Deployment
+    through the scale subresource and delivers; every call it makes is allowed (a
+    forbidden one would show in the Workload's Ready condition)."""
+    ns = k8s_namespace
+    await asyncio.to_thread(
+        installed.apps.create_namespaced_deployment, ns, deployment_manifest("target", 0)
+    )
+    manifest = tmp_path / "objects.yaml"
+    manifest.write_text(
+        f"""apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: default, namespace: {ns}}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: orders, namespace: {ns}}}
+spec:
+  broker: default
+  subscriber: {{uri: "{subscriber.url}/orders"}}
+---
+apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: target}}
+  url: "{subscriber.url}/web"
+  scaling: {{minReplicas: 2, maxReplicas: 3}}
+""",
+        encoding="utf-8",
+    )
+    await asyncio.to_thread(installed.kubectl, "apply", "-n", ns, "-f", str(manifest))
+    kubeconfig = _service_account_kubeconfig(installed, tmp_path / "dataplane.kubeconfig")
+    platform = Platform(kubernetes=True, kubeconfig=str(kubeconfig), namespace=ns)
+    settings = RuntimeSettings(
+        port=0, admin_port=0, store=StoreSettings(data_dir=tmp_path / "data", platform=platform)
+    )
+    running = await start(None, settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, body = await post(
+                http, f"{running.ingress_url}/{ns}/default", ce_headers("sa-1", "order")
+            )
+            assert status == 202, body
+        [event] = await subscriber.wait_count(1, "/orders")
+        assert event.id == "sa-1"
+
+        def ready(group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
+            obj = installed.custom.get_namespaced_custom_object(group, version, ns, plural, name)
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            found = next((c for c in conditions if c["type"] == "Ready"), None)
+            return found if found and found["status"] == "True" else None
+
+        for group, version, plural, name in (
+            ("eventing.knative.dev", "v1", "brokers", "default"),
+            ("eventing.knative.dev", "v1", "triggers", "orders"),
+            ("eventing.local", "v1alpha1", "workloads", "web"),
+        ):
+            await asyncio.to_thread(
+                wait_for,
+                partial(ready, group, version, plural, name),
+                timeout=60,
+                what=f"{plural}/{name} Ready=True, its status written by the ServiceAccount",
+            )
+        await asyncio.to_thread(
+            wait_for,
+            lambda: len(installed.ready_pods(ns, "app=target")) == 2,
+            timeout=90,
+            what="Deployment target scaled to minReplicas 2 by the ServiceAccount",
+        )
+    finally:
+        await stop(running, settings)
