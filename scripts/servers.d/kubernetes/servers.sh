@@ -317,7 +317,8 @@ up_kubernetes() {
     k8s_start kwok env HOME="$dir/kwok-home" "$bin/kwok" \
         --kubeconfig "$dir/kwok.kubeconfig" \
         --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-        --cidr 10.64.0.0/12 --node-ip 10.63.0.1 --node-lease-duration-seconds 40
+        --cidr 10.64.0.0/12 --node-ip 10.63.0.1 --node-lease-duration-seconds 40 \
+        -v WARN  # INFO logs every pod and node patch: megabytes per test run
     k8s_wait kube-controller-manager "kube-controller-manager was not healthy" \
         probe https "https://127.0.0.1:$KCM_PORT/healthz" "$pki/ca.crt"
     k8s_wait kube-scheduler "kube-scheduler was not healthy" \
