@@ -364,10 +364,6 @@ def dump(payload: Any) -> None:
     print(json.dumps(payload, indent=2, sort_keys=False))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 def _server_tls(args: argparse.Namespace) -> ServerTls | None:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise SystemExit("eventing: give --tls-cert and --tls-key together")
@@ -380,3 +376,7 @@ def _client_tls(args: argparse.Namespace) -> ClientTls | None:
     if args.tls_ca_bundle is None and args.tls_client_cert is None:
         return None
     return ClientTls(args.tls_ca_bundle, args.tls_client_cert, args.tls_client_key)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
