@@ -83,6 +83,14 @@ def _add_run(sub: Sub) -> None:
     run.add_argument("--tls-client-cert", type=Path, help="client certificate for https delivery")
     run.add_argument("--tls-client-key", type=Path, help="its private key")
     run.add_argument(
+        "--admin-allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name or address the admin API answers to (repeatable; "
+        "loopback names and the bind address always are)",
+    )
+    run.add_argument(
         "--no-admin-token",
         action="store_true",
         help="do not require the admin token (<data dir>/admin.token) for admin writes, "
@@ -289,6 +297,7 @@ def _run(args: argparse.Namespace) -> int:
         admin_host=args.admin_host,
         admin_port=args.admin_port,
         admin_token=not args.no_admin_token,
+        admin_allowed_hosts=tuple(args.admin_allow_host),
         drain_timeout=args.drain_timeout,
         ingress_workers=_workers(args.ingress_workers),
         log_level=args.log_level.upper(),

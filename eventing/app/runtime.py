@@ -102,6 +102,8 @@ class RuntimeSettings:
     tls: ServerTls | None = None
     """Certificate and key for the ingress and the admin API (https; reloaded when
     the files change)."""
+    admin_allowed_hosts: tuple[str, ...] = ()
+    """More Host names the admin API answers to (beyond loopback and the bind address)."""
     admin_token: bool = False
     """Require the admin token (kept in ``<data dir>/admin.token``) for writes, the
     dead-letter store and the tail; ``eventing run`` turns it on."""
@@ -345,7 +347,10 @@ def _warn_if_open(host: str, auth: IngressAuth, brokers: list[str], paths: list[
 
 
 def _admin_access(settings: RuntimeSettings) -> AdminAccess:
-    access = AdminAccess(bind_host=settings.admin_host)
+    access = AdminAccess(
+        bind_host=settings.admin_host,
+        allowed_hosts=frozenset(h.lower() for h in settings.admin_allowed_hosts),
+    )
     if settings.admin_token:
         access.token, access.token_file = load_or_create_token(settings.store.data_dir)
     return access

@@ -75,7 +75,9 @@ spec:
 Runner = Callable[..., AbstractAsyncContextManager[Running]]
 
 
-def _runner(tmp_path: Path, workers: int, admin_token: bool = False) -> Runner:
+def _runner(
+    tmp_path: Path, workers: int, admin_token: bool = False, allowed: tuple[str, ...] = ()
+) -> Runner:
     @asynccontextmanager
     async def running(text: str, **ingress: Any) -> AsyncIterator[Running]:
         directory = tmp_path / "manifests"
@@ -87,6 +89,7 @@ def _runner(tmp_path: Path, workers: int, admin_token: bool = False) -> Runner:
             drain_timeout=2.0,
             ingress_workers=workers,
             admin_token=admin_token,
+            admin_allowed_hosts=allowed,
             store=StoreSettings(data_dir=tmp_path / "data"),
             ingress=IngressSettings(**ingress),
         )
@@ -574,3 +577,18 @@ async def test_shutdown_answers_503_and_drains_without_starting_new_deliveries(
     finally:
         gate.set()
         await runner.cleanup()
+
+
+async def test_the_admin_api_answers_only_the_hosts_it_is_told(tmp_path: Path) -> None:
+    run = _runner(tmp_path, 0, allowed=("Eventing.Example",))
+    async with run(manifests(broker_doc())) as system, aiohttp.ClientSession() as http:
+        for host, status in [
+            ("eventing.example:8090", 200),
+            ("localhost", 200),
+            ("127.0.0.1:1", 200),
+            ("[::1]:8090", 200),
+            ("attacker.example", 403),
+            ("", 403),
+        ]:
+            async with http.get(f"{system.admin_url}/v1/status", headers={"Host": host}) as r:
+                assert r.status == status, host
