@@ -99,19 +99,21 @@ class KafkaBroker:
 
     async def _connect(self) -> None:
         servers = list(self.settings.bootstrap_servers)
+        # Each client is kept before it starts, so a start that fails or is cut short
+        # by the deadline is still closed by _drop_clients (no connection left open).
         if self.admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id=self.client_id("a"))
-            await admin.start()
-            self.admin = admin
+            self.admin = AIOKafkaAdminClient(
+                bootstrap_servers=servers, client_id=self.client_id("a")
+            )
+            await self.admin.start()
         await self.ensure_topics()
         if self.offsets is None:
-            offsets = AIOKafkaConsumer(
+            self.offsets = AIOKafkaConsumer(
                 bootstrap_servers=servers, client_id=self.client_id("o"), enable_auto_commit=False
             )
-            await offsets.start()
-            self.offsets = offsets
+            await self.offsets.start()
         if self.producer is None:
-            producer = AIOKafkaProducer(
+            self.producer = AIOKafkaProducer(
                 bootstrap_servers=servers,
                 client_id=self.client_id("p"),
                 acks="all",
@@ -119,12 +121,7 @@ class KafkaBroker:
                 linger_ms=1,
                 request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
             )
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self.producer = producer
+            await self.producer.start()
         self._ready = True
         self._error = None
         self._connected.set()
