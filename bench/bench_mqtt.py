@@ -44,7 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sources import mqtt
+from sources.mqtt import adapter as mqtt
 
 URL = os.environ.get("EVENTING_TEST_MQTT_URL", "mqtt://127.0.0.1:1893")
 HOST = urlsplit(URL).hostname or "127.0.0.1"

@@ -46,8 +46,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from eventing.events import Event
 from eventing.workloads.replica import free_port
-from sources import kafka, rabbitmq
-from sources.base import Source
+from sources.kafka import adapter as kafka
+from sources.rabbitmq import adapter as rabbitmq
+from sources.support.base import Source
 
 ROOT = Path(__file__).resolve().parents[1]
 AMQP = os.environ.get("EVENTING_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5682/")

@@ -1,6 +1,6 @@
 """The contract between the core and source adapters: ``run(emit)`` until cancelled, or a
 webhook handler. It lives in the core so the ingress can serve webhook sources
-without importing the ``sources`` package; :mod:`sources.base` re-exports it.
+without importing the ``sources`` package; :mod:`sources.support.base` re-exports it.
 
 Why this shape: the adapter never knows where events go (Knative's adapter
 ``Start(ctx)`` with an injected client). ``emit`` returns only once the broker has

@@ -1,2 +1,2 @@
 """Source adapters: one module per upstream system, each turning what arrives into
-CloudEvents and handing them to ``emit`` (see :mod:`sources.base`)."""
+CloudEvents and handing them to ``emit`` (see :mod:`sources.support.base`)."""

@@ -34,16 +34,16 @@ from pydantic import AfterValidator, Field, model_validator
 
 from eventing.events import AttributeValue, Event
 from eventing.resources.base import KNATIVE_SOURCES_V1ALPHA1, Model, Resource
-from sources.base import Emit, SourceHealth, WebhookRequest, WebhookResponse
-from sources.secrets import Secret, SecretValueFromSource, resolve_secret
-from sources.signatures import verify_token
-from sources.source_spec import BrokerSink, CloudEventOverrides, apply_overrides
-from sources.webhook_fields import (
+from sources.support.base import Emit, SourceHealth, WebhookRequest, WebhookResponse
+from sources.support.secrets import Secret, SecretValueFromSource, resolve_secret
+from sources.support.signatures import verify_token
+from sources.support.source_spec import BrokerSink, CloudEventOverrides, apply_overrides
+from sources.support.webhook_fields import (
     broker_key,
     default_webhook_path,
     max_body_from_annotation,
 )
-from sources.webhook_http import (
+from sources.support.webhook_http import (
     Ignored,
     Rejected,
     parse_json_object,
@@ -182,7 +182,7 @@ def map_hook(
 
 
 class GitLabAdapter:
-    """The webhook the ingress server routes to (``sources.base.WebhookSource``)."""
+    """The webhook the ingress server routes to (``sources.support.base.WebhookSource``)."""
 
     def __init__(
         self, resource: GitLabSource, secret: Secret, *, now: Callable[[], datetime] | None = None

@@ -23,7 +23,7 @@ from eventing.app.output import add_output
 from eventing.app.process import process_id
 from eventing.app.runtime import Running, RuntimeSettings, serve_forever
 from eventing.app.system import StoreSettings
-from eventing.ingress import IngressSettings
+from eventing.ingress.server import IngressSettings
 from eventing.resources.refs import Platform
 from eventing.tls import ClientTls, ServerTls
 

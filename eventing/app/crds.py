@@ -54,8 +54,8 @@ class CrdKind:
 
 #: Our kinds. Add a line to generate one more CRD.
 KINDS: Final[tuple[CrdKind, ...]] = (
-    CrdKind("sources.webhook", categories=("eventing", "sources")),
-    CrdKind("sources.mqtt", categories=("eventing", "sources")),
+    CrdKind("sources.webhook.adapter", categories=("eventing", "sources")),
+    CrdKind("sources.mqtt.adapter", categories=("eventing", "sources")),
     CrdKind("eventing.resources.workload", "Workload"),
 )
 

@@ -11,7 +11,7 @@ Knative has no field for it, so (like our other extensions) it is annotations, o
 separated), ``eventing.local/auth-jwt-jwks-file``
     JWTs signed by a key of that JWKS file, for that issuer and audience.
 
-See :mod:`eventing.ingress_auth` for what is checked and answered.
+See :mod:`eventing.ingress.auth` for what is checked and answered.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from eventing.errors import ConfigError
-from eventing.ingress_auth import IngressAuth, JwtRule, Rule, digest
+from eventing.ingress.auth import IngressAuth, JwtRule, Rule, digest
 from eventing.resources.loader import ResourceSet
-from sources.secrets import SecretKeyRef, resolve_secret
+from sources.support.secrets import SecretKeyRef, resolve_secret
 
 PREFIX: Final = "eventing.local/auth-"
 BEARER: Final = PREFIX + "bearer-secret"

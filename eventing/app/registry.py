@@ -31,8 +31,14 @@ from eventing.resources.loader import KindRegistry, ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
 from eventing.sourcing import Emit, Source, WebhookSource
-from sources import github, gitlab, kafka, mqtt, ping, rabbitmq, webhook
-from sources.webhook_fields import default_webhook_path
+from sources import gitlab
+from sources.github import adapter as github
+from sources.kafka import adapter as kafka
+from sources.mqtt import adapter as mqtt
+from sources.ping import adapter as ping
+from sources.rabbitmq import adapter as rabbitmq
+from sources.support.webhook_fields import default_webhook_path
+from sources.webhook import adapter as webhook
 from triggers.materialize import check_trigger
 
 SOURCE_MODULES: tuple[ModuleType, ...] = (webhook, github, gitlab, ping, rabbitmq, kafka, mqtt)

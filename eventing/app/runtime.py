@@ -46,9 +46,9 @@ from eventing.app.status import system_status
 from eventing.app.system import StoreSettings, System, build_system
 from eventing.connections import private_dir, raise_open_file_limit
 from eventing.errors import ConfigError
-from eventing.ingress import Ingress, IngressSettings
-from eventing.ingress_auth import IngressAuth
-from eventing.ingress_workers import IngressWorkers
+from eventing.ingress.auth import IngressAuth
+from eventing.ingress.pool import IngressWorkers
+from eventing.ingress.server import Ingress, IngressSettings
 from eventing.kube.api import KubeApi, KubeError
 from eventing.kube.feed import load_from_cluster
 from eventing.metrics import Metrics

@@ -324,7 +324,7 @@ def _probe(metric: ExternalMetric, activation: float = 0.0) -> MetricSource:
     """The probe for one external metric; ``activation`` is the workload's
     ``activationThreshold`` (active iff the value is above it, strictly)."""
     if metric.type == "rabbitmq":
-        from sources.metrics_rabbitmq import RabbitmqQueueDepth
+        from sources.rabbitmq.depth import RabbitmqQueueDepth
 
         assert metric.queue is not None
         return RabbitmqQueueDepth(
@@ -333,7 +333,7 @@ def _probe(metric: ExternalMetric, activation: float = 0.0) -> MetricSource:
             amqp_url=metric.url,
             activation_value=activation,
         )
-    from sources.metrics_kafka import KafkaConsumerLag, LagPolicy
+    from sources.kafka.lag import KafkaConsumerLag, LagPolicy
 
     assert metric.bootstrap_servers
     assert metric.consumer_group

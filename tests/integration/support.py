@@ -18,7 +18,7 @@ from typing import Any
 
 from eventing.errors import StoreError
 from eventing.events import Event
-from sources.base import Emit, Source
+from sources.support.base import Emit, Source
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ROOT / "scripts" / "servers"

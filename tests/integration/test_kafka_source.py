@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from sources.kafka import MODEL, KafkaAdapter, build
-from sources.metrics_kafka import KafkaConsumerLag, LagPolicy
+from sources.kafka.adapter import MODEL, KafkaAdapter, build
+from sources.kafka.lag import KafkaConsumerLag, LagPolicy
 from tests.integration.support import (
     BROKER_SINK,
     RecordingEmit,

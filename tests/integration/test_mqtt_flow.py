@@ -28,7 +28,7 @@ import aiohttp
 import aiomqtt
 import pytest
 
-from sources.mqtt import MODEL, MqttAdapter, build
+from sources.mqtt.adapter import MODEL, MqttAdapter, build
 from tests.integration.e2e_support import (
     event_payloads,
     manifests,

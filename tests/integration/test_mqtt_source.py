@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sources.mqtt import MODEL, MqttAdapter, build
+from sources.mqtt.adapter import MODEL, MqttAdapter, build
 from tests.integration.mqtt_support import PrivateMosquitto
 from tests.integration.support import (
     BROKER_SINK,

@@ -11,8 +11,8 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from sources.metrics_rabbitmq import RabbitmqQueueDepth
-from sources.rabbitmq import MODEL, RabbitmqAdapter, build
+from sources.rabbitmq.adapter import MODEL, RabbitmqAdapter, build
+from sources.rabbitmq.depth import RabbitmqQueueDepth
 from tests.integration.support import (
     BROKER_SINK,
     RecordingEmit,

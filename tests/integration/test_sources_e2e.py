@@ -38,9 +38,9 @@ from paho.mqtt.properties import Properties
 
 from eventing.errors import InvalidEventError, StoreFullError
 from eventing.events import Event
-from sources.base import SourceHealth
-from sources.emitting import emit_prefix
-from sources.metrics_rabbitmq import RabbitmqQueueDepth
+from sources.rabbitmq.depth import RabbitmqQueueDepth
+from sources.support.base import SourceHealth
+from sources.support.emitting import emit_prefix
 from tests.integration.e2e_support import (
     BROKER_KEY,
     KafkaPublisher,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import yaml
 
-from eventing.ingress import IngressSettings
+from eventing.ingress.server import IngressSettings
 
 if TYPE_CHECKING:
     from eventing.app.runtime import Running

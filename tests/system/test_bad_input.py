@@ -23,7 +23,7 @@ import pytest
 
 from eventing.app.runtime import Running
 from eventing.errors import ConfigError
-from eventing.ingress import IngressSettings
+from eventing.ingress.server import IngressSettings
 from tests.conftest import SystemFactory
 from tests.support.mesh import (
     BROKER,

@@ -25,7 +25,7 @@ from eventing.app.runtime import Running, RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
 from eventing.broker import sqlite_store
 from eventing.events import Event
-from eventing.ingress import IngressSettings
+from eventing.ingress.server import IngressSettings
 from tests.support.mesh import (
     broker_doc,
     broker_url,

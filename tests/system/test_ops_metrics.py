@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from eventing.app.runtime import Running, RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
-from eventing.ingress import IngressSettings
+from eventing.ingress.server import IngressSettings
 from tests.support.subscriber import Answer, Received, RecordingSubscriber
 from tests.support.wire import open_raw, raw_exchange, read_response, request_bytes
 

@@ -15,7 +15,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from eventing.errors import InvalidEventError
-from sources.kafka_binding import KafkaRecord, decode_key, record_to_event
+from sources.kafka.binding import KafkaRecord, decode_key, record_to_event
 
 FEATURE = (
     Path(__file__).resolve().parents[4]

@@ -12,13 +12,13 @@ from pydantic import ValidationError
 from eventing.errors import InvalidEventError, StoreError
 from eventing.events import Event
 from eventing.resources.base import Metadata
-from sources.base import SourceHealth
-from sources.emitting import emit_batch
-from sources.kafka_model import KafkaSourceSpec
-from sources.metrics_kafka import LagPolicy, PartitionOffsets, consumer_lag, partition_lag
-from sources.metrics_rabbitmq import QueueCounts, depth
-from sources.reconnect import Backoff, describe, redact
-from sources.source_spec import expand_env, max_message_bytes
+from sources.kafka.lag import LagPolicy, PartitionOffsets, consumer_lag, partition_lag
+from sources.kafka.model import KafkaSourceSpec
+from sources.rabbitmq.depth import QueueCounts, depth
+from sources.support.base import SourceHealth
+from sources.support.emitting import emit_batch
+from sources.support.reconnect import Backoff, describe, redact
+from sources.support.source_spec import expand_env, max_message_bytes
 
 LOG = logging.getLogger("test")
 

@@ -1,4 +1,4 @@
-"""Our PUBLISH decoder (sources/mqtt_packets.py) against packets built with paho's own
+"""Our PUBLISH decoder (sources/mqtt/packets.py) against packets built with paho's own
 property encoder, and the packets it must refuse: what can be acknowledged as poison
 (topic and packet id readable) and what cannot."""
 
@@ -10,8 +10,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sources.mqtt_binding import MqttMessage
-from sources.mqtt_packets import Malformed, Poison, decode_publish, read_poison
+from sources.mqtt.binding import MqttMessage
+from sources.mqtt.packets import Malformed, Poison, decode_publish, read_poison
 
 QOS1 = 0x32
 QOS0 = 0x30
@@ -119,7 +119,7 @@ def test_a_paho_without_the_publish_hook_is_refused(monkeypatch: pytest.MonkeyPa
     import paho.mqtt.client as paho
 
     from eventing.errors import SourceError
-    from sources.mqtt_paho import new_paho
+    from sources.mqtt.paho import new_paho
 
     assert new_paho("c", v5=True, clean_session=None) is not None
     monkeypatch.delattr(paho.Client, "_handle_publish")

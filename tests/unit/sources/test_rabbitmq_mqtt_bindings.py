@@ -12,10 +12,10 @@ from cloudevents.core.bindings import rabbitmq as sdk_rabbitmq
 from cloudevents.core.v1.event import CloudEvent
 
 from eventing.errors import InvalidEventError
-from sources.mqtt_binding import MqttMessage
-from sources.mqtt_binding import message_to_event as mqtt_event
-from sources.rabbitmq_binding import AmqpMessage, identity
-from sources.rabbitmq_binding import message_to_event as amqp_event
+from sources.mqtt.binding import MqttMessage
+from sources.mqtt.binding import message_to_event as mqtt_event
+from sources.rabbitmq.binding import AmqpMessage, identity
+from sources.rabbitmq.binding import message_to_event as amqp_event
 
 RMQ = "/apis/v1/namespaces/ns/rabbitmqsources/src"
 MQTT = "/apis/v1/namespaces/ns/mqttsources/src"

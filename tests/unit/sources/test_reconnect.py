@@ -1,4 +1,4 @@
-"""The shared reconnect loop and backoff (sources/reconnect.py): delays grow while
+"""The shared reconnect loop and backoff (sources/support/reconnect.py): delays grow while
 sessions fail and stay bounded, a reset brings them back down, the health state and
 counters follow, and secrets never reach ``last_error``."""
 
@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from sources.base import SourceHealth
-from sources.reconnect import Backoff, describe, keep_connected, redact
+from sources.support.base import SourceHealth
+from sources.support.reconnect import Backoff, describe, keep_connected, redact
 
 log = logging.getLogger("test")
 

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from eventing.errors import ConfigError
 from eventing.resources.base import Resource
-from sources import kafka, mqtt, rabbitmq
+from sources.kafka import adapter as kafka
+from sources.mqtt import adapter as mqtt
+from sources.rabbitmq import adapter as rabbitmq
 
 SINK = {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from eventing.errors import StoreFullError
 from eventing.events import Event
-from sources.base import WebhookRequest
+from sources.support.base import WebhookRequest
 from tests.conftest import TESTDATA
 
 GITHUB_DATA = TESTDATA / "github-webhooks"

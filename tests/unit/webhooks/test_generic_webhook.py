@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from eventing.events import validate
-from sources import webhook
-from sources.signatures import sha256_signature
+from sources.support.signatures import sha256_signature
+from sources.webhook import adapter as webhook
 from tests.unit.webhooks.support import BROKER_SINK, RecordingEmit, request, utc
 
 SECRET = "s3cret-for-tests"

@@ -9,8 +9,8 @@ import pytest
 
 from eventing.errors import ConfigError
 from eventing.events import validate
-from sources import github
-from sources.signatures import sha256_signature
+from sources.github import adapter as github
+from sources.support.signatures import sha256_signature
 from tests.unit.webhooks.support import (
     BROKER_SINK,
     GITHUB_DATA,

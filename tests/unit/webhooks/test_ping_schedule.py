@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sources.ping_schedule import Schedule, parse_schedule, parse_timezone
+from sources.ping.schedule import Schedule, parse_schedule, parse_timezone
 from tests.unit.webhooks.support import utc
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -14,7 +14,7 @@ import pytest
 
 from eventing.errors import ConfigError
 from eventing.events import validate
-from sources import ping
+from sources.ping import adapter as ping
 from tests.unit.webhooks.support import BROKER_SINK, FakeClock, RecordingEmit, Stop, utc
 
 SOURCE = "/apis/v1/namespaces/default/pingsources/tick"

@@ -13,7 +13,10 @@ from eventing.resources.broker import Broker
 from eventing.resources.loader import KindRegistry, LoadError, load_resources
 from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
-from sources import github, gitlab, ping, webhook
+from sources import gitlab
+from sources.github import adapter as github
+from sources.ping import adapter as ping
+from sources.webhook import adapter as webhook
 
 SINK = {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}
 SECRET = {"secretKeyRef": {"name": "hook-secret", "key": "token"}}

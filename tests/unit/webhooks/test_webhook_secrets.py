@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eventing.errors import ConfigError
-from sources.secrets import SecretKeyRef, env_var_name, resolve_secret
+from sources.support.secrets import SecretKeyRef, env_var_name, resolve_secret
 
 REF = SecretKeyRef(name="github-secret", key="webhook.token")
 

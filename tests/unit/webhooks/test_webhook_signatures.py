@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sources.signatures import (
+from sources.support.signatures import (
     sha256_signature,
     verify_bearer,
     verify_sha256_signature,

@@ -1,0 +1,305 @@
+"""Ingress worker processes: the HTTP front of the broker on more than one core.
+
+Why: one Python process runs on one core. Parsing HTTP requests is about half of what
+the event loop does per event; the other half (storing, dispatching, delivering) must
+stay in one process, which owns the store and the triggers. So the main process binds
+the ingress socket and hands it to N worker processes that accept connections, parse
+and validate requests with the same :class:`~eventing.ingress.server.Ingress` code, and send
+each accepted event over a socketpair (:mod:`eventing.ingress.ipc`) to the main process,
+which stores it and answers; only then does the worker answer 202. Webhook requests
+are forwarded as they came and answered with what the source's handler returned.
+
+If the main process dies, every worker sees end-of-file on its socketpair and exits at
+once, answering nothing more: no 202 is ever sent for an event that was not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from eventing.connections import raise_open_file_limit
+from eventing.errors import StoreError, StoreFullError
+from eventing.events import Event
+from eventing.ingress import ipc
+from eventing.ingress.auth import IngressAuth
+from eventing.ingress.server import Ingress, IngressSettings
+from eventing.metrics import Metrics
+from eventing.sourcing import Emit, SourceHealth, WebhookRequest, WebhookResponse
+from eventing.tls import ServerTls, server_context, watch
+
+logger = logging.getLogger(__name__)
+
+ENV = "EVENTING_INGRESS_WORKER"
+COUNTERS = (
+    "eventing_events_received",
+    "eventing_events_rejected",
+    "eventing_webhook_requests_refused",
+)
+
+
+class _Channel(asyncio.Protocol):
+    """The worker's end of the socketpair: requests out, answers in."""
+
+    def __init__(self, timeout: float = ipc.ANSWER_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.pending: dict[int, asyncio.Future[tuple[bytes, bytes]]] = {}
+        self.next_id = 0
+        self.stop = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.writer = ipc.Writer(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        self.stop.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        for kind, request_id, payload in ipc.split(self.buffer):
+            if kind == ipc.STOP:
+                self.stop.set()
+                continue
+            future = self.pending.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result((kind, payload))
+
+    async def request(self, kind: bytes, payload: bytes) -> tuple[bytes, bytes]:
+        """Send a request and wait for its answer, at most ``timeout`` seconds.
+
+        Why a deadline: a request the main process never answers (a bug, an overload)
+        would otherwise hold the client's connection and its body forever. After the
+        deadline the client gets 503 and may retry; the pending entry is dropped, so a
+        late answer is ignored."""
+        timeout = self.timeout
+        if self.lost.is_set() or self.transport is None:
+            raise StoreError("the broker process is gone")
+        self.next_id = (self.next_id + 1) & 0xFFFFFFFF
+        request_id = self.next_id
+        future: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        self.writer.send(ipc.frame(kind, request_id, payload))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise StoreError(f"the broker process did not answer within {timeout:g}s") from None
+        finally:
+            self.pending.pop(request_id, None)
+
+    def send(self, kind: bytes, payload: bytes) -> None:
+        if self.transport is not None and not self.lost.is_set():
+            self.writer.send(ipc.frame(kind, 0, payload))
+
+
+class RemoteBroker:
+    """A broker in the main process, as the worker's :class:`Ingress` sees it."""
+
+    broker_class = "remote"
+    durable = True
+
+    def __init__(self, key: str, channel: _Channel) -> None:
+        self.key = key
+        self.channel = channel
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        _, payload = await self.channel.request(
+            ipc.PUBLISH, ipc.encode_publish(self.key, "x", events)
+        )
+        status, retry_after, message = ipc.decode_result(payload)
+        if status == ipc.OK:
+            return
+        error = StoreFullError(message) if status == ipc.FULL else StoreError(message)
+        error.retry_after = retry_after or 1.0
+        raise error
+
+    def subscribe(self, trigger: str, event_filter: Any) -> Any:
+        raise NotImplementedError("triggers live in the main process")
+
+    def drops(self) -> Mapping[tuple[str, str], int]:
+        return {}
+
+
+_UNAVAILABLE = WebhookResponse(
+    503,
+    b'{"error":"the broker cannot take the request now; retry later"}',
+    {"Content-Type": "application/json", "Retry-After": "5"},
+)
+
+
+class RemoteWebhook:
+    """A webhook source in the main process: requests are forwarded as they came."""
+
+    def __init__(self, name: str, path: str, max_body_bytes: int, channel: _Channel) -> None:
+        self.name = name
+        self.path = path
+        self.max_body_bytes = max_body_bytes
+        self.health = SourceHealth(name, "remote")
+        self.channel = channel
+
+    async def authenticate(self, request: WebhookRequest) -> WebhookResponse | bool:
+        """Ask the source in the main process about the headers (the secret stays
+        there); see :func:`eventing.ingress.server._preauthenticate`."""
+        head = {"path": request.path, "method": request.method, "headers": request.headers}
+        try:
+            _, payload = await self.channel.request(ipc.AUTH, ipc.encode_json_and_body(head, b""))
+        except StoreError as exc:
+            logger.warning("webhook %s: %s", self.path, exc)
+            return _UNAVAILABLE
+        answer, body = ipc.decode_json_and_body(payload)
+        if "trusted" in answer:
+            return bool(answer["trusted"])
+        return WebhookResponse(int(answer["status"]), body, answer.get("headers", {}))
+
+    async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
+        head = {
+            "method": request.method,
+            "path": request.path,
+            "headers": dict(request.headers),
+            "query": dict(request.query),
+        }
+        try:
+            _, payload = await self.channel.request(
+                ipc.WEBHOOK, ipc.encode_json_and_body(head, request.body)
+            )
+        except StoreError as exc:
+            logger.warning("webhook %s: %s", self.path, exc)
+            return _UNAVAILABLE
+        answer, body = ipc.decode_json_and_body(payload)
+        return WebhookResponse(int(answer["status"]), body, answer.get("headers", {}))
+
+
+async def _no_emit(events: Sequence[Event], /) -> None:
+    raise StoreError("webhooks are answered by the main process")
+
+
+def _counters(metrics: Metrics) -> list[tuple[str, list[str], float]]:
+    samples: list[tuple[str, list[str], float]] = []
+    for family in metrics.registry.collect():
+        if family.name not in COUNTERS:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                samples.append((family.name, list(sample.labels.values()), sample.value))
+    return samples
+
+
+async def _serve(config: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    channel = _Channel(float(config["ingress"].get("answer_timeout", ipc.ANSWER_TIMEOUT)))
+    ipc_sock = socket.socket(fileno=config["ipc_fd"])
+    await loop.create_connection(lambda: channel, sock=ipc_sock)
+    brokers = {key: RemoteBroker(key, channel) for key in config["brokers"]}
+    webhooks = [
+        (RemoteWebhook(w["name"], w["path"], w["maxBodyBytes"], channel), _no_emit)
+        for w in config["webhooks"]
+    ]
+    metrics = Metrics()
+    auth = IngressAuth.from_json(config.get("auth", {}))
+    ingress = Ingress(brokers, metrics, IngressSettings(**config["ingress"]), webhooks, auth)
+    runner = web.ServerRunner(ingress.server(), handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    listener = socket.socket(fileno=config["listen_fd"])
+    tls = (
+        ServerTls(Path(config["tls"]["cert"]), Path(config["tls"]["key"]))
+        if config.get("tls")
+        else None
+    )
+    context = server_context(tls) if tls is not None else None
+    site = web.SockSite(runner, listener, backlog=1024, ssl_context=context)
+    await site.start()
+    if context is not None and tls is not None:
+        reloader = asyncio.create_task(watch(context, tls), name="tls reload")
+    channel.send(ipc.STATS, json.dumps({"ready": True}).encode())
+    gc.collect()
+    gc.freeze()  # see eventing.app.runtime.tune_gc
+    gc.set_threshold(20_000, 20, 20)
+
+    async def report() -> None:
+        while True:
+            channel.send(ipc.STATS, json.dumps({"counters": _counters(metrics)}).encode())
+            await asyncio.sleep(1.0)
+
+    reporter = asyncio.create_task(report(), name="ingress worker stats")
+    await channel.stop.wait()
+    if channel.lost.is_set():
+        os._exit(0)  # the main process is gone: answer nothing more, at once
+    ingress.accepting = False
+    reporter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reporter
+    if context is not None:
+        reloader.cancel()
+    await runner.cleanup()  # stops accepting, lets in-flight requests finish
+    channel.send(ipc.STATS, json.dumps({"counters": _counters(metrics)}).encode())
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when we stop
+    config = json.loads(os.environ[ENV])
+    logging.basicConfig(
+        level=config.get("logLevel", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s",
+    )
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover
+        pass
+    raise_open_file_limit()
+    asyncio.run(_serve(config))
+
+
+def worker_config(
+    *,
+    brokers: Sequence[str],
+    webhooks: Sequence[Any],
+    settings: IngressSettings,
+    listen_fd: int,
+    ipc_fd: int,
+    log_level: str,
+    auth: IngressAuth | None = None,
+    tls: ServerTls | None = None,
+) -> str:
+    return json.dumps(
+        {
+            "brokers": list(brokers),
+            "webhooks": [
+                {
+                    "name": w.name,
+                    "path": w.path,
+                    "maxBodyBytes": getattr(w, "max_body_bytes", settings.max_body_bytes),
+                }
+                for w in webhooks
+            ],
+            "ingress": asdict(settings),
+            "listen_fd": listen_fd,
+            "ipc_fd": ipc_fd,
+            "logLevel": log_level,
+            "auth": auth.to_json() if auth is not None else {},
+            "tls": None if tls is None else {"cert": str(tls.cert), "key": str(tls.key)},
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

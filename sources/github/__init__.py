@@ -1,0 +1,1 @@
+"""GitHubSource: the adapter and the event types GitHub sends."""

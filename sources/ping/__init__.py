@@ -1,0 +1,1 @@
+"""PingSource: the adapter and its cron schedule."""

@@ -1,0 +1,1 @@
+"""WebhookSource (generic HTTP): the adapter and how it reads a request body."""
