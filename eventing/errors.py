@@ -13,7 +13,6 @@ Why our own tree: callers decide what to do by the *kind* of failure (answer 400
     ├── StoreError               the broker could not store (503 + Retry-After)
     │   ├── StoreFullError       the store is at its bound; it never evicts
     │   └── StoreClosedError     the store is shutting down or gone
-    ├── DeliveryError            a delivery attempt failed (``retriable``, ``retry_after``)
     └── SourceError              a source adapter failed (``retriable``)
 """
 
@@ -48,29 +47,6 @@ class StoreFullError(StoreError):
 
 class StoreClosedError(StoreError):
     """The store is closed (shutting down)."""
-
-
-class DeliveryError(EventingError):
-    """One delivery attempt failed.
-
-    ``retriable`` follows Knative's table (5xx, 404, 408, 409, 429, network errors);
-    ``retry_after`` carries a subscriber's ``Retry-After`` in seconds when it sent one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retriable: bool = True,
-        retry_after: float | None = None,
-        body: bytes = b"",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retriable = retriable
-        self.retry_after = retry_after
-        self.body = body
 
 
 class SourceError(EventingError):

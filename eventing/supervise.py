@@ -92,10 +92,6 @@ class Supervisor:
         for entry in entries:
             self.tasks.pop(entry.name, None)
 
-    async def wait_group(self, group: str, timeout: float) -> None:
-        """Wait (without cancelling) for the tasks of ``group`` to finish."""
-        await self._wait([e.task for e in self.tasks.values() if e.group == group], timeout, group)
-
     async def _wait(self, tasks: list[asyncio.Task[None]], timeout: float, group: str) -> None:
         if not tasks:
             return

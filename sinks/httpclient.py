@@ -435,11 +435,6 @@ class Pool:
         self._idle.clear()
 
 
-def _expire(waiter: asyncio.Future[Response]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
 def _request_bytes(target: Target, headers: list[tuple[str, str]], body: bytes) -> bytes:
     head = [
         b"POST ",

@@ -78,7 +78,6 @@ class KafkaSubscription:
         self._last_commit = 0.0
         self._backlog = 0
         self._local = 0
-        self._dead_letter_failures = 0
 
     # -- Subscription -----------------------------------------------------------------
 
@@ -239,7 +238,6 @@ class KafkaSubscription:
         try:
             await self.broker.dlq.append(wrapped, new_meta(self.trigger, 0, reason, None))
         except Exception as exc:
-            self._dead_letter_failures += 1
             raise KafkaError(f"cannot dead-letter a foreign record: {describe(exc)}") from exc
         self.tracker.done(tp, record.offset)
         key = (self.trigger, "not-a-cloudevent")

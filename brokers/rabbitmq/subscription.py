@@ -63,9 +63,6 @@ class RabbitSubscription:
         self._ready_count = 0
         self._channel: AbstractChannel | None = None
 
-    def wants(self, event: Event) -> bool:
-        return self.filter(event.attributes) is None
-
     async def attach(
         self, connection: AbstractConnection, exchange: AbstractExchange, generation: int
     ) -> None:

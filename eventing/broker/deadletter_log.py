@@ -171,9 +171,6 @@ class DeadLetterLog:
         else:
             self._depths.pop(item.trigger, None)
 
-    def owns(self, dl_id: int) -> bool:
-        return self.base < dl_id <= self.base + ID_SPAN
-
     def list(self, trigger: str | None, limit: int, after_id: int = 0) -> list[DeadLetter]:
         out: list[DeadLetter] = []
         for dl_id, item in self._items.items():

@@ -14,12 +14,11 @@ from enum import Enum
 from typing import Final
 
 from eventing.codec import headers as hv
-from eventing.codec.jsonformat import batch_to_json_bytes, to_json_bytes
+from eventing.codec.jsonformat import to_json_bytes
 from eventing.errors import InvalidEventError
 from eventing.events import AttributeValue, Event, canonical, validate
 
 STRUCTURED_JSON: Final = "application/cloudevents+json"
-BATCH_JSON: Final = "application/cloudevents-batch+json"
 _CE_PREFIX: Final = "ce-"
 
 
@@ -91,10 +90,6 @@ def encode_binary(event: Event) -> tuple[dict[str, str], bytes]:
 
 def encode_structured(event: Event) -> tuple[dict[str, str], bytes]:
     return {"Content-Type": STRUCTURED_JSON}, to_json_bytes(event)
-
-
-def encode_batch(events: list[Event]) -> tuple[dict[str, str], bytes]:
-    return {"Content-Type": BATCH_JSON}, batch_to_json_bytes(events)
 
 
 def has_ce_headers(header_items: Mapping[str, str]) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from eventing.errors import InvalidEventError
@@ -215,10 +214,6 @@ def to_json_bytes(event: Event) -> bytes:
     prefix = head[:-1].encode("utf-8")
     separator = b"," if len(event.attributes) else b""
     return prefix + separator + member + b"}"
-
-
-def batch_to_json_bytes(events: Sequence[Event]) -> bytes:
-    return b"[" + b",".join(to_json_bytes(e) for e in events) + b"]"
 
 
 def _is_json(data: bytes) -> bool:

@@ -37,10 +37,6 @@ class KubeError(Exception):
         self.status = status
         super().__init__(message[:MAX_MESSAGE])
 
-    @property
-    def unreachable(self) -> bool:
-        return self.status is None
-
 
 @dataclass(frozen=True)
 class ApiResource:

@@ -76,9 +76,6 @@ class KindRegistry:
         if check is not None:
             self.checks.setdefault(model.KIND, []).append(check)
 
-    def add_check(self, kind: str, check: Check) -> None:
-        self.checks.setdefault(kind, []).append(check)
-
     def add_claim(self, claim: Claim) -> None:
         self.claims.append(claim)
 

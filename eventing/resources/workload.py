@@ -238,7 +238,3 @@ class Workload(Resource):
     @property
     def scaling_spec(self) -> ScalingSpec:
         return self.spec.scaling.to_spec()
-
-    @property
-    def on_kubernetes(self) -> bool:
-        return self.spec.scale_target_ref is not None

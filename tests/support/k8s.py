@@ -101,10 +101,6 @@ class Cluster:
         return client.AppsV1Api(self.api)
 
     @property
-    def rbac(self) -> Any:
-        return client.RbacAuthorizationV1Api(self.api)
-
-    @property
     def authorization(self) -> Any:
         return client.AuthorizationV1Api(self.api)
 
