@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from eventing.broker.index import Guard
 from eventing.broker.routing import NEEDS_DATA
 from eventing.events import AttributeValue
 from eventing.resources.base import Resource
@@ -17,18 +18,21 @@ from eventing.resources.trigger import SubscriptionsAPIFilter, Trigger, TriggerS
 from triggers.filters import attributes as attr
 from triggers.filters import logical
 from triggers.filters.verdict import NO_FILTER, Node, Verdict
+from triggers.guards import guards as guards_of
 
 if TYPE_CHECKING:
     from triggers.cesql import FunctionRegistry
 
 
 class TriggerFilter:
-    """The materialised filter of one trigger (satisfies ``eventing.broker.base.Filter``)."""
+    """The materialised filter of one trigger (satisfies ``eventing.broker.base.Filter``
+    and, with its ``guards`` for the broker's trigger index, ``eventing.broker.index.Guarded``)."""
 
-    __slots__ = ("_node",)
+    __slots__ = ("_node", "guards")
 
-    def __init__(self, node: Node | None) -> None:
+    def __init__(self, node: Node | None, guards: tuple[Guard, ...] = ()) -> None:
         self._node = node
+        self.guards = guards
 
     def __call__(self, attributes: Mapping[str, AttributeValue], /) -> str | None:
         if self._node is None:
@@ -65,10 +69,10 @@ def materialize(spec: TriggerSpec, functions: FunctionRegistry | None = None) ->
     if spec.filters:
         node = logical.all_of([clause_node(f, functions) for f in spec.filters])
         if any(_reads_data(f) for f in spec.filters):
-            return DataTriggerFilter(node)
-        return TriggerFilter(node)
+            return DataTriggerFilter(node, guards_of(spec))
+        return TriggerFilter(node, guards_of(spec))
     if spec.filter is not None and spec.filter.attributes:
-        return TriggerFilter(attr.legacy(spec.filter.attributes))
+        return TriggerFilter(attr.legacy(spec.filter.attributes), guards_of(spec))
     return TriggerFilter(None)
 
 

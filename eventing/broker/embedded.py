@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
-from eventing.broker.routing import route
+from eventing.broker.index import Router, Routing
 from eventing.broker.store import DeadLetter, Routed, Store
 from eventing.broker.subscription import StoreSubscription
 from eventing.events import Event
@@ -77,9 +77,8 @@ class EmbeddedBroker:
         self.store = shared.store
         self.durable = shared.store.durable
         self.dead_letters: DeadLetterQueue | None = dead_letters or StoreDeadLetters(shared.store)
-        self._filters: dict[str, Filter] = {}
+        self.router = Router()
         self._subs: dict[str, StoreSubscription] = {}
-        self._drops: dict[tuple[str, str], int] = {}
         shared.brokers.append(self)
 
     def triggers(self) -> list[str]:
@@ -89,7 +88,7 @@ class EmbeddedBroker:
         self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
     ) -> StoreSubscription:
         sub = StoreSubscription(self.store, self.key, trigger)
-        self._filters[trigger] = event_filter
+        self.router.add(trigger, event_filter)
         self._subs[trigger] = sub
         return sub
 
@@ -102,25 +101,21 @@ class EmbeddedBroker:
     def tasks(self) -> list[BrokerTask]:
         return []
 
-    def route(self, event: Event) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
-        """The triggers ``event`` matches, and (trigger, reason) for each that it does not."""
-        return route(self._filters, event)
+    def route(self, event: Event) -> Routing:
+        """The triggers ``event`` matches, and (trigger, reason) for those of the
+        candidates the trigger index asked that it does not."""
+        return self.router.route(event)
 
     async def publish(self, events: Sequence[Event]) -> None:
-        routed: list[Routed] = []
-        dropped: list[tuple[str, str]] = []
-        for event in events:
-            triggers, drops = self.route(event)
-            dropped.extend(drops)
-            if triggers:
-                routed.append(Routed(event, triggers))
+        route = self.router.route
+        routings = [route(event) for event in events]
+        routed = [Routed(e, r[0]) for e, r in zip(events, routings, strict=True) if r[0]]
         if routed:
             now = time.time()
             for r in routed:
                 r.event.arrived = now
             await self.store.append(self.key, routed)
-        for key in dropped:  # counted only once the batch was accepted
-            self._drops[key] = self._drops.get(key, 0) + 1
+        self.router.record(routings)  # counted only once the batch was accepted
         for r in routed:
             for trigger in r.triggers:
                 self._subs[trigger].offer(r.event)
@@ -130,7 +125,7 @@ class EmbeddedBroker:
         self._subs[trigger].offer(event)
 
     def drops(self) -> Mapping[tuple[str, str], int]:
-        return self._drops
+        return self.router.drops()
 
     def status(self) -> BrokerStatus:
         stats = self.store.stats()
