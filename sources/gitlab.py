@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,12 +33,12 @@ from pydantic import AfterValidator, Field, model_validator
 
 from eventing.events import AttributeValue, Event
 from eventing.resources.base import KNATIVE_SOURCES_V1ALPHA1, Model, Resource
-from sources.support.base import Emit, SourceHealth, WebhookRequest, WebhookResponse
+from sources.support.base import WebhookRequest, WebhookResponse
 from sources.support.secrets import Secret, SecretValueFromSource, resolve_secret
 from sources.support.signatures import verify_token
 from sources.support.source_spec import BrokerSink, CloudEventOverrides, apply_overrides
+from sources.support.webhook_adapter import WebhookAdapterBase
 from sources.support.webhook_fields import (
-    broker_key,
     default_webhook_path,
     max_body_from_annotation,
 )
@@ -48,7 +47,6 @@ from sources.support.webhook_http import (
     Rejected,
     parse_json_object,
     refuse,
-    serve,
 )
 
 TYPE_PREFIX: Final = "dev.knative.sources.gitlab."
@@ -181,24 +179,20 @@ def map_hook(
     return Event(attributes, request.body)
 
 
-class GitLabAdapter:
+class GitLabAdapter(WebhookAdapterBase[GitLabSource]):
     """The webhook the ingress server routes to (``sources.support.base.WebhookSource``)."""
 
     def __init__(
         self, resource: GitLabSource, secret: Secret, *, now: Callable[[], datetime] | None = None
     ) -> None:
-        self.resource = resource
-        self.name = resource.key
-        self.path = default_webhook_path(resource.namespace, resource.name)
-        self.broker = broker_key(resource.spec.sink, resource.namespace)
-        self.max_body_bytes = max_body_from_annotation(resource.metadata, DEFAULT_MAX_BODY)
-        self.health = SourceHealth(name=self.name, kind=GitLabSource.KIND, state="connected")
-        self.drops: Counter[str] = Counter()
+        super().__init__(
+            resource,
+            path=default_webhook_path(resource.namespace, resource.name),
+            sink=resource.spec.sink,
+            max_body_bytes=max_body_from_annotation(resource.metadata, DEFAULT_MAX_BODY),
+            now=now,
+        )
         self._secret = secret
-        self._now = now or (lambda: datetime.now(UTC))
-
-    def __repr__(self) -> str:
-        return f"GitLabAdapter({self.name!r}, path={self.path!r})"
 
     async def authenticate(self, request: WebhookRequest) -> WebhookResponse | bool:
         """The token is in a header: check it before the body is read."""
@@ -206,20 +200,10 @@ class GitLabAdapter:
             return True
         return refuse(self.health, Rejected(401, "missing or invalid X-Gitlab-Token"))
 
-    async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
-        def event() -> Event:
-            if not verify_token(self._secret.reveal(), request.headers.get("x-gitlab-token")):
-                raise Rejected(401, "missing or invalid X-Gitlab-Token")
-            return map_hook(self.resource, request, now=self._now())
-
-        return await serve(
-            request,
-            emit,
-            health=self.health,
-            drops=self.drops,
-            max_body_bytes=self.max_body_bytes,
-            make_event=event,
-        )
+    def make_event(self, request: WebhookRequest) -> Event:
+        if not verify_token(self._secret.reveal(), request.headers.get("x-gitlab-token")):
+            raise Rejected(401, "missing or invalid X-Gitlab-Token")
+        return map_hook(self.resource, request, now=self._now())
 
 
 def build(

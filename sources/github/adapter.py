@@ -25,7 +25,6 @@ Where we differ from Knative's adapter, and why:
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,12 +36,12 @@ from pydantic import AfterValidator, Field, model_validator
 from eventing.events import AttributeValue, Event
 from eventing.resources.base import KNATIVE_SOURCES_V1ALPHA1, Model, Resource
 from sources.github.events import VALID_EVENTS, subject_and_extensions
-from sources.support.base import Emit, SourceHealth, WebhookRequest, WebhookResponse
+from sources.support.base import WebhookRequest, WebhookResponse
 from sources.support.secrets import Secret, SecretValueFromSource, resolve_secret
 from sources.support.signatures import verify_sha256_signature, well_formed_sha256_signature
 from sources.support.source_spec import BrokerSink, CloudEventOverrides, apply_overrides
+from sources.support.webhook_adapter import WebhookAdapterBase
 from sources.support.webhook_fields import (
-    broker_key,
     default_webhook_path,
     max_body_from_annotation,
 )
@@ -52,7 +51,6 @@ from sources.support.webhook_http import (
     media_type,
     parse_json_object,
     refuse,
-    serve,
 )
 
 TYPE_PREFIX: Final = "dev.knative.source.github."
@@ -163,7 +161,7 @@ def _payload_bytes(request: WebhookRequest) -> bytes:
     return values[0].encode("utf-8")
 
 
-class GitHubAdapter:
+class GitHubAdapter(WebhookAdapterBase[GitHubSource]):
     """The webhook the ingress server routes to (``sources.support.base.WebhookSource``)."""
 
     def __init__(
@@ -173,18 +171,14 @@ class GitHubAdapter:
         *,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        self.resource = resource
-        self.name = resource.key
-        self.path = default_webhook_path(resource.namespace, resource.name)
-        self.broker = broker_key(resource.spec.sink, resource.namespace)
-        self.max_body_bytes = max_body_from_annotation(resource.metadata, DEFAULT_MAX_BODY)
-        self.health = SourceHealth(name=self.name, kind=GitHubSource.KIND, state="connected")
-        self.drops: Counter[str] = Counter()
+        super().__init__(
+            resource,
+            path=default_webhook_path(resource.namespace, resource.name),
+            sink=resource.spec.sink,
+            max_body_bytes=max_body_from_annotation(resource.metadata, DEFAULT_MAX_BODY),
+            now=now,
+        )
         self._secret = secret
-        self._now = now or (lambda: datetime.now(UTC))
-
-    def __repr__(self) -> str:
-        return f"GitHubAdapter({self.name!r}, path={self.path!r})"
 
     async def authenticate(self, request: WebhookRequest) -> WebhookResponse | bool:
         """Only the body can prove the sender; a request without a well-formed
@@ -193,21 +187,11 @@ class GitHubAdapter:
             return False
         return refuse(self.health, Rejected(401, "missing or invalid X-Hub-Signature-256"))
 
-    async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
-        def event() -> Event:
-            signature = request.headers.get("x-hub-signature-256")
-            if not verify_sha256_signature(self._secret.reveal(), request.body, signature):
-                raise Rejected(401, "missing or invalid X-Hub-Signature-256")
-            return map_delivery(self.resource, request, now=self._now())
-
-        return await serve(
-            request,
-            emit,
-            health=self.health,
-            drops=self.drops,
-            max_body_bytes=self.max_body_bytes,
-            make_event=event,
-        )
+    def make_event(self, request: WebhookRequest) -> Event:
+        signature = request.headers.get("x-hub-signature-256")
+        if not verify_sha256_signature(self._secret.reveal(), request.body, signature):
+            raise Rejected(401, "missing or invalid X-Hub-Signature-256")
+        return map_delivery(self.resource, request, now=self._now())
 
 
 def build(

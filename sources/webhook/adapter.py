@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from eventing.events import AttributeValue, Event
 from eventing.resources.base import OUR_API, Model, Resource
-from sources.support.base import Emit, SourceHealth, WebhookRequest, WebhookResponse
+from sources.support.base import WebhookRequest, WebhookResponse
 from sources.support.secrets import Secret, SecretKeyRef, resolve_secret
 from sources.support.signatures import (
     verify_bearer,
@@ -41,15 +40,15 @@ from sources.support.signatures import (
     well_formed_sha256_signature,
 )
 from sources.support.source_spec import BrokerSink, CloudEventOverrides, apply_overrides
+from sources.support.webhook_adapter import WebhookAdapterBase
 from sources.support.webhook_fields import (
     CONTEXT_ATTRIBUTES,
     MAX_BODY_LIMIT,
-    broker_key,
     clean_text,
     default_webhook_path,
     extension_name_for_header,
 )
-from sources.support.webhook_http import Rejected, refuse, serve
+from sources.support.webhook_http import Rejected, refuse
 from sources.webhook.bodies import as_cloudevent, body_data
 
 DEFAULT_TYPE: Final = "local.eventing.webhook"
@@ -213,7 +212,7 @@ def _first_header(headers: Mapping[str, str], names: list[str], limit: int) -> s
     return None
 
 
-class WebhookAdapter:
+class WebhookAdapter(WebhookAdapterBase[WebhookSource]):
     """The webhook the ingress server routes to (``sources.support.base.WebhookSource``)."""
 
     def __init__(
@@ -223,18 +222,14 @@ class WebhookAdapter:
         *,
         now: Callable[[], datetime] | None = None,
     ) -> None:
-        self.resource = resource
-        self.name = resource.key
-        self.path = resource.spec.path or default_webhook_path(resource.namespace, resource.name)
-        self.broker = broker_key(resource.spec.sink, resource.namespace)
-        self.max_body_bytes = resource.spec.max_body_bytes
-        self.health = SourceHealth(name=self.name, kind=WebhookSource.KIND, state="connected")
-        self.drops: Counter[str] = Counter()
+        super().__init__(
+            resource,
+            path=resource.spec.path or default_webhook_path(resource.namespace, resource.name),
+            sink=resource.spec.sink,
+            max_body_bytes=resource.spec.max_body_bytes,
+            now=now,
+        )
         self._secret = secret
-        self._now = now or (lambda: datetime.now(UTC))
-
-    def __repr__(self) -> str:
-        return f"WebhookAdapter({self.name!r}, path={self.path!r})"
 
     def _authenticate(self, request: WebhookRequest) -> None:
         auth = self.resource.spec.auth
@@ -268,19 +263,9 @@ class WebhookAdapter:
             return refuse(self.health, rejected)
         return True
 
-    async def handle(self, request: WebhookRequest, emit: Emit) -> WebhookResponse:
-        def event() -> Event:
-            self._authenticate(request)
-            return map_request(self.resource, request, now=self._now())
-
-        return await serve(
-            request,
-            emit,
-            health=self.health,
-            drops=self.drops,
-            max_body_bytes=self.max_body_bytes,
-            make_event=event,
-        )
+    def make_event(self, request: WebhookRequest) -> Event:
+        self._authenticate(request)
+        return map_request(self.resource, request, now=self._now())
 
 
 def build(
