@@ -1,45 +1,77 @@
-"""Helpers shared by the server-backed broker classes: backoff, secret masking,
-config parsing. No client library here."""
+"""Helpers shared by the server-backed broker classes: backoff and secret masking
+(:mod:`eventing.backoff`, re-exported here), config parsing, and the dead-letter queue
+kept as records in a log of the server. No client library here."""
 
 from __future__ import annotations
 
-import random
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
-MAX_ERROR_CHARS: Final = 300
+from eventing.backoff import Backoff, describe, redact
+from eventing.broker.deadletter_log import (
+    DeadLetterLog,
+    parse_meta,
+    parse_tombstone,
+    tombstone_headers,
+)
+from eventing.broker.store import DeadLetter
+from eventing.errors import InvalidEventError
+from eventing.events import Event
 
+__all__ = ["Backoff", "ConfigReader", "LoggedDeadLetters", "describe", "redact"]
 
-def redact(text: str) -> str:
-    """Mask a password in a URL (``amqp://user:***@host``)."""
-    return _URL_PASSWORD.sub(r"\g<head>***@", text)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for status and logs: the exception type and its masked message."""
-    message = str(exc).strip().replace("\n", " ")
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return redact(text)[:MAX_ERROR_CHARS]
+#: The record a deletion (or a replay) appends; its ``eventing-dl-*`` headers say which.
+TOMBSTONE = Event({"specversion": "1.0", "id": "-", "source": "-", "type": "-"})
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with equal jitter, bounded; ``reset()`` after a success."""
+class LoggedDeadLetters:
+    """A ``DeadLetterQueue`` whose dead letters are records in a log of the server (a
+    Kafka topic, a RabbitMQ stream): every process reads the log into a
+    :class:`~eventing.broker.deadletter_log.DeadLetterLog` (:meth:`index`) and answers
+    from it; a deletion appends a tombstone record (:meth:`write_tombstone`, the class's
+    own write), so every process and every restart sees the same dead letters."""
 
-    initial: float = 0.2
-    maximum: float = 5.0
-    attempt: int = field(default=0, init=False)
+    def __init__(self, broker_key: str) -> None:
+        self.log = DeadLetterLog(broker_key)
 
-    def next(self) -> float:
-        ceiling = float(min(self.maximum, self.initial * 2.0**self.attempt))
-        self.attempt = min(self.attempt + 1, 32)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+    async def write_tombstone(self, headers: dict[str, str]) -> None:
+        raise NotImplementedError
 
-    def reset(self) -> None:
-        self.attempt = 0
+    async def list_dead_letters(
+        self, trigger: str | None, limit: int, after_id: int = 0
+    ) -> list[DeadLetter]:
+        return self.log.list(trigger, limit, after_id)
+
+    async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:
+        return self.log.get(dl_id)
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        mine = [i for i in ids if self.log.get(i) is not None]
+        if not mine:
+            return 0
+        await self.write_tombstone(tombstone_headers(mine))
+        return self.log.delete(-1, mine)
+
+    def depths(self) -> Mapping[str, int]:
+        return self.log.depths()
+
+    def index(self, position: int, own: Mapping[str, str], decode: Callable[[], Event]) -> None:
+        """Index the record at ``position`` of the log (``own``: its ``eventing-*``
+        headers): a tombstone deletes, a dead letter is added, anything else (a record
+        that is not ours, or not a CloudEvent) is skipped."""
+        deletes = parse_tombstone(own)
+        if deletes:
+            self.log.delete(position, deletes)
+            return
+        meta = parse_meta(own)
+        if meta is None:
+            self.log.skip(position)
+            return
+        try:
+            event = decode()
+        except InvalidEventError:
+            self.log.skip(position)
+            return
+        self.log.add(position, event, meta)
 
 
 class ConfigReader:

@@ -13,23 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from brokers.kafka.binding import from_record, header_map
-from brokers.support import Backoff, describe
-from eventing.broker.deadletter_log import (
-    DeadLetterLog,
-    DeadLetterMeta,
-    parse_meta,
-    parse_tombstone,
-    tombstone_headers,
-)
-from eventing.broker.store import DeadLetter
-from eventing.errors import InvalidEventError
+from brokers.support import TOMBSTONE, Backoff, LoggedDeadLetters, describe
+from eventing.broker.deadletter_log import DeadLetterMeta
 from eventing.events import Event
 
 if TYPE_CHECKING:
@@ -38,10 +29,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class KafkaDeadLetters:
+class KafkaDeadLetters(LoggedDeadLetters):
     def __init__(self, broker: KafkaBroker) -> None:
+        super().__init__(broker.key)
         self.broker = broker
-        self.log = DeadLetterLog(broker.key)
 
     async def append(self, event: Event, meta: DeadLetterMeta) -> None:
         [written] = await self.broker.produce(
@@ -49,26 +40,8 @@ class KafkaDeadLetters:
         )
         self.log.add(written.offset, event, meta)
 
-    async def list_dead_letters(
-        self, trigger: str | None, limit: int, after_id: int = 0
-    ) -> list[DeadLetter]:
-        return self.log.list(trigger, limit, after_id)
-
-    async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:
-        return self.log.get(dl_id)
-
-    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
-        mine = [i for i in ids if self.log.get(i) is not None]
-        if not mine:
-            return 0
-        tombstone = Event({"specversion": "1.0", "id": "-", "source": "-", "type": "-"})
-        await self.broker.produce(
-            self.broker.settings.dlq_topic, [tombstone], tombstone_headers(mine)
-        )
-        return self.log.delete(-1, mine)
-
-    def depths(self) -> Mapping[str, int]:
-        return self.log.depths()
+    async def write_tombstone(self, headers: dict[str, str]) -> None:
+        await self.broker.produce(self.broker.settings.dlq_topic, [TOMBSTONE], headers)
 
     async def tail(self) -> None:
         """Read the dead-letter topic from where the index stands, forever."""
@@ -106,18 +79,4 @@ class KafkaDeadLetters:
 
     def _apply(self, record: Any) -> None:
         headers = list(record.headers or ())
-        own = header_map(headers)
-        deletes = parse_tombstone(own)
-        if deletes:
-            self.log.delete(record.offset, deletes)
-            return
-        meta = parse_meta(own)
-        if meta is None:
-            self.log.skip(record.offset)
-            return
-        try:
-            event = from_record(record.value, headers)
-        except InvalidEventError:
-            self.log.skip(record.offset)
-            return
-        self.log.add(record.offset, event, meta)
+        self.index(record.offset, header_map(headers), lambda: from_record(record.value, headers))

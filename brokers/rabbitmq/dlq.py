@@ -12,23 +12,14 @@ from where its index stands (``x-stream-offset``) on every connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from aio_pika.abc import AbstractIncomingMessage as Incoming
 from aio_pika.exceptions import AMQPError
 
 from brokers.rabbitmq.binding import from_message, own_headers
-from brokers.support import describe
-from eventing.broker.deadletter_log import (
-    DeadLetterLog,
-    DeadLetterMeta,
-    parse_meta,
-    parse_tombstone,
-    tombstone_headers,
-)
-from eventing.broker.store import DeadLetter
-from eventing.errors import InvalidEventError
+from brokers.support import TOMBSTONE, LoggedDeadLetters, describe
+from eventing.broker.deadletter_log import DeadLetterMeta
 from eventing.events import Event
 
 if TYPE_CHECKING:
@@ -39,34 +30,18 @@ logger = logging.getLogger(__name__)
 PREFETCH = 200
 
 
-class RabbitDeadLetters:
+class RabbitDeadLetters(LoggedDeadLetters):
     def __init__(self, broker: RabbitBroker) -> None:
+        super().__init__(broker.key)
         self.broker = broker
-        self.log = DeadLetterLog(broker.key)
 
     async def append(self, event: Event, meta: DeadLetterMeta) -> None:
         headers = {**meta.headers(), "routing-key": self.broker.settings.dead_letter_queue}
         await self.broker.send("", [event], headers)
 
-    async def list_dead_letters(
-        self, trigger: str | None, limit: int, after_id: int = 0
-    ) -> list[DeadLetter]:
-        return self.log.list(trigger, limit, after_id)
-
-    async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:
-        return self.log.get(dl_id)
-
-    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
-        mine = [i for i in ids if self.log.get(i) is not None]
-        if not mine:
-            return 0
-        tombstone = Event({"specversion": "1.0", "id": "-", "source": "-", "type": "-"})
-        headers = {**tombstone_headers(mine), "routing-key": self.broker.settings.dead_letter_queue}
-        await self.broker.send("", [tombstone], headers)
-        return self.log.delete(-1, mine)
-
-    def depths(self) -> Mapping[str, int]:
-        return self.log.depths()
+    async def write_tombstone(self, headers: dict[str, str]) -> None:
+        routed = {**headers, "routing-key": self.broker.settings.dead_letter_queue}
+        await self.broker.send("", [TOMBSTONE], routed)
 
     async def tail(self) -> None:
         """Consume the stream from the index's position on every connection."""
@@ -97,18 +72,8 @@ class RabbitDeadLetters:
             return
         if offset <= self.log.read_up_to:
             return
-        own = own_headers(headers)
-        deletes = parse_tombstone(own)
-        if deletes:
-            self.log.delete(offset, deletes)
-            return
-        meta = parse_meta(own)
-        if meta is None:
-            self.log.skip(offset)
-            return
-        try:
-            event = from_message(message.body, headers, message.content_type)
-        except InvalidEventError:
-            self.log.skip(offset)
-            return
-        self.log.add(offset, event, meta)
+        self.index(
+            offset,
+            own_headers(headers),
+            lambda: from_message(message.body, headers, message.content_type),
+        )

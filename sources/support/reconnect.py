@@ -1,5 +1,5 @@
-"""Staying connected to an upstream server: jittered bounded backoff, the reconnect loop,
-and secret masking for anything that reaches logs or ``health``.
+"""Staying connected to an upstream server: the reconnect loop (with the jittered
+bounded backoff and the secret masking of :mod:`eventing.backoff`, re-exported here).
 
 Why our own loop rather than the clients' "robust" modes (aio-pika's
 ``connect_robust``, paho's auto-reconnect): recovery that happens inside a library
@@ -15,51 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Final
 
+from eventing.backoff import Backoff, describe, redact
 from sources.support.base import SourceHealth
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
-_KEY_VALUE_SECRET = re.compile(r"(?i)(?P<head>(password|passwd|secret|token)[=:]\s*)\S+")
-MAX_ERROR_CHARS: Final = 300
+__all__ = ["Backoff", "close_quietly", "describe", "keep_connected", "redact"]
+
 CLOSE_TIMEOUT: Final = 5.0
-
-
-def redact(text: str) -> str:
-    """Mask passwords in URLs (``amqp://user:***@host``) and ``password=...`` pairs."""
-    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
-    return _KEY_VALUE_SECRET.sub(r"\g<head>***", text)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for ``health.last_error``: the exception type and its masked message."""
-    message = str(exc).strip().replace("\n", " ")
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return redact(text)[:MAX_ERROR_CHARS]
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with "equal jitter": half the delay fixed, half random, so
-    many sources restarting together do not reconnect in lock-step, yet none retries
-    in a busy loop. Bounded by ``maximum``; ``reset()`` after a success."""
-
-    initial: float = 0.1
-    maximum: float = 5.0
-    factor: float = 2.0
-    attempt: int = field(default=0, init=False)
-
-    def next(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.attempt)
-        self.attempt = min(self.attempt + 1, 64)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 async def keep_connected(
