@@ -27,8 +27,14 @@ K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd
 # The controllers the tests and the eventing data plane rely on: Deployments and
 # StatefulSets with their ReplicaSets and Pods, cascading deletes, namespaces, the
 # per-namespace `default` ServiceAccount and root CA ConfigMap (pods need both), Service
-# endpoints and PodDisruptionBudget status.
-K8S_CONTROLLERS="deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,endpointslice-controller,disruption-controller"
+# endpoints and PodDisruptionBudget status; Jobs (one per event for job workloads) and
+# their clean-up after ttlSecondsAfterFinished.
+K8S_CONTROLLERS="deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,endpointslice-controller,disruption-controller,job-controller,ttl-after-finished-controller"
+# kwok's pod stages (they replace its built-in ones): a Job's pod runs for the duration
+# in its annotation kwok.eventing.local/run-for, then succeeds, or fails with the exit
+# code in kwok.eventing.local/exit-code (see the file). Not part of the build stamp: a
+# change restarts kwok, it rebuilds nothing.
+K8S_KWOK_STAGES="$K8S_MODULE/kwok-stages.yaml"
 # Start order; `down` stops them in reverse.
 K8S_PROCESSES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
@@ -235,7 +241,16 @@ k8s_ready() {  # the whole cluster answers: API ready, nodes Ready, default SA e
 }
 
 up_kubernetes() {
-    local dir="$STATE/kubernetes"
+    local dir="$STATE/kubernetes" config
+    config="$(k8s_config_stamp)"
+    if [[ "$(cat "$dir/config.stamp" 2>/dev/null)" != "$config" ]] &&
+        { pid_alive "$dir/kube-controller-manager.pid" || pid_alive "$dir/kwok.pid"; }; then
+        # Started with an older configuration (controllers, kwok stages): restart the
+        # two processes it concerns; etcd, the API server and every object stay.
+        say "kubernetes configuration changed: restarting kube-controller-manager and kwok"
+        stop_pidfile "$dir/kwok.pid" kwok
+        stop_pidfile "$dir/kube-controller-manager.pid" kube-controller-manager
+    fi
     local all_alive=1 name
     for name in "${K8S_PROCESSES[@]}"; do pid_alive "$dir/$name.pid" || all_alive=0; done
     local bin="$CACHE/kubernetes-$K8S_VERSION/bin"
@@ -318,6 +333,7 @@ up_kubernetes() {
         --kubeconfig "$dir/kwok.kubeconfig" \
         --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
         --cidr 10.64.0.0/12 --node-ip 10.63.0.1 --node-lease-duration-seconds 40 \
+        --config "$K8S_KWOK_STAGES" \
         -v WARN  # INFO logs every pod and node patch: megabytes per test run
     k8s_wait kube-controller-manager "kube-controller-manager was not healthy" \
         probe https "https://127.0.0.1:$KCM_PORT/healthz" "$pki/ca.crt"
@@ -330,7 +346,13 @@ up_kubernetes() {
         apply --server-side --force-conflicts -f "$dir/nodes.yaml"
     k8s_wait kwok "the fake nodes did not become Ready (or no default ServiceAccount)" \
         k8s_ready "$bin"
+    echo "$config" >"$dir/config.stamp"
     say "kubernetes $K8S_VERSION ready: https://127.0.0.1:$APISERVER_PORT, $KWOK_NODES kwok nodes, KUBECONFIG=$dir/admin.kubeconfig"
+}
+
+k8s_config_stamp() {  # what the processes start with beyond the binaries (not the build)
+    printf '%s\n' "$K8S_CONTROLLERS"
+    cksum <"$K8S_KWOK_STAGES"
 }
 
 down_kubernetes() {
