@@ -38,15 +38,15 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from eventing.codec.jsonformat import to_json_bytes
 from eventing.delivery.sink import Outcome
 from eventing.events import AttributeValue, Event
+from eventing.workloads.jobs import JobError, JobResult, JobRunner, JobState
 from eventing.workloads.replica import INHERITED
 from sinks import jobstore
-from sinks.jobstore import JobState, JobStatus
+from sinks.jobstore import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +58,8 @@ MAX_ENV_VALUE = 4096
 Publish = Callable[[Event], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    job_id: str
-    state: JobState
-    exit_code: int | None
-    duration: float
-
-
-class JobRunner:
-    """Runs the jobs of one workload; shared by every trigger that feeds it."""
+class LocalJobRunner:
+    """Runs the jobs of one workload as local subprocesses (a :class:`JobRunner`)."""
 
     def __init__(
         self,
@@ -228,7 +220,7 @@ def completion_event(workload: str, cause: Event, result: JobResult) -> Event:
     namespace, _, name = workload.partition("/")
     attributes: dict[str, AttributeValue] = {
         "specversion": "1.0",
-        "id": str(uuid.uuid4()),
+        "id": result.reply_id or str(uuid.uuid4()),
         "source": f"/apis/eventing.local/v1alpha1/namespaces/{namespace}/workloads/{name}",
         "type": SUCCEEDED if ok else FAILED,
         "subject": cause.id,
@@ -241,6 +233,8 @@ class JobSink:
     """The delivery target of one trigger whose subscriber is a job workload."""
 
     def __init__(self, runner: JobRunner, publish: Publish | None = None) -> None:
+        """``runner``: local subprocesses (:class:`LocalJobRunner`) or Kubernetes Jobs
+        (:class:`eventing.kube.jobs.KubeJobRunner`); the outcome rules are the same."""
         self.runner = runner
         self.publish = publish
         self.target = f"jobs:{runner.workload}"
@@ -249,7 +243,10 @@ class JobSink:
         return None
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
-        result = await self.runner.run(event, timeout)
+        try:
+            result = await self.runner.run(event, timeout)
+        except JobError as exc:
+            return Outcome(None, error=f"job of {self.runner.workload}: {exc}")
         reply = completion_event(self.runner.workload, event, result)
         if result.state == "succeeded":
             return Outcome(200, reply=reply)

@@ -25,9 +25,9 @@ import signal
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-JobState = Literal["running", "succeeded", "failed", "timeout", "cancelled"]
+from eventing.workloads.jobs import JobState
 
 MAX_LOG_BYTES = 10 * 1024 * 1024
 """Output kept per job; the rest is read and dropped (the job never blocks on it)."""

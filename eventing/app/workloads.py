@@ -22,17 +22,19 @@ from eventing.delivery.sink import Sink
 from eventing.events import Event
 from eventing.kube.actuator import KubeActuator, ScaleTarget
 from eventing.kube.api import KubeApi
+from eventing.kube.jobs import KubeJobRunner
 from eventing.kube.router import ServiceRouter
 from eventing.metrics import Metrics
 from eventing.resources.workload import ExternalMetric, Workload
 from eventing.workloads.actuator import STATES, Actuator, Router
 from eventing.workloads.guardian import Guardian
+from eventing.workloads.jobs import JobRunner
 from eventing.workloads.local import LocalActuator
 from eventing.workloads.pool import ReplicaPool
 from eventing.workloads.replica import ReplicaConfig
 from eventing.workloads.scaler import External, WorkloadScaler
 from sinks.httpclient import Pool
-from sinks.job import JobRunner, JobSink
+from sinks.job import JobSink, LocalJobRunner
 from sinks.workload import WorkloadSink
 
 logger = logging.getLogger(__name__)
@@ -218,8 +220,20 @@ class Workloads:
     def _add_jobs(self, resource: Workload) -> None:
         jobs = resource.spec.jobs
         assert jobs is not None
+        template = resource.spec.job_template
+        if template is not None:
+            self.jobs[resource.key] = KubeJobRunner(
+                resource.key,
+                template.metadata.model_dump(),
+                template.spec,
+                self._kube_api,
+                parallelism=jobs.parallelism,
+                keep=jobs.keep,
+                timeout=resource.spec.timeout_seconds,
+            )
+            return
         assert resource.spec.command is not None
-        self.jobs[resource.key] = JobRunner(
+        self.jobs[resource.key] = LocalJobRunner(
             resource.key,
             resource.spec.command,
             data_dir=self.data_dir,
@@ -265,7 +279,8 @@ class Workloads:
     async def start(self) -> None:
         if self.items or self.jobs:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.jobs or any(isinstance(w.actuator, LocalActuator) for w in self.items.values()):
+        local_jobs = any(isinstance(r, LocalJobRunner) for r in self.jobs.values())
+        if local_jobs or any(isinstance(w.actuator, LocalActuator) for w in self.items.values()):
             await self.guardian.start()
         for runtime in self.items.values():
             await runtime.actuator.start()

@@ -54,6 +54,7 @@ class KubeApi:
         self._client = client
         self._custom = kubernetes.client.CustomObjectsApi(client)
         self._core = kubernetes.client.CoreV1Api(client)
+        self._batch = kubernetes.client.BatchV1Api(client)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
@@ -166,11 +167,61 @@ class KubeApi:
         items = raw.get("items", [])
         return items if isinstance(items, list) else []
 
-    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+    # -- jobs per event (eventing.kube.jobs) -----------------------------------------
+
+    def create_job(self, namespace: str, body: dict[str, Any]) -> Any:
+        return self._call(self._batch.create_namespaced_job, namespace, body)
+
+    def list_jobs(self, namespace: str | None, selector: str) -> list[Any]:
+        """Jobs matching ``selector`` in ``namespace`` (all namespaces if ``None``);
+        a consistent read, so a Job created just before is in it."""
+        if namespace is None:
+            raw = self._call(self._batch.list_job_for_all_namespaces, label_selector=selector)
+        else:
+            raw = self._call(self._batch.list_namespaced_job, namespace, label_selector=selector)
+        items = raw.get("items", [])
+        return items if isinstance(items, list) else []
+
+    def delete_job(self, namespace: str, name: str) -> Any:
+        """Delete a Job now; the garbage collector removes its pods and Secret after
+        (propagation ``Background``, as ``kubectl delete job`` does)."""
+        return self._call(
+            self._batch.delete_namespaced_job,
+            name,
+            namespace,
+            body={"propagationPolicy": "Background"},
+        )
+
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> Any:
+        return self._call(self._core.create_namespaced_secret, namespace, body)
+
+    def list_pods_in(self, namespace: str | None, selector: str) -> list[Any]:
+        """Pods matching ``selector``, consistent read, one or all namespaces."""
+        if namespace is None:
+            raw = self._call(self._core.list_pod_for_all_namespaces, label_selector=selector)
+        else:
+            raw = self._call(self._core.list_namespaced_pod, namespace, label_selector=selector)
+        items = raw.get("items", [])
+        return items if isinstance(items, list) else []
+
+    def pod_log(self, namespace: str, pod: str, container: str, limit_bytes: int) -> bytes:
+        """A container's log through the API server (which asks the node's kubelet)."""
+        return self._call(  # type: ignore[no-any-return]
+            self._core.read_namespaced_pod_log,
+            pod,
+            namespace,
+            container=container,
+            limit_bytes=limit_bytes,
+            _raw=True,
+        )
+
+    def _call(self, method: Any, *args: Any, _raw: bool = False, **kwargs: Any) -> Any:
         try:
             response = method(
                 *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs
             )
+            if _raw:
+                return response.read()
             return json.loads(response.read())
         except ApiException as exc:
             raise KubeError(exc.status, _status_message(exc)) from None

@@ -165,4 +165,15 @@ def _workload(
             f"Workload {ref.name!r} scales a Kubernetes resource but names no address to "
             "deliver to: give it spec.service or spec.url",
         )
+    if (
+        spec is not None
+        and getattr(spec, "job_template", None) is not None
+        and not platform.kubernetes
+    ):
+        raise RefError(
+            "ref",
+            ref.name,
+            f"Workload {ref.name!r} runs a Kubernetes Job per event (jobTemplate): run "
+            "with --kubernetes, or give it a command to run each job as a local process",
+        )
     return Resolved("workload", key=key)

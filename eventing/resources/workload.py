@@ -11,7 +11,7 @@ KEDA's names where KEDA has the knob (``minReplicaCount`` is accepted as well as
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
@@ -171,6 +171,39 @@ class Jobs(Model):
     """Finished jobs kept on disk (event, output, status) for ``eventing jobs``."""
 
 
+class JobTemplateMeta(Model):
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class JobTemplate(Model):
+    """A ``batch/v1`` Job in the shape of Knative JobSink's ``spec.job``: with
+    ``eventing run --kubernetes`` each event gets one Job made from it (see
+    docs/kubernetes.md "Jobs per event"). ``spec`` is a batch/v1 JobSpec, passed to the
+    API server as written apart from what :mod:`eventing.kube.jobspec` adds (names,
+    labels, the event's Secret volume and ``K_EVENT_*`` env, defaults)."""
+
+    api_version: Literal["batch/v1"] | None = None
+    kind: Literal["Job"] | None = None
+    metadata: JobTemplateMeta = Field(default_factory=JobTemplateMeta)
+    spec: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _pod(self) -> JobTemplate:
+        template = self.spec.get("template")
+        pod = template.get("spec") if isinstance(template, dict) else None
+        containers = pod.get("containers") if isinstance(pod, dict) else None
+        if not isinstance(containers, list) or not containers:
+            raise ValueError("spec.template.spec.containers must list at least one container")
+        for i, c in enumerate(containers):
+            if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
+                raise ValueError(f"spec.template.spec.containers[{i}] needs a name and an image")
+        assert isinstance(pod, dict)
+        if pod.get("restartPolicy", "Never") not in ("Never", "OnFailure"):
+            raise ValueError("spec.template.spec.restartPolicy must be Never or OnFailure")
+        return self
+
+
 class WorkloadSpec(Model):
     command: list[str] | None = Field(default=None, min_length=1)
     """argv of one local replica; no shell is involved."""
@@ -189,7 +222,11 @@ class WorkloadSpec(Model):
     startup_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     """A replica not ready by then is killed and replaced."""
     jobs: Jobs | None = None
-    """Present: one job per event, not replicas (``command`` is the job's argv)."""
+    """Present: one job per event, not replicas (``command`` is the job's argv, or
+    ``jobTemplate`` the Kubernetes Job)."""
+    job_template: JobTemplate | None = None
+    """With ``jobs``: one Kubernetes Job per event made from this (needs
+    ``eventing run --kubernetes``)."""
     timeout_seconds: float | None = Field(default=None, gt=0, le=86400)
     """How long one event's work may take on a replica; replaces the triggers' delivery
     timeout for this workload (Knative Serving's ``timeoutSeconds``). Unset: each
@@ -199,11 +236,21 @@ class WorkloadSpec(Model):
 
     @model_validator(mode="after")
     def _runtime(self) -> WorkloadSpec:
-        if (self.command is None) == (self.scale_target_ref is None):
+        given = [self.command, self.scale_target_ref, self.job_template]
+        if sum(x is not None for x in given) != 1:
             raise ValueError(
-                "give either 'command' (local processes) or 'scaleTargetRef' (a Kubernetes "
-                "resource with a scale subresource)"
+                "give one of 'command' (local processes), 'scaleTargetRef' (a Kubernetes "
+                "resource with a scale subresource) or 'jobTemplate' (a Kubernetes Job per "
+                "event, with 'jobs')"
             )
+        if self.job_template is not None:
+            if self.jobs is None:
+                raise ValueError("'jobTemplate' goes with 'jobs' (parallelism, keep)")
+            if self.env or self.working_dir or self.service or self.url:
+                raise ValueError(
+                    "'env', 'workingDir', 'service' and 'url' do not go with 'jobTemplate': "
+                    "set env in the Job's pod template"
+                )
         if self.scale_target_ref is None and (self.service or self.url):
             raise ValueError("'service' and 'url' go with 'scaleTargetRef'")
         if self.service is not None and self.url is not None:

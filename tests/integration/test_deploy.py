@@ -81,6 +81,11 @@ DATAPLANE_CALLS: tuple[Call, ...] = (
     Call("patch", "eventing.local", "workloads", "status"),
     Call("patch", "eventing.knative.dev", "brokers", "status"),
     Call("patch", "eventing.knative.dev", "triggers", "status"),
+    # jobs per event (eventing/kube/jobs.py)
+    Call("create", "batch", "jobs"),
+    Call("list", "batch", "jobs"),
+    Call("delete", "batch", "jobs"),
+    Call("create", "", "secrets"),
 )
 
 #: What it must not do: change a workload other than through scale, create or delete
@@ -106,6 +111,15 @@ FORBIDDEN_CALLS: tuple[Call, ...] = (
     Call("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
     Call("escalate", "rbac.authorization.k8s.io", "clusterroles"),
     Call("impersonate", "", "serviceaccounts"),
+    # jobs: nothing beyond create/list/delete; a Secret is never read, changed or
+    # deleted by us; logs are read by `eventing jobs logs` with the operator's own
+    # credentials, not by the data plane
+    Call("patch", "batch", "jobs"),
+    Call("update", "batch", "jobs"),
+    Call("create", "batch", "cronjobs"),
+    Call("delete", "", "secrets"),
+    Call("update", "", "secrets"),
+    Call("get", "", "pods", "log"),
 )
 
 

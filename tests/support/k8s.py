@@ -101,6 +101,10 @@ class Cluster:
         return client.AppsV1Api(self.api)
 
     @property
+    def batch(self) -> Any:
+        return client.BatchV1Api(self.api)
+
+    @property
     def authorization(self) -> Any:
         return client.AuthorizationV1Api(self.api)
 

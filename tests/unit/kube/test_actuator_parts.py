@@ -37,9 +37,9 @@ def test_count_pods(pods: list[dict[str, Any]], desired: int, expected: tuple[in
 
 
 def test_workload_is_either_local_or_kubernetes() -> None:
-    with pytest.raises(ValidationError, match="either 'command'"):
+    with pytest.raises(ValidationError, match="give one of 'command'"):
         WorkloadSpec.model_validate({})
-    with pytest.raises(ValidationError, match="either 'command'"):
+    with pytest.raises(ValidationError, match="give one of 'command'"):
         WorkloadSpec.model_validate({"command": ["x"], "scaleTargetRef": {"name": "web"}})
     with pytest.raises(ValidationError, match="go with 'scaleTargetRef'"):
         WorkloadSpec.model_validate({"command": ["x"], "url": "http://a/"})
