@@ -113,6 +113,21 @@ def jobs_of(cluster: Cluster, ns: str, name: str) -> list[Any]:
     return list(found.items)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def job_controller(k8s_cluster: Cluster) -> None:
+    """Fail at once, saying why, on a cluster started before the Job controller was
+    enabled (kube-controller-manager creates each controller's ServiceAccount when it
+    starts it)."""
+    accounts = k8s_cluster.core.list_namespaced_service_account("kube-system", _request_timeout=10)
+    names = {a.metadata.name for a in accounts.items}
+    if "job-controller" not in names:
+        pytest.fail(
+            "the test cluster runs no Job controller (started with an older "
+            "scripts/servers): run scripts/servers up kubernetes, which restarts "
+            "kube-controller-manager and kwok with the current configuration"
+        )
+
+
 async def start(system: SystemFactory, cluster: Cluster, text: str, tmp_path: Path) -> Running:
     return await system(
         text,

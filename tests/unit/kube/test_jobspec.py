@@ -38,7 +38,8 @@ def test_names_are_per_event_and_attempt_and_fit_a_label() -> None:
     assert jobspec.event_hash(event("b", "/a")) != jobspec.event_hash(event("", "/ab"))
     assert jobspec.job_name("build", a, 1) == f"build-{a}-1"
     long = jobspec.job_name("w" * 63, a, 12)
-    assert len(long) == 63 and long.endswith(f"-{a}-12")
+    assert len(long) == 63
+    assert long.endswith(f"-{a}-12")
 
 
 def test_the_job_carries_the_event_as_knative_jobsink_does() -> None:
@@ -153,7 +154,10 @@ def test_duration_and_exit_code() -> None:
     assert jobspec.exit_code([pod("2026-01-01T00:00:01Z", 0, 0)]) == 0
     assert jobspec.exit_code([pod("2026-01-01T00:00:01Z", 0, 3)]) == 3
     assert jobspec.exit_code([pod("2026-01-01T00:00:02Z", 0), pod("2026-01-01T00:00:01Z", 1)]) == 0
-    running = {"metadata": {}, "status": {"containerStatuses": [{"state": {"running": {}}}]}}
+    running: dict[str, Any] = {
+        "metadata": {},
+        "status": {"containerStatuses": [{"state": {"running": {}}}]},
+    }
     assert jobspec.exit_code([running]) is None
 
 
