@@ -75,6 +75,10 @@ class Event:
     #: When the broker accepted it (``time.time()``), for the latency metric without
     #: parsing ``knativearrivaltime``; 0 for an event read back from the store.
     arrived: float = field(default=0.0, compare=False, repr=False)
+    #: Whether the broker deduplicates it on (source, id), and in which window
+    #: (:mod:`eventing.broker.dedup`): a scope name (a source's), ``""`` never (an id
+    #: not from upstream), ``None`` as the broker's setting for plain POSTs says.
+    dedup: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:

@@ -29,6 +29,7 @@ from brokers.kafka.dlq import KafkaDeadLetters
 from brokers.kafka.subscription import KafkaSubscription
 from brokers.support import Backoff, describe
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
+from eventing.broker.dedup import DUPLICATE, Deduplicator
 from eventing.broker.routing import count, route
 from eventing.errors import StoreError
 from eventing.events import Event
@@ -61,6 +62,8 @@ class KafkaBroker:
         self._error: str | None = "not connected yet"
         self._connected = asyncio.Event()
         self._drops: dict[tuple[str, str], int] = {}
+        self.dedup = Deduplicator()
+        """Per process, in memory: see docs/brokers.md for what that guarantees."""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -194,9 +197,13 @@ class KafkaBroker:
     # -- the data path ----------------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
-        filters = {t: s.filter for t, s in self.subscriptions.items()}
-        dropped = [d for e in events for d in route(filters, e)[1]]
-        await self.produce(self.settings.topic, events)
+        async with self.dedup.admit(events) as claim:
+            events = claim.fresh
+            filters = {t: s.filter for t, s in self.subscriptions.items()}
+            dropped = [d for e in events for d in route(filters, e)[1]]
+            if events:
+                await self.produce(self.settings.topic, events)
+        dropped.extend(("", DUPLICATE) for _ in claim.duplicates)
         count(self._drops, dropped)  # counted once accepted, as the embedded class does
 
     async def produce(
@@ -235,7 +242,11 @@ class KafkaBroker:
         return BrokerStatus(
             ready=self._ready,
             detail=self._error if not self._ready else f"topic {self.settings.topic}",
-            extra={"topic": self.settings.topic, "deadLetterTopic": self.settings.dlq_topic},
+            extra={
+                "topic": self.settings.topic,
+                "deadLetterTopic": self.settings.dlq_topic,
+                "dedupKeys": self.dedup.remembered(),
+            },
         )
 
     async def _read_lag(self) -> None:

@@ -33,6 +33,7 @@ from brokers.rabbitmq.dlq import RabbitDeadLetters
 from brokers.rabbitmq.subscription import RabbitSubscription
 from brokers.support import Backoff, describe, redact
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
+from eventing.broker.dedup import DUPLICATE, Deduplicator
 from eventing.broker.routing import count, route
 from eventing.errors import StoreError
 from eventing.events import Event
@@ -69,6 +70,8 @@ class RabbitBroker:
         self._acks: list[Any] = []
         self._ack_wake = asyncio.Event()
         self._drops: dict[tuple[str, str], int] = {}
+        self.dedup = Deduplicator()
+        """Per process, in memory: see docs/brokers.md for what that guarantees."""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -210,17 +213,20 @@ class RabbitBroker:
     # -- the data path ----------------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
-        filters = {t: s.filter for t, s in self.subscriptions.items()}
-        routes = [route(filters, e) for e in events]
-        results = await self.send(self.settings.exchange, events)
-        for (matched, _), result in zip(routes, results, strict=True):
-            if matched and isinstance(result, DeliveredMessage):  # no queue took it
-                self._lost.set()  # a trigger's queue is missing: re-declare it
-                error = StoreError(f"broker {self.key}: queues of {list(matched)} are missing")
-                error.retry_after = 2.0
-                raise error
+        async with self.dedup.admit(events) as claim:
+            events = claim.fresh
+            filters = {t: s.filter for t, s in self.subscriptions.items()}
+            routes = [route(filters, e) for e in events]
+            results = await self.send(self.settings.exchange, events) if events else []
+            for (matched, _), result in zip(routes, results, strict=True):
+                if matched and isinstance(result, DeliveredMessage):  # no queue took it
+                    self._lost.set()  # a trigger's queue is missing: re-declare it
+                    error = StoreError(f"broker {self.key}: queues of {list(matched)} are missing")
+                    error.retry_after = 2.0
+                    raise error
         for _, dropped in routes:  # counted once accepted, as the embedded class does
             count(self._drops, dropped)
+        count(self._drops, [("", DUPLICATE) for _ in claim.duplicates])
 
     async def send(
         self, exchange: str, events: Sequence[Event], extra: Mapping[str, str] | None = None
@@ -278,6 +284,7 @@ class RabbitBroker:
             extra={
                 "exchange": self.settings.exchange,
                 "deadLetterQueue": self.settings.dead_letter_queue,
+                "dedupKeys": self.dedup.remembered(),
             },
         )
 

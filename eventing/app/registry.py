@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from eventing.app.broker_classes import broker_classes
+from eventing.app.dedup_config import source_dedup
 from eventing.app.system import System
 from eventing.broker.registry import BrokerClasses
 from eventing.broker.sqlite_store import SqliteSettings
@@ -103,7 +104,8 @@ def build_sources(
             if key not in system.brokers:
                 raise ConfigError(f"{resource.kind}/{resource.name}: no Broker {key}")
             deps = _deps(module, data_dir)
-            built.append((module.build(resource, **deps), system.emitter(key)))
+            dedup = source_dedup(system.brokers[key], resource)
+            built.append((module.build(resource, **deps), system.emitter(key, dedup)))
     return built
 
 

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from eventing.app.aging import AgingSubscription
 from eventing.app.broker_classes import broker_classes
+from eventing.app.dedup_config import SourceDedup, configure_broker
 from eventing.app.workloads import Workloads, external_metrics
 from eventing.broker.base import Broker, DeadLetterQueue, Subscription
 from eventing.broker.registry import BrokerClasses
@@ -106,14 +107,17 @@ class System:
     platform: Platform = field(default_factory=Platform)
     resources: ResourceSet = field(default_factory=ResourceSet)
 
-    def emitter(self, broker_key: str) -> Emit:
-        """``emit`` for sources: stamp and publish into ``broker_key``."""
+    def emitter(self, broker_key: str, dedup: SourceDedup | None = None) -> Emit:
+        """``emit`` for sources: stamp, mark for deduplication as the source's
+        settings say (``None``: never), and publish into ``broker_key``."""
         broker = self.brokers[broker_key]
+        marks = dedup or SourceDedup("")
 
         async def emit(events: Sequence[Event], /) -> None:
             arrival = now_rfc3339()
             for event in events:
                 stamp(event, arrival)
+                event.dedup = marks.mark(event.dedup)
             await broker.publish(list(events))
             if self.on_publish is not None:
                 self.on_publish(broker_key, events)
@@ -182,7 +186,9 @@ async def _build(
     broker_models: list[BrokerResource] = resources.of(BrokerResource)
     config_maps = {c.key: c for c in resources.of(ConfigMap)}
     for model in broker_models:
-        system.brokers[model.key] = classes.build(model, _config_of(model, config_maps))
+        broker = classes.build(model, _config_of(model, config_maps))
+        configure_broker(broker, model)
+        system.brokers[model.key] = broker
     brokers_by_key = {m.key: m for m in broker_models}
     system.workloads = Workloads(
         metrics, settings.data_dir, system.pool, kubeconfig=settings.platform.kubeconfig

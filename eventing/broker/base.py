@@ -18,6 +18,10 @@ RabbitMQ exchange:
 What only some classes can do is a small separate Protocol, reached through a typed
 attribute that is ``None`` when the class cannot (never a ``getattr`` probe):
 :class:`DeadLetterQueue` (the built-in ``dlq:`` store, listed and replayed by the CLI).
+
+Every class deduplicates on (``source``, ``id``) at ``publish`` through its
+:attr:`Broker.dedup` (:mod:`eventing.broker.dedup`): an event whose key was accepted
+within the window is not stored again and is counted as a ``duplicate`` drop.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from eventing.broker.dedup import Deduplicator
 from eventing.broker.store import DeadLetter
 from eventing.events import AttributeValue, Event
 
@@ -134,6 +139,9 @@ class Broker(Publisher, Protocol):
     durable: bool
     dead_letters: DeadLetterQueue | None
     """The class's ``dlq:`` store, or None when it has none."""
+    dedup: Deduplicator
+    """Deduplication on (source, id) at publish: configured (scopes, the broker's
+    window, plain POSTs on or off) by the composition root before :meth:`open`."""
 
     def subscribe(
         self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None

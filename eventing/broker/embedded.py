@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
+from eventing.broker.dedup import DUPLICATE, Deduplicator
 from eventing.broker.index import Router, Routing
 from eventing.broker.store import DeadLetter, Routed, Store
 from eventing.broker.subscription import StoreSubscription
@@ -79,6 +80,8 @@ class EmbeddedBroker:
         self.dead_letters: DeadLetterQueue | None = dead_letters or StoreDeadLetters(shared.store)
         self.router = Router()
         self._subs: dict[str, StoreSubscription] = {}
+        self.dedup = Deduplicator(durable=shared.store.durable)
+        self._duplicates = 0
         shared.brokers.append(self)
 
     def triggers(self) -> list[str]:
@@ -94,6 +97,11 @@ class EmbeddedBroker:
 
     async def open(self) -> None:
         await self.shared.acquire()
+        try:
+            self.dedup.load(await self.store.load_seen(self.key))
+        except BaseException:
+            await self.shared.release()
+            raise
 
     async def close(self) -> None:
         await self.shared.release()
@@ -107,15 +115,20 @@ class EmbeddedBroker:
         return self.router.route(event)
 
     async def publish(self, events: Sequence[Event]) -> None:
-        route = self.router.route
-        routings = [route(event) for event in events]
-        routed = [Routed(e, r[0]) for e, r in zip(events, routings, strict=True) if r[0]]
-        if routed:
-            now = time.time()
-            for r in routed:
-                r.event.arrived = now
-            await self.store.append(self.key, routed)
+        async with self.dedup.admit(events) as claim:
+            fresh = claim.fresh
+            route = self.router.route
+            routings = [route(event) for event in fresh]
+            routed = [Routed(e, r[0]) for e, r in zip(fresh, routings, strict=True) if r[0]]
+            if routed:
+                now = time.time()
+                for r in routed:
+                    r.event.arrived = now
+            # The keys of events no trigger wants are kept too: an id accepted once is
+            # a duplicate for the window, whatever became of the event.
+            await self.store.append(self.key, routed, seen=claim.added, forget=claim.forgotten)
         self.router.record(routings)  # counted only once the batch was accepted
+        self._duplicates += len(claim.duplicates)
         for r in routed:
             for trigger in r.triggers:
                 self._subs[trigger].offer(r.event)
@@ -125,10 +138,18 @@ class EmbeddedBroker:
         self._subs[trigger].offer(event)
 
     def drops(self) -> Mapping[tuple[str, str], int]:
-        return self.router.drops()
+        drops = self.router.drops()
+        if self._duplicates:
+            drops[("", DUPLICATE)] = self._duplicates
+        return drops
 
     def status(self) -> BrokerStatus:
         stats = self.store.stats()
         # Not ready while the store cannot write (its writer failing, e.g. disk full).
         ready = bool(getattr(self.store, "writable", lambda: True)())
-        return BrokerStatus(ready=ready, stored_events=stats.events, stored_bytes=stats.bytes)
+        return BrokerStatus(
+            ready=ready,
+            stored_events=stats.events,
+            stored_bytes=stats.bytes,
+            extra={"dedupKeys": self.dedup.remembered()},
+        )

@@ -11,7 +11,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from eventing.broker.store import DeadLetter, Routed, StoreStats
+from eventing.broker.store import DeadLetter, Routed, SeenRow, StoreStats
 from eventing.errors import StoreClosedError, StoreFullError
 from eventing.events import Event
 
@@ -43,7 +43,16 @@ class MemoryStore:
         if not self._open:
             raise StoreClosedError("the store is closed")
 
-    async def append(self, broker: str, routed: Sequence[Routed]) -> None:
+    async def append(
+        self,
+        broker: str,
+        routed: Sequence[Routed],
+        *,
+        seen: Sequence[SeenRow] = (),
+        forget: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """``seen``/``forget`` are ignored: the in-memory class's deduplication keys
+        live in its broker's windows, and are lost with them."""
         self._check_open()
         size = sum(len(r.event.data or b"") + 64 * len(r.event.attributes) for r in routed)
         if len(self._events) + len(routed) > self.max_events:
@@ -61,6 +70,9 @@ class MemoryStore:
             for t in r.triggers:
                 self._pending.setdefault(t, {})[seq] = None
         self._commits += 1
+
+    async def load_seen(self, broker: str) -> list[SeenRow]:
+        return []
 
     async def ack(self, trigger: str, seqs: Sequence[int]) -> None:
         self._check_open()

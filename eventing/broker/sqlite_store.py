@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from eventing.broker.store import DeadLetter, Routed, StoreStats
+from eventing.broker.store import DeadLetter, Routed, SeenRow, StoreStats
 from eventing.errors import StoreClosedError, StoreError, StoreFullError
 from eventing.events import Event
 
@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attrs TEXT NOT NULL, data BLOB, failed_at REAL NOT NULL, attempts INTEGER NOT NULL,
     reason TEXT NOT NULL, status INTEGER);
 CREATE INDEX IF NOT EXISTS dead_letters_by_trigger ON dead_letters(trigger, id);
+CREATE TABLE IF NOT EXISTS seen (
+    broker TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (broker, scope, source, id)) WITHOUT ROWID;
 """
 
 _MAX_GROUP = 2048
@@ -148,8 +151,17 @@ class SqliteStore:
 
     # -- writes ----------------------------------------------------------------
 
-    async def append(self, broker: str, routed: Sequence[Routed]) -> None:
-        if not routed:
+    async def append(
+        self,
+        broker: str,
+        routed: Sequence[Routed],
+        *,
+        seen: Sequence[SeenRow] = (),
+        forget: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """The deduplication keys in ``seen`` commit in the same transaction as the
+        events, so a crash can never keep an event without its key or the reverse."""
+        if not routed and not seen and not forget:
             return
         size = sum(_size(r.event) for r in routed)
         counts = self._counts
@@ -164,7 +176,7 @@ class SqliteStore:
         self._reserved_events += len(routed)
         self._reserved_bytes += size
         try:
-            await self._submit("append", broker, routed)
+            await self._submit("append", broker, routed, seen, forget)
         finally:
             self._reserved_events -= len(routed)
             self._reserved_bytes -= size
@@ -246,6 +258,12 @@ class SqliteStore:
             (trigger, after_seq, limit),
         )
         return [Event(json.loads(attrs), data, seq) for seq, attrs, data in rows]
+
+    async def load_seen(self, broker: str) -> list[SeenRow]:
+        rows = await self._read(
+            "SELECT scope, source, id, at FROM seen WHERE broker = ? ORDER BY at", (broker,)
+        )
+        return [(scope, source, event_id, at) for scope, source, event_id, at in rows]
 
     async def list_dead_letters(
         self, trigger: str | None, limit: int, after_id: int = 0
@@ -493,9 +511,13 @@ class SqliteStore:
         event_rows: list[tuple[Any, ...]] = []
         pending_rows: list[tuple[str, int]] = []
         acked: dict[str, list[int]] = {}
+        seen_rows: list[tuple[str, str, str, str, float]] = []
+        forget_rows: list[tuple[str, str, str, str]] = []
         for index, op in enumerate(batch):
             if op.kind == "append":
-                broker, routed = op.args
+                broker, routed, seen, forget = op.args
+                seen_rows.extend((broker, *row) for row in seen)
+                forget_rows.extend((broker, *row) for row in forget)
                 for r in routed:
                     seq = self._next_seq
                     self._next_seq += 1
@@ -531,6 +553,17 @@ class SqliteStore:
                 event_rows,
             )
             conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)", pending_rows)
+        if forget_rows:  # before the inserts: a key evicted and seen again is kept
+            conn.executemany(
+                "DELETE FROM seen WHERE broker = ? AND scope = ? AND source = ? AND id = ?",
+                forget_rows,
+            )
+        if seen_rows:
+            conn.executemany(
+                "INSERT OR REPLACE INTO seen (broker, scope, source, id, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                seen_rows,
+            )
         if acked:
             _apply_acks(conn, d, acked)
 

@@ -14,6 +14,9 @@ from typing import Protocol
 
 from eventing.events import Event
 
+#: A deduplication key as stored: (scope, source, id, accepted at).
+SeenRow = tuple[str, str, str, float]
+
 
 @dataclass(slots=True)
 class Routed:
@@ -60,8 +63,22 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def append(self, broker: str, routed: Sequence[Routed]) -> None:
-        """Store events and their matches; sets ``event.seq``. Raises StoreFullError."""
+    async def append(
+        self,
+        broker: str,
+        routed: Sequence[Routed],
+        *,
+        seen: Sequence[SeenRow] = (),
+        forget: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """Store events and their matches; sets ``event.seq``. Raises StoreFullError.
+
+        ``seen`` are deduplication keys (scope, source, id, time) to keep with the
+        events in the same transaction, ``forget`` keys (scope, source, id) to delete
+        (:mod:`eventing.broker.dedup`); a store that is not durable ignores both."""
+
+    async def load_seen(self, broker: str) -> list[SeenRow]:
+        """The deduplication keys kept for ``broker`` (none when not durable)."""
 
     async def ack(self, trigger: str, seqs: Sequence[int]) -> None: ...
 

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from eventing.resources.dedup import dedup_settings
+
 KNATIVE_EVENTING: Final = "eventing.knative.dev/v1"
 KNATIVE_SOURCES_V1: Final = "sources.knative.dev/v1"
 KNATIVE_SOURCES_V1BETA1: Final = "sources.knative.dev/v1beta1"
@@ -50,11 +52,20 @@ class Model(BaseModel):
     )
 
 
+def _known_annotations(value: dict[str, str]) -> dict[str, str]:
+    """Our annotations that every kind may carry are checked when loaded, so a typo in
+    a value is a validation error with its path, not a surprise at run time."""
+    dedup_settings(value)
+    return value
+
+
 class Metadata(Model):
     name: Name
     namespace: Name = "default"
     labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: Annotated[dict[str, str], AfterValidator(_known_annotations)] = Field(
+        default_factory=dict
+    )
     # Fields Kubernetes fills in; accepted so `kubectl get -o yaml` output loads.
     uid: str | None = None
     generation: int | None = None

@@ -1,0 +1,262 @@
+"""Deduplication on (``source``, ``id``) per broker, within a window bounded by time and count.
+
+Why at ingest and not at delivery: a redelivered webhook or an upstream message handed
+back after a crash is the *same* CloudEvent (the spec makes ``source`` + ``id``
+unique), and storing it twice would start every subscriber's work twice. The broker
+remembers the keys it accepted for at most ``seconds`` and at most ``max_ids`` of them
+(whichever bound is hit first: the count bounds memory, the time bounds how old a
+redelivery may be and still be caught); a second event with a remembered key is
+answered like the first (accepted) and not stored, counted as a drop with reason
+``duplicate``.
+
+Who is deduplicated is decided per event by :attr:`eventing.events.Event.dedup`, set
+by whoever hands the event to the broker: a source's emitter sets its scope (the
+source's own window), ``""`` when the source's ids do not come from upstream (they
+could collide), and plain ingress POSTs and replies leave it ``None``, which means the
+broker's own ``ingress`` setting (off by default, like Knative). A key is looked up in
+every scope of the broker, so an event is a duplicate whichever door it came through.
+
+Two copies of one key arriving at once: the second waits for the first's store to
+finish (at most :data:`INFLIGHT_WAIT` seconds), then is a duplicate if the first was
+stored, or is stored itself if the first failed, so a duplicate is never answered 202
+for an event that ended up not stored.
+
+Durability is the store's business: :class:`Claim` carries the rows to write (new keys,
+keys evicted from memory) so the embedded durable class writes an event and its key
+in one transaction, and :meth:`Deduplicator.load` refills the windows at open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+from eventing.broker.store import SeenRow
+from eventing.errors import StoreError
+from eventing.events import Event
+
+#: The drop reason of an event not stored because its (source, id) was seen.
+DUPLICATE: Final = "duplicate"
+#: The scope of plain ingress POSTs and replies (when the broker dedupes them).
+INGRESS: Final = "ingress"
+DEFAULT_MAX_IDS: Final = 100_000
+DEFAULT_SECONDS: Final = 3600.0
+MAX_MAX_IDS: Final = 10_000_000
+MAX_SECONDS: Final = 30 * 86400.0
+#: Longest wait for an in-flight copy of the same key before answering 503.
+INFLIGHT_WAIT: Final = 30.0
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class DedupWindow:
+    """How long and how many keys a scope remembers (whichever bound is hit first)."""
+
+    max_ids: int = DEFAULT_MAX_IDS
+    seconds: float = DEFAULT_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_ids <= MAX_MAX_IDS:
+            raise ValueError(f"max ids {self.max_ids} is not between 1 and {MAX_MAX_IDS}")
+        if not 0 < self.seconds <= MAX_SECONDS:
+            raise ValueError(f"window of {self.seconds} s is not within (0, {MAX_SECONDS:g}]")
+
+
+class SeenWindow:
+    """Keys in acceptance order with the time each was accepted; evicted from the
+    oldest end when over the count or past the age (amortised O(1) per key)."""
+
+    __slots__ = ("keys", "name", "window")
+
+    def __init__(self, name: str, window: DedupWindow) -> None:
+        self.name = name
+        self.window = window
+        self.keys: OrderedDict[Key, float] = OrderedDict()
+
+    def holds(self, key: Key, now: float) -> bool:
+        at = self.keys.get(key)
+        return at is not None and at > now - self.window.seconds
+
+    def add(self, key: Key, at: float, now: float, evicted: list[Key]) -> None:
+        self.keys[key] = at
+        self.keys.move_to_end(key)
+        self.expire(now, evicted)
+
+    def expire(self, now: float, evicted: list[Key]) -> None:
+        keys, oldest = self.keys, now - self.window.seconds
+        while keys:
+            first = next(iter(keys))
+            if len(keys) <= self.window.max_ids and keys[first] > oldest:
+                return
+            keys.popitem(last=False)
+            evicted.append(first)
+
+
+@dataclass(slots=True)
+class Claim:
+    """One publish's view: what to store, and the dedup rows to store with it."""
+
+    fresh: list[Event] = field(default_factory=list)
+    duplicates: list[Event] = field(default_factory=list)
+    added: list[SeenRow] = field(default_factory=list)
+    """Keys this publish claims (write them with the events)."""
+    forgotten: list[tuple[str, str, str]] = field(default_factory=list)
+    """(scope, source, id) evicted from memory since the last publish (delete them)."""
+    keys: list[tuple[SeenWindow, Key, float]] = field(default_factory=list)
+    done: asyncio.Future[bool] | None = None
+
+
+class Deduplicator:
+    """The windows of one broker, and the keys being stored right now."""
+
+    def __init__(
+        self,
+        window: DedupWindow | None = None,
+        *,
+        ingress: bool = False,
+        durable: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.window = window or DedupWindow()
+        """The broker's window: the ingress scope's, and a source's unless it has one."""
+        self.ingress = ingress
+        """Dedupe events that carry no decision (plain POSTs, replies)."""
+        self.enabled = True
+        """False: nothing is deduplicated (the broker's ``eventing.local/dedup: false``)."""
+        self.durable = durable
+        """Keep the rows a durable store writes (:attr:`Claim.added`, ``forgotten``)."""
+        self.clock = clock
+        self.scopes: dict[str, SeenWindow] = {}
+        self._inflight: dict[Key, asyncio.Future[bool]] = {}
+        self._forgotten: list[tuple[str, str, str]] = []
+
+    def configure(self, window: DedupWindow, *, ingress: bool, enabled: bool = True) -> None:
+        """The broker's own settings (its annotations): window, plain POSTs, on/off."""
+        self.window, self.ingress, self.enabled = window, ingress, enabled
+        if INGRESS in self.scopes:
+            self.scope(INGRESS, window)
+
+    def scope(self, name: str, window: DedupWindow | None = None) -> None:
+        """Declare a scope (a source's name) with its own window, or the broker's."""
+        seen = self.scopes.get(name)
+        if seen is None:
+            self.scopes[name] = SeenWindow(name, window or self.window)
+            return
+        seen.window = window or self.window
+        self._expire(seen, self.clock())
+
+    def remembered(self) -> int:
+        return sum(len(s.keys) for s in self.scopes.values())
+
+    def load(self, rows: Iterable[SeenRow]) -> None:
+        """Refill the windows from a store, oldest first (bounds applied as it goes)."""
+        now = self.clock()
+        for scope, source, event_id, at in sorted(rows, key=lambda r: r[3]):
+            seen = self._scope(scope)
+            seen.keys[(source, event_id)] = at
+        for seen in self.scopes.values():
+            self._expire(seen, now)
+
+    def _scope(self, name: str) -> SeenWindow:
+        seen = self.scopes.get(name)
+        if seen is None:
+            seen = self.scopes[name] = SeenWindow(name, self.window)
+        return seen
+
+    def _expire(self, seen: SeenWindow, now: float) -> None:
+        evicted: list[Key] = []
+        seen.expire(now, evicted)
+        if self.durable:
+            self._forgotten.extend((seen.name, source, event_id) for source, event_id in evicted)
+
+    @asynccontextmanager
+    async def admit(self, events: Sequence[Event]) -> AsyncIterator[Claim]:
+        """Split ``events`` into fresh ones and duplicates; the body stores
+        ``claim.fresh`` (with ``claim.added``/``claim.forgotten`` when durable). The
+        claimed keys are remembered when the body returns, and released if it raises."""
+        claim = await self._claim(events)
+        try:
+            yield claim
+        except BaseException:
+            self._release(claim, stored=False)
+            raise
+        self._release(claim, stored=True)
+
+    async def _claim(self, events: Sequence[Event]) -> Claim:
+        deadline = time.monotonic() + INFLIGHT_WAIT
+        while True:
+            claim, waits = self._try_claim(events)
+            if not waits:
+                return claim
+            self._release(claim, stored=False)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreError("an event with the same source and id is still being stored")
+            await asyncio.wait(waits, timeout=left)
+
+    def _try_claim(self, events: Sequence[Event]) -> tuple[Claim, set[asyncio.Future[bool]]]:
+        claim = Claim()
+        waits: set[asyncio.Future[bool]] = set()
+        if not self.enabled:
+            claim.fresh = list(events)
+            return claim, waits
+        now = self.clock()
+        scopes = self.scopes
+        for event in events:
+            name = event.dedup
+            if name is None:
+                name = INGRESS if self.ingress else ""
+            if not name:
+                claim.fresh.append(event)
+                continue
+            attributes = event.attributes
+            key = (str(attributes["source"]), str(attributes["id"]))
+            seen = False
+            for scope in scopes.values():
+                if scope.holds(key, now):
+                    seen = True
+                    break
+            if seen:
+                claim.duplicates.append(event)
+                continue
+            other = self._inflight.get(key)
+            if other is not None:
+                if other is claim.done:  # twice in this batch
+                    claim.duplicates.append(event)
+                else:
+                    waits.add(other)
+                continue
+            if claim.done is None:
+                claim.done = asyncio.get_running_loop().create_future()
+            self._inflight[key] = claim.done
+            claim.keys.append((self._scope(name), key, now))
+            if self.durable:
+                claim.added.append((name, key[0], key[1], now))
+            claim.fresh.append(event)
+        if claim.keys and self._forgotten:
+            claim.forgotten, self._forgotten = self._forgotten, []
+        return claim, waits
+
+    def _release(self, claim: Claim, *, stored: bool) -> None:
+        if claim.done is None:
+            return
+        now = self.clock()
+        evicted: list[Key] = []
+        for seen, key, at in claim.keys:
+            del self._inflight[key]
+            if stored:
+                seen.add(key, at, now, evicted)
+                if evicted:
+                    if self.durable:
+                        self._forgotten.extend((seen.name, s, i) for s, i in evicted)
+                    evicted.clear()
+        if not stored and claim.forgotten:  # not written: try again with the next one
+            self._forgotten.extend(claim.forgotten)
+        if not claim.done.done():
+            claim.done.set_result(stored)
