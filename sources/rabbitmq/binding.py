@@ -18,7 +18,9 @@ message is wrapped like Knative's RabbitmqSource does:
                 redelivery keeps its id. (Knative mints a random UUID, which defeats
                 deduplication.) Two *different* messages with identical content and
                 no message_id or timestamp get the same id: publishers that send
-                such messages should set ``message_id``.
+                such messages should set ``message_id``. Such hashed ids are
+                therefore not deduplicated by the broker unless the source's
+                ``eventing.local/dedup`` annotation is ``"true"`` (``event.dedup``).
 ``subject``     the id (as Knative does)
 ``time``        the ``timestamp`` property, when set
 ``datacontenttype`` the ``content_type`` property, when set
@@ -117,7 +119,12 @@ def wrap(message: AmqpMessage, source_prefix: str, queue: str) -> Event:
         attributes["time"] = rfc3339(message.timestamp)
     if message.content_type:
         attributes["datacontenttype"] = message.content_type
-    return finish(attributes, message.body)
+    event = finish(attributes, message.body)
+    if not message.message_id:
+        # A content hash is stable across redeliveries, but two different messages
+        # with the same content share it: not deduplicated unless the source says so.
+        event.dedup = ""
+    return event
 
 
 def identity(message: AmqpMessage, queue: str) -> str:
