@@ -126,7 +126,8 @@ class EmbeddedBroker:
                     r.event.arrived = now
             # The keys of events no trigger wants are kept too: an id accepted once is
             # a duplicate for the window, whatever became of the event.
-            await self.store.append(self.key, routed, seen=claim.added, forget=claim.forgotten)
+            if routed or claim.added or claim.forgotten:
+                await self.store.append(self.key, routed, seen=claim.added, forget=claim.forgotten)
         self.router.record(routings)  # counted only once the batch was accepted
         self._duplicates += len(claim.duplicates)
         for r in routed:
