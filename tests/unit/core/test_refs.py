@@ -39,6 +39,13 @@ kind: Workload
 metadata: {name: mute}
 spec: {scaleTargetRef: {name: web}}
 ---
+apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {name: kjob}
+spec:
+  jobs: {}
+  jobTemplate: {spec: {template: {spec: {containers: [{name: c, image: i}]}}}}
+---
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
 metadata: {name: t}
@@ -80,6 +87,13 @@ CASES = [
         "subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: b}}",
         ONE,
         "!Knative Service cannot be resolved on one machine",
+    ),
+    ("job-k8s", "subscriber: {ref: {kind: Workload, name: kjob}}", K8S, "jobs:default/kjob"),
+    (
+        "job-here",
+        "subscriber: {ref: {kind: Workload, name: kjob}}",
+        ONE,
+        "!runs a Kubernetes Job per event",
     ),
     ("configmap", "subscriber: {ref: {kind: ConfigMap, name: c}}", K8S, "!a ref may name"),
     (
