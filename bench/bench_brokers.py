@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,9 +31,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_pipeline import start, stop, subscriber_stats
+
 from eventing.workloads.replica import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = json.dumps({"order": 1, "note": "x" * 990}, separators=(",", ":"))[:1024]
 KAFKA = os.environ.get("EVENTING_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9192")
 AMQP = os.environ.get("EVENTING_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5682/")
@@ -55,20 +55,6 @@ CE_HEADERS = [
     ("ce_type", b"bench.event"),
     ("content-type", b"application/json"),
 ]
-
-
-def start(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -98,11 +84,6 @@ def wrk_accepted(proc: subprocess.Popen[str]) -> int:
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return total - (int(bad.group(1)) if bad else 0)
-
-
-def sub_stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/stats", timeout=10) as r:
-        return json.load(r)  # type: ignore[no-any-return]
 
 
 def manifests(directory: Path, kind: str, name: str, sub_url: str) -> None:
@@ -175,9 +156,9 @@ def eventing_rate(kind: str, processes: int, seconds: int, connections: int) -> 
         loads = [wrk(url, seconds, max(1, connections // processes)) for url in ingresses]
         accepted = sum(wrk_accepted(p) for p in loads)
         deadline = time.monotonic() + 120
-        while sub_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
+        while subscriber_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
             time.sleep(0.2)
-        stats = sub_stats(sub_url)
+        stats = subscriber_stats(sub_url)
         return accepted / seconds, stats["count"] / max(1e-9, stats["last"] - started)
     finally:
         for system in systems:

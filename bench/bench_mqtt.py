@@ -29,17 +29,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
 import paho.mqtt.client as paho
-from bench_sources import PAYLOAD, SINK, SUBSCRIBER, timed_source, timed_system
+from bench_sources import PAYLOAD, SINK, SUBSCRIBER, median, timed_source, timed_system
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -151,19 +148,6 @@ async def system(name: str, n: int) -> float:
     return await timed_system(resource(name), n)
 
 
-async def median(n: int, rounds: int, measure: Callable[[str, int], Awaitable[float]]) -> float:
-    results: list[float] = []
-    for _ in range(rounds):
-        name = f"bench-mqtt-{uuid.uuid4().hex[:8]}"
-        await fill_session(name, n)
-        try:
-            results.append(await measure(name, n))
-        finally:
-            await drop_session(name)
-    print(f"  {measure.__name__:<12} " + "  ".join(f"{r:>9,.0f}" for r in results), flush=True)
-    return float(statistics.median(results))
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20000)
@@ -175,10 +159,10 @@ async def main() -> None:
     try:
         # interleaved per round would be fairer on a busy machine; the order is
         # raw, source, system as in bench_sources.py
-        aio = await median(n, rounds, raw_aiomqtt)
-        threaded = await median(n, rounds, raw_paho)
-        ours = await median(n, rounds, source)
-        whole = await median(n, rounds, system)
+        aio = await median(n, rounds, fill_session, drop_session, raw_aiomqtt)
+        threaded = await median(n, rounds, fill_session, drop_session, raw_paho)
+        ours = await median(n, rounds, fill_session, drop_session, source)
+        whole = await median(n, rounds, fill_session, drop_session, system)
     finally:
         await SUBSCRIBER.stop()
     print(f"\n{n} QoS 1 messages of {len(PAYLOAD)} bytes, median of {rounds} rounds, events/s\n")
