@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Post a few events to two eventing processes sharing one broker (their ingress
+# Post a few events to two eventing processes sharing one broker, e.g. the
+# examples kafka-broker and rabbitmq-broker (their ingress
 # ports: PORTS, default "8080 8081").
 set -euo pipefail
 read -r -a ports <<< "${PORTS:-8080 8081}"
