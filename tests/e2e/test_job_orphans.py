@@ -7,12 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from tests.e2e.test_workload_orphans import alive
 from tests.support.mesh import wait_until
-from tests.support.process import EventingProcess
+from tests.support.process import EventingProcess, alive, post_events
 
 pytestmark = pytest.mark.e2e
 
@@ -57,16 +55,7 @@ async def test_no_job_survives_eventing(tmp_path: Path, how: str) -> None:
     proc = EventingProcess(manifests(tmp_path, pid_dir), tmp_path / "data")
     await proc.start()
     try:
-        async with aiohttp.ClientSession() as http:
-            for n in range(2):
-                headers = {
-                    "ce-specversion": "1.0",
-                    "ce-id": f"b{n}",
-                    "ce-source": "/t",
-                    "ce-type": "push",
-                }
-                async with http.post(proc.url(), data=b"{}", headers=headers) as r:
-                    assert r.status == 202
+        await post_events(proc.url(), ["b0", "b1"], "push")
         await wait_until(lambda: len(os.listdir(pid_dir)) == 2, 60, "2 running jobs")
         pids = [int(name) for name in os.listdir(pid_dir)]
         assert all(alive(pid) for pid in pids)

@@ -7,11 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.support.mesh import wait_until
-from tests.support.process import EventingProcess
+from tests.support.process import EventingProcess, alive, post_events
 
 pytestmark = pytest.mark.e2e
 REPLICA = str(Path(__file__).resolve().parents[1] / "support" / "replica_app.py")
@@ -43,29 +42,11 @@ spec:
     return directory
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) is not a running orphan.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ", 1)[1][0] != "Z"
-
-
 async def started_replicas(proc: EventingProcess, pid_dir: Path) -> list[int]:
     await wait_until(lambda: len(os.listdir(pid_dir)) == 3, 60, "3 replicas")
     pids = [int(name) for name in os.listdir(pid_dir)]
-    async with aiohttp.ClientSession() as http:
-        for n in range(6):  # keep them busy so a graceful stop has something to drain
-            headers = {
-                "ce-specversion": "1.0",
-                "ce-id": f"e{n}",
-                "ce-source": "/t",
-                "ce-type": "job",
-            }
-            async with http.post(proc.url(), data=b"{}", headers=headers) as r:
-                assert r.status == 202
+    # keep them busy so a graceful stop has something to drain
+    await post_events(proc.url(), [f"e{n}" for n in range(6)], "job")
     return pids
 
 

@@ -11,12 +11,34 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
+
 _BROKER_LINE = re.compile(r"broker (\S+) .*: POST (http://\S+)")
 _ADMIN_LINE = re.compile(r"admin API (http://[0-9.:]+)")
 
 
 #: Every process started by a test, so a failing test cannot leave one running.
 STARTED: list[asyncio.subprocess.Process] = []
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie (exited, not yet reaped by its parent) is
+    not a running orphan."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+async def post_events(url: str, ids: list[str], type_: str) -> None:
+    """Post one binary-mode event per id (body ``{}``) and require 202 for each."""
+    async with aiohttp.ClientSession() as http:
+        for id_ in ids:
+            headers = {"ce-specversion": "1.0", "ce-id": id_, "ce-source": "/t", "ce-type": type_}
+            async with http.post(url, data=b"{}", headers=headers) as r:
+                assert r.status == 202, (id_, r.status)
 
 
 def kill_leftovers() -> None:
