@@ -80,20 +80,30 @@ def _write_manifests(directory: Path, text: str) -> None:
 
 @asynccontextmanager
 async def run_system(
-    directory: Path, text: str, *, ingress: IngressSettings | None = None
+    directory: Path,
+    text: str,
+    *,
+    ingress: IngressSettings | None = None,
+    data_dir: Path | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Running]:
-    """Start the whole system (like the ``system`` fixture) with custom ingress settings."""
+    """Start the whole system (like the ``system`` fixture) from ``text`` written into
+    ``directory``, on free ports, with custom ingress settings; ``overrides`` are other
+    ``RuntimeSettings`` fields (``ingress_workers``, ``drain_timeout``, ``host``, ...).
+    Started again with the same ``directory`` (or ``data_dir``) it finds its data."""
     from eventing.app.runtime import RuntimeSettings, start, stop
     from eventing.app.system import StoreSettings
 
     _write_manifests(directory, text)
-    settings = RuntimeSettings(
-        port=0,
-        admin_port=0,
-        drain_timeout=5.0,
-        store=StoreSettings(data_dir=directory / "data"),
-        ingress=ingress or IngressSettings(),
-    )
+    fields: dict[str, Any] = {
+        "port": 0,
+        "admin_port": 0,
+        "drain_timeout": 5.0,
+        "store": StoreSettings(data_dir=data_dir or directory / "data"),
+        "ingress": ingress or IngressSettings(),
+        **overrides,
+    }
+    settings = RuntimeSettings(**fields)
     running = await start(directory, settings)
     try:
         yield running

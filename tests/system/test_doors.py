@@ -12,8 +12,8 @@ import json
 import sqlite3
 import sys
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.support.mesh import (
     ce_headers,
     manifests,
     post,
+    run_system,
     trigger_doc,
     wait_until,
 )
@@ -78,26 +79,17 @@ Runner = Callable[..., AbstractAsyncContextManager[Running]]
 def _runner(
     tmp_path: Path, workers: int, admin_token: bool = False, allowed: tuple[str, ...] = ()
 ) -> Runner:
-    @asynccontextmanager
-    async def running(text: str, **ingress: Any) -> AsyncIterator[Running]:
-        directory = tmp_path / "manifests"
-        directory.mkdir(exist_ok=True)
-        (directory / "system.yaml").write_text(text)
-        settings = RuntimeSettings(
-            port=0,
-            admin_port=0,
+    def running(text: str, **ingress: Any) -> AbstractAsyncContextManager[Running]:
+        return run_system(
+            tmp_path / "manifests",
+            text,
+            ingress=IngressSettings(**ingress),
+            data_dir=tmp_path / "data",
             drain_timeout=2.0,
             ingress_workers=workers,
             admin_token=admin_token,
             admin_allowed_hosts=allowed,
-            store=StoreSettings(data_dir=tmp_path / "data"),
-            ingress=IngressSettings(**ingress),
         )
-        system = await start(directory, settings)
-        try:
-            yield system
-        finally:
-            await stop(system, settings)
 
     return running
 

@@ -18,16 +18,14 @@ import hmac
 import json
 import os
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from eventing.app.runtime import Running, RuntimeSettings, start, stop
-from eventing.app.system import StoreSettings
-from tests.support.mesh import broker_doc, manifests, settled, trigger_doc
+from eventing.app.runtime import Running
+from tests.support.mesh import broker_doc, manifests, run_system, settled, trigger_doc
 from tests.support.subscriber import RecordingSubscriber
 from tests.support.wire import open_raw, read_response
 
@@ -189,24 +187,15 @@ def _rss(pid: int) -> int:
     return 0
 
 
-@asynccontextmanager
-async def _system(tmp_path: Path, workers: int, url: str) -> AsyncIterator[Running]:
-    directory = tmp_path / "manifests"
-    directory.mkdir()
+def _system(tmp_path: Path, workers: int, url: str) -> AbstractAsyncContextManager[Running]:
     text = manifests(broker_doc(), trigger_doc("all", f"{url}/all")) + HOOKS
-    (directory / "system.yaml").write_text(text)
-    settings = RuntimeSettings(
-        port=0,
-        admin_port=0,
+    return run_system(
+        tmp_path / "manifests",
+        text,
+        data_dir=tmp_path / "data",
         drain_timeout=2.0,
         ingress_workers=workers,
-        store=StoreSettings(data_dir=tmp_path / "data"),
     )
-    system = await start(directory, settings)
-    try:
-        yield system
-    finally:
-        await stop(system, settings)
 
 
 @pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "workers"])

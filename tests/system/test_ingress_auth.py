@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from eventing.app.runtime import Running, RuntimeSettings, start, stop
-from eventing.app.system import StoreSettings
-from tests.support.mesh import broker_doc, ce_headers, manifests, post, trigger_doc
+from eventing.app.runtime import Running
+from tests.support.mesh import broker_doc, ce_headers, manifests, post, run_system, trigger_doc
 
 ISSUER = "https://issuer.example"
 
@@ -54,24 +53,15 @@ def run(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("EVENTING_SECRET_INGRESS_ORDERS", "orders-token-1\norders-token-2\n")
     monkeypatch.setenv("EVENTING_SECRET_INGRESS_AUDIT", "audit-token")
 
-    @asynccontextmanager
-    async def running(text: str, host: str = "127.0.0.1") -> AsyncIterator[Running]:
-        directory = tmp_path / "manifests"
-        directory.mkdir(exist_ok=True)
-        (directory / "system.yaml").write_text(text)
-        settings = RuntimeSettings(
+    def running(text: str, host: str = "127.0.0.1") -> AbstractAsyncContextManager[Running]:
+        return run_system(
+            tmp_path / "manifests",
+            text,
+            data_dir=tmp_path / "data",
             host=host,
-            port=0,
-            admin_port=0,
             drain_timeout=2.0,
             ingress_workers=request.param,
-            store=StoreSettings(data_dir=tmp_path / "data"),
         )
-        system = await start(directory, settings)
-        try:
-            yield system
-        finally:
-            await stop(system, settings)
 
     return running
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from eventing.app.runtime import Running, RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
 from eventing.ingress.server import IngressSettings
+from tests.support.mesh import run_system
 from tests.support.subscriber import Answer, Received, RecordingSubscriber
 from tests.support.wire import open_raw, raw_exchange, read_response, request_bytes
 
@@ -66,24 +67,15 @@ def run(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monk
     workers: int = request.param
     monkeypatch.setenv("EVENTING_SECRET_GUARDED_TOKEN", "a-token-of-the-test")
 
-    @asynccontextmanager
-    async def running(text: str) -> AsyncIterator[Running]:
-        directory = tmp_path / "manifests"
-        directory.mkdir(exist_ok=True)
-        (directory / "system.yaml").write_text(text)
-        settings = RuntimeSettings(
-            port=0,
-            admin_port=0,
+    def running(text: str) -> AbstractAsyncContextManager[Running]:
+        return run_system(
+            tmp_path / "manifests",
+            text,
+            ingress=IngressSettings(read_timeout=0.5),
+            data_dir=tmp_path / "data",
             drain_timeout=2.0,
             ingress_workers=workers,
-            ingress=IngressSettings(read_timeout=0.5),
-            store=StoreSettings(data_dir=tmp_path / "data"),
         )
-        system = await start(directory, settings)
-        try:
-            yield system
-        finally:
-            await stop(system, settings)
 
     return running
 
