@@ -92,6 +92,15 @@ class Supervisor:
         for entry in entries:
             self.tasks.pop(entry.name, None)
 
+    async def cancel(self, name: str, timeout: float) -> None:
+        """Cancel one task by name (a trigger or source removed while running) and wait
+        up to ``timeout`` seconds for it; a name that does not run is ignored."""
+        entry = self.tasks.pop(name, None)
+        if entry is None:
+            return
+        entry.task.cancel()
+        await self._wait([entry.task], timeout, entry.group)
+
     async def _wait(self, tasks: list[asyncio.Task[None]], timeout: float, group: str) -> None:
         if not tasks:
             return

@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from brokers.kafka.binding import TARGET, to_record
 from brokers.kafka.config import KafkaSettings
@@ -64,6 +65,8 @@ class KafkaBroker:
         self._drops: dict[tuple[str, str], int] = {}
         self.dedup = Deduplicator()
         """Per process, in memory: see docs/brokers.md for what that guarantees."""
+        self.opened = False
+        """Set by :meth:`open`: later subscriptions are triggers added while running."""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -71,10 +74,39 @@ class KafkaBroker:
         self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
     ) -> KafkaSubscription:
         sub = KafkaSubscription(self, trigger, event_filter)
+        # A trigger added while running starts at the end of the topic (Knative's
+        # default initial offset, "latest"), not at the retained history.
+        sub.initial_offset = "latest" if self.opened else "earliest"
         self.subscriptions[trigger] = sub
         return sub
 
+    async def refilter(
+        self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
+    ) -> None:
+        """The group stays, and with it the backlog. Kafka filters after consume, so the
+        new filter also decides for records not yet consumed (as Knative's Kafka
+        broker, which filters at dispatch)."""
+        self.subscriptions[trigger].filter = event_filter
+
+    async def unsubscribe(self, trigger: str) -> None:
+        """Forget the trigger and delete its consumer group (its committed offsets: the
+        backlog), so a trigger created again with the same name starts afresh."""
+        sub = self.subscriptions.pop(trigger, None)
+        if sub is None or self.admin is None:
+            return
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await delete_group(self.admin, sub.group)
+        except (KafkaError, OSError, TimeoutError, StoreError) as exc:
+            logger.warning("broker %s: cannot delete group %s: %s", self.key, sub.group,
+                           describe(exc))  # fmt: skip
+
+    def trigger_tasks(self, trigger: str) -> list[BrokerTask]:
+        sub = self.subscriptions[trigger]
+        return [(f"kafka consume {trigger}", sub.run)]
+
     async def open(self) -> None:
+        self.opened = True
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 await self._connect()
@@ -93,8 +125,8 @@ class KafkaBroker:
             (f"kafka lag {self.key}", self._read_lag),
             (f"kafka dlq {self.key}", self.dlq.tail),
         ]
-        for trigger, sub in self.subscriptions.items():
-            out.append((f"kafka consume {trigger}", sub.run))
+        for trigger in self.subscriptions:
+            out.extend(self.trigger_tasks(trigger))
         return out
 
     def client_id(self, role: str) -> str:
@@ -259,3 +291,16 @@ class KafkaBroker:
                 except (KafkaError, OSError, TimeoutError) as exc:
                     logger.debug("lag of %s: %s", sub.trigger, describe(exc))
             await asyncio.sleep(LAG_PERIOD)
+
+
+GROUP_GONE = (0, 69)  # no error; GROUP_ID_NOT_FOUND
+
+
+async def delete_group(admin: Any, group: str) -> None:
+    """Delete one consumer group (Kafka's DeleteGroups; aiokafka's admin client has the
+    request but no method for it). A group that does not exist is fine."""
+    node = await admin.find_coordinator(group)
+    response = await admin._send_request(DeleteGroupsRequest([group]), node)
+    for _name, code in response.results:
+        if code not in GROUP_GONE:
+            raise StoreError(f"cannot delete group {group}: error code {code}")

@@ -65,6 +65,9 @@ class KafkaSubscription:
         self.trigger = trigger
         self.filter = event_filter
         self.group = broker.settings.group(trigger)
+        self.initial_offset = "earliest"
+        """Where a group without committed offsets starts ("latest" for a trigger
+        added while running)."""
         self.buffer = broker.settings.buffer
         self.listeners: list[Callable[[], None]] = []
         self.drops: dict[tuple[str, str], int] = {}
@@ -144,7 +147,7 @@ class KafkaSubscription:
                 group_id=self.group,
                 client_id=self.broker.client_id(f"c-{self.trigger}"),
                 enable_auto_commit=False,
-                auto_offset_reset="earliest",
+                auto_offset_reset=self.initial_offset,
                 max_poll_interval_ms=3_600_000,
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,

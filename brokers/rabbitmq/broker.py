@@ -82,6 +82,63 @@ class RabbitBroker:
         self.subscriptions[trigger] = sub
         return sub
 
+    async def refilter(
+        self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
+    ) -> None:
+        """The queue stays, and with it the backlog. The filter runs again on consume, so
+        the new filter also decides for messages already queued (as Knative's RabbitMQ
+        broker, which filters at dispatch); a changed ``exact`` is rebound."""
+        sub = self.subscriptions[trigger]
+        sub.filter = event_filter
+        new = dict(exact or {})
+        if new != sub.exact:
+            old, sub.exact = sub.exact, new
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await sub.rebind(old)
+            except ERRORS as exc:  # the next reconnect binds sub.exact
+                logger.warning("trigger %s: rebinding failed: %s", trigger, describe(exc))
+                self._lost.set()
+
+    async def unsubscribe(self, trigger: str) -> None:
+        """Forget the trigger and delete its queue (its backlog)."""
+        sub = self.subscriptions.pop(trigger, None)
+        if sub is None:
+            return
+        await self._flush_acks()  # acks of its last deliveries, on its own channel
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await sub.detach()
+                if self.channel is not None:
+                    await self.channel.queue_delete(sub.queue_name)
+        except ERRORS as exc:
+            logger.warning("broker %s: cannot delete queue %s: %s", self.key, sub.queue_name,
+                           describe(exc))  # fmt: skip
+
+    def trigger_tasks(self, trigger: str) -> list[BrokerTask]:
+        sub = self.subscriptions[trigger]
+
+        async def bind() -> None:
+            await self._attach_late(sub)
+
+        return [(f"rabbitmq bind {trigger}", bind)]
+
+    async def _attach_late(self, sub: RabbitSubscription) -> None:
+        """Declare, bind and consume the queue of a trigger subscribed while connected
+        (the connection loop does it for every trigger on each (re)connect)."""
+        while True:
+            await self._connected.wait()
+            connection, exchange = self.connection, self.exchange
+            if (
+                not sub.attached
+                and sub.trigger in self.subscriptions
+                and connection is not None
+                and exchange is not None
+            ):
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await sub.attach(connection, exchange, self.generation)
+            await asyncio.sleep(CHECK_PERIOD)
+
     async def open(self) -> None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -102,6 +159,7 @@ class RabbitBroker:
             (f"rabbitmq acks {self.key}", self._ack_loop),
             (f"rabbitmq depth {self.key}", self._read_depth),
             (f"rabbitmq dlq {self.key}", self.dlq.tail),
+            *(t for trigger in self.subscriptions for t in self.trigger_tasks(trigger)),
         ]
 
     async def _connect(self) -> None:
@@ -125,7 +183,7 @@ class RabbitBroker:
         self.channel = channel
         self.probe = await connection.channel(publisher_confirms=False)
         self.generation += 1
-        for sub in self.subscriptions.values():
+        for sub in list(self.subscriptions.values()):
             await sub.attach(connection, self.exchange, self.generation)
         self._ready = True
         self._error = None
@@ -173,7 +231,9 @@ class RabbitBroker:
 
     async def _topology_intact(self) -> bool:
         """Every trigger's queue still exists (a passive declare each)."""
-        for sub in self.subscriptions.values():
+        for sub in list(self.subscriptions.values()):
+            if not sub.attached:
+                continue  # its bind task declares it
             try:
                 await sub.depth_now()
             except ChannelClosed as exc:
@@ -215,7 +275,8 @@ class RabbitBroker:
     async def publish(self, events: Sequence[Event]) -> None:
         async with self.dedup.admit(events) as claim:
             events = claim.fresh
-            filters = {t: s.filter for t, s in self.subscriptions.items()}
+            # A trigger whose queue is not bound yet (added a moment ago) takes nothing yet.
+            filters = {t: s.filter for t, s in self.subscriptions.items() if s.attached}
             routes = [route(filters, e) for e in events]
             results = await self.send(self.settings.exchange, events) if events else []
             for (matched, _), result in zip(routes, results, strict=True):

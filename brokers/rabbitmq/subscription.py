@@ -62,6 +62,29 @@ class RabbitSubscription:
         self._consumers = 1
         self._ready_count = 0
         self._channel: AbstractChannel | None = None
+        self._queue: Any = None
+
+    @property
+    def attached(self) -> bool:
+        """Its queue was declared and bound at least once (a trigger added while
+        running is not until the connection loop or its bind task got to it)."""
+        return self._generation > 0
+
+    async def rebind(self, old: dict[str, str]) -> None:
+        """A changed ``exact`` (a refiltered trigger): bind the new headers first, then
+        drop the old binding, so no message meant for the queue falls in between."""
+        queue, exchange = self._queue, self.broker.exchange
+        if queue is None or exchange is None:
+            return  # not connected: the next attach binds self.exact
+        await queue.bind(exchange, routing_key="", arguments={"x-match": "all", **self.exact})
+        await queue.unbind(exchange, routing_key="", arguments={"x-match": "all", **old})
+
+    async def detach(self) -> None:
+        """Stop consuming (unacked messages go back to the queue)."""
+        channel, self._channel, self._queue = self._channel, None, None
+        self._ready.clear()
+        if channel is not None and not channel.is_closed:
+            await channel.close()
 
     async def attach(
         self, connection: AbstractConnection, exchange: AbstractExchange, generation: int
@@ -79,6 +102,7 @@ class RabbitSubscription:
         )
         await queue.bind(exchange, routing_key="", arguments={"x-match": "all", **self.exact})
         self._channel = channel
+        self._queue = queue
         await queue.consume(self._on_message, no_ack=False)
 
     async def _on_message(self, message: Incoming) -> None:

@@ -168,6 +168,18 @@ def _add_run(sub: Sub) -> None:
         "--namespace",
         help="with --kubernetes and no directory: read only this namespace's resources",
     )
+    run.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="read the manifests (or the API server) once at start; by default changes "
+        "are applied live (docs/operating.md, Live reload)",
+    )
+    run.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        help="seconds between looks at the manifest directory (default 1)",
+    )
     run.set_defaults(func=_run)
 
 
@@ -315,6 +327,8 @@ def _run(args: argparse.Namespace) -> int:
         tls=_server_tls(args),
         ingress=IngressSettings(max_body_bytes=args.max_body),
         otel_endpoint=args.otel_endpoint,
+        watch=not args.no_watch,
+        watch_interval=min(60.0, max(0.1, args.watch_interval)),
     )
     if args.directory is None and not args.kubernetes:
         print("eventing: give a directory of manifests, or --kubernetes", file=sys.stderr)

@@ -39,11 +39,13 @@ from eventing.app.broker_classes import broker_classes
 from eventing.app.ingress_auth_config import ingress_auth
 from eventing.app.kube_status import status_writer
 from eventing.app.lock import DataDirLock
-from eventing.app.observatory import Observatory
+from eventing.app.observatory import Observatory, TappedBroker
 from eventing.app.process import process_id
+from eventing.app.reconcile import Reconciler
 from eventing.app.registry import build_sources, kind_registry
 from eventing.app.status import system_status
 from eventing.app.system import StoreSettings, System, build_system
+from eventing.broker.registry import BrokerClasses
 from eventing.connections import private_dir, raise_open_file_limit
 from eventing.errors import ConfigError
 from eventing.ingress.auth import IngressAuth
@@ -54,6 +56,7 @@ from eventing.kube.feed import load_from_cluster
 from eventing.metrics import Metrics
 from eventing.resources.loader import KindRegistry, ResourceSet, load_resources
 from eventing.resources.refs import Platform
+from eventing.resources.watch import DirectoryFeed, Stamp, origins, stamp
 from eventing.sourcing import Source, WebhookSource
 from eventing.supervise import Supervisor
 from eventing.tls import ServerTls, server_context, watch
@@ -84,6 +87,7 @@ def _from_cluster(registry: KindRegistry, platform: Platform) -> ResourceSet:
         raise ConfigError(f"cannot read resources from Kubernetes: {exc}") from None
 
 
+RECONCILE = "reconcile"
 BROKERS = "brokers"
 DISPATCH = "dispatch"
 SOURCES = "sources"
@@ -122,6 +126,11 @@ class RuntimeSettings:
     ingress: IngressSettings = field(default_factory=IngressSettings)
     otel_endpoint: str | None = None
     """OTLP/HTTP collector for the spans of traced events (``eventing.app.tracing``)."""
+    watch: bool = False
+    """Apply changes of the manifests (or of the API server's objects) live
+    (:mod:`eventing.app.reconcile`); ``eventing run`` turns it on."""
+    watch_interval: float = 1.0
+    """Seconds between looks at the manifest directory."""
 
 
 @dataclass
@@ -141,20 +150,19 @@ class Running:
     started: float = field(default_factory=time.time)
     process: str = ""
     """This process's stable id (logs, ``/metrics``, status)."""
+    reconciler: Reconciler | None = None
+    """Applies changed manifests live (with ``RuntimeSettings.watch``)."""
 
 
 async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     ident = _prepare_process(settings)
     classes = broker_classes(settings.store.sqlite(), process_id=ident)
-    resources = await _load(directory, kind_registry(classes), settings.store.platform)
+    registry = kind_registry(classes)
+    # The directory as read at start: the watch applies what changes after this look.
+    seen = await asyncio.to_thread(stamp, directory) if directory is not None else None
+    resources = await _load(directory, registry, settings.store.platform)
     lock = DataDirLock(settings.store.data_dir)
-    metrics = Metrics()
-    metrics.add_live(
-        "eventing_process_info",
-        "1, labelled with this data-plane process's stable id",
-        ["process"],
-        lambda: [([ident], 1.0)],
-    )
+    metrics = _process_metrics(ident)
     try:
         system = await build_system(resources, settings.store, metrics, classes)
     except BaseException:
@@ -217,7 +225,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     except BaseException:
         if workers is not None:
             await workers.stop()
-        for group in (SOURCES, DISPATCH, SCALERS, BROKERS):
+        for group in (RECONCILE, SOURCES, DISPATCH, SCALERS, BROKERS):
             await supervisor.stop(group, timeout=2.0)
         for runner in runners:
             await runner.cleanup()
@@ -239,11 +247,53 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
     )
     _source_gauges(metrics, running.sources)
     observatory.start(running, supervisor, UI, settings.otel_endpoint)
-    if directory is None:  # controller mode: status goes back to the API server
-        writer = status_writer(running, settings.store.platform.kubeconfig)
-        supervisor.spawn("kubernetes status", writer.run, group=UI, restart=True)
+    _feeds(running, directory, registry, classes, settings, seen, observatory)
     hooks.status = lambda: system_status(running)
     return running
+
+
+def _process_metrics(ident: str) -> Metrics:
+    metrics = Metrics()
+    metrics.add_live(
+        "eventing_process_info",
+        "1, labelled with this data-plane process's stable id",
+        ["process"],
+        lambda: [([ident], 1.0)],
+    )
+    return metrics
+
+
+def _feeds(
+    running: Running,
+    directory: Path | None,
+    registry: KindRegistry,
+    classes: BrokerClasses,
+    settings: RuntimeSettings,
+    seen: Stamp | None,
+    observatory: Observatory,
+) -> None:
+    """Controller mode's status writer; with ``watch``, the reconciler and its feed:
+    the directory watch, or the API server's watch."""
+    if directory is None:  # controller mode: status goes back to the API server
+        writer = status_writer(running, settings.store.platform.kubeconfig)
+        running.supervisor.spawn("kubernetes status", writer.run, group=UI, restart=True)
+    if not settings.watch:
+        return
+    reconciler = running.reconciler = Reconciler.for_running(
+        running,
+        classes,
+        origins(running.system.resources),
+        drain=settings.drain_timeout,
+        data_dir=settings.store.data_dir,
+    )
+    reconciler.publisher = lambda broker: TappedBroker(broker, observatory.tap)
+    if directory is not None:
+        feed = DirectoryFeed(
+            directory, registry, settings.store.platform, interval=settings.watch_interval
+        )
+        feed.seen = seen
+        running.supervisor.spawn("reconcile directory", lambda: feed.run(reconciler.apply),
+                                 group=RECONCILE, restart=True)  # fmt: skip
 
 
 async def _spawn_loops(system: System, supervisor: Supervisor) -> None:
@@ -403,6 +453,7 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     # over (producers get the documented 503, not a refused connection), and the
     # dispatchers take no new event from now on, so the drain ends when the attempts
     # on the wire do, not at its deadline with the last wave cancelled.
+    await running.supervisor.stop(RECONCILE, timeout=2.0)  # no change starts any more
     running.ingress.accepting = False
     if running.workers is not None:
         running.workers.accepting = False

@@ -100,6 +100,7 @@ def system_status(running: Running) -> dict[str, Any]:
         "sources": sources,
         "workloads": workloads,
         "jobs": jobs,
+        **({"reconcile": running.reconciler.status()} if running.reconciler is not None else {}),
     }
 
 

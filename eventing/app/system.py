@@ -223,16 +223,56 @@ def _config_of(model: BrokerResource, config_maps: dict[str, ConfigMap]) -> dict
 def _trigger(
     system: System, trig: Trigger, broker: Broker, broker_model: BrokerResource
 ) -> TriggerRuntime:
+    # Aged: the oldest-event age per trigger, read through the protocol (app/aging.py).
+    subscription = AgingSubscription(
+        broker.subscribe(trig.key, materialize(trig.spec), exact=exact_attributes(trig.spec))
+    )
+    parts = delivery_parts(system, trig, broker, broker_model, subscription)
+    dispatcher = Dispatcher(
+        trigger=trig.key,
+        subscription=subscription,
+        sink=parts.sink,
+        policy=parts.policy,
+        dead_letter=parts.dead_letter,
+        publish_reply=parts.publish_reply,
+        metrics=system.metrics,
+        broker=broker.key,
+        fast=parts.fast,
+    )
+    return TriggerRuntime(trig, broker, subscription, dispatcher, parts.sink)
+
+
+#: The builder of one trigger's runtime, for the reconciler (a trigger added live).
+trigger_runtime = _trigger
+
+
+@dataclass
+class DeliveryParts:
+    """Everything of a trigger but its subscription: what a changed subscriber or
+    delivery spec replaces while the trigger runs (``Dispatcher.retarget``)."""
+
+    sink: Sink
+    policy: RetryPolicy
+    dead_letter: DeadLetterTarget | None
+    publish_reply: Any
+    fast: HttpSink | None
+
+
+def delivery_parts(
+    system: System,
+    trig: Trigger,
+    broker: Broker,
+    broker_model: BrokerResource,
+    subscription: Subscription,
+) -> DeliveryParts:
+    """The sink, retry policy, dead-letter target and reply path of ``trig``; a
+    Workload subscriber gets ``subscription`` attached (its scaler counts arrivals)."""
     delivery = merge(trig.spec.delivery, broker_model.spec.delivery)
     policy = RetryPolicy.from_spec(delivery)
     order = trig.metadata.annotations.get(KAFKA_ORDER_ANNOTATION)
     explicit = trig.spec.delivery is not None and trig.spec.delivery.ordering is not None
     if order in ("ordered", "unordered") and not explicit:  # spec.delivery.ordering wins
         policy = replace(policy, ordered=order == "ordered")
-    # Aged: the oldest-event age per trigger, read through the protocol (app/aging.py).
-    subscription = AgingSubscription(
-        broker.subscribe(trig.key, materialize(trig.spec), exact=exact_attributes(trig.spec))
-    )
     target = _resolve(system, trig.spec.subscriber, trig.namespace, "subscriber", trig.key)
     if target.kind == "workload" and system.workloads is not None:
         sink: Sink = system.workloads.attach(
@@ -248,18 +288,13 @@ def _trigger(
             if dls.uri == "dlq:"
             else resolve_sink(system, dls, trig.key, trig.namespace, "deadLetterSink")
         )
-    dispatcher = Dispatcher(
-        trigger=trig.key,
-        subscription=subscription,
-        sink=sink,
-        policy=policy,
-        dead_letter=dead_letter,
-        publish_reply=_replies(system, trig, broker),
-        metrics=system.metrics,
-        broker=broker.key,
-        fast=sink if isinstance(sink, HttpSink) else None,
+    return DeliveryParts(
+        sink,
+        policy,
+        dead_letter,
+        _replies(system, trig, broker),
+        sink if isinstance(sink, HttpSink) else None,
     )
-    return TriggerRuntime(trig, broker, subscription, dispatcher, sink)
 
 
 def _replies(system: System, trig: Trigger, broker: Broker) -> Any:

@@ -21,7 +21,7 @@ from eventing.broker.base import Subscription
 from eventing.delivery.sink import Sink
 from eventing.events import Event
 from eventing.kube.actuator import KubeActuator, ScaleTarget
-from eventing.kube.api import KubeApi
+from eventing.kube.api import KubeApi, KubeError
 from eventing.kube.jobs import KubeJobRunner
 from eventing.kube.router import ServiceRouter
 from eventing.metrics import Metrics
@@ -39,6 +39,8 @@ from sinks.workload import WorkloadSink
 
 logger = logging.getLogger(__name__)
 
+STOP_DEADLINE = 15.0
+"""Seconds a removed Kubernetes workload waits for its scale-to-zero call."""
 _ACTIVATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -262,6 +264,43 @@ class Workloads:
         runtime.subscriptions.append(subscription)
         subscription.listeners.append(runtime.scaler.arrived)
         return runtime.sink
+
+    def detach(self, workload_key: str, subscription: Subscription) -> None:
+        """Undo :meth:`attach` (a trigger deleted or given another subscriber)."""
+        runtime = self.items.get(workload_key)
+        if runtime is None:
+            return
+        if subscription in runtime.subscriptions:
+            runtime.subscriptions.remove(subscription)
+        if runtime.scaler.arrived in subscription.listeners:
+            subscription.listeners.remove(runtime.scaler.arrived)
+
+    async def start_one(self, runtime: WorkloadRuntime | None) -> None:
+        """Start a workload added while running (:meth:`start` did the others)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        local = runtime is None or isinstance(runtime.actuator, LocalActuator)
+        if local and self.guardian.proc is None:
+            await self.guardian.start()
+        if runtime is not None:
+            await runtime.actuator.start()
+
+    async def stop_one(self, runtime: WorkloadRuntime) -> None:
+        """Stop a workload removed or replaced while running: its replicas drain what
+        they hold and stop (SIGTERM, then SIGKILL after the grace period), or its
+        Kubernetes target is scaled to zero. Its scaler task was cancelled first."""
+        actuator = runtime.actuator
+        await actuator.close()
+        if isinstance(actuator, KubeActuator):  # one last pass, bounded: scale to zero
+            await actuator.scale_to(0)
+            try:
+                async with asyncio.timeout(STOP_DEADLINE):
+                    await actuator.reconcile()
+            except (KubeError, TimeoutError, ValueError, TypeError, KeyError) as exc:
+                logger.warning("workload %s: not scaled to zero: %s", runtime.key, exc)
+        for probe in runtime.probes:
+            close = getattr(probe, "close", None)
+            if close is not None:
+                await close()
 
     def _decided(self, key: str, decision: Decision, previous: int) -> None:
         self.decisions.labels(key, reason_kind(decision.reason)).inc()

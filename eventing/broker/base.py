@@ -13,7 +13,13 @@ RabbitMQ exchange:
   keeps it in the class's own dead-letter store and acks it, in that order;
 - ``backlog()`` is async because a consumer group's lag or a queue's depth costs I/O;
   ``cached_backlog()`` is the last value read, for the gauges and the scaler;
-- ``open``/``close`` bracket the class's connections and threads.
+- ``open``/``close`` bracket the class's connections and threads;
+- triggers come and go while the broker runs (the reconciler, ``eventing.app.reconcile``):
+  ``subscribe`` after ``open`` starts a trigger at the events published from then on
+  (a new trigger does not see what was accepted before it was ready, as in Knative);
+  ``refilter`` changes a trigger's filter and keeps its backlog; ``unsubscribe``
+  stops routing to a trigger and releases its backlog (pending rows, consumer group,
+  queue), after its dispatcher stopped.
 
 What only some classes can do is a small separate Protocol, reached through a typed
 attribute that is ``None`` when the class cannot (never a ``getattr`` probe):
@@ -146,9 +152,28 @@ class Broker(Publisher, Protocol):
     def subscribe(
         self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
     ) -> Subscription:
-        """A trigger's stream; every trigger subscribes before :meth:`open`. ``exact``
+        """A trigger's stream; before :meth:`open` (start) or after (a trigger added
+        while running: then start its :meth:`trigger_tasks`). ``exact``
         holds attribute values every event passing ``event_filter`` has (what a server
         can filter on, e.g. a RabbitMQ headers binding); the filter still decides."""
+
+    async def refilter(
+        self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
+    ) -> None:
+        """Give a subscribed trigger a new filter; its backlog (what the old filter
+        matched and is not yet delivered) stays and is delivered. Events published from
+        now on are routed by the new filter (a class that binds on the server may need a
+        moment for the new binding: :meth:`trigger_tasks`' loop applies it)."""
+
+    async def unsubscribe(self, trigger: str) -> None:
+        """The trigger was deleted: route nothing more to it and release its backlog
+        (remove its pending events, delete its consumer group or queue). Called after
+        its dispatcher stopped and its :meth:`trigger_tasks` were cancelled; bounded."""
+
+    def trigger_tasks(self, trigger: str) -> list[BrokerTask]:
+        """The loops that serve one trigger (a consumer), part of :meth:`tasks`; the
+        composition root starts them for a trigger subscribed after :meth:`open` and
+        cancels them before :meth:`unsubscribe`."""
 
     async def open(self) -> None:
         """Connect, declare what is missing, start the class's own I/O. A class whose

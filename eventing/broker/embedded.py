@@ -32,13 +32,19 @@ class SharedStore:
         self.brokers: list[EmbeddedBroker] = []
         self._open = 0
 
+    @property
+    def opened(self) -> bool:
+        return self._open > 0
+
     async def acquire(self) -> None:
         if self._open == 0:
             await self.store.open([t for b in self.brokers for t in b.triggers()])
         self._open += 1
 
-    async def release(self) -> None:
+    async def release(self, broker: EmbeddedBroker | None = None) -> None:
         self._open -= 1
+        if broker is not None and broker in self.brokers:
+            self.brokers.remove(broker)  # a broker removed while running
         if self._open == 0:
             await self.store.close()
 
@@ -95,6 +101,24 @@ class EmbeddedBroker:
         self._subs[trigger] = sub
         return sub
 
+    async def refilter(
+        self, trigger: str, event_filter: Filter, exact: Mapping[str, str] | None = None
+    ) -> None:
+        if trigger not in self._subs:
+            raise KeyError(trigger)
+        self.router.add(trigger, event_filter)  # pending rows stay: the backlog is kept
+
+    async def unsubscribe(self, trigger: str) -> None:
+        """Routing stops at once; the pending rows go with a store operation queued
+        after every append already routed to the trigger, so none is left behind."""
+        self.router.remove(trigger)
+        self._subs.pop(trigger, None)
+        if self.shared.opened:
+            await self.store.release_trigger(trigger)
+
+    def trigger_tasks(self, trigger: str) -> list[BrokerTask]:
+        return []
+
     async def open(self) -> None:
         await self.shared.acquire()
         try:
@@ -104,7 +128,7 @@ class EmbeddedBroker:
             raise
 
     async def close(self) -> None:
-        await self.shared.release()
+        await self.shared.release(self)
 
     def tasks(self) -> list[BrokerTask]:
         return []
@@ -130,13 +154,20 @@ class EmbeddedBroker:
                 await self.store.append(self.key, routed, seen=claim.added, forget=claim.forgotten)
         self.router.record(routings)  # counted only once the batch was accepted
         self._duplicates += len(claim.duplicates)
+        subs = self._subs
         for r in routed:
             for trigger in r.triggers:
-                self._subs[trigger].offer(r.event)
+                sub = subs.get(trigger)
+                if sub is not None:  # None: unsubscribed while the batch was stored
+                    sub.offer(r.event)
 
     async def replay(self, trigger: str, event: Event) -> None:
+        if trigger not in self._subs:
+            raise KeyError(trigger)
         await self.store.append(self.key, [Routed(event, (trigger,))])
-        self._subs[trigger].offer(event)
+        sub = self._subs.get(trigger)
+        if sub is not None:
+            sub.offer(event)
 
     def drops(self) -> Mapping[tuple[str, str], int]:
         drops = self.router.drops()

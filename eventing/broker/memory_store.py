@@ -112,6 +112,14 @@ class MemoryStore:
         if event.seq:
             self._release(trigger, event.seq)
 
+    async def release_trigger(self, trigger: str) -> int:
+        self._check_open()
+        rows = list(self._pending.get(trigger, {}))
+        for seq in rows:
+            self._release(trigger, seq)
+        self._pending.pop(trigger, None)
+        return len(rows)
+
     async def load_pending(self, trigger: str, after_seq: int, limit: int) -> list[Event]:
         self._check_open()
         seqs = sorted(s for s in self._pending.get(trigger, {}) if s > after_seq)[:limit]

@@ -65,7 +65,7 @@ _UNWRITABLE_FOR = 5.0  # seconds a failed commit keeps the store "not writable"
 
 @dataclass(slots=True)
 class _Op:
-    kind: Literal["append", "ack", "dead_letter", "delete_dl"]
+    kind: Literal["append", "ack", "dead_letter", "delete_dl", "release"]
     args: tuple[Any, ...]
     future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop
@@ -148,6 +148,9 @@ class SqliteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._reader, _close_reader)
         self._reader.shutdown(wait=True)
+        # A store can open again (every embedded broker removed while running, then a
+        # new one added): a fresh reader pool for that.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
 
     # -- writes ----------------------------------------------------------------
 
@@ -222,6 +225,14 @@ class SqliteStore:
 
     async def delete_dead_letters(self, ids: Sequence[int]) -> int:
         result: int = await self._submit("delete_dl", list(ids))
+        return result
+
+    async def release_trigger(self, trigger: str) -> int:
+        """Remove every pending row of ``trigger`` (a deleted trigger's backlog) and the
+        events no other trigger still has pending; the number of rows removed. Applied
+        after every append already queued, so a row routed before the trigger left is
+        removed too."""
+        result: int = await self._submit("release", trigger)
         return result
 
     def _submit(self, kind: Any, *args: Any) -> asyncio.Future[Any]:
@@ -545,14 +556,18 @@ class SqliteStore:
                 event = op.args[2]
                 if event.seq:
                     acked.setdefault(op.args[1], []).append(event.seq)
+            elif op.kind == "release":
+                if event_rows:  # rows appended earlier in this group go first
+                    self._insert(conn, event_rows, pending_rows)
+                    event_rows, pending_rows = [], []
+                if acked:
+                    _apply_acks(conn, d, acked)
+                    acked = {}
+                results[index] = _apply_release(conn, d, *op.args)
             else:
                 results[index] = _apply_delete_dl(conn, d, *op.args)
         if event_rows:
-            conn.executemany(
-                "INSERT INTO events (seq, broker, attrs, data, size) VALUES (?, ?, ?, ?, ?)",
-                event_rows,
-            )
-            conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)", pending_rows)
+            self._insert(conn, event_rows, pending_rows)
         if forget_rows:  # before the inserts: a key evicted and seen again is kept
             conn.executemany(
                 "DELETE FROM seen WHERE broker = ? AND scope = ? AND source = ? AND id = ?",
@@ -566,6 +581,16 @@ class SqliteStore:
             )
         if acked:
             _apply_acks(conn, d, acked)
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection, event_rows: list[tuple[Any, ...]], pending: list[tuple[str, int]]
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO events (seq, broker, attrs, data, size) VALUES (?, ?, ?, ?, ?)",
+            event_rows,
+        )
+        conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)", pending)
 
     def _committed(self, batch: list[_Op], results: list[Any], deltas: _Counters) -> None:
         """On the event loop: apply counter deltas, then resolve the waiting futures."""
@@ -597,6 +622,20 @@ def _apply_acks(conn: sqlite3.Connection, d: _Counters, acked: dict[str, list[in
         ).fetchall()
         d.pending[trigger] = d.pending.get(trigger, 0) - len(rows)
         released.extend(row[0] for row in rows)
+    _collect(conn, d, released)
+
+
+def _apply_release(conn: sqlite3.Connection, d: _Counters, trigger: str) -> int:
+    rows = conn.execute(
+        "DELETE FROM pending WHERE trigger = ? RETURNING seq", (trigger,)
+    ).fetchall()
+    d.pending[trigger] = d.pending.get(trigger, 0) - len(rows)
+    _collect(conn, d, [row[0] for row in rows])
+    return len(rows)
+
+
+def _collect(conn: sqlite3.Connection, d: _Counters, released: list[int]) -> None:
+    """Delete the events among ``released`` that no trigger has pending any more."""
     if not released:
         return
     gone = conn.execute(

@@ -97,6 +97,11 @@ class Store(Protocol):
     ) -> None:
         """Keep ``event`` as a dead letter and remove the trigger's pending row, at once."""
 
+    async def release_trigger(self, trigger: str) -> int:
+        """Release a deleted trigger's backlog: remove its pending rows (and the events
+        no other trigger has pending), after every append already submitted; returns
+        the number of rows removed."""
+
     async def load_pending(self, trigger: str, after_seq: int, limit: int) -> list[Event]:
         """Pending events of ``trigger`` with ``seq > after_seq``, in seq order."""
 

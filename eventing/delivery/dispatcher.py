@@ -190,6 +190,28 @@ class Dispatcher:
                 else:
                     del self._keys[key]
 
+    def retarget(
+        self,
+        *,
+        sink: Sink,
+        policy: RetryPolicy,
+        dead_letter: DeadLetterTarget | None,
+        publish_reply: Publish,
+        fast: FastSend | None = None,
+    ) -> None:
+        """A changed subscriber or delivery spec, applied while running (the reconciler):
+        the next attempt of every event, including retries of events already taken,
+        goes to ``sink`` under ``policy``; attempts on the wire finish against the old
+        sink. The subscription, and so the trigger's backlog, stays as it is."""
+        self.sink = sink
+        self.dead_letter = dead_letter
+        self.publish_reply = publish_reply
+        self._fast_send = fast.try_send if fast is not None else None
+        if policy.max_in_flight != self.policy.max_in_flight:
+            self.limit.resize(policy.max_in_flight)
+            self._held.resize(policy.max_in_flight * 10 - self.policy.max_in_flight * 10)
+        self.policy = policy
+
     async def stop(self, deadline: float) -> None:
         """Stop taking events; let attempts on the wire finish until ``deadline``
         (loop time); cancel the rest (their events stay pending)."""
@@ -351,6 +373,12 @@ class _Gate:
     def release(self) -> None:
         self._free += 1
         if self._free == 1:
+            self._opened.set()
+
+    def resize(self, delta: int) -> None:
+        """Grow (or shrink) the gate by ``delta`` places; held places stay held."""
+        self._free += delta
+        if self._free > 0:
             self._opened.set()
 
 

@@ -44,6 +44,12 @@ class AdaptiveLimit:
                 self._waiters.remove(future)
             raise
 
+    def resize(self, maximum: int) -> None:
+        """A new maximum (a changed ``maxInFlight``); attempts in flight stay counted."""
+        self.maximum = max(1, maximum)
+        self.limit = min(self.limit, float(self.maximum))
+        self._wake()
+
     def release(self) -> None:
         self.in_use -= 1
         self._wake()

@@ -10,7 +10,7 @@ loads source kinds it does not import.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,7 @@ def load_resources(
     local: bool = True,
     platform: Platform | None = None,
     partial: bool = False,
+    exclude: Collection[Path] = (),
 ) -> ResourceSet:
     """Load and validate every manifest under ``directory``; raise :class:`LoadError`
     listing all problems if there is any.
@@ -97,13 +98,17 @@ def load_resources(
     Kubernetes, where refs to Services resolve to their cluster URL).
     ``partial``: the manifests are part of a larger set (``kubectl apply`` of a Trigger
     whose Broker comes later), so a reference to a resource that is not here is a
-    warning saying what would happen, not an error (``eventing validate --partial``)."""
+    warning saying what would happen, not an error (``eventing validate --partial``).
+    ``exclude``: files to leave out (the directory watch sets aside files with errors
+    and loads the rest)."""
     platform = platform or Platform(kubernetes=not local)
     errors: list[ResourceError] = []
     loaded = ResourceSet()
     seen: dict[tuple[str, str], str] = {}
     budget = [MAX_DOCUMENTS]
     for path in manifest_files(directory):
+        if path in exclude:
+            continue
         for resource, err, line, ident in _load_file(path, registry, budget):
             errors.extend(err)
             if resource is None:
