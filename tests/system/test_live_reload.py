@@ -1,0 +1,282 @@
+"""Live reload: ``eventing run DIR`` (a subprocess) applies edited manifests while
+events flow, and no accepted event is lost.
+
+A sender posts events of types a, b, c, w without pause and records each 202 with the
+phase it was accepted in. Each change is a file edit; the test waits (with a deadline,
+no sleeps) until ``/v1/status`` shows it applied, and events accepted in between
+(while the change was on its way) may go either way. At the end every trigger's id
+set is checked against what it matched at acceptance time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.process import EventingProcess
+from tests.support.subscriber import RecordingSubscriber
+
+REPLICA = Path(__file__).parent.parent / "support" / "replica_app.py"
+DEADLINE = 30.0
+
+BROKER = """apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: default}
+"""
+
+
+def trigger(name: str, type_: str, url: str) -> str:
+    return f"""apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: {name}}}
+spec:
+  broker: default
+  filters: [{{exact: {{type: {type_}}}}}]
+  subscriber: {{uri: "{url}"}}
+"""
+
+
+def workload(report_url: str) -> str:
+    return f"""apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {{name: worker}}
+spec:
+  command: ["{sys.executable}", "{REPLICA}"]
+  env:
+    - {{name: REPORT_URL, value: "{report_url}"}}
+  readiness: {{httpGet: {{path: /healthz}}}}
+  scaling: {{minReplicas: 1, maxReplicas: 2, concurrencyPerReplica: 4}}
+  terminationGracePeriodSeconds: 5
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: tw}}
+spec:
+  broker: default
+  filters: [{{exact: {{type: w}}}}]
+  subscriber: {{ref: {{apiVersion: eventing.local/v1alpha1, kind: Workload, name: worker}}}}
+"""
+
+
+def write(path: Path, text: str) -> None:
+    """As an editor saves: a temporary file renamed over the old one."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Sender:
+    url: str
+    phase: str = "start"
+    accepted: list[tuple[str, str, str]] = field(default_factory=list)
+    """(id, type, phase) of every 202."""
+    stopped: bool = False
+
+    async def run(self) -> None:
+        n = 0
+        types = ("a", "b", "c", "w")
+        async with aiohttp.ClientSession() as http:
+            while not self.stopped:
+                n += 1
+                type_ = types[n % len(types)]
+                phase = self.phase
+                headers = {
+                    "ce-specversion": "1.0",
+                    "ce-id": f"e{n}",
+                    "ce-source": "/live",
+                    "ce-type": type_,
+                }
+                async with http.post(self.url, data=b"{}", headers=headers) as r:
+                    if r.status == 202:
+                        self.accepted.append((f"e{n}", type_, phase))
+
+    def ids(self, type_: str, phases: set[str]) -> set[str]:
+        return {i for i, t, p in self.accepted if t == type_ and p in phases}
+
+    async def wait_more(self, n: int = 8) -> None:
+        """Until ``n`` more events of the current phase were accepted."""
+        phase = self.phase
+        await until(lambda: sum(1 for *_, p in self.accepted if p == phase) >= n, "events")
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (result := check()):
+            await asyncio.sleep(0.05)
+    return result
+
+
+async def status(admin_url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{admin_url}/v1/status") as r:
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def wait_status(admin_url: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    async with asyncio.timeout(DEADLINE):
+        while True:
+            body = await status(admin_url)
+            if check(body):
+                return body
+            await asyncio.sleep(0.1)
+
+
+def triggers(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in body["triggers"]}
+
+
+def delivered(sub: RecordingSubscriber, path: str) -> set[str]:
+    return set(sub.ids(path))
+
+
+def reported(sub: RecordingSubscriber, path: str) -> set[str]:
+    return {json.loads(r.body)["id"] for r in sub.received if r.path == path}
+
+
+async def test_directory_watch_applies_changes_live(tmp_path: Path) -> None:
+    sub = RecordingSubscriber()
+    await sub.start()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    write(manifests / "broker.yaml", BROKER)
+    write(manifests / "ta.yaml", trigger("ta", "a", f"{sub.url}/a"))
+    proc = EventingProcess(
+        manifests, tmp_path / "data", "--watch-interval", "0.2", "--drain-timeout", "5"
+    )
+    await proc.start()
+    sender = Sender(proc.url())
+    task = asyncio.create_task(sender.run())
+    admin = proc.admin_url
+    try:
+        sender.phase = "p0"
+        await sender.wait_more()
+
+        # 1. A new trigger starts delivering (the events accepted once it is ready).
+        sender.phase = "t-add-b"
+        write(manifests / "tb.yaml", trigger("tb", "b", f"{sub.url}/b"))
+        await wait_status(admin, lambda s: "default/tb" in triggers(s))
+        sender.phase = "p1"
+        await sender.wait_more()
+
+        # 2. Filter and subscriber of ta change together; its backlog is kept.
+        sender.phase = "t-change-a"
+        write(manifests / "ta.yaml", trigger("ta", "c", f"{sub.url}/a2"))
+        await wait_status(
+            admin, lambda s: triggers(s)["default/ta"]["subscriber"].endswith("/a2")
+        )
+        sender.phase = "p2"
+        await sender.wait_more()
+
+        # 3. A Workload and its trigger are created, then the Workload's env changes.
+        sender.phase = "t-add-w"
+        write(manifests / "worker.yaml", workload(f"{sub.url}/w1"))
+        await wait_status(
+            admin,
+            lambda s: "default/tw" in triggers(s)
+            and any(w["name"] == "default/worker" and w["ready"] for w in s["workloads"]),
+        )
+        sender.phase = "p3"
+        await sender.wait_more()
+        sender.phase = "t-change-w"
+        applied = (await status(admin))["reconcile"]["applied"]
+        write(manifests / "worker.yaml", workload(f"{sub.url}/w2"))
+        await wait_status(admin, lambda s: s["reconcile"]["applied"] > applied)
+        sender.phase = "p4"
+        await sender.wait_more()
+
+        # 4. tb is deleted once what it had matched was delivered: it stops.
+        await until(lambda: sender.ids("b", {"p1", "p2", "p3", "p4"}) <= delivered(sub, "/b"),
+                    "tb caught up")  # fmt: skip
+        sender.phase = "t-delete-b"
+        (manifests / "tb.yaml").unlink()
+        await wait_status(admin, lambda s: "default/tb" not in triggers(s))
+        sender.phase = "p5"
+        await sender.wait_more()
+
+        # 5. A broken file: validate's message in status; ta keeps its last good version.
+        broken = trigger("ta", "c", f"{sub.url}/a2").replace("broker: default", "broker: [x]")
+        sender.phase = "t-broken"
+        write(manifests / "ta.yaml", broken)
+        body = await wait_status(admin, lambda s: bool(s["reconcile"]["rejected"]))
+        sender.phase = "p6"
+        validate = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "eventing.app.cli", "validate", str(manifests)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert validate.returncode != 0
+        [rejected] = body["reconcile"]["rejected"]
+        assert rejected["unit"] == str(manifests / "ta.yaml")
+        for message in rejected["messages"]:
+            assert message in validate.stdout + validate.stderr
+        assert "default/ta" in triggers(body)
+        await sender.wait_more()
+
+        # 6. The Workload and its trigger are deleted: replicas stop.
+        sender.phase = "t-delete-w"
+        (manifests / "worker.yaml").unlink()
+        await wait_status(
+            admin,
+            lambda s: "default/tw" not in triggers(s)
+            and not any(w["name"] == "default/worker" for w in s["workloads"]),
+        )
+        sender.phase = "p7"
+        await sender.wait_more()
+    finally:
+        sender.stopped = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+
+    try:
+        phases = list(dict.fromkeys(p for _, _, p in sender.accepted))  # in order
+
+        def span(first: str, last: str | None, *, inclusive: bool) -> set[str]:
+            """Phases from ``first`` to ``last`` (None: the end); without the two
+            transitions unless ``inclusive``."""
+            i = phases.index(first)
+            j = phases.index(last) if last is not None else len(phases) - 1
+            inner = phases[i + 1 : j] if last is not None else phases[i + 1 :]
+            return {*inner, first, *([last] if last else [])} if inclusive else set(inner)
+
+        stable_a = set(phases[: phases.index("t-change-a")])
+        stable_c = span("t-change-a", None, inclusive=False)
+        stable_b = span("t-add-b", "t-delete-b", inclusive=False)
+        stable_w = span("t-add-w", "t-delete-w", inclusive=False)
+        stable_w2 = span("t-change-w", "t-delete-w", inclusive=False)
+        # Every event each trigger matched at acceptance is delivered (a stays in ta's
+        # backlog across the change of subscriber: /a or /a2).
+        await until(lambda: sender.ids("a", stable_a) <= delivered(sub, "/a") | delivered(sub, "/a2"),
+                    "ta's old filter")  # fmt: skip
+        await until(lambda: sender.ids("c", stable_c) <= delivered(sub, "/a2"), "ta's new filter")
+        await until(lambda: sender.ids("b", stable_b) <= delivered(sub, "/b"), "tb")
+        await until(lambda: sender.ids("w", stable_w) <= reported(sub, "/w1") | reported(sub, "/w2"),
+                    "tw")  # fmt: skip
+        await until(lambda: sender.ids("w", stable_w2) <= reported(sub, "/w2"), "tw changed")
+        # ... and never one it did not match.
+        a_window = {*stable_a, "t-change-a"}
+        c_window = {"t-change-a", *stable_c}
+        got_a = delivered(sub, "/a") | delivered(sub, "/a2")
+        assert got_a <= sender.ids("a", a_window) | sender.ids("c", c_window)
+        assert delivered(sub, "/a") <= sender.ids("a", a_window)
+        b_window = span("t-add-b", "t-delete-b", inclusive=True)
+        assert delivered(sub, "/b") <= sender.ids("b", b_window)
+        w_window = span("t-add-w", "t-delete-w", inclusive=True)
+        assert reported(sub, "/w1") | reported(sub, "/w2") <= sender.ids("w", w_window)
+        assert not sender.ids("w", stable_w2) & reported(sub, "/w1")
+        assert len(sender.ids("c", stable_c)) > 0 and len(sender.ids("b", stable_b)) > 0
+    finally:
+        await proc.terminate(30)
+        await sub.stop()
