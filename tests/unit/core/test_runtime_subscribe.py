@@ -1,7 +1,7 @@
 """Triggers added and removed while an embedded broker runs (the reconciler's seam):
 a new trigger sees only what is published after it subscribed, a refiltered one keeps
 its backlog, an unsubscribed one releases it (pending rows and the events no other
-trigger holds), for both stores; ``forget`` lands after appends already submitted."""
+trigger holds), for both stores; ``release_trigger`` lands after appends already submitted."""
 
 from __future__ import annotations
 
@@ -76,13 +76,13 @@ async def test_unsubscribe_releases_the_backlog(broker: EmbeddedBroker) -> None:
     assert broker.store.stats().events == 0
 
 
-async def test_forget_lands_after_appends_already_submitted(tmp_path: Path) -> None:
+async def test_release_lands_after_appends_already_submitted(tmp_path: Path) -> None:
     store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
     await store.open(["t"])
     try:
         append = asyncio.ensure_future(store.append("b", [Routed(event(1), ("t",))]))
         await asyncio.sleep(0)  # the append is queued to the writer
-        assert await store.forget("t") == 1
+        assert await store.release_trigger("t") == 1
         await append
         assert store.pending_count("t") == 0
         assert store.stats().events == 0
