@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -31,23 +30,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import start, stop, subscriber_stats
+from bench_pipeline import PAYLOAD, start, stop, subscriber_stats
+from bench_pipeline import WRK_SINGLE as WRK
 
 from eventing.workloads.replica import free_port
 
-PAYLOAD = json.dumps({"order": 1, "note": "x" * 990}, separators=(",", ":"))[:1024]
 KAFKA = os.environ.get("EVENTING_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9192")
 AMQP = os.environ.get("EVENTING_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5682/")
 PARTITIONS = 4
-WRK = """
-wrk.method = "POST"
-wrk.headers["ce-specversion"] = "1.0"
-wrk.headers["ce-id"] = "bench-1"
-wrk.headers["ce-source"] = "/bench"
-wrk.headers["ce-type"] = "bench.event"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [=[%s]=]
-"""
 CE_HEADERS = [
     ("ce_specversion", b"1.0"),
     ("ce_id", b"bench-1"),

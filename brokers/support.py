@@ -15,9 +15,9 @@ from eventing.broker.deadletter_log import (
 )
 from eventing.broker.store import DeadLetter
 from eventing.errors import InvalidEventError
-from eventing.events import Event
+from eventing.events import AttributeValue, Event
 
-__all__ = ["Backoff", "ConfigReader", "LoggedDeadLetters", "describe", "redact"]
+__all__ = ["Backoff", "ConfigReader", "LoggedDeadLetters", "describe", "redact", "restore_types"]
 
 #: The record a deletion (or a replay) appends; its ``eventing-dl-*`` headers say which.
 TOMBSTONE = Event({"specversion": "1.0", "id": "-", "source": "-", "type": "-"})
@@ -72,6 +72,19 @@ class LoggedDeadLetters:
             self.log.skip(position)
             return
         self.log.add(position, event, meta)
+
+
+def restore_types(attributes: dict[str, AttributeValue], types: str) -> None:
+    """Give ``int`` and ``bool`` extensions back the type that the bindings'
+    ``eventing-types`` header (``name=int,other=bool``) records (headers are text); a
+    value that does not parse as its type stays text."""
+    for name, kind in dict(p.split("=", 1) for p in types.split(",") if "=" in p).items():
+        text = attributes.get(name)
+        if isinstance(text, str):
+            if kind == "bool" and text in ("true", "false"):
+                attributes[name] = text == "true"
+            elif kind == "int" and text.lstrip("-").isdigit():
+                attributes[name] = int(text)
 
 
 class ConfigReader:

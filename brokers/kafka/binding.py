@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from brokers.support import restore_types
 from eventing.codec.jsonformat import parse_structured
 from eventing.errors import InvalidEventError
 from eventing.events import PARTITION_KEY, AttributeValue, Event, canonical, validate
@@ -67,7 +68,7 @@ def from_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Ev
     if len(headers) > MAX_HEADERS:
         raise InvalidEventError(f"{len(headers)} headers (at most {MAX_HEADERS})")
     attributes: dict[str, AttributeValue] = {}
-    types: dict[str, str] = {}
+    types = ""
     content_type: str | None = None
     no_data = False
     try:
@@ -79,7 +80,7 @@ def from_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Ev
             elif name == NO_DATA:
                 no_data = True
             elif name == TYPES:
-                types = dict(p.split("=", 1) for p in raw.decode().split(",") if "=" in p)
+                types = raw.decode()
     except UnicodeDecodeError:
         raise InvalidEventError("a header is not UTF-8") from None
     if not attributes and content_type and content_type.startswith("application/cloudevents"):
@@ -89,13 +90,7 @@ def from_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Ev
             raise InvalidEventError(f"structured record: {exc}") from None
     if not attributes:
         raise InvalidEventError("not a CloudEvent: no ce_ headers and not structured mode")
-    for name, kind in types.items():
-        text = attributes.get(name)
-        if isinstance(text, str):
-            if kind == "bool" and text in ("true", "false"):
-                attributes[name] = text == "true"
-            elif kind == "int" and text.lstrip("-").isdigit():
-                attributes[name] = int(text)
+    restore_types(attributes, types)
     if content_type is not None:
         attributes["datacontenttype"] = content_type
     validate(attributes)

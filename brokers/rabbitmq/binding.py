@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from brokers.support import restore_types
 from eventing.errors import InvalidEventError
 from eventing.events import AttributeValue, Event, canonical, validate
 
@@ -58,22 +59,16 @@ def from_message(body: bytes, headers: Mapping[str, Any], content_type: str | No
     if len(headers) > MAX_HEADERS:
         raise InvalidEventError(f"{len(headers)} headers (at most {MAX_HEADERS})")
     attributes: dict[str, AttributeValue] = {}
-    types: dict[str, str] = {}
+    types = ""
     for name, value in headers.items():
         if name.startswith(("eventing-", "x-")):
             if name == TYPES:
-                types = dict(p.split("=", 1) for p in _text(value).split(",") if "=" in p)
+                types = _text(value)
             continue
         attributes[name] = _text(value)
     if "specversion" not in attributes:
         raise InvalidEventError("not a CloudEvent: no specversion header")
-    for name, kind in types.items():
-        text = attributes.get(name)
-        if isinstance(text, str):
-            if kind == "bool" and text in ("true", "false"):
-                attributes[name] = text == "true"
-            elif kind == "int" and text.lstrip("-").isdigit():
-                attributes[name] = int(text)
+    restore_types(attributes, types)
     if content_type:
         attributes["datacontenttype"] = content_type
     validate(attributes)
