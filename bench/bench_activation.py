@@ -6,11 +6,17 @@ process's own start-up time, over repeated cold starts.
 
 The replica is a minimal asyncio HTTP server that records when its process started
 (first line of the script, before any import beyond ``time``) and when it began
-listening, and reports both with every event it receives. Our overhead is
-"accepted -> delivered" minus "process started -> listening"; the interpreter's own
-launch before its first line counts against us (conservative). The baseline measured
-in the same run is a bare subprocess launch of the same replica up to listening,
-which is the floor any local activation has to pay.
+listening, and reports both with every event it receives. The workload uses the
+default readiness settings (a TCP connect probe).
+
+What is ours: accepted -> the replica's spawn begins (the scale decision and the
+scheduling), the spawn itself (until the process and its pipes exist), and replica
+listening -> the event delivered to it (readiness detection, hand-over, the connection
+and the request). What is not: the interpreter's start up to the script's first line
+and the script's own start up to listening. The older, pessimistic figure
+"delivered - own start", which counts the interpreter's start against us, is printed
+too. The baseline measured in the same run is a bare ``subprocess.Popen`` launch of
+the same replica (it reports its own first line and listening times; nothing probes).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +35,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from eventing.workloads.replica import free_port
+from eventing.workloads.replica import free_port, replica_environment
 
 REPLICA = """import time
 T0 = time.time()
@@ -54,6 +62,9 @@ async def main():
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(P, "127.0.0.1", int(os.environ["PORT"]))
     LISTEN = time.time()
+    if os.environ.get("ANNOUNCE"):
+        body = json.dumps({"t0": T0, "listening": LISTEN}).encode()
+        urllib.request.urlopen(urllib.request.Request(REPORT, data=body), timeout=5)
     await srv.serve_forever()
 LISTEN = 0.0
 asyncio.run(main())
@@ -85,24 +96,36 @@ spec:
 """
 
 
-async def bare_launch(script: Path, report: str) -> float:
-    """Seconds from launching the replica to its port accepting connections."""
+async def bare_launch(
+    script: Path, report: str, reports: asyncio.Queue[dict[str, float]]
+) -> dict[str, float]:
+    """A bare launch of the same replica (``subprocess.Popen``, which vforks), with the
+    environment a replica gets: seconds from the launch to its first line (the
+    interpreter's own start) and to listening, as the replica itself reports them (no
+    probing, which would take CPU from the starting process)."""
     port = free_port()
+    env = replica_environment(os.environ, {"REPORT_URL": report, "ANNOUNCE": "1"}, port, "w")
     started = time.time()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), env={"PORT": str(port), "REPORT_URL": report}
-    )
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.001)
-    took = time.time() - started
+    proc = subprocess.Popen([sys.executable, str(script)], env=env)  # noqa: ASYNC220 (vfork: returns once it execs)
+    got = await asyncio.wait_for(reports.get(), 30)
     proc.kill()
-    await proc.wait()
-    return took
+    await asyncio.to_thread(proc.wait)
+    return {"first_line": got["t0"] - started, "listening": got["listening"] - started}
+
+
+def _time_replica_start(out: list[tuple[float, float]]) -> None:
+    """Record when each replica's spawn begins (wall clock) and how long it takes.
+    Wraps ``Replica.start`` for measuring only; what it does is unchanged."""
+    from eventing.workloads.replica import Replica
+
+    original = Replica.start
+
+    async def start(self: Replica) -> None:
+        began, t = time.time(), time.perf_counter()
+        await original(self)
+        out.append((began, time.perf_counter() - t))
+
+    Replica.start = start  # type: ignore[method-assign]
 
 
 async def run(runs: int) -> int:
@@ -130,14 +153,17 @@ async def run(runs: int) -> int:
     (work / "m" / "a.yaml").write_text(manifests(script, report_url))
     settings = RuntimeSettings(port=0, admin_port=0, store=StoreSettings(data_dir=work / "data"))
     running = await start(work / "m", settings)
+    spawns: list[tuple[float, float]] = []
+    _time_replica_start(spawns)
     workload = running.system.workloads.items["default/w"]  # type: ignore[union-attr]
     rows: list[dict[str, float]] = []
-    bare: list[float] = []
+    bare: list[dict[str, float]] = []
     try:
         async with aiohttp.ClientSession() as http:
             for n in range(runs):
                 while workload.pool.replicas:  # back at zero  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
+                spawns.clear()
                 decided: list[float] = []
                 workload.scaler.on_decision = lambda d, prev, out=decided: out.append(time.time())
                 headers = {
@@ -160,37 +186,56 @@ async def run(runs: int) -> int:
                         "delivered": got["got"] - accepted,
                         "own": own,
                         "overhead": got["got"] - accepted - own,
+                        "to_spawn": spawns[0][0] - accepted,
+                        "spawn": spawns[0][1],
+                        "interpreter": got["t0"] - spawns[0][0] - spawns[0][1],
+                        "after_listening": got["got"] - got["listening"],
+                        "ours": spawns[0][0]
+                        - accepted
+                        + spawns[0][1]
+                        + got["got"]
+                        - got["listening"],
                     }
                 )
-                bare.append(await bare_launch(script, report_url))
+                bare.append(await bare_launch(script, report_url, reports))
     finally:
         await stop(running, settings)
         await runner.cleanup()
 
-    def med(key: str) -> float:
-        return statistics.median(r[key] for r in rows) * 1000
+    def med(values: list[float]) -> float:
+        return statistics.median(values) * 1000
 
     def p90(values: list[float]) -> float:
         return sorted(values)[int(0.9 * (len(values) - 1))] * 1000
 
     print(f"\nactivation from zero replicas, {runs} cold starts (milliseconds)\n")
-    print(f"{'measure':<52} {'median':>8} {'p90':>8}")
-    print("-" * 70)
-    for label, key in [
-        ("event sent -> scale decision (before the 202 returns)", "decision"),
-        ("accepted (202) -> delivered to the new replica", "delivered"),
-        ("  of which the replica's own start (t0 -> listening)", "own"),
-        ("  our overhead (delivered - own start)", "overhead"),
-    ]:
-        print(f"{label:<52} {med(key):>8.1f} {p90([r[key] for r in rows]):>8.1f}")
+    print(f"{'measure':<60} {'median':>8} {'p90':>8}")
+    print("-" * 78)
+    table = [
+        ("event sent -> scale decision (before the 202 returns)", [r["decision"] for r in rows]),
+        ("accepted (202) -> delivered to the new replica", [r["delivered"] for r in rows]),
+        ("  accepted -> the replica's spawn begins", [r["to_spawn"] for r in rows]),
+        ("  the spawn (until the process and its pipes exist)", [r["spawn"] for r in rows]),
+        (
+            "  spawned -> replica's first line (the interpreter's start)",
+            [r["interpreter"] for r in rows],
+        ),
+        ("  replica's first line -> listening (its own start)", [r["own"] for r in rows]),
+        ("  replica listening -> event delivered to it", [r["after_listening"] for r in rows]),
+        ("ours: to spawn + spawn + listening -> delivered", [r["ours"] for r in rows]),
+        ("older measure: delivered - (first line -> listening)", [r["overhead"] for r in rows]),
+        (
+            "baseline: bare launch -> first line (interpreter start)",
+            [b["first_line"] for b in bare],
+        ),
+        ("baseline: bare launch -> listening", [b["listening"] for b in bare]),
+    ]
+    for label, values in table:
+        print(f"{label:<60} {med(values):>8.1f} {p90(values):>8.1f}")
+    ratio = med([r["delivered"] for r in rows]) / med([b["listening"] for b in bare])
     print(
-        f"{'baseline: bare launch of the replica to listening':<52} "
-        f"{statistics.median(bare) * 1000:>8.1f} {p90(bare):>8.1f}"
-    )
-    ratio = med("delivered") / (statistics.median(bare) * 1000)
-    print(
-        f"\nratio accepted->delivered / bare launch: {ratio:.2f} "
-        f"(1.00 would be a launch with no overhead at all); goal: overhead < 50 ms"
+        f"\nratio accepted->delivered / bare launch->listening: {ratio:.2f} "
+        "(1.00 would be a launch with no overhead at all); goal: ours <= 10 ms"
     )
     return 0
 

@@ -45,6 +45,7 @@ from eventing.delivery.sink import Outcome
 from eventing.events import AttributeValue, Event
 from eventing.workloads.jobs import JobError, JobResult, JobRunner, JobState
 from eventing.workloads.replica import INHERITED
+from eventing.workloads.spawn import Child, spawn
 from sinks import jobstore
 from sinks.jobstore import JobStatus
 
@@ -131,14 +132,11 @@ class LocalJobRunner:
         state: JobState
         code: int | None = None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.command,
+            proc = await spawn(  # vfork: a job per event pays no fork of this process
+                self.command,
                 env=self.environment(event, event_file),
                 cwd=self.working_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
+                merge_stderr=True,
             )
         except OSError as exc:
             (job_dir / "output.log").write_text(f"cannot start the job: {exc}\n")
@@ -179,7 +177,7 @@ class LocalJobRunner:
         logger.info("job %s of %s: %s (exit %s)", job_id, self.workload, state, code)
         return JobResult(job_id, state, code, finished - started)
 
-    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
+    async def _stop(self, proc: Child) -> None:
         _signal(proc.pid, signal.SIGTERM)
         try:
             async with asyncio.timeout(self.grace):

@@ -34,8 +34,10 @@ class Readiness(Model):
 
     http_get: HttpGetProbe | None = None
     tcp_socket: TcpSocketProbe | None = None
-    period_seconds: float = Field(default=0.02, gt=0, le=10)
-    """How often to probe while the replica starts (short: activation latency)."""
+    period_seconds: float = Field(default=0.005, gt=0, le=10)
+    """The longest gap between two probes while the replica starts: the first goes out
+    as the process starts, the next 1 ms later, the gap doubling up to this (short:
+    activation latency)."""
     timeout_seconds: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")
