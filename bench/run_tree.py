@@ -1,0 +1,19 @@
+"""Run a bench script against another source tree of eventing (a before/after
+comparison in one session): ``python bench/run_tree.py TREE SCRIPT [ARGS...]``.
+
+The virtualenv's editable install would always import this checkout; this drops its
+finder and puts TREE first on the path. Make TREE with, for example,
+``mkdir /tmp/before && git archive main | tar -x -C /tmp/before``.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+if __name__ == "__main__":
+    tree, script, *args = sys.argv[1:]
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    sys.path.insert(0, tree)
+    sys.argv = [script, *args]
+    runpy.run_path(script, run_name="__main__")
