@@ -22,6 +22,8 @@ from eventing.resources.base import Resource
 from eventing.resources.broker import Broker
 from eventing.resources.configmap import ConfigMap
 from eventing.resources.flowkinds import FLOW_KINDS
+from eventing.resources.jobsink import JobSink
+from eventing.resources.jobsink import derive_workload as derive_jobsink_workload
 from eventing.resources.keda import (
     ScaledObject,
     Secret,
@@ -65,6 +67,8 @@ def kind_registry(classes: BrokerClasses | None = None) -> KindRegistry:
     registry.register(TriggerAuthentication)
     registry.register(Secret)
     registry.derivations[ScaledObject.KIND] = derive_workload
+    registry.register(JobSink)
+    registry.derivations[JobSink.KIND] = derive_jobsink_workload
     for module in SOURCE_MODULES:
         registry.register(module.MODEL)
     for flow_kind in FLOW_KINDS:

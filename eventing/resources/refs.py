@@ -31,6 +31,7 @@ from urllib.parse import urljoin
 from eventing.resources.base import KNATIVE_EVENTING, OUR_API, Destination, KReference, Resource
 
 KNATIVE_SERVING = "serving.knative.dev/v1"
+SINKS_V1ALPHA1 = "sinks.knative.dev/v1alpha1"
 CORE_V1 = "v1"
 
 Role = Literal["subscriber", "sink", "reply", "deadLetterSink"]
@@ -97,6 +98,9 @@ def resolve(
     kind = (ref.kind, ref.api_version)
     if kind in (("Workload", None), ("Workload", OUR_API)):
         return _workload(ref, key, role, platform, lookup)
+    if kind in (("JobSink", None), ("JobSink", SINKS_V1ALPHA1)):
+        # loaded as the job Workload it stands for (eventing/resources/jobsink.py)
+        return _workload(ref, key, role, platform, lookup)
     if kind in (("Broker", None), ("Broker", KNATIVE_EVENTING)):
         if lookup("Broker", key) is None:
             raise RefError("ref", ref.name, f"no Broker named {ref.name!r}", missing=True)
@@ -122,7 +126,8 @@ def resolve(
     raise RefError(
         "ref.kind",
         f"{ref.api_version or '?'}/{ref.kind}",
-        "a ref may name a Workload, a Broker (eventing.knative.dev/v1), a Channel or "
+        "a ref may name a Workload, a JobSink (sinks.knative.dev/v1alpha1), a Broker "
+        "(eventing.knative.dev/v1), a Channel or "
         "InMemoryChannel (messaging.knative.dev/v1), a Sequence or Parallel "
         "(flows.knative.dev/v1), a Service (v1) or a Knative Service "
         "(serving.knative.dev/v1); or give a uri",

@@ -339,3 +339,46 @@ async def test_a_cancelled_job_is_deleted_and_not_retried(
     assert stats.retried == 0
     assert await asyncio.to_thread(jobs_of, k8s_cluster, ns, "long") == []
     assert cmd_jobs.cancel_job(args) == 1  # gone: nothing to cancel
+
+
+async def test_a_knative_jobsink_runs_a_job_per_event(
+    k8s_cluster: Cluster,
+    k8s_namespace: str,
+    system: SystemFactory,
+    subscriber: RecordingSubscriber,
+    tmp_path: Path,
+) -> None:
+    """A Knative JobSink manifest loads as the job Workload it stands for."""
+    ns = k8s_namespace
+    text = (
+        system_yaml(ns, f"{subscriber.url}/next", {})
+        + f"""---
+apiVersion: sinks.knative.dev/v1alpha1
+kind: JobSink
+metadata: {{name: knjob, namespace: {ns}}}
+spec:
+  job:
+    apiVersion: batch/v1
+    kind: Job
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{{name: main, image: example.com/job:1}}]
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: to-knjob, namespace: {ns}}}
+spec:
+  broker: default
+  filters: [{{exact: {{type: {PUSH}}}}}]
+  subscriber: {{ref: {{apiVersion: sinks.knative.dev/v1alpha1, kind: JobSink, name: knjob}}}}
+"""
+    )
+    running = await start(system, k8s_cluster, text, tmp_path)
+    await push(running, ns, "push-kn", "knjob")
+    await subscriber.wait_for(lambda _: len(replies(subscriber)) == 1, timeout=60)
+    ((kind, subject, body),) = replies(subscriber)
+    assert (kind, subject, body["workload"]) == ("eventing.job.succeeded", "push-kn", f"{ns}/knjob")
+    (job,) = await asyncio.to_thread(jobs_of, k8s_cluster, ns, "knjob")
+    assert job.spec.template.spec.volumes[0].secret.secret_name == job.metadata.name

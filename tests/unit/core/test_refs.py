@@ -46,6 +46,12 @@ spec:
   jobs: {}
   jobTemplate: {spec: {template: {spec: {containers: [{name: c, image: i}]}}}}
 ---
+apiVersion: sinks.knative.dev/v1alpha1
+kind: JobSink
+metadata: {name: knjob}
+spec:
+  job: {spec: {template: {spec: {containers: [{name: c, image: i}]}}}}
+---
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
 metadata: {name: t}
@@ -94,6 +100,12 @@ CASES = [
         "subscriber: {ref: {kind: Workload, name: kjob}}",
         ONE,
         "!runs a Kubernetes Job per event",
+    ),
+    (
+        "jobsink-k8s",
+        "subscriber: {ref: {apiVersion: sinks.knative.dev/v1alpha1, kind: JobSink, name: knjob}}",
+        K8S,
+        "jobs:default/knjob",
     ),
     ("configmap", "subscriber: {ref: {kind: ConfigMap, name: c}}", K8S, "!a ref may name"),
     (
@@ -155,3 +167,14 @@ def test_validate_kubernetes_flag(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["validate", str(tmp_path)]) == 1
     assert "cannot be resolved on one machine" in capsys.readouterr().err
     assert cli.main(["validate", "--kubernetes", str(tmp_path)]) == 0
+
+
+def test_a_jobsink_needs_kubernetes(tmp_path: Path) -> None:
+    """A JobSink loads as the job Workload it stands for (a loader derivation, which
+    ``run`` gets from the same loader), so one machine refuses it as it does that."""
+    tail = "subscriber: {ref: {apiVersion: sinks.knative.dev/v1alpha1, kind: JobSink, name: knjob}}"
+    (tmp_path / "all.yaml").write_text(HEAD + "  " + tail + "\n")
+    with pytest.raises(LoadError, match="runs a Kubernetes Job per event"):
+        load_resources(tmp_path, kind_registry(), platform=ONE)
+    loaded = load_resources(tmp_path, kind_registry(), platform=K8S)
+    assert any(r.kind == "Workload" and r.name == "knjob" for r in loaded.resources)
