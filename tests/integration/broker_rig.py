@@ -14,7 +14,10 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tests.integration.support import AMQP_URL, KAFKA_BOOTSTRAP, unique
+from tests.integration.support import AMQP_URL, KAFKA_BOOTSTRAP, eventually, unique
+from tests.support.broker_classes import Created, cleanup
+from tests.support.process import EventingProcess
+from tests.support.subscriber import RecordingSubscriber
 
 MATCH = "com.example.match"
 OTHER = "com.example.other"
@@ -74,6 +77,31 @@ def write(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "broker.yaml").write_text(text)
     return directory
+
+
+def two_processes(
+    kind: str, tmp_path: Path, subscriber_url: str
+) -> tuple[EventingProcess, EventingProcess, Created]:
+    """Two ``eventing run`` processes (not started) on one broker of ``kind`` with the
+    same manifests and each its own data dir; ``Created`` names what to delete after."""
+    text, config = broker_manifests(kind, subscriber_url)
+    manifests = write(tmp_path / "manifests", text)
+    created = Created()
+    if kind == "kafka":
+        created.kafka_topics += [config["topic"], config["topic"] + ".dlq"]
+    else:
+        created.rabbit_exchanges.append(config["exchange"])
+    a = EventingProcess(manifests, tmp_path / "a", "--ingress-workers", "0")
+    b = EventingProcess(manifests, tmp_path / "b", "--ingress-workers", "0")
+    return a, b, created
+
+
+async def stop_all(processes: tuple[EventingProcess, ...], created: Created) -> None:
+    """Stop the processes still running, then delete the topics or exchanges."""
+    for p in processes:
+        if p.proc is not None and p.proc.returncode is None:
+            await p.terminate(30)
+    await cleanup(created)
 
 
 @dataclass
@@ -188,3 +216,19 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
     finally:
         writer.close()
+
+
+async def delivered_to_matching_only(load: Load, subscriber: RecordingSubscriber) -> None:
+    """Every event the load got a 202 for reaches each trigger whose filter matches it
+    (at least once), and no trigger gets one its filter rejects (id sets compared)."""
+    want = {
+        "/match": {i for i, t in load.accepted.items() if t == MATCH},
+        "/other": {i for i, t in load.accepted.items() if t == OTHER},
+    }
+    await eventually(
+        lambda: all(ids <= set(subscriber.ids(path)) for path, ids in want.items()),
+        timeout=180,
+        what="every accepted event delivered to each matching trigger",
+    )
+    assert not set(subscriber.ids("/match")) & want["/other"]
+    assert not set(subscriber.ids("/other")) & want["/match"]

@@ -15,17 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.broker_rig import (
-    MATCH,
-    OTHER,
     Load,
     admin_get,
-    broker_manifests,
+    delivered_to_matching_only,
     ready,
-    write,
+    stop_all,
+    two_processes,
 )
-from tests.integration.support import eventually, eventually_async, restart_server
-from tests.support.broker_classes import Created, cleanup
-from tests.support.process import EventingProcess
+from tests.integration.support import eventually_async, restart_server
 from tests.support.subscriber import RecordingSubscriber
 
 KILLS = 3
@@ -39,15 +36,7 @@ async def test_kill_9_of_one_process_loses_nothing(
     kafka_bootstrap: str,
     amqp_url: str,
 ) -> None:
-    text, config = broker_manifests(kind, subscriber.url)
-    manifests = write(tmp_path / "manifests", text)
-    created = Created()
-    if kind == "kafka":
-        created.kafka_topics += [config["topic"], config["topic"] + ".dlq"]
-    else:
-        created.rabbit_exchanges.append(config["exchange"])
-    a = EventingProcess(manifests, tmp_path / "a", "--ingress-workers", "0")
-    b = EventingProcess(manifests, tmp_path / "b", "--ingress-workers", "0")
+    a, b, created = two_processes(kind, tmp_path, subscriber.url)
     load = Load([lambda: a.url() if a.brokers else None, lambda: b.url() if b.brokers else None])
     try:
         await a.start()
@@ -65,30 +54,13 @@ async def test_kill_9_of_one_process_loses_nothing(
             await load.wait_accepted(len(load.accepted) + 100)
             assert round_ < KILLS
         await load.stop()
-        want = {
-            "match": {i for i, t in load.accepted.items() if t == MATCH},
-            "other": {i for i, t in load.accepted.items() if t == OTHER},
-        }
-
-        def delivered(path: str) -> set[str]:
-            return set(subscriber.ids(path))
-
-        await eventually(
-            lambda: want["match"] <= delivered("/match") and want["other"] <= delivered("/other"),
-            timeout=180,
-            what="every accepted event delivered to each matching trigger",
-        )
-        assert not delivered("/match") & want["other"]
-        assert not delivered("/other") & want["match"]
-        assert all(i.startswith("ev-") for i in delivered("/match") | delivered("/other"))
+        await delivered_to_matching_only(load, subscriber)
+        assert all(i.startswith("ev-") for i in subscriber.ids("/match") + subscriber.ids("/other"))
         metrics = await _metrics(b.admin_url)
         assert 'eventing_process_info{process="' in metrics
     finally:
         await load.stop()
-        for p in (a, b):
-            if p.proc is not None and p.proc.returncode is None:
-                await p.terminate(30)
-        await cleanup(created)
+        await stop_all((a, b), created)
 
 
 async def _metrics(admin_url: str) -> str:
@@ -109,15 +81,7 @@ async def test_server_restart_mid_stream_loses_nothing(
     """The Kafka or RabbitMQ server itself restarts under load (``scripts/servers
     restart``; the shared test server, so this runs last): both processes answer 503
     meanwhile, recover by themselves, and every 202'd event is delivered."""
-    text, config = broker_manifests(kind, subscriber.url)
-    manifests = write(tmp_path / "manifests", text)
-    created = Created()
-    if kind == "kafka":
-        created.kafka_topics += [config["topic"], config["topic"] + ".dlq"]
-    else:
-        created.rabbit_exchanges.append(config["exchange"])
-    a = EventingProcess(manifests, tmp_path / "a", "--ingress-workers", "0")
-    b = EventingProcess(manifests, tmp_path / "b", "--ingress-workers", "0")
+    a, b, created = two_processes(kind, tmp_path, subscriber.url)
     load = Load([a.url, b.url])
     try:
         await a.start()
@@ -133,20 +97,7 @@ async def test_server_restart_mid_stream_loses_nothing(
             await eventually_async(up, timeout=120, what="ready after the restart")
         await load.wait_accepted(len(load.accepted) + 100, timeout=120)
         await load.stop()
-        want = {
-            "/match": {i for i, t in load.accepted.items() if t == MATCH},
-            "/other": {i for i, t in load.accepted.items() if t == OTHER},
-        }
-        await eventually(
-            lambda: all(ids <= set(subscriber.ids(path)) for path, ids in want.items()),
-            timeout=180,
-            what="every accepted event delivered to each matching trigger",
-        )
-        assert not set(subscriber.ids("/match")) & want["/other"]
-        assert not set(subscriber.ids("/other")) & want["/match"]
+        await delivered_to_matching_only(load, subscriber)
     finally:
         await load.stop()
-        for p in (a, b):
-            if p.proc is not None and p.proc.returncode is None:
-                await p.terminate(30)
-        await cleanup(created)
+        await stop_all((a, b), created)
