@@ -180,7 +180,7 @@ class KubeJobRunner:
 
     async def _follow(self, name: str, timeout: float) -> tuple[JobState, dict[str, Any] | None]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout + DEADLINE_SLACK
+        deadline: float | None = None
         while True:
             jobs = await self._jobs(max_age=self.poll_interval)
             job = next((j for j in jobs if j["metadata"]["name"] == name), None)
@@ -189,7 +189,11 @@ class KubeJobRunner:
             state = jobspec.job_state(job)
             if state != "running":
                 return state, job
-            if loop.time() > deadline:
+            if deadline is None:  # the Job's own deadline (the template may set it)
+                limit = job.get("spec", {}).get("activeDeadlineSeconds")
+                limit = limit if isinstance(limit, int) and limit > 0 else timeout
+                deadline = loop.time() + limit + DEADLINE_SLACK
+            elif loop.time() > deadline:
                 await self._delete(name)
                 return "timeout", job
             await asyncio.sleep(self.poll_interval)

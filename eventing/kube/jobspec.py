@@ -47,6 +47,9 @@ MAX_EVENT_BYTES = 1_000_000
 MAX_ENV_VALUE = 4096
 MAX_ANNOTATION = 1024
 HASH_DIGITS = 20
+MIN_TTL_AFTER_FINISHED = 60
+"""A template's ``ttlSecondsAfterFinished`` is raised to this, so the runner reads the
+Job's result before the TTL controller deletes it."""
 MAX_NAME = 63
 """Job names become the value of the pods' ``job-name`` label: at most 63 characters."""
 
@@ -85,7 +88,8 @@ def build_job(
 ) -> dict[str, Any]:
     """The Job for one attempt at ``event``. Defaults where the template says nothing:
     ``restartPolicy: Never``, ``backoffLimit: 0`` (retries are the trigger's delivery
-    retries, each a new Job) and ``activeDeadlineSeconds`` = ``timeout`` rounded up."""
+    retries, each a new Job) and ``activeDeadlineSeconds`` = ``timeout`` rounded up; a
+    ``ttlSecondsAfterFinished`` under :data:`MIN_TTL_AFTER_FINISHED` is raised to it."""
     spec = copy.deepcopy(template_spec)
     labels = {
         **template_meta.get("labels", {}),
@@ -103,6 +107,9 @@ def build_job(
         },
     }
     spec.setdefault("backoffLimit", 0)
+    ttl = spec.get("ttlSecondsAfterFinished")
+    if isinstance(ttl, int) and ttl < MIN_TTL_AFTER_FINISHED:
+        spec["ttlSecondsAfterFinished"] = MIN_TTL_AFTER_FINISHED
     spec.setdefault("activeDeadlineSeconds", max(1, math.ceil(timeout)))
     pod_template = spec.setdefault("template", {})
     pod_meta = pod_template.setdefault("metadata", {})

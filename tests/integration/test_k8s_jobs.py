@@ -26,6 +26,7 @@ import pytest
 from eventing.app import cmd_jobs
 from eventing.app.runtime import Running
 from eventing.events import Event
+from eventing.kube import jobs as kube_jobs
 from eventing.kube import jobspec
 from eventing.resources.refs import Platform
 from tests.conftest import SystemFactory
@@ -36,12 +37,14 @@ from tests.support.subscriber import RecordingSubscriber
 PUSH = "dev.knative.source.github.push"
 
 
-def workload(name: str, *, annotations: str, parallelism: int = 2, timeout: int = 60) -> str:
+def workload(
+    name: str, *, annotations: str, parallelism: int = 2, timeout: int = 60, keep: int = 20
+) -> str:
     return f"""apiVersion: eventing.local/v1alpha1
 kind: Workload
 metadata: {{name: {name}}}
 spec:
-  jobs: {{parallelism: {parallelism}, keep: 20}}
+  jobs: {{parallelism: {parallelism}, keep: {keep}}}
   timeoutSeconds: {timeout}
   jobTemplate:
     metadata: {{labels: {{app: {name}}}}}
@@ -243,6 +246,31 @@ async def test_parallelism_counts_active_jobs_in_the_api(
     assert {t for t, _, _ in replies(subscriber)} == {"eventing.job.succeeded"}
     assert len(seen) == 5
     assert 1 <= peak <= 2
+
+
+async def test_finished_jobs_beyond_keep_are_deleted(
+    k8s_cluster: Cluster,
+    k8s_namespace: str,
+    system: SystemFactory,
+    subscriber: RecordingSubscriber,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kube_jobs, "PRUNE_AFTER", 0.0)  # no grace: prune at once
+    ns = k8s_namespace
+    build = workload("build", annotations="", parallelism=1, keep=1)
+    text = system_yaml(ns, f"{subscriber.url}/next", {"build": build})
+    running = await start(system, k8s_cluster, text, tmp_path)
+    for i in range(1, 4):
+        await push(running, ns, f"push-{i}", "build")
+        await subscriber.wait_for(lambda _: len(replies(subscriber)) == i, timeout=60)  # noqa: B023
+
+    def one_left() -> list[Any] | None:
+        found = jobs_of(k8s_cluster, ns, "build")
+        return found if len(found) == 1 else None
+
+    (kept,) = await asyncio.to_thread(wait_for, one_left, timeout=30, what="one Job kept")
+    assert kept.metadata.annotations[jobspec.ANNOTATION_EVENT["id"]] == "push-3"
 
 
 def _finished(job: Any) -> bool:

@@ -97,12 +97,15 @@ def test_the_template_keeps_its_own_limits_and_mount() -> None:
     template = json.loads(json.dumps(TEMPLATE))
     template["backoffLimit"] = 2
     template["activeDeadlineSeconds"] = 30
+    template["ttlSecondsAfterFinished"] = 0
     c = template["template"]["spec"]["containers"][0]
     c["volumeMounts"] = [{"name": "jobsink-event", "mountPath": "/in"}]
     job = jobspec.build_job(
         {}, template, name="n", workload_name="w", event=event(), ehash="h", attempt=2, timeout=600
     )
     assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (2, 30)
+    # raised, so the result is read before the TTL controller deletes the Job
+    assert job["spec"]["ttlSecondsAfterFinished"] == jobspec.MIN_TTL_AFTER_FINISHED
     env = {
         e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
     }
