@@ -410,3 +410,48 @@ spec:
     assert (kind, subject, body["workload"]) == ("eventing.job.succeeded", "push-kn", f"{ns}/knjob")
     (job,) = await asyncio.to_thread(jobs_of, k8s_cluster, ns, "knjob")
     assert job.spec.template.spec.volumes[0].secret.secret_name == job.metadata.name
+
+
+async def test_after_a_restart_the_redelivered_event_follows_its_running_job(
+    k8s_cluster: Cluster,
+    k8s_namespace: str,
+    system: SystemFactory,
+    subscriber: RecordingSubscriber,
+    tmp_path: Path,
+) -> None:
+    """eventing stops while a Job runs: the event stays unacknowledged, the Job keeps
+    running; the next eventing redelivers the event, finds the Job, follows it to its
+    end and replies. One Job in all."""
+    from eventing.app.runtime import RuntimeSettings
+    from eventing.app.runtime import start as start_runtime
+    from eventing.app.runtime import stop as stop_runtime
+    from eventing.app.system import StoreSettings
+
+    ns = k8s_namespace
+    long = workload("long", annotations="kwok.eventing.local/run-for: 20s", timeout=120)
+    text = system_yaml(ns, f"{subscriber.url}/next", {"long": long})
+    (tmp_path / "first").mkdir()
+    (tmp_path / "first" / "system.yaml").write_text(text)
+    platform = Platform(kubernetes=True, kubeconfig=str(k8s_cluster.kubeconfig))
+    settings = RuntimeSettings(
+        port=0,
+        admin_port=0,
+        drain_timeout=0.5,
+        store=StoreSettings(data_dir=tmp_path / "data", platform=platform),
+    )
+    first = await start_runtime(tmp_path / "first", settings)
+    try:
+        await push(first, ns, "push-r", "long")
+        (job,) = await asyncio.to_thread(
+            wait_for, lambda: jobs_of(k8s_cluster, ns, "long"), timeout=30, what="the Job"
+        )
+    finally:
+        await stop_runtime(first, settings)
+    assert replies(subscriber) == []  # stopped before the Job ended
+
+    await start(system, k8s_cluster, text, tmp_path)  # same data directory
+    await subscriber.wait_for(lambda _: len(replies(subscriber)) == 1, timeout=90)
+    ((kind, subject, body),) = replies(subscriber)
+    assert (kind, subject, body["jobId"]) == ("eventing.job.succeeded", "push-r", job.metadata.name)
+    (only,) = await asyncio.to_thread(jobs_of, k8s_cluster, ns, "long")
+    assert only.metadata.uid == job.metadata.uid
