@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -370,6 +370,3 @@ async def _preauthenticate(
 
 def _response(result: WebhookResponse) -> web.Response:
     return web.Response(status=result.status, body=result.body, headers=dict(result.headers))
-
-
-EmitFactory = Callable[[str], Emit]

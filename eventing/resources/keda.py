@@ -314,7 +314,9 @@ def _rabbitmq(params: dict[str, str], where: str) -> tuple[dict[str, Any], float
     http = protocol == "http" or (protocol == "auto" and host.startswith(("http://", "https://")))
     metric: dict[str, Any] = {"type": "rabbitmq", "queue": queue}
     metric["managementUrl" if http else "url"] = host
-    value = _number(params, "value", _number(params, "queueLength", 20.0, where), where)
+    value = _number(
+        params, "value", _number(params, "queueLength", RABBITMQ_DEFAULT_VALUE, where), where
+    )
     return metric, value, _number(params, "activationValue", 0.0, where)
 
 
