@@ -79,22 +79,22 @@ class SeenWindow:
         self.window = window
         self.keys: OrderedDict[Key, float] = OrderedDict()
 
-    def holds(self, key: Key, now: float) -> bool:
-        at = self.keys.get(key)
-        return at is not None and at > now - self.window.seconds
-
-    def add(self, key: Key, at: float, now: float, evicted: list[Key]) -> None:
-        self.keys[key] = at
-        self.keys.move_to_end(key)
-        self.expire(now, evicted)
+    def add(self, key: Key, at: float) -> None:
+        """Remember ``key`` as the newest (call :meth:`expire` after a group of adds)."""
+        keys = self.keys
+        if key in keys:  # held but past the window: it moves to the newest end
+            del keys[key]
+        keys[key] = at
 
     def expire(self, now: float, evicted: list[Key]) -> None:
-        keys, oldest = self.keys, now - self.window.seconds
+        keys, oldest, limit = self.keys, now - self.window.seconds, self.window.max_ids
+        for _ in range(len(keys) - limit):  # over the count: the oldest go first
+            evicted.append(keys.popitem(last=False)[0])
         while keys:
-            first = next(iter(keys))
-            if len(keys) <= self.window.max_ids and keys[first] > oldest:
+            first, at = next(iter(keys.items()))
+            if at > oldest:
                 return
-            keys.popitem(last=False)
+            del keys[first]
             evicted.append(first)
 
 
@@ -208,6 +208,7 @@ class Deduplicator:
             return claim, waits
         now = self.clock()
         scopes = self.scopes
+        checks: list[tuple[OrderedDict[Key, float], float]] | None = None
         for event in events:
             name = event.dedup
             if name is None:
@@ -217,9 +218,12 @@ class Deduplicator:
                 continue
             attributes = event.attributes
             key = (str(attributes["source"]), str(attributes["id"]))
+            if checks is None:
+                checks = [(s.keys, now - s.window.seconds) for s in scopes.values()]
             seen = False
-            for scope in scopes.values():
-                if scope.holds(key, now):
+            for keys, oldest in checks:
+                at = keys.get(key)
+                if at is not None and at > oldest:
                     seen = True
                     break
             if seen:
@@ -235,7 +239,10 @@ class Deduplicator:
             if claim.done is None:
                 claim.done = asyncio.get_running_loop().create_future()
             self._inflight[key] = claim.done
-            claim.keys.append((self._scope(name), key, now))
+            if name not in scopes:
+                self._scope(name)
+                checks = None  # a new scope to look in
+            claim.keys.append((scopes[name], key, now))
             if self.durable:
                 claim.added.append((name, key[0], key[1], now))
             claim.fresh.append(event)
@@ -246,16 +253,15 @@ class Deduplicator:
     def _release(self, claim: Claim, *, stored: bool) -> None:
         if claim.done is None:
             return
-        now = self.clock()
-        evicted: list[Key] = []
+        inflight = self._inflight
+        added: set[SeenWindow] = set()
         for seen, key, at in claim.keys:
-            del self._inflight[key]
+            del inflight[key]
             if stored:
-                seen.add(key, at, now, evicted)
-                if evicted:
-                    if self.durable:
-                        self._forgotten.extend((seen.name, s, i) for s, i in evicted)
-                    evicted.clear()
+                seen.add(key, at)
+                added.add(seen)
+        for seen in added:  # once per scope and claim, not per key
+            self._expire(seen, self.clock())
         if not stored and claim.forgotten:  # not written: try again with the next one
             self._forgotten.extend(claim.forgotten)
         if not claim.done.done():
