@@ -33,7 +33,7 @@ from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eventing.broker.dedup import DedupWindow, Deduplicator
+from eventing.broker.dedup import Deduplicator, DedupWindow
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.events import AttributeValue, Event
