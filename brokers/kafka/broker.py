@@ -229,13 +229,18 @@ class KafkaBroker:
     # -- the data path ----------------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
+        if not self.dedup.wants(events):
+            await self._publish(events)
+            return
         async with self.dedup.admit(events) as claim:
-            events = claim.fresh
-            filters = {t: s.filter for t, s in self.subscriptions.items()}
-            dropped = [d for e in events for d in route(filters, e)[1]]
-            if events:
-                await self.produce(self.settings.topic, events)
-        dropped.extend(("", DUPLICATE) for _ in claim.duplicates)
+            if claim.fresh:
+                await self._publish(claim.fresh)
+        count(self._drops, [("", DUPLICATE)] * len(claim.duplicates))
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        filters = {t: s.filter for t, s in self.subscriptions.items()}
+        dropped = [d for e in events for d in route(filters, e)[1]]
+        await self.produce(self.settings.topic, events)
         count(self._drops, dropped)  # counted once accepted, as the embedded class does
 
     async def produce(

@@ -273,21 +273,27 @@ class RabbitBroker:
     # -- the data path ----------------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
+        if not self.dedup.wants(events):
+            await self._publish(events)
+            return
         async with self.dedup.admit(events) as claim:
-            events = claim.fresh
-            # A trigger whose queue is not bound yet (added a moment ago) takes nothing yet.
-            filters = {t: s.filter for t, s in self.subscriptions.items() if s.attached}
-            routes = [route(filters, e) for e in events]
-            results = await self.send(self.settings.exchange, events) if events else []
-            for (matched, _), result in zip(routes, results, strict=True):
-                if matched and isinstance(result, DeliveredMessage):  # no queue took it
-                    self._lost.set()  # a trigger's queue is missing: re-declare it
-                    error = StoreError(f"broker {self.key}: queues of {list(matched)} are missing")
-                    error.retry_after = 2.0
-                    raise error
+            if claim.fresh:
+                await self._publish(claim.fresh)
+        count(self._drops, [("", DUPLICATE)] * len(claim.duplicates))
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        # A trigger whose queue is not bound yet (added a moment ago) takes nothing yet.
+        filters = {t: s.filter for t, s in self.subscriptions.items() if s.attached}
+        routes = [route(filters, e) for e in events]
+        results = await self.send(self.settings.exchange, events)
+        for (matched, _), result in zip(routes, results, strict=True):
+            if matched and isinstance(result, DeliveredMessage):  # no queue took it
+                self._lost.set()  # a trigger's queue is missing: re-declare it
+                error = StoreError(f"broker {self.key}: queues of {list(matched)} are missing")
+                error.retry_after = 2.0
+                raise error
         for _, dropped in routes:  # counted once accepted, as the embedded class does
             count(self._drops, dropped)
-        count(self._drops, [("", DUPLICATE) for _ in claim.duplicates])
 
     async def send(
         self, exchange: str, events: Sequence[Event], extra: Mapping[str, str] | None = None

@@ -164,8 +164,10 @@ def explain_event(
         "event": dict(attributes),
         "broker": broker,
         "admission": admitted,
-        "dedup": "none: the broker stores duplicates (at-least-once); subscribers "
-        "deduplicate on (source, id)",
+        "dedup": "a plain POST is stored again when sent twice unless the broker has "
+        "eventing.local/dedup-ingress: 'true'; events of sources whose ids come from "
+        "upstream (GitHub, GitLab, RabbitMQ, Kafka) are stored once per (source, id) "
+        "within the broker's window (docs/delivery.md#deduplication)",
         "triggers": rows,
         "deliveredTo": [{"trigger": r["name"], "subscriber": r["subscriber"]} for r in matched]
         if admitted["accepted"]

@@ -175,6 +175,18 @@ class Deduplicator:
         if self.durable:
             self._forgotten.extend((seen.name, source, event_id) for source, event_id in evicted)
 
+    def wants(self, events: Sequence[Event]) -> bool:
+        """Whether any of ``events`` is to be deduplicated: when none is (plain POSTs
+        by default), the broker skips :meth:`admit` and pays nothing more."""
+        if not self.enabled:
+            return False
+        ingress = self.ingress
+        for event in events:
+            name = event.dedup
+            if name or (name is None and ingress):
+                return True
+        return False
+
     @asynccontextmanager
     async def admit(self, events: Sequence[Event]) -> AsyncIterator[Claim]:
         """Split ``events`` into fresh ones and duplicates; the body stores

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
 from eventing.broker.dedup import DUPLICATE, Deduplicator
 from eventing.broker.index import Router, Routing
-from eventing.broker.store import DeadLetter, Routed, Store
+from eventing.broker.store import DeadLetter, Routed, SeenRow, Store
 from eventing.broker.subscription import StoreSubscription
 from eventing.events import Event
 
@@ -139,21 +139,31 @@ class EmbeddedBroker:
         return self.router.route(event)
 
     async def publish(self, events: Sequence[Event]) -> None:
+        if not self.dedup.wants(events):
+            await self._store(events)
+            return
         async with self.dedup.admit(events) as claim:
-            fresh = claim.fresh
-            route = self.router.route
-            routings = [route(event) for event in fresh]
-            routed = [Routed(e, r[0]) for e, r in zip(fresh, routings, strict=True) if r[0]]
-            if routed:
-                now = time.time()
-                for r in routed:
-                    r.event.arrived = now
             # The keys of events no trigger wants are kept too: an id accepted once is
             # a duplicate for the window, whatever became of the event.
-            if routed or claim.added or claim.forgotten:
-                await self.store.append(self.key, routed, seen=claim.added, forget=claim.forgotten)
-        self.router.record(routings)  # counted only once the batch was accepted
+            await self._store(claim.fresh, claim.added, claim.forgotten)
         self._duplicates += len(claim.duplicates)
+
+    async def _store(
+        self,
+        events: Sequence[Event],
+        seen: Sequence[SeenRow] = (),
+        forget: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        route = self.router.route
+        routings = [route(event) for event in events]
+        routed = [Routed(e, r[0]) for e, r in zip(events, routings, strict=True) if r[0]]
+        if routed:
+            now = time.time()
+            for r in routed:
+                r.event.arrived = now
+        if routed or seen or forget:
+            await self.store.append(self.key, routed, seen=seen, forget=forget)
+        self.router.record(routings)  # counted only once the batch was accepted
         subs = self._subs
         for r in routed:
             for trigger in r.triggers:
