@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from eventing.app.dedup_config import configure_broker
 from eventing.app.ingress_auth_config import ingress_auth
 from eventing.app.registry import SOURCE_MODULES, build_sources
 from eventing.app.system import _config_of, delivery_parts, trigger_runtime
@@ -256,6 +257,7 @@ class Reconciler:
             )
         config_maps = {c.key: c for c in system.resources.of(ConfigMap)}
         broker = self.classes.build(model, _config_of(model, config_maps))
+        configure_broker(broker, model)
         await broker.open()
         system.brokers[model.key] = broker
         system.opened.append(broker)
