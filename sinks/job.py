@@ -92,6 +92,8 @@ class LocalJobRunner:
         self._on_end = on_end
         self._slots = asyncio.Semaphore(parallelism)
         self.running = 0
+        self.queued = 0
+        """Jobs waiting for a free slot (``parallelism`` are running)."""
         self.finished: dict[str, int] = {}
 
     def environment(self, event: Event, event_file: Path) -> dict[str, str]:
@@ -108,12 +110,19 @@ class LocalJobRunner:
 
     async def run(self, event: Event, timeout: float) -> JobResult:
         """Run one job for ``event`` (waiting for a free slot first)."""
-        async with self._slots:
+        self.queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.queued -= 1
+        try:
             self.running += 1
             try:
                 return await self._run(event, self.timeout or timeout)
             finally:
                 self.running -= 1
+        finally:
+            self._slots.release()
 
     async def _run(self, event: Event, timeout: float) -> JobResult:
         job_id, job_dir = jobstore.new_job(self.data_dir, self.workload)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from eventing.app.canary import detach_split, reattach_split
 from eventing.app.dedup_config import configure_broker
 from eventing.app.ingress_auth_config import ingress_auth
 from eventing.app.registry import SOURCE_MODULES, build_sources
@@ -350,7 +351,7 @@ class Reconciler:
         return [
             k
             for k, t in self.running.system.triggers.items()
-            if _workload_of(t.resource) == workload_key
+            if workload_key in _workloads_of(t.resource)
         ]
 
     # -- triggers ---------------------------------------------------------------------
@@ -422,6 +423,7 @@ class Reconciler:
         await runtime.broker.unsubscribe(key)
         if system.workloads is not None and (target := _workload_of(runtime.resource)):
             system.workloads.detach(target, runtime.subscription)
+        detach_split(system.workloads, runtime.subscription, runtime.dispatcher.split)
         await runtime.sink.close()
         logger.info("trigger %s removed (its backlog released)", key)
 
@@ -444,12 +446,15 @@ class Reconciler:
             workloads = system.workloads
             if workloads is not None and old_target:
                 workloads.detach(old_target, runtime.subscription)
+            old_split = runtime.dispatcher.split  # a canary's targets: eventing/app/canary.py
+            detach_split(workloads, runtime.subscription, old_split)
             try:
                 parts = delivery_parts(system, model, runtime.broker, broker_model,
                                        runtime.subscription)  # fmt: skip
             except BaseException:
                 if workloads is not None and old_target in workloads.items:
                     workloads.attach(old_target, runtime.subscription)
+                reattach_split(workloads, runtime.subscription, old_split)
                 raise
             runtime.dispatcher.retarget(
                 sink=parts.sink,
@@ -457,6 +462,7 @@ class Reconciler:
                 dead_letter=parts.dead_letter,
                 publish_reply=parts.publish_reply,
                 fast=parts.fast,
+                split=parts.split,
             )
             old_sink, runtime.sink = runtime.sink, parts.sink
             if old_sink is not parts.sink and not old_target:
@@ -549,15 +555,25 @@ def _runs(model: Resource) -> bool:
 
 
 def _workload_of(trig: Trigger) -> str | None:
+    """The Workload a trigger's one subscriber names (a split's targets: detach_split)."""
     ref = trig.spec.subscriber.ref
     if ref is None or ref.kind != "Workload":
         return None
     return f"{ref.namespace or trig.namespace}/{ref.name}"
 
 
+def _workloads_of(trig: Trigger) -> list[str]:
+    """Every Workload a trigger delivers to (its subscriber, or each target of a split)."""
+    return [
+        f"{t.ref.namespace or trig.namespace}/{t.ref.name}"
+        for t in trig.spec.subscriber.targets
+        if t.ref is not None and t.ref.kind == "Workload"
+    ]
+
+
 def _uses(trig: Trigger, resource: Resource) -> bool:
     if isinstance(resource, BrokerResource):
         return trig.broker_key == resource.key
     if isinstance(resource, Workload):
-        return _workload_of(trig) == resource.key
+        return resource.key in _workloads_of(trig)
     return False

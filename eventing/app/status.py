@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from eventing.app.aging import AgingSubscription
+from eventing.app.canary import split_status
 
 if TYPE_CHECKING:
     from eventing.app.runtime import Running
@@ -52,6 +53,8 @@ def system_status(running: Running) -> dict[str, Any]:
                 "replies": stats.replies,
                 "concurrencyLimit": int(trig.dispatcher.limit.limit),
                 "lastError": stats.last_error,
+                # A canary: per target, its percent and what it delivered and failed.
+                "split": split_status(trig.dispatcher.split) if trig.split_trigger else None,
             }
         )
     sources = [
@@ -86,6 +89,7 @@ def system_status(running: Running) -> dict[str, Any]:
                 {
                     "name": key,
                     "running": runner.running,
+                    "queued": runner.queued,
                     "parallelism": runner.parallelism,
                     "finished": dict(runner.finished),
                 }

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from eventing.app.aging import AgingSubscription
 from eventing.app.broker_classes import broker_classes
+from eventing.app.canary import build_split, split_families
 from eventing.app.dedup_config import SourceDedup, configure_broker
 from eventing.app.workloads import Workloads, external_metrics
 from eventing.broker.base import Broker, DeadLetterQueue, Subscription
@@ -28,6 +29,7 @@ from eventing.broker.stamps import now_rfc3339, stamp
 from eventing.delivery.dispatcher import DeadLetterTarget, Dispatcher
 from eventing.delivery.policy import RetryPolicy
 from eventing.delivery.sink import Sink
+from eventing.delivery.split import Split
 from eventing.errors import ConfigError
 from eventing.events import ARRIVAL_TIME, Event
 from eventing.metrics import Metrics, histogram_family
@@ -91,6 +93,11 @@ class TriggerRuntime:
     @property
     def key(self) -> str:
         return self.resource.key
+
+    @property
+    def split_trigger(self) -> bool:
+        """Its subscriber is a split (a canary): per-target counts in status and metrics."""
+        return self.resource.spec.subscriber.split is not None
 
 
 @dataclass
@@ -238,6 +245,7 @@ def _trigger(
         metrics=system.metrics,
         broker=broker.key,
         fast=parts.fast,
+        split=parts.split,
     )
     return TriggerRuntime(trig, broker, subscription, dispatcher, parts.sink)
 
@@ -256,6 +264,8 @@ class DeliveryParts:
     dead_letter: DeadLetterTarget | None
     publish_reply: Any
     fast: HttpSink | None
+    split: Split | None = None
+    """The routes of a split subscriber (a canary), else None (one route: ``sink``)."""
 
 
 def delivery_parts(
@@ -273,13 +283,18 @@ def delivery_parts(
     explicit = trig.spec.delivery is not None and trig.spec.delivery.ordering is not None
     if order in ("ordered", "unordered") and not explicit:  # spec.delivery.ordering wins
         policy = replace(policy, ordered=order == "ordered")
-    target = _resolve(system, trig.spec.subscriber, trig.namespace, "subscriber", trig.key)
-    if target.kind == "workload" and system.workloads is not None:
-        sink: Sink = system.workloads.attach(
-            target.key, subscription, publish=_replies(system, trig, broker)
+    split = None
+    sink: Sink
+    if trig.spec.subscriber.split is not None:  # a canary: eventing/app/canary.py
+        sink, split = build_split(
+            system,
+            trig,
+            subscription,
+            _replies(system, trig, broker),
+            lambda dest: resolve_sink(system, dest, trig.key, trig.namespace),
         )
     else:
-        sink = resolve_sink(system, trig.spec.subscriber, trig.key, trig.namespace)
+        sink = _subscriber_sink(system, trig, subscription, broker)
     dead_letter = None
     if delivery.dead_letter_sink is not None:
         dls = delivery.dead_letter_sink
@@ -294,7 +309,20 @@ def delivery_parts(
         dead_letter,
         _replies(system, trig, broker),
         sink if isinstance(sink, HttpSink) else None,
+        split,
     )
+
+
+def _subscriber_sink(
+    system: System, trig: Trigger, subscription: Subscription, broker: Broker
+) -> Sink:
+    """The sink of a trigger with one subscriber (not a split)."""
+    target = _resolve(system, trig.spec.subscriber, trig.namespace, "subscriber", trig.key)
+    if target.kind == "workload" and system.workloads is not None:
+        return system.workloads.attach(
+            target.key, subscription, publish=_replies(system, trig, broker)
+        )
+    return resolve_sink(system, trig.spec.subscriber, trig.key, trig.namespace)
 
 
 def _replies(system: System, trig: Trigger, broker: Broker) -> Any:
@@ -392,6 +420,11 @@ def _delivery_families(system: System) -> Iterable[Metric]:
 def _register_gauges(system: System) -> None:
     m = system.metrics
     m.add_collector(lambda: _delivery_families(system))
+    m.add_collector(
+        lambda: split_families(
+            (t.key, t.dispatcher.split) for t in system.triggers.values() if t.split_trigger
+        )
+    )
 
     def backlog() -> list[tuple[list[str], float]]:
         return [([t.key], float(t.subscription.cached_backlog())) for t in system.triggers.values()]

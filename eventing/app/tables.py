@@ -68,6 +68,16 @@ def print_status(payload: dict[str, Any]) -> None:
             ],
         )
     )
+    splits = [
+        [t["name"], f"{r['percent']}%", r["target"], r["routed"], r["delivered"], r["failed"]]
+        for t in payload["triggers"]
+        for r in t.get("split") or ()
+    ]
+    if splits:
+        print()
+        print(
+            table(["SPLIT TRIGGER", "PERCENT", "TARGET", "ROUTED", "DELIVERED", "FAILED"], splits)
+        )
     drops = [
         [b["name"], *key.split(":", 1), n]
         for b in payload["brokers"]
@@ -134,6 +144,36 @@ def print_status(payload: dict[str, Any]) -> None:
                 ],
             )
         )
+    if payload.get("jobs"):
+        print()
+        print(
+            table(
+                [
+                    "JOB WORKLOAD",
+                    "RUNNING",
+                    "QUEUED",
+                    "PARALLELISM",
+                    "SUCCEEDED",
+                    "FAILED",
+                    "TIMED OUT",
+                    "CANCELLED",
+                ],
+                [
+                    [
+                        j["name"],
+                        j["running"],
+                        j.get("queued", 0),
+                        j["parallelism"],
+                        *(j["finished"].get(end, 0) for end in _JOB_ENDS),
+                    ]
+                    for j in payload["jobs"]
+                ],
+            )
+        )
+
+
+#: How a job ends, in the columns of the JOB WORKLOAD table.
+_JOB_ENDS = ("succeeded", "failed", "timeout", "cancelled")
 
 
 def print_dlq(items: list[dict[str, Any]]) -> None:

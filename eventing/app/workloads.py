@@ -13,11 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from eventing.autoscaler.decide import Decision
 from eventing.autoscaler.measure import ObservationRecorder
 from eventing.autoscaler.observe import MetricSource
-from eventing.broker.base import Subscription
 from eventing.delivery.sink import Sink
 from eventing.events import Event
 from eventing.kube.actuator import KubeActuator, ScaleTarget
@@ -44,6 +44,17 @@ STOP_DEADLINE = 15.0
 _ACTIVATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+class Feed(Protocol):
+    """What a workload's autoscaler reads of a trigger that delivers to it: a
+    :class:`~eventing.broker.base.Subscription`, or a split's
+    :class:`~eventing.delivery.split.RouteShare` (its share of the trigger)."""
+
+    listeners: list[Callable[[], None]]
+    """Called once per arrival (for this workload)."""
+
+    def local_backlog(self) -> int: ...
+
+
 @dataclass
 class WorkloadRuntime:
     resource: Workload
@@ -51,7 +62,7 @@ class WorkloadRuntime:
     router: Router
     scaler: WorkloadScaler
     sink: WorkloadSink
-    subscriptions: list[Subscription] = field(default_factory=list)
+    subscriptions: list[Feed] = field(default_factory=list)
     probes: list[MetricSource] = field(default_factory=list)
 
     @property
@@ -145,7 +156,7 @@ class Workloads:
         else:
             actuator, router, path = self._local(resource)
         recorder = ObservationRecorder(concurrency=spec.concurrency_per_replica)
-        subscriptions: list[Subscription] = []
+        subscriptions: list[Feed] = []
         scaler = WorkloadScaler(
             resource.key,
             spec,
@@ -253,11 +264,13 @@ class Workloads:
     def attach(
         self,
         workload_key: str,
-        subscription: Subscription,
+        subscription: Feed,
         publish: Callable[[Event], Awaitable[None]] | None = None,
     ) -> Sink:
-        """The sink a trigger delivers to; ``publish`` puts a job workload's failure
-        events into the trigger's broker (its success events are replies)."""
+        """The sink a trigger delivers to; ``subscription`` is what the workload's
+        autoscaler reads of the trigger (its subscription, or its share of a split);
+        ``publish`` puts a job workload's failure events into the trigger's broker (its
+        success events are replies)."""
         if workload_key in self.jobs:
             return JobSink(self.jobs[workload_key], publish)
         runtime = self.items[workload_key]
@@ -265,7 +278,7 @@ class Workloads:
         subscription.listeners.append(runtime.scaler.arrived)
         return runtime.sink
 
-    def detach(self, workload_key: str, subscription: Subscription) -> None:
+    def detach(self, workload_key: str, subscription: Feed) -> None:
         """Undo :meth:`attach` (a trigger deleted or given another subscriber)."""
         runtime = self.items.get(workload_key)
         if runtime is None:

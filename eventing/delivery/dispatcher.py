@@ -9,6 +9,10 @@ Concurrency: at most ``limit`` attempts in flight (adaptive, see
 ``partitionkey`` go one at a time in arrival order while other keys proceed; events
 held back that way count against a separate bound so memory stays bounded.
 
+A trigger's subscriber may be a canary split (:mod:`eventing.delivery.split`): the
+route is chosen once per event when it is taken, and its retries, its reply and its
+dead letter all go through that route's sink.
+
 Shutdown (``stop``): no new event is taken; attempts already on the wire may finish
 until the deadline; events waiting for a retry are left pending for the next run.
 """
@@ -31,6 +35,7 @@ from eventing.broker.base import Delivery, Subscription
 from eventing.delivery.limiter import AdaptiveLimit
 from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
 from eventing.delivery.sink import FastSend, Outcome, Sink
+from eventing.delivery.split import Route, Split
 from eventing.errors import StoreError
 from eventing.events import ARRIVAL_TIME, PARTITION_KEY, TTL, Event
 from eventing.metrics import LocalHistogram, Metrics
@@ -73,7 +78,11 @@ class Dispatcher:
         metrics: Metrics,
         broker: str = "",
         fast: FastSend | None = None,
+        split: Split | None = None,
     ) -> None:
+        """``sink`` (with ``fast``, its task-free first attempt) is the subscriber; with
+        ``split``, the subscriber's targets are its routes and ``sink`` only names the
+        whole (shown in status)."""
         self.trigger = trigger
         self.broker = broker
         self.subscription = subscription
@@ -85,7 +94,8 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.limit = AdaptiveLimit(policy.max_in_flight)
         self._held = _Gate(policy.max_in_flight * 10)
-        self._keys: dict[str, deque[Delivery]] = {}
+        self.split = split if split is not None else Split([Route(sink, 100, fast)])
+        self._keys: dict[str, deque[_Taken]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._retrying: set[asyncio.Task[Any] | None] = set()
         self._stopping = False
@@ -94,8 +104,7 @@ class Dispatcher:
         self.durations = LocalHistogram()  # one attempt
         self.attempts: dict[int | None, int] = {}  # by status (None: no response)
         # The fast path: a sink that can send without a task (HttpSink.try_send), given
-        # by the composition root (a capability, not a probe).
-        self._fast_send = fast.try_send if fast is not None else None
+        # by the composition root per route (a capability, not a probe).
         self._fast_in_flight = 0
         self._fast_idle = asyncio.Event()
         self._fast_idle.set()
@@ -112,37 +121,42 @@ class Dispatcher:
                 self._held.release()
                 raise
             key = delivery.event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
+            route = self.split.choose(None if key is None else str(key))
+            route.routed += 1
             if key is None:
-                if not self._try_fast(delivery):
-                    self._spawn(delivery, None)
+                if not self._try_fast(delivery, route):
+                    self._spawn(delivery, None, route)
             else:
                 queue = self._keys.get(str(key))
                 if queue is None:
                     self._keys[str(key)] = deque()
-                    self._spawn(delivery, str(key))
+                    self._spawn(delivery, str(key), route)
                 else:
-                    queue.append(delivery)
+                    queue.append(_Taken(delivery, route))
 
-    def _spawn(self, delivery: Delivery, key: str | None, first: Outcome | None = None) -> None:
+    def _spawn(
+        self, delivery: Delivery, key: str | None, route: Route, first: Outcome | None = None
+    ) -> None:
         task = asyncio.create_task(
-            self._deliver_chain(delivery, key, first),
+            self._deliver_chain(delivery, key, route, first),
             name=f"deliver {self.trigger} id={delivery.event.attributes.get('id')}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _try_fast(self, delivery: Delivery) -> bool:
+    def _try_fast(self, delivery: Delivery, route: Route) -> bool:
         """First attempt without a task: most events succeed at once, and a task with
         its chain of coroutines costs as much as the rest of the delivery. Anything but
         a plain success (a failure, a reply) continues on the task path below."""
-        if self._fast_send is None or self._stopping or not self.limit.try_acquire():
+        fast = route.fast
+        if fast is None or self._stopping or not self.limit.try_acquire():
             return False
         started = time.monotonic()
 
         def done(outcome: Outcome) -> None:
-            self._fast_done(delivery, outcome, started)
+            self._fast_done(delivery, route, outcome, started)
 
-        sent = self._fast_send(
+        sent = fast.try_send(
             delivery.event,
             timeout=self.policy.timeout,
             structured=self.policy.structured,
@@ -156,7 +170,9 @@ class Dispatcher:
         self._fast_idle.clear()
         return True
 
-    def _fast_done(self, delivery: Delivery, outcome: Outcome, started: float) -> None:
+    def _fast_done(
+        self, delivery: Delivery, route: Route, outcome: Outcome, started: float
+    ) -> None:
         self._fast_in_flight -= 1
         if self._fast_in_flight == 0:
             self._fast_idle.set()
@@ -165,22 +181,25 @@ class Dispatcher:
         self._record(outcome, time.monotonic() - started)
         if outcome.status is not None and is_success(outcome.status) and outcome.reply is None:
             self.subscription.ack(delivery.receipt)
-            self._delivered(delivery.event)
+            self._delivered(delivery.event, route)
+            route.routed -= 1
             self._held.release()
         elif self._stopping:
+            route.routed -= 1
             self._held.release()  # stays pending; the next run delivers it
         else:
-            self._spawn(delivery, None, outcome)  # retries, replies, dead letters
+            self._spawn(delivery, None, route, outcome)  # retries, replies, dead letters
 
     async def _deliver_chain(
-        self, delivery: Delivery, key: str | None, first: Outcome | None
+        self, delivery: Delivery, key: str | None, route: Route, first: Outcome | None
     ) -> None:
-        current: Delivery | None = delivery
+        current: _Taken | None = _Taken(delivery, route)
         while current is not None:
             try:
                 await self._deliver(current, first)
                 first = None
             finally:
+                current.route.routed -= 1
                 self._held.release()
             current = None
             if key is not None:
@@ -198,15 +217,26 @@ class Dispatcher:
         dead_letter: DeadLetterTarget | None,
         publish_reply: Publish,
         fast: FastSend | None = None,
+        split: Split | None = None,
     ) -> None:
         """A changed subscriber or delivery spec, applied while running (the reconciler):
         the next attempt of every event, including retries of events already taken,
-        goes to ``sink`` under ``policy``; attempts on the wire finish against the old
-        sink. The subscription, and so the trigger's backlog, stays as it is."""
+        goes to ``sink`` (or a route of ``split``, chosen again for that event) under
+        ``policy``; attempts on the wire finish against the old sink. The
+        subscription, and so the trigger's backlog, stays as it is. A target the new
+        split keeps (the same destination) keeps its delivered and failed counts."""
         self.sink = sink
         self.dead_letter = dead_letter
         self.publish_reply = publish_reply
-        self._fast_send = fast.try_send if fast is not None else None
+        new = split if split is not None else Split([Route(sink, 100, fast)])
+        old = {r.target: r for r in self.split.routes}
+        for r in new.routes:
+            before = old.get(r.target)
+            if before is not None:
+                r.delivered, r.failed = before.delivered, before.failed
+        for r in self.split.routes:
+            r.retired = True
+        self.split = new
         if policy.max_in_flight != self.policy.max_in_flight:
             self.limit.resize(policy.max_in_flight)
             self._held.resize(policy.max_in_flight * 10 - self.policy.max_in_flight * 10)
@@ -234,9 +264,11 @@ class Dispatcher:
 
     # -- one event ----------------------------------------------------------------
 
-    async def _deliver(self, delivery: Delivery, first: Outcome | None = None) -> None:
-        """Deliver with retries; ``first`` is the outcome of an attempt the fast path
-        already made."""
+    async def _deliver(self, taken: _Taken, first: Outcome | None = None) -> None:
+        """Deliver through ``taken.route`` with retries; ``first`` is the outcome of an
+        attempt the fast path already made. A route retired by :meth:`retarget` is
+        replaced before the next attempt by the new split's choice for the event."""
+        delivery, route = taken.delivery, taken.route
         event = delivery.event
         attempt = 0
         outcome = Outcome(None, error="not attempted")
@@ -246,11 +278,13 @@ class Dispatcher:
                 outcome, first = first, None
                 attempt += 1
             else:
-                await self.sink.wait_ready()
+                if route.retired:
+                    route = self._reroute(taken)
+                await route.sink.wait_ready()
                 attempt += 1
-                outcome = await self._attempt(event)
+                outcome = await self._attempt(event, route.sink)
             if outcome.status is not None and is_success(outcome.status):
-                if await self._accept(delivery, outcome):
+                if await self._accept(delivery, outcome, route):
                     return
                 outcome = Outcome(502, error="reply could not be stored")
             if self._stopping or not is_retryable(outcome.status) or attempt > self.policy.retry:
@@ -263,20 +297,29 @@ class Dispatcher:
                 self._retrying.discard(task)
         if self._stopping and is_retryable(outcome.status):
             return  # stays pending; the next run delivers it
-        await self._give_up(delivery, attempt, outcome)
+        await self._give_up(delivery, attempt, outcome, route)
 
-    async def _attempt(self, event: Event) -> Outcome:
+    def _reroute(self, taken: _Taken) -> Route:
+        attributes = taken.delivery.event.attributes
+        key = attributes.get(PARTITION_KEY) if self.policy.ordered else None
+        route = self.split.choose(None if key is None else str(key))
+        taken.route.routed -= 1
+        route.routed += 1
+        taken.route = route
+        return route
+
+    async def _attempt(self, event: Event, sink: Sink) -> Outcome:
         await self.limit.acquire()
         self.stats.in_flight += 1
         started = time.monotonic()
         try:
-            outcome = await self.sink.send(
+            outcome = await sink.send(
                 event, timeout=self.policy.timeout, structured=self.policy.structured
             )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.exception("sink %s failed", self.sink.target)
+            logger.exception("sink %s failed", sink.target)
             outcome = Outcome(None, error=f"sink error: {exc}")
         finally:
             self.stats.in_flight -= 1
@@ -296,7 +339,7 @@ class Dispatcher:
         else:
             self.stats.last_error = outcome.error or f"HTTP {outcome.status}"
 
-    async def _accept(self, delivery: Delivery, outcome: Outcome) -> bool:
+    async def _accept(self, delivery: Delivery, outcome: Outcome, route: Route) -> bool:
         """Store the reply (if any), then ack. False if the reply could not be stored."""
         event = delivery.event
         if outcome.reply is not None:
@@ -313,20 +356,24 @@ class Dispatcher:
                 self.stats.replies += 1
                 self.metrics.replies.labels(self.trigger).inc()
         self.subscription.ack(delivery.receipt)
-        self._delivered(event)
+        self._delivered(event, route)
         return True
 
-    def _delivered(self, event: Event) -> None:
+    def _delivered(self, event: Event, route: Route) -> None:
         self.stats.delivered += 1
+        route.delivered += 1
         arrival = _arrival(event)
         if arrival is not None:
             self.latency.observe(max(0.0, time.time() - arrival))
 
-    async def _give_up(self, delivery: Delivery, attempts: int, outcome: Outcome) -> None:
+    async def _give_up(
+        self, delivery: Delivery, attempts: int, outcome: Outcome, route: Route
+    ) -> None:
         self.stats.failed += 1
+        route.failed += 1
         dead = delivery.event.copy()
         ext = dead.attributes
-        ext["knativeerrordest"] = self.sink.target
+        ext["knativeerrordest"] = route.sink.target
         if outcome.status is not None:
             ext["knativeerrorcode"] = str(outcome.status)
         if outcome.body:
@@ -353,6 +400,17 @@ class Dispatcher:
 
     def _count_dead(self) -> None:
         self.stats.dead_lettered += 1
+
+
+class _Taken:
+    """An event taken from the subscription and the route it goes through (which
+    :meth:`Dispatcher.retarget` may change before its next attempt)."""
+
+    __slots__ = ("delivery", "route")
+
+    def __init__(self, delivery: Delivery, route: Route) -> None:
+        self.delivery = delivery
+        self.route = route
 
 
 class _Gate:

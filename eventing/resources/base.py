@@ -96,11 +96,15 @@ class Destination(Model):
 
     @model_validator(mode="after")
     def _one_target(self) -> Destination:
+        self._check_target()
+        return self
+
+    def _check_target(self) -> None:
+        """What a destination needs; a subclass with more ways to say it overrides."""
         if self.ref is None and not self.uri:
             raise ValueError("needs 'ref' or 'uri'")
         if self.uri is not None and self.ref is None:
             _check_uri(self.uri)
-        return self
 
 
 _SPECIAL_URIS: Final = ("dlq:", "log:")

@@ -51,6 +51,7 @@ from eventing.resources.flowkinds import Channel, InMemoryChannel, Parallel, Seq
 from eventing.resources.loaded import OWNER_LABEL, ResourceError, ResourceSet, is_internal, label
 from eventing.resources.names import child_name
 from eventing.resources.refs import Platform, RefError, resolve
+from eventing.resources.split import Subscriber
 from eventing.resources.trigger import InternalTrigger, TriggerSpec
 
 
@@ -114,7 +115,9 @@ def internal_trigger(
         spec=TriggerSpec(
             broker=None if ref is not None else broker,
             broker_ref=ref,
-            subscriber=subscriber,
+            subscriber=Subscriber.model_validate(
+                subscriber.model_dump(by_alias=True, exclude_none=True)
+            ),
             delivery=delivery,
         ),
         reply=reply,

@@ -90,6 +90,9 @@ class ResourceSet:
     resources: list[Resource] = field(default_factory=list)
     origins: dict[int, tuple[str, int | None]] = field(default_factory=dict)
     """Where each resource was defined: id(resource) -> (file, line)."""
+    field_lines: dict[int, Callable[[str], int | None]] = field(default_factory=dict)
+    """id(resource) -> the line of a field path in its file (None if absent), so the
+    checks between resources point at the field, not only at the document."""
     invalid: set[tuple[str, str]] = field(default_factory=set)
     """(kind, namespace/name) of documents that failed validation."""
     warnings: list[ResourceError] = field(default_factory=list)

@@ -10,7 +10,8 @@ loads source kinds it does not import.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +110,15 @@ def load_resources(
     for path in manifest_files(directory):
         if path in exclude:
             continue
-        for resource, err, line, ident in _load_file(path, registry, budget):
+        for resource, err, line, ident, field_line in _load_file(path, registry, budget):
             errors.extend(err)
             if resource is None:
                 if ident is not None:
                     loaded.invalid.add(ident)
                 continue
             loaded.origins[id(resource)] = (str(path), line)
+            if field_line is not None:
+                loaded.field_lines[id(resource)] = field_line
             key = (resource.kind, resource.key)
             if key in seen:
                 errors.append(
@@ -145,11 +148,18 @@ def load_resources(
     return loaded
 
 
-Loaded = tuple[Resource | None, list[ResourceError], int | None, tuple[str, str] | None]
+#: (resource or None, errors, line, (kind, key) of an invalid document, line of a field).
+Loaded = tuple[
+    Resource | None,
+    list[ResourceError],
+    int | None,
+    tuple[str, str] | None,
+    Callable[[str], int | None] | None,
+]
 
 
 def _file_error(name: str, line: int | None, message: str) -> Loaded:
-    return None, [ResourceError(name, line, "-", "", None, message)], line, None
+    return None, [ResourceError(name, line, "-", "", None, message)], line, None, None
 
 
 def _load_file(path: Path, registry: KindRegistry, budget: list[int]) -> Iterable[Loaded]:
@@ -183,7 +193,7 @@ def _load_file(path: Path, registry: KindRegistry, budget: list[int]) -> Iterabl
             continue
         line = node.start_mark.line + 1
         resource, errors, ident = _load_document(name, index, node, registry)
-        yield resource, errors, line, ident
+        yield resource, errors, line, ident, partial(_line_of, node)
 
 
 def _empty(node: yaml.Node) -> bool:

@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from eventing.resources.base import Destination, Resource
 from eventing.resources.flowkinds import Subscription
 from eventing.resources.loaded import KindRegistry, ResourceError, ResourceSet, is_internal, label
-from eventing.resources.refs import Platform, RefError, Role, resolve
+from eventing.resources.refs import Platform, RefError, Role, resolve, split_errors
+from eventing.resources.split import Subscriber
 from eventing.resources.trigger import Trigger
 
 _MISSING_CONSEQUENCE = (
@@ -41,6 +42,8 @@ class _Report:
         self, r: Resource, path: str, value: object, message: str, *, missing: bool
     ) -> None:
         file, line = self.loaded.origins.get(id(r), ("-", None))
+        field_line = self.loaded.field_lines.get(id(r))
+        line = (field_line(path) if field_line is not None else None) or line
         if missing and self.partial:
             message = f"{message} {_MISSING_CONSEQUENCE}"
             self.warnings.append(ResourceError(file, line, label(r), path, value, message))
@@ -73,6 +76,9 @@ def cross_checks(
             except RefError as exc:
                 report(r, "spec.channel", exc.value, str(exc), missing=exc.missing)
         for path, role, dest in destinations(r):
+            if isinstance(dest, Subscriber) and dest.split is not None:
+                _split(report, r, path, dest, platform, named, loaded.invalid)
+                continue
             ref = dest.ref
             if ref is not None and (ref.kind, f"{ref.namespace or r.namespace}/{ref.name}") in (
                 loaded.invalid
@@ -84,6 +90,25 @@ def cross_checks(
                 report(r, f"{path}.{exc.field}", exc.value, str(exc), missing=exc.missing)
     report.errors.extend(_claims(loaded, registry))
     return report.errors, report.warnings
+
+
+def _split(
+    report: _Report,
+    r: Resource,
+    path: str,
+    subscriber: Subscriber,
+    platform: Platform,
+    named: dict[tuple[str, str], Resource],
+    invalid: set[tuple[str, str]],
+) -> None:
+    """A split subscriber: every target's error, through the function ``run`` uses."""
+    _, errors = split_errors(subscriber, r.namespace, platform, lambda k, n: named.get((k, n)))
+    targets = subscriber.targets
+    for index, exc in errors:
+        ref = targets[index].ref
+        if ref is not None and (ref.kind, f"{ref.namespace or r.namespace}/{ref.name}") in invalid:
+            continue
+        report(r, f"{path}.{exc.field}", exc.value, str(exc), missing=exc.missing)
 
 
 def destinations(resource: Resource) -> Iterator[tuple[str, Role, Destination]]:
@@ -107,6 +132,8 @@ _ROLES: dict[str, Role] = {
 def _walk(value: Any, path: str, role: Role) -> Iterator[tuple[str, Role, Destination]]:
     if isinstance(value, Destination):
         yield path, role, value
+        if isinstance(value, Subscriber) and value.split is not None:
+            return  # its targets are checked together (duplicates): see _split
     if isinstance(value, BaseModel):
         for name, info in type(value).model_fields.items():
             child = getattr(value, name)

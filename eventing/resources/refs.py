@@ -19,6 +19,10 @@ Kinds a ref may name:
 
 A ``uri`` beside a ref to a Service is a relative path joined to the resolved URL
 (Knative's rule).
+
+A Trigger's subscriber may be a split (:mod:`eventing.resources.split`): each target
+resolves with :func:`resolve` as a subscriber, and :func:`split_errors` /
+:func:`resolve_split` also refuse two targets that resolve to the same place.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Literal
 from urllib.parse import urljoin
 
 from eventing.resources.base import KNATIVE_EVENTING, OUR_API, Destination, KReference, Resource
+from eventing.resources.split import Subscriber
 
 KNATIVE_SERVING = "serving.knative.dev/v1"
 SINKS_V1ALPHA1 = "sinks.knative.dev/v1alpha1"
@@ -91,6 +96,8 @@ def resolve(
     dest: Destination, namespace: str, role: Role, platform: Platform, lookup: Lookup
 ) -> Resolved:
     """Resolve ``dest`` (of a resource in ``namespace``) or raise :class:`RefError`."""
+    if isinstance(dest, Subscriber) and dest.split is not None:
+        raise TypeError("a split subscriber has several targets: use resolve_split")
     ref = dest.ref
     if ref is None:
         return Resolved("url", url=dest.uri or "")
@@ -182,3 +189,60 @@ def _workload(
             "with --kubernetes, or give it a command to run each job as a local process",
         )
     return Resolved("workload", key=key)
+
+
+def split_errors(
+    subscriber: Subscriber, namespace: str, platform: Platform, lookup: Lookup
+) -> tuple[list[tuple[int, Resolved]], list[tuple[int, RefError]]]:
+    """Each target of a Trigger's ``subscriber`` resolved as a subscriber (a plain
+    subscriber is one target): the (index, resolved) that resolved and the (index,
+    error) that did not, every one of them (``eventing validate`` reports all). A
+    target that resolves to the same place as an earlier one is an error: it would
+    make the split say two things about one destination. Error fields are relative to
+    the subscriber (``split[1].ref``)."""
+    resolved: list[tuple[int, Resolved]] = []
+    errors: list[tuple[int, RefError]] = []
+    first: dict[Resolved, int] = {}
+    is_split = subscriber.split is not None
+    for index, target in enumerate(subscriber.targets):
+        where = f"split[{index}]" if is_split else ""
+        try:
+            found = resolve(target, namespace, "subscriber", platform, lookup)
+        except RefError as exc:
+            field = f"{where}.{exc.field}" if where else exc.field
+            errors.append((index, RefError(field, exc.value, str(exc), missing=exc.missing)))
+            continue
+        earlier = first.setdefault(found, index)
+        if earlier != index:
+            errors.append(
+                (
+                    index,
+                    RefError(
+                        where,
+                        describe(found),
+                        f"resolves to the same target as split[{earlier}]; each target of a "
+                        "split must be a different destination",
+                    ),
+                )
+            )
+            continue
+        resolved.append((index, found))
+    return resolved, errors
+
+
+def resolve_split(
+    subscriber: Subscriber, namespace: str, platform: Platform, lookup: Lookup
+) -> list[tuple[int, Resolved]]:
+    """(percent, resolved) per target of ``subscriber``, in manifest order, or raise
+    the first :class:`RefError` of :func:`split_errors` (``eventing run``)."""
+    resolved, errors = split_errors(subscriber, namespace, platform, lookup)
+    if errors:
+        raise errors[0][1]
+    targets = subscriber.targets
+    return [(targets[index].percent, found) for index, found in resolved]
+
+
+def describe(target: Resolved) -> str:
+    """A resolved target as people read it: ``workload:ns/name``, ``broker:ns/name``,
+    or the URL."""
+    return target.url if target.kind == "url" else f"{target.kind}:{target.key}"

@@ -22,6 +22,7 @@ from eventing.resources.base import (
     Resource,
 )
 from eventing.resources.delivery import DeliverySpec
+from eventing.resources.split import Subscriber
 
 _KEY = re.compile(r"[a-z0-9]{1,20}\Z")
 
@@ -88,7 +89,9 @@ class TriggerSpec(Model):
     possibly in another namespace. One of ``broker`` and ``brokerRef`` is required."""
     filter: TriggerFilter | None = None
     filters: list[SubscriptionsAPIFilter] = Field(default_factory=list)
-    subscriber: Destination
+    subscriber: Subscriber
+    """One destination, or ``split``: a weighted list of them (a canary; see
+    :mod:`eventing.resources.split`)."""
     delivery: DeliverySpec | None = None
 
     @model_validator(mode="after")
@@ -107,7 +110,7 @@ class TriggerSpec(Model):
 
     @model_validator(mode="after")
     def _subscriber_not_dlq(self) -> TriggerSpec:
-        if self.subscriber.uri == "dlq:":
+        if any(t.uri == "dlq:" and t.ref is None for t in self.subscriber.targets):
             raise ValueError(
                 "subscriber uri 'dlq:' is only valid as a deadLetterSink; use http(s)://, "
                 "log:, or a ref to a Workload"
