@@ -85,6 +85,7 @@ class KubeJobRunner:
         self.poll_interval = poll_interval
         self.extra_labels = extra_labels or {}
         self.running = 0
+        self.queued = 0
         self.finished: dict[str, int] = {}
         self._api = api
         self._admit = asyncio.Lock()
@@ -93,10 +94,14 @@ class KubeJobRunner:
         self._listed_at = -1e9
 
     async def run(self, event: Event, timeout: float) -> JobResult:
+        limit = self.timeout or timeout
+        self.queued += 1
+        try:
+            name = await self._start(event, limit)
+        finally:
+            self.queued -= 1
         self.running += 1
         try:
-            limit = self.timeout or timeout
-            name = await self._start(event, limit)
             state, job = await self._follow(name, limit)
             return await self._result(name, state, job)
         finally:

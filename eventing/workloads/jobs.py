@@ -36,7 +36,9 @@ class JobRunner(Protocol):
     workload: str
     parallelism: int
     running: int
-    """Jobs this process is waiting on now."""
+    """Jobs of this process started and not finished."""
+    queued: int
+    """Events of this process waiting for a free place (``parallelism``) to start."""
     finished: dict[str, int]
     """Finished jobs by state, since start."""
 

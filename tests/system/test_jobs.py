@@ -18,6 +18,7 @@ import pytest
 from eventing.app import cmd_jobs
 from eventing.app.runtime import Running
 from eventing.app.status import system_status
+from eventing.app.tables import print_status
 from sinks import jobstore
 from tests.conftest import SystemFactory
 from tests.support.mesh import wait_until
@@ -156,6 +157,14 @@ async def test_jobs_per_event(
     (status,) = system_status(running)["jobs"]
     assert status["name"] == "default/build"
     assert status["finished"] == {"succeeded": 5, "failed": 2, "timeout": 2}
+    # The status table lists job workloads: running, queued, parallelism, then how
+    # their jobs ended (succeeded, failed, timed out, cancelled).
+    print_status(system_status(running))
+    table = capsys.readouterr().out
+    assert "JOB WORKLOAD" in table
+    assert ["default/build", "0", "0", "2", "5", "2", "2", "0"] in [
+        line.split() for line in table.splitlines()
+    ]
 
     args = argparse.Namespace(data_dir=data, id=by_event["push-1"].id)
     assert cmd_jobs.job_logs(args) == 0
