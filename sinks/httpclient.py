@@ -32,6 +32,10 @@ class HttpError(Exception):
     """A connection-level failure: nothing usable came back."""
 
 
+class NotSentError(HttpError):
+    """Nothing of the request was sent (the pool stopped queueing at shutdown)."""
+
+
 class StaleConnectionError(HttpError):
     """The connection closed before any byte of the response: on a reused keep-alive
     connection, the server had closed it while idle and never saw the request."""
@@ -225,6 +229,7 @@ class Pool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines: dict[_Connection, float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self._queueing = True
 
     async def post(
         self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
@@ -250,9 +255,24 @@ class Pool:
         finally:
             self._release(key)
 
+    def stop_queueing(self) -> None:
+        """Shutdown: requests waiting for a connection slot give up now with
+        :class:`NotSentError` (nothing of them was sent), and so does any that would
+        have to wait from now on; those with a connection finish. With a thousand
+        triggers behind a hung subscriber that is thousands of waiting deliveries,
+        which would otherwise be cancelled one by one at the drain deadline."""
+        self._queueing = False
+        for waiting in self._waiting.values():
+            while waiting:
+                future = waiting.popleft()
+                if not future.done():
+                    future.set_exception(NotSentError("not sent: the process is stopping"))
+
     async def _wait_slot(self, key: tuple[str, int], deadline: float) -> None:
         loop = asyncio.get_running_loop()
         while self._busy.get(key, 0) >= self.limit:
+            if not self._queueing:
+                raise NotSentError("not sent: the process is stopping")
             future: asyncio.Future[None] = loop.create_future()
             self._waiting.setdefault(key, deque()).append(future)
             async with asyncio.timeout_at(deadline):
@@ -424,9 +444,14 @@ class Pool:
         self._open[key] = max(0, self._open.get(key, 0) - 1)
 
     def close(self) -> None:
+        self.stop_queueing()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        for conn in list(self._deadlines):  # exchanges on the wire: answered, then cut
+            conn.fail(HttpError("the client was closed"))
+            conn.abort()
+        self._deadlines.clear()
         for task in self._tasks:
             task.cancel()
         for idle in self._idle.values():

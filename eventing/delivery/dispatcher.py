@@ -242,13 +242,19 @@ class Dispatcher:
             self._held.resize(policy.max_in_flight * 10 - self.policy.max_in_flight * 10)
         self.policy = policy
 
-    async def stop(self, deadline: float) -> None:
-        """Stop taking events; let attempts on the wire finish until ``deadline``
-        (loop time); cancel the rest (their events stay pending)."""
+    def stop_taking(self) -> None:
+        """Take no new event and start no new attempt (events waiting for a retry
+        stay pending); what is on the wire goes on. Synchronous, so the composition
+        root can stop every dispatcher before anything they wait for wakes up."""
         self._stopping = True
         for waiting in list(self._retrying):
             if waiting is not None:
                 waiting.cancel()
+
+    async def stop(self, deadline: float) -> None:
+        """Stop taking events; let attempts on the wire finish until ``deadline``
+        (loop time); cancel the rest (their events stay pending)."""
+        self.stop_taking()
         remaining = deadline - asyncio.get_running_loop().time()
         if self._fast_in_flight and remaining > 0:
             with contextlib.suppress(TimeoutError):
