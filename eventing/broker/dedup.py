@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Final
 
 from eventing.broker.store import SeenRow
@@ -98,7 +98,7 @@ class SeenWindow:
             evicted.append(first)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Claim:
     """One publish's view: what to store, and the dedup rows to store with it."""
 
@@ -109,7 +109,9 @@ class Claim:
     forgotten: list[tuple[str, str, str]] = field(default_factory=list)
     """(scope, source, id) evicted from memory since the last publish (delete them)."""
     keys: list[tuple[SeenWindow, Key, float]] = field(default_factory=list)
+    now: float = 0.0
     done: asyncio.Future[bool] | None = None
+    """Made only when another publish waits for this one."""
 
 
 class Deduplicator:
@@ -133,7 +135,7 @@ class Deduplicator:
         """Keep the rows a durable store writes (:attr:`Claim.added`, ``forgotten``)."""
         self.clock = clock
         self.scopes: dict[str, SeenWindow] = {}
-        self._inflight: dict[Key, asyncio.Future[bool]] = {}
+        self._inflight: dict[Key, Claim] = {}
         self._forgotten: list[tuple[str, str, str]] = []
 
     def configure(self, window: DedupWindow, *, ingress: bool, enabled: bool = True) -> None:
@@ -187,21 +189,17 @@ class Deduplicator:
                 return True
         return False
 
-    @asynccontextmanager
-    async def admit(self, events: Sequence[Event]) -> AsyncIterator[Claim]:
-        """Split ``events`` into fresh ones and duplicates; the body stores
-        ``claim.fresh`` (with ``claim.added``/``claim.forgotten`` when durable). The
-        claimed keys are remembered when the body returns, and released if it raises."""
-        claim = await self._claim(events)
-        try:
-            yield claim
-        except BaseException:
-            self._release(claim, stored=False)
-            raise
-        self._release(claim, stored=True)
+    def admit(self, events: Sequence[Event]) -> Admission:
+        """``async with dedup.admit(events) as claim``: split ``events`` into fresh
+        ones and duplicates; the body stores ``claim.fresh`` (with ``claim.added`` /
+        ``claim.forgotten`` when durable). The claimed keys are remembered when the body
+        returns, and released if it raises."""
+        return Admission(self, events)
 
     async def _claim(self, events: Sequence[Event]) -> Claim:
+        """A claim once no other publish is storing one of these keys (bounded wait)."""
         deadline = time.monotonic() + INFLIGHT_WAIT
+        loop = asyncio.get_running_loop()
         while True:
             claim, waits = self._try_claim(events)
             if not waits:
@@ -210,23 +208,31 @@ class Deduplicator:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise StoreError("an event with the same source and id is still being stored")
-            await asyncio.wait(waits, timeout=left)
+            futures = []
+            for other in waits:
+                if other.done is None:
+                    other.done = loop.create_future()
+                futures.append(other.done)
+            await asyncio.wait(futures, timeout=left)
 
-    def _try_claim(self, events: Sequence[Event]) -> tuple[Claim, set[asyncio.Future[bool]]]:
+    def _try_claim(self, events: Sequence[Event]) -> tuple[Claim, list[Claim]]:
+        """The claim for ``events``, or the other claims to wait for first."""
         claim = Claim()
-        waits: set[asyncio.Future[bool]] = set()
+        waits: list[Claim] = []
         if not self.enabled:
             claim.fresh = list(events)
             return claim, waits
-        now = self.clock()
+        now = claim.now = self.clock()
         scopes = self.scopes
+        inflight = self._inflight
+        fresh, keys_claimed = claim.fresh, claim.keys
         checks: list[tuple[OrderedDict[Key, float], float]] | None = None
         for event in events:
             name = event.dedup
             if name is None:
                 name = INGRESS if self.ingress else ""
             if not name:
-                claim.fresh.append(event)
+                fresh.append(event)
                 continue
             attributes = event.attributes
             key = (str(attributes["source"]), str(attributes["id"]))
@@ -241,40 +247,71 @@ class Deduplicator:
             if seen:
                 claim.duplicates.append(event)
                 continue
-            other = self._inflight.get(key)
+            other = inflight.get(key)
             if other is not None:
-                if other is claim.done:  # twice in this batch
+                if other is claim:  # twice in this batch
                     claim.duplicates.append(event)
-                else:
-                    waits.add(other)
+                elif other not in waits:
+                    waits.append(other)
                 continue
-            if claim.done is None:
-                claim.done = asyncio.get_running_loop().create_future()
-            self._inflight[key] = claim.done
-            if name not in scopes:
-                self._scope(name)
+            inflight[key] = claim
+            window = scopes.get(name)
+            if window is None:
+                window = self._scope(name)
                 checks = None  # a new scope to look in
-            claim.keys.append((scopes[name], key, now))
+            keys_claimed.append((window, key, now))
             if self.durable:
                 claim.added.append((name, key[0], key[1], now))
-            claim.fresh.append(event)
-        if claim.keys and self._forgotten:
+            fresh.append(event)
+        if keys_claimed and self._forgotten:
             claim.forgotten, self._forgotten = self._forgotten, []
         return claim, waits
 
     def _release(self, claim: Claim, *, stored: bool) -> None:
-        if claim.done is None:
+        if not claim.keys:
             return
         inflight = self._inflight
-        added: set[SeenWindow] = set()
+        touched: list[SeenWindow] = []
         for seen, key, at in claim.keys:
             del inflight[key]
             if stored:
                 seen.add(key, at)
-                added.add(seen)
-        for seen in added:  # once per scope and claim, not per key
-            self._expire(seen, self.clock())
+                if seen not in touched:
+                    touched.append(seen)
+        for seen in touched:  # once per scope and claim, not per key
+            self._expire(seen, claim.now)
         if not stored and claim.forgotten:  # not written: try again with the next one
             self._forgotten.extend(claim.forgotten)
-        if not claim.done.done():
+        if claim.done is not None and not claim.done.done():
             claim.done.set_result(stored)
+
+
+class Admission:
+    """The context manager of :meth:`Deduplicator.admit` (a class, not an async
+    generator: this is on every deduplicated publish, and an async generator costs
+    several microseconds more to start and finish)."""
+
+    __slots__ = ("claim", "dedup", "events")
+
+    def __init__(self, dedup: Deduplicator, events: Sequence[Event]) -> None:
+        self.dedup = dedup
+        self.events = events
+        self.claim: Claim | None = None
+
+    async def __aenter__(self) -> Claim:
+        dedup = self.dedup
+        claim, waits = dedup._try_claim(self.events)
+        if waits:  # another publish is storing one of these keys: wait for it
+            dedup._release(claim, stored=False)
+            claim = await dedup._claim(self.events)
+        self.claim = claim
+        return claim
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self.claim is not None
+        self.dedup._release(self.claim, stored=exc_type is None)
