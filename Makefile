@@ -36,6 +36,7 @@ unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit tests/system
 
 bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/bench_pipeline.py
 
 clean:

@@ -5,6 +5,9 @@ answers 202 (what any HTTP ingress costs at minimum).
 ``subscriber PORT``: counts delivered events and records, from the ``ce-sentat``
 extension the load generator stamps, how long each took from send to delivery
 (aiohttp, like a typical Python service).
+``fastest PORT``: the second baseline, the fastest bare Python HTTP server we could
+build here: uvloop and httptools (llhttp, in C) behind a raw asyncio protocol, reading
+the body and answering 202 (keep-alive; needs the ``bench`` extra).
 ``lean PORT``: the same subscriber on a raw asyncio protocol: a fast service, so the
 2-core machine's CPU goes to the system under test rather than to its subscriber.
 """
@@ -115,6 +118,38 @@ class _Lean(asyncio.Protocol):
         self.transport.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
 
 
+class _Fastest(asyncio.Protocol):
+    """httptools parses; every complete request gets a 202 (body read, not kept)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        import httptools
+
+        self.transport = cast(asyncio.Transport, transport)
+        self.parser = httptools.HttpRequestParser(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except Exception:  # a malformed request: drop the connection
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        if self.parser.should_keep_alive():
+            self.transport.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+        else:
+            self.transport.write(
+                b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            self.transport.close()
+
+
+async def fastest(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Fastest, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
 async def lean(port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_Lean, "127.0.0.1", port, backlog=4096)
@@ -127,8 +162,8 @@ def main() -> None:
 
     kind, port = sys.argv[1], int(sys.argv[2])
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    if kind == "lean":
-        asyncio.run(lean(port))
+    if kind in ("lean", "fastest"):
+        asyncio.run(lean(port) if kind == "lean" else fastest(port))
         return
     app = bare(port) if kind == "bare" else subscriber(port)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)

@@ -33,6 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
+from eventing import stages
 from eventing.admin import AdminHooks, admin_app
 from eventing.admin_auth import AdminAccess, load_or_create_token
 from eventing.app.broker_classes import broker_classes
@@ -521,6 +522,7 @@ async def serve_forever(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
     tune_gc()
+    stages.start("main")
     announce(running)
     try:
         await stop_requested.wait()

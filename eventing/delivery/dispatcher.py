@@ -31,6 +31,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from eventing import stages
 from eventing.broker.base import Delivery, Subscription
 from eventing.delivery.limiter import AdaptiveLimit
 from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
@@ -120,6 +121,8 @@ class Dispatcher:
             except BaseException:
                 self._held.release()
                 raise
+            if stages.ON:
+                stages.mark("dispatch", delivery.event)
             key = delivery.event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
             route = self.split.choose(None if key is None else str(key))
             route.routed += 1
@@ -180,6 +183,8 @@ class Dispatcher:
         self.limit.release()
         self._record(outcome, time.monotonic() - started)
         if outcome.status is not None and is_success(outcome.status) and outcome.reply is None:
+            if stages.ON:
+                stages.mark("subscriber answered", delivery.event)
             self.subscription.ack(delivery.receipt)
             self._delivered(delivery.event, route)
             route.routed -= 1

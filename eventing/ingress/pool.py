@@ -17,6 +17,7 @@ import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+from eventing import stages
 from eventing.broker.base import Publisher
 from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
@@ -86,12 +87,19 @@ class _Main(asyncio.Protocol):
                 )
                 continue
             by_broker.setdefault(key, []).append((request_id, events))
+            if stages.ON:
+                for event in events:
+                    stages.mark("main has it (IPC)", event)
         for key, batch in by_broker.items():
             try:
                 result = await self._store(key, [e for _, events in batch for e in events])
             except Exception:  # a bug; still answer every request of the batch (503)
                 logger.exception("storing events from ingress worker %d failed", self.index)
                 result = ipc.encode_result(ipc.UNAVAILABLE, 1.0, "internal error")
+            if stages.ON:
+                for _, events in batch:
+                    for event in events:
+                        stages.mark("stored (commit and fsync)", event)
             for request_id, _ in batch:
                 self.reply(ipc.RESULT, request_id, result)
 

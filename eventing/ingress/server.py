@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from eventing import stages
 from eventing.broker.base import Publisher
 from eventing.broker.stamps import now_rfc3339, stamp
 from eventing.codec import http as binding
@@ -209,6 +210,8 @@ class Ingress:
             else:
                 event = binding.decode_binary(request.headers.items(), content_type, body)
             stamp(event, now_rfc3339())
+            if stages.ON:
+                stages.mark("ingress received", event)
         except binding.UnsupportedFormatError as exc:
             return self._reject(broker, 415, str(exc))
         except InvalidEventError as exc:
@@ -222,6 +225,8 @@ class Ingress:
                 broker.key, mode.value
             )
         counter.inc()
+        if stages.ON:
+            stages.mark("ingress answers 202", event)
         return web.Response(status=202)
 
     def _reject(self, broker: Publisher, status: int, message: str) -> web.Response:

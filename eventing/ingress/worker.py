@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
+from eventing import stages
 from eventing.connections import raise_open_file_limit
 from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
@@ -231,6 +232,7 @@ async def _serve(config: dict[str, Any]) -> None:
     gc.collect()
     gc.freeze()  # see eventing.app.runtime.tune_gc
     gc.set_threshold(20_000, 20, 20)
+    stages.start("worker")
 
     async def report() -> None:
         while True:
