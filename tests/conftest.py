@@ -77,7 +77,12 @@ async def system(tmp_path: Path, broker_class: str) -> AsyncIterator[SystemFacto
     created = Created()
 
     async def make(
-        manifests: str, *, data_dir: Path | None = None, drain_timeout: float = 5.0, **store: object
+        manifests: str,
+        *,
+        data_dir: Path | None = None,
+        drain_timeout: float = 5.0,
+        watch: bool = False,
+        **store: object,
     ) -> Running:
         directory = tmp_path / f"manifests{len(started)}"
         directory.mkdir()
@@ -88,6 +93,8 @@ async def system(tmp_path: Path, broker_class: str) -> AsyncIterator[SystemFacto
             admin_port=0,
             drain_timeout=drain_timeout,
             store=StoreSettings(data_dir=data_dir or tmp_path / "data", **store),  # type: ignore[arg-type]
+            watch=watch,  # the manifests are tmp_path/manifests<n>/system.yaml
+            watch_interval=0.1,
         )
         running = await start(directory, settings)
         started.append((running, settings))

@@ -66,6 +66,7 @@ class KafkaSubscription:
         self.filter = event_filter
         self.group = broker.settings.group(trigger)
         self.initial_offset = "earliest"
+        self._unanchored: set[Any] = set()
         """Where a group without committed offsets starts ("latest" for a trigger
         added while running)."""
         self.buffer = broker.settings.buffer
@@ -180,6 +181,8 @@ class KafkaSubscription:
 
     async def _consume(self, consumer: Any) -> None:
         while True:
+            if self._unanchored:
+                await self._anchor(consumer)
             self._flow(consumer)
             batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
             for tp, records in batch.items():
@@ -256,7 +259,21 @@ class KafkaSubscription:
 
     # -- rebalancing --------------------------------------------------------------------
 
+    async def _anchor(self, consumer: Any) -> None:
+        """A group that starts at the end ("latest") commits that position for every
+        partition it never committed on, so its lag (the backlog) counts from where it
+        started, not from the beginning of a partition no event came to since."""
+        partitions, self._unanchored = self._unanchored, set()
+        points = {}
+        for tp in partitions:
+            if tp in self._epochs and await consumer.committed(tp) is None:
+                points[tp] = await consumer.position(tp)
+        if points:
+            await consumer.commit(points)
+
     def assigned(self, partitions: set[Any]) -> None:
+        if self.initial_offset == "latest":
+            self._unanchored |= set(partitions)
         for tp in partitions:
             self._next_epoch += 1
             self._epochs[tp] = self._next_epoch

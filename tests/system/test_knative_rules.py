@@ -10,13 +10,17 @@ tiny with ``backoffDelay: PT0.01S`` and ``jitter: 0``; no test asserts a duratio
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from eventing.app.runtime import Running
 from eventing.delivery.policy import RetryPolicy
@@ -1097,3 +1101,155 @@ async def test_cesql_filters(system: SystemFactory, subscriber: RecordingSubscri
         if t == trigger_key("onlycesql") and r.startswith("cesql:")
     }
     assert sum(errors.values()) == len(any_yes + any_no + others) - 1, drops
+
+
+# -- triggers added, deleted and changed while the broker runs (the reconciler) ---------
+
+
+def _rewrite(
+    tmp_path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+) -> None:
+    """Edit the running system's manifests as an editor saves (rename over)."""
+    path = tmp_path / "manifests0" / "system.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump_all(change(docs), sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _without(name: str) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    return lambda docs: [
+        d for d in docs if not (d["kind"] == "Trigger" and d["metadata"]["name"] == name)
+    ]
+
+
+def _plus(doc: dict[str, Any]) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    return lambda docs: [*docs, doc]
+
+
+async def _apply(running: Running, tmp_path: Path, change: Any, done: Callable[[], bool]) -> None:
+    assert running.reconciler is not None
+    before = running.reconciler.applied
+    _rewrite(tmp_path, change)
+    await wait_until(
+        lambda: running.reconciler is not None and running.reconciler.applied > before and done(),
+        what="the change applied",
+    )
+
+
+async def _until_delivering(
+    http: aiohttp.ClientSession, running: Running, subscriber: RecordingSubscriber, path: str
+) -> None:
+    """Send probes until one arrives at ``path``: the new trigger is ready (a Kafka group
+    got its partitions, a RabbitMQ queue is bound). Knative's rule: a trigger sees the
+    events that arrive after it is ready."""
+    for n in range(200):
+        await send(http, running, f"probe-{n}", "probe")
+        with contextlib.suppress(TimeoutError):
+            await subscriber.wait_count(1, path, timeout=0.5)
+            return
+    raise AssertionError(f"nothing arrived at {path}")
+
+
+async def test_trigger_added_while_running_sees_events_from_then_on(
+    system: SystemFactory, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    running = await system(
+        manifests(broker_doc(), trigger_doc("first", f"{subscriber.url}/first")), watch=True
+    )
+    async with aiohttp.ClientSession() as http:
+        await send(http, running, "before")
+        await subscriber.wait_for(lambda rs: "before" in subscriber.ids("/first"))
+        second = trigger_doc("second", f"{subscriber.url}/second")
+        await _apply(running, tmp_path, _plus(second),
+                     lambda: trigger_key("second") in running.system.triggers)  # fmt: skip
+        await _until_delivering(http, running, subscriber, "/second")
+        await send(http, running, "after")
+        await subscriber.wait_for(lambda rs: "after" in subscriber.ids("/second"))
+        await subscriber.wait_for(lambda rs: "after" in subscriber.ids("/first"))
+    await settled(running)
+    assert "before" not in subscriber.ids("/second")
+
+
+async def test_trigger_deleted_while_running_releases_its_backlog(
+    system: SystemFactory, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """The deleted trigger's undelivered events are gone: the same name created again
+    starts afresh (pending rows removed, consumer group or queue deleted)."""
+    slow_delivery = {"retry": 1000, "backoffDelay": "PT1S", "backoffPolicy": "linear"}
+    subscriber.responder = lambda r, n: Answer(202 if r.path != "/slow" or n == 1 else 503)
+    running = await system(
+        manifests(
+            broker_doc(),
+            trigger_doc("keep", f"{subscriber.url}/keep"),
+            trigger_doc("slow", f"{subscriber.url}/slow", delivery=slow_delivery),
+        ),
+        watch=True,
+    )
+    broker = running.system.brokers[f"{NAMESPACE}/default"]
+    async with aiohttp.ClientSession() as http:
+        olds = [f"old-{n}" for n in range(4)]
+        for event_id in olds:
+            await send(http, running, event_id)
+        await subscriber.wait_for(lambda rs: set(olds) <= set(subscriber.ids("/slow")))
+        await _apply(running, tmp_path, _without("slow"),
+                     lambda: trigger_key("slow") not in running.system.triggers)  # fmt: skip
+        await _assert_released(broker, trigger_key("slow"))
+        again = trigger_doc("slow", f"{subscriber.url}/again")
+        await _apply(running, tmp_path, _plus(again),
+                     lambda: trigger_key("slow") in running.system.triggers)  # fmt: skip
+        await _until_delivering(http, running, subscriber, "/again")
+        await send(http, running, "new")
+        await subscriber.wait_for(lambda rs: "new" in subscriber.ids("/again"))
+        await subscriber.wait_for(lambda rs: set(olds) <= set(subscriber.ids("/keep")))
+    await settled(running)
+    assert not set(olds) & set(subscriber.ids("/again"))
+
+
+async def _assert_released(broker: Any, trigger: str) -> None:
+    """What each class keeps of a trigger's backlog is gone."""
+    if broker.broker_class in ("Embedded", "InMemory"):
+        assert broker.store.pending_count(trigger) == 0
+    elif broker.broker_class == "Kafka":
+        group = broker.settings.group(trigger)
+        assert await broker.admin.list_consumer_group_offsets(group) == {}
+    else:
+        from aio_pika.exceptions import ChannelClosed
+
+        assert broker.connection is not None
+        channel = await broker.connection.channel()
+        with pytest.raises(ChannelClosed):
+            await channel.declare_queue(broker.settings.queue(trigger), passive=True)
+
+
+async def test_trigger_refiltered_and_retargeted_while_running(
+    system: SystemFactory, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    running = await system(
+        manifests(
+            broker_doc(),
+            trigger_doc("t", f"{subscriber.url}/x", filters=[{"exact": {"type": "a"}}]),
+        ),
+        watch=True,
+    )
+    async with aiohttp.ClientSession() as http:
+        await send(http, running, "a1", "a")
+        await subscriber.wait_for(lambda rs: "a1" in subscriber.ids("/x"))
+        changed = trigger_doc("t", f"{subscriber.url}/y", filters=[{"exact": {"type": "b"}}])
+        await _apply(
+            running,
+            tmp_path,
+            lambda docs: [*_without("t")(docs), changed],
+            lambda: running.system.triggers[trigger_key("t")].sink.target.endswith("/y"),
+        )
+        for n in range(200):  # a RabbitMQ binding moves with the filter: wait for it
+            await send(http, running, f"b-probe-{n}", "b")
+            with contextlib.suppress(TimeoutError):
+                await subscriber.wait_count(1, "/y", timeout=0.5)
+                break
+        await send(http, running, "a2", "a")
+        await send(http, running, "b1", "b")
+        await subscriber.wait_for(lambda rs: "b1" in subscriber.ids("/y"))
+    await settled(running)
+    assert "a2" not in subscriber.ids()
+    assert subscriber.ids("/x") == ["a1"]
