@@ -96,6 +96,8 @@ class Reconciler:
     """Resources that loaded but could not be applied, and why."""
     notes: dict[Ident, str] = field(default_factory=dict)
     """Resources kept although removed (in use), or whose change waits for a restart."""
+    wanted: dict[Ident, Resource] = field(default_factory=dict)
+    """The last snapshot's resources (with what was kept)."""
     applied: int = 0
     last_error: str | None = None
     listeners: list[Any] = field(default_factory=list)
@@ -139,7 +141,7 @@ class Reconciler:
                 return
             self.last_error = None
             self._report(desired.rejected)
-            effective = self._effective(desired)
+            effective = self.wanted = self._effective(desired)
             await self._apply(effective)
             self.applied += 1
             for listener in self.listeners:
@@ -385,8 +387,8 @@ class Reconciler:
         retire, self._retire = self._retire, []
         workloads = self.running.system.workloads
         for runtime in retire:  # replaced workloads: their triggers moved on
-            if workloads is not None:
-                await workloads.stop_one(runtime)
+            if workloads is not None:  # a Kubernetes target stays with the new one
+                await workloads.stop_one(runtime, to_zero=False)
 
     async def _add_trigger(self, model: Trigger) -> None:
         running, system = self.running, self.running.system

@@ -53,7 +53,8 @@ from eventing.ingress.auth import IngressAuth
 from eventing.ingress.pool import IngressWorkers
 from eventing.ingress.server import Ingress, IngressSettings
 from eventing.kube.api import KubeApi, KubeError
-from eventing.kube.feed import load_from_cluster
+from eventing.kube.feed import ClusterResources, load_from_cluster
+from eventing.kube.watch import ClusterFeed, cluster_origins, rejections
 from eventing.metrics import Metrics
 from eventing.resources.loader import KindRegistry, ResourceSet, load_resources
 from eventing.resources.refs import Platform
@@ -273,27 +274,43 @@ def _feeds(
     seen: Stamp | None,
     observatory: Observatory,
 ) -> None:
-    """Controller mode's status writer; with ``watch``, the reconciler and its feed:
-    the directory watch, or the API server's watch."""
-    if directory is None:  # controller mode: status goes back to the API server
-        writer = status_writer(running, settings.store.platform.kubeconfig)
-        running.supervisor.spawn("kubernetes status", writer.run, group=UI, restart=True)
-    if not settings.watch:
-        return
-    reconciler = running.reconciler = Reconciler.for_running(
-        running,
-        classes,
-        origins(running.system.resources),
-        drain=settings.drain_timeout,
-        data_dir=settings.store.data_dir,
-    )
-    reconciler.publisher = lambda broker: TappedBroker(broker, observatory.tap)
-    if directory is not None:
-        feed = DirectoryFeed(
-            directory, registry, settings.store.platform, interval=settings.watch_interval
+    """With ``watch``, the reconciler and its feed (the directory's watch, or the API
+    server's); in controller mode, the status writer (it follows the reconciler)."""
+    resources = running.system.resources
+    platform = settings.store.platform
+    reconciler = None
+    if settings.watch:
+        cluster = resources if isinstance(resources, ClusterResources) else None
+        reconciler = running.reconciler = Reconciler.for_running(
+            running,
+            classes,
+            cluster_origins(cluster) if cluster is not None else origins(resources),
+            drain=settings.drain_timeout,
+            data_dir=settings.store.data_dir,
         )
+        reconciler.publisher = lambda broker: TappedBroker(broker, observatory.tap)
+        if cluster is not None:
+            reconciler.rejected = rejections(cluster)
+    if directory is None:  # controller mode: status goes back to the API server
+        writer = status_writer(running, platform.kubeconfig)
+        running.supervisor.spawn("kubernetes status", writer.run, group=UI, restart=True)
+    if reconciler is None:
+        return
+    apply = reconciler.apply
+    if directory is not None:
+        feed = DirectoryFeed(directory, registry, platform, interval=settings.watch_interval)
         feed.seen = seen
-        running.supervisor.spawn("reconcile directory", lambda: feed.run(reconciler.apply),
+        running.supervisor.spawn("reconcile directory", lambda: feed.run(apply),
+                                 group=RECONCILE, restart=True)  # fmt: skip
+    else:
+        kubeconfig = platform.kubeconfig
+        cluster_feed = ClusterFeed(
+            lambda pool: KubeApi.connect(kubeconfig, pool=pool),
+            registry,
+            platform,
+            platform.namespace,
+        )
+        running.supervisor.spawn("reconcile kubernetes", lambda: cluster_feed.run(apply),
                                  group=RECONCILE, restart=True)  # fmt: skip
 
 

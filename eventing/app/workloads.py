@@ -297,13 +297,14 @@ class Workloads:
         if runtime is not None:
             await runtime.actuator.start()
 
-    async def stop_one(self, runtime: WorkloadRuntime) -> None:
+    async def stop_one(self, runtime: WorkloadRuntime, *, to_zero: bool = True) -> None:
         """Stop a workload removed or replaced while running: its replicas drain what
         they hold and stop (SIGTERM, then SIGKILL after the grace period), or its
-        Kubernetes target is scaled to zero. Its scaler task was cancelled first."""
+        Kubernetes target is scaled to zero (``to_zero``; not when a changed Workload
+        took it over). Its scaler task was cancelled first."""
         actuator = runtime.actuator
         await actuator.close()
-        if isinstance(actuator, KubeActuator):  # one last pass, bounded: scale to zero
+        if isinstance(actuator, KubeActuator) and to_zero:  # a last pass, bounded
             await actuator.scale_to(0)
             try:
                 async with asyncio.timeout(STOP_DEADLINE):

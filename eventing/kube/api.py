@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 #: (connect, read) timeout of one request, seconds.
 REQUEST_TIMEOUT = (3.0, 10.0)
@@ -57,9 +59,13 @@ class KubeApi:
         self._batch = kubernetes.client.BatchV1Api(client)
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
+    def connect(
+        cls, kubeconfig: str | None = None, context: str | None = None, *, pool: int = 0
+    ) -> KubeApi:
         """Load credentials as kubectl does: ``kubeconfig`` or ``$KUBECONFIG`` or
-        ``~/.kube/config``; inside a pod, its service account. Blocking (reads files)."""
+        ``~/.kube/config``; inside a pod, its service account. Blocking (reads files).
+        ``pool``: connections kept open (0: the client's default), one per concurrent
+        watch for :meth:`watch_objects`."""
         path = kubeconfig or os.environ.get("KUBECONFIG")
         try:
             config = kubernetes.client.Configuration()
@@ -73,6 +79,8 @@ class KubeApi:
                     persist_config=False,
                 )
             config.retries = 0  # no hidden retries in urllib3: we back off ourselves
+            if pool:
+                config.connection_pool_maxsize = pool
             client = kubernetes.client.ApiClient(config)
         except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
             where = path or "~/.kube/config"
@@ -155,6 +163,83 @@ class KubeApi:
         items = raw.get("items", [])
         return items if isinstance(items, list) else []
 
+    def list_with_version(
+        self, api_version: str, plural: str, namespace: str | None
+    ) -> tuple[list[Any], str]:
+        """:meth:`list_objects` and the list's ``resourceVersion`` (where a watch starts)."""
+        group, version = split_api_version(api_version)
+        if namespace is None:
+            raw = self._call(self._custom.list_cluster_custom_object, group, version, plural)
+        else:
+            raw = self._call(
+                self._custom.list_namespaced_custom_object, group, version, namespace, plural
+            )
+        items = raw.get("items", [])
+        version_seen = str((raw.get("metadata") or {}).get("resourceVersion") or "")
+        return (items if isinstance(items, list) else []), version_seen
+
+    def watch_objects(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None,
+        resource_version: str,
+        timeout: int,
+        handle: WatchHandle,
+    ) -> Iterator[dict[str, Any]]:
+        """The changes of a kind from ``resource_version`` on, as ``{"type", "object"}``
+        dicts (ADDED, MODIFIED, DELETED, BOOKMARK), for at most ``timeout`` seconds (the
+        API server ends the watch then). Blocking: iterate it in a worker thread;
+        ``handle.close()`` from another thread ends it at once. A watch too old to
+        resume raises ``KubeError(410)``: list again."""
+        group, version = split_api_version(api_version)
+        options: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "timeout_seconds": timeout,
+            "allow_watch_bookmarks": True,
+            "_preload_content": False,
+            "_request_timeout": (REQUEST_TIMEOUT[0], timeout + REQUEST_TIMEOUT[1]),
+        }
+        try:
+            if namespace is None:
+                response = self._custom.list_cluster_custom_object(
+                    group, version, plural, **options
+                )
+            else:
+                response = self._custom.list_namespaced_custom_object(
+                    group, version, namespace, plural, **options
+                )
+        except ApiException as exc:
+            raise KubeError(exc.status, _status_message(exc)) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        handle.response = response
+        try:
+            for line in iter_resp_lines(response):
+                if handle.closed:
+                    return
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    code = status.get("code")
+                    raise KubeError(code if isinstance(code, int) else 500,
+                                    str(status.get("message") or "watch error"))  # fmt: skip
+                yield event
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if not handle.closed:
+                raise self._unreachable(exc) from None
+        except ValueError as exc:
+            raise KubeError(502, f"unexpected answer from the API server: {exc}") from None
+        finally:
+            handle.close()
+
+    def _unreachable(self, exc: BaseException) -> KubeError:
+        host = self._client.configuration.host
+        return KubeError(None, f"API server {host} unreachable: {type(exc).__name__}")
+
     def list_pods(self, namespace: str, selector: str) -> list[Any]:
         # resourceVersion=0: served from the API server's watch cache, not etcd (may lag
         # by a moment, which a poll tolerates), so a 1 s poll of many pods stays cheap.
@@ -230,6 +315,26 @@ class KubeApi:
             raise KubeError(None, f"API server {host} unreachable: {type(exc).__name__}") from None
         except ValueError as exc:  # not JSON
             raise KubeError(502, f"unexpected answer from the API server: {exc}") from None
+
+
+class WatchHandle:
+    """Lets another thread end a watch at once (shutdown, a cancelled feed)."""
+
+    def __init__(self) -> None:
+        self.response: Any = None
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        response = self.response
+        if response is not None:
+            shutdown = getattr(response, "shutdown", None)  # urllib3 >= 2.3
+            try:
+                if shutdown is not None:
+                    shutdown()
+                response.close()
+            except Exception:  # noqa: S110 - closing a stream that is already broken
+                pass
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:

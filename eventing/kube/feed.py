@@ -10,9 +10,10 @@ object it is about.
 
 An invalid object does not stop the rest (as it would in a directory): it is set aside
 with ``validate``'s messages, which go on its status as a ``Ready=False`` condition
-(:mod:`eventing.app.kube_status`). What it does not do yet: watch (resources are read
-once, at start). Kinds in the core group (``v1`` ConfigMap, Secret) are not listed: reading every
-Secret in the cluster is a privilege the data plane should not need.
+(:mod:`eventing.app.kube_status`). Read once here, at start; :mod:`eventing.kube.watch`
+keeps them current while running. Kinds in the core group (``v1`` ConfigMap, Secret)
+are not listed: reading every Secret in the cluster is a privilege the data plane
+should not need.
 """
 
 from __future__ import annotations
@@ -108,17 +109,27 @@ class ClusterResources(ResourceSet):
     """What loaded from the cluster, plus what was rejected (it gets a condition)."""
 
     rejected: list[Rejected] = field(default_factory=list)
+    units: dict[int, str] = field(default_factory=dict)
+    """id(resource) -> the object it came from (see :func:`unit`)."""
 
 
 def load_from_cluster(
     api: KubeApi, registry: KindRegistry, platform: Platform, namespace: str | None = None
 ) -> ClusterResources:
-    """Load what the cluster holds as :func:`load_resources` loads a directory. Unlike a
-    directory, one invalid object does not stop the rest: it is set aside with
-    ``validate``'s messages and the load is repeated without it (a Trigger whose Broker
-    was set aside then fails in turn, with its own message), at most
-    :data:`MAX_ROUNDS` times."""
+    """Load what the cluster holds as :func:`load_resources` loads a directory (see
+    :func:`load_objects`)."""
     objects = _with_retries(lambda: fetch(api, served_kinds(registry), namespace))
+    return load_objects(objects, registry, platform)
+
+
+def load_objects(
+    objects: list[dict[str, Any]], registry: KindRegistry, platform: Platform
+) -> ClusterResources:
+    """Load cleaned objects (:func:`clean`). Unlike a directory, one invalid object does
+    not stop the rest: it is set aside with ``validate``'s messages and the load is
+    repeated without it (a Trigger whose Broker was set aside then fails in turn, with
+    its own message), at most :data:`MAX_ROUNDS` times. ``units`` of the result names
+    the object each resource came from (``Kind namespace/name``)."""
     by_file = {_file_name(doc): doc for doc in objects}
     rejected: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="eventing-cluster-") as tmp:
@@ -138,8 +149,19 @@ def load_from_cluster(
                 continue
             result = ClusterResources(**vars(loaded))
             result.rejected = [_rejected(by_file[n], m) for n, m in sorted(rejected.items())]
+            result.units = {
+                id(r): unit(by_file[Path(file).name])
+                for r in loaded.resources
+                if (file := loaded.origins.get(id(r), ("", None))[0]) and Path(file).name in by_file
+            }
             return result
     raise ConfigError(f"resources from the cluster still invalid after {MAX_ROUNDS} rounds")
+
+
+def unit(doc: dict[str, Any]) -> str:
+    """How the reconciler names one object of the cluster."""
+    meta = doc["metadata"]
+    return f"{doc['kind']} {meta.get('namespace') or 'default'}/{meta.get('name') or ''}"
 
 
 def _file_name(doc: dict[str, Any]) -> str:

@@ -56,12 +56,14 @@ class Call:
 
 
 def _served_kind_calls() -> list[Call]:
-    """For every kind ``eventing run --kubernetes`` loads from the cluster: ``list`` it,
-    and ``patch`` its status subresource (eventing/kube/status.py writes Ready back)."""
+    """For every kind ``eventing run --kubernetes`` loads from the cluster: ``list`` and
+    ``watch`` it (eventing/kube/watch.py applies changes live), and ``patch`` its status
+    subresource (eventing/kube/status.py writes Ready back)."""
     calls = set()
     for api_version, kind in served_kinds(kind_registry()):
         group, plural = split_api_version(api_version)[0], crds.plural(kind)
         calls.add(Call("list", group, plural))
+        calls.add(Call("watch", group, plural))
         calls.add(Call("patch", group, plural, "status"))
     return sorted(calls, key=str)
 
