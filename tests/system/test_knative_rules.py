@@ -729,6 +729,55 @@ async def test_ordered_trigger_delivers_each_key_in_order_without_blocking_other
     assert _stats(running, "t").delivered == 16
 
 
+async def test_a_split_subscriber_keeps_keys_retries_and_order_on_one_target(
+    system: SystemFactory, subscriber: RecordingSubscriber
+) -> None:
+    """A canary split (not Knative: our ``subscriber.split``) on every broker class:
+    with ordering on, each partition key goes to one target in order, a retry goes
+    where its first attempt went, and each event is delivered once."""
+    doc = trigger_doc("t", subscriber.url, delivery={**FAST, "retry": 3, "ordering": "ordered"})
+    doc["spec"]["subscriber"] = {
+        "split": [
+            {"uri": f"{subscriber.url}/stable", "percent": 70},
+            {"uri": f"{subscriber.url}/canary", "percent": 30},
+        ]
+    }
+    running = await system(manifests(broker_doc(), doc))
+    failed: list[str] = []
+
+    def answer(received: Received, _n: int) -> Answer:
+        if (
+            received.event is not None
+            and received.event.id.endswith("-0")
+            and received.event.id not in failed
+        ):
+            failed.append(received.event.id)  # the first event of each key fails once
+            return Answer(503)
+        return Answer(202)
+
+    subscriber.responder = answer
+    keys = [f"k{i}" for i in range(12)]
+    async with aiohttp.ClientSession() as http:
+        for i in range(6):
+            for key in keys:
+                await send(http, running, f"{key}-{i}", partitionkey=key)
+    await subscriber.wait_for(lambda rs: len({r.event.id for r in rs if r.event}) >= 72, 60)
+    await settled(running)
+    paths: dict[str, set[str]] = {}
+    order: dict[str, list[str]] = {}
+    for r in subscriber.received:
+        assert r.event is not None
+        key = str(r.event.attributes["partitionkey"])
+        paths.setdefault(key, set()).add(r.path)
+        order.setdefault(key, []).append(r.event.id)
+    assert all(len(p) == 1 for p in paths.values()), paths  # sticky, retries included
+    for key in keys:
+        assert order[key] == [f"{key}-0", *(f"{key}-{i}" for i in range(6))], order[key]
+    routes = running.system.triggers[trigger_key("t")].dispatcher.split.routes
+    assert sum(r.delivered for r in routes) == 72
+    assert _stats(running, "t").retried == 12
+
+
 # -- 5.5 filters -----------------------------------------------------------------------------
 
 
