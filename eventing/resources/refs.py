@@ -182,11 +182,16 @@ def _workload(
         and getattr(spec, "job_template", None) is not None
         and not platform.kubernetes
     ):
+        instead = (
+            "or give it a command to run each job as a local process"
+            if ref.kind == "Workload"
+            else "or use a Workload with jobs and a command to run each job locally"
+        )
         raise RefError(
             "ref",
             ref.name,
-            f"Workload {ref.name!r} runs a Kubernetes Job per event (jobTemplate): run "
-            "with --kubernetes, or give it a command to run each job as a local process",
+            f"{ref.kind} {ref.name!r} runs a Kubernetes Job per event: run with "
+            f"--kubernetes, {instead}",
         )
     return Resolved("workload", key=key)
 
