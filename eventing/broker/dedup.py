@@ -29,6 +29,7 @@ in one transaction, and :meth:`Deduplicator.load` refills the windows at open.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -51,7 +52,19 @@ MAX_SECONDS: Final = 30 * 86400.0
 #: Longest wait for an in-flight copy of the same key before answering 503.
 INFLIGHT_WAIT: Final = 30.0
 
+#: A key longer than this (source and id together, in characters) is remembered by
+#: its digest, so a window's memory is bounded by its count whatever ids arrive.
+MAX_KEY_CHARS: Final = 512
+
 Key = tuple[str, str]
+
+
+def digest(key: Key) -> Key:
+    """A long key as ("", SHA-256 of source and id): never equal to a real key (a
+    CloudEvent's ``source`` is never empty), and a fixed 64 characters."""
+    source, event_id = key
+    joined = f"{len(source)}:{source}{event_id}".encode(errors="surrogatepass")
+    return ("", hashlib.sha256(joined).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +249,8 @@ class Deduplicator:
                 continue
             attributes = event.attributes
             key = (str(attributes["source"]), str(attributes["id"]))
+            if len(key[0]) + len(key[1]) > MAX_KEY_CHARS:
+                key = digest(key)
             if checks is None:
                 checks = [(s.keys, now - s.window.seconds) for s in scopes.values()]
             seen = False

@@ -238,3 +238,15 @@ async def test_the_in_memory_class_deduplicates_in_memory() -> None:
         assert broker.store.pending_count("ns/t") == 1
     finally:
         await broker.close()
+
+
+async def test_a_long_key_is_remembered_by_its_digest() -> None:
+    dedup = Deduplicator()
+    long_id = "x" * 5000
+    assert await admit(dedup, event(long_id)) == ([long_id], [])
+    assert await admit(dedup, event(long_id)) == ([], [long_id])
+    assert await admit(dedup, event(long_id + "y")) == ([long_id + "y"], [])
+    assert [(source, len(digest)) for source, digest in dedup.scopes["src"].keys] == [
+        ("", 64),
+        ("", 64),
+    ]
