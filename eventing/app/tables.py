@@ -170,6 +170,23 @@ def print_status(payload: dict[str, Any]) -> None:
                 ],
             )
         )
+    _print_reconcile(payload.get("reconcile"))
+
+
+def _print_reconcile(state: dict[str, Any] | None) -> None:
+    """Live reload: what did not load (validate's words), not applied, or was kept."""
+    if not state:
+        return
+    lines = [f"  {m}" for r in state.get("rejected", []) for m in r["messages"]]
+    lines += [f"  {n['kind']} {n['name']}: not applied: {n['message']}"
+              for n in state.get("notApplied", [])]  # fmt: skip
+    lines += [f"  {n['message']}" for n in state.get("notes", [])]
+    if state.get("error"):
+        lines.insert(0, f"  {state['error']}")
+    if lines:
+        print()
+        print("CHANGES NOT APPLIED (the last good version keeps running):")
+        print("\n".join(lines))
 
 
 #: How a job ends, in the columns of the JOB WORKLOAD table.

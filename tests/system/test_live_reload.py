@@ -146,10 +146,16 @@ async def test_directory_watch_applies_changes_live(tmp_path: Path) -> None:
         )
         said = (await asyncio.wait_for(validate.communicate(), 60))[0].decode()
         assert validate.returncode != 0
+        shown = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "eventing.app.cli", "status", "--admin", admin,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        table = (await asyncio.wait_for(shown.communicate(), 60))[0].decode()
         [rejected] = body["reconcile"]["rejected"]
         assert rejected["unit"] == str(manifests / "ta.yaml")
         for message in rejected["messages"]:
             assert message in said
+            assert message in table
         assert "default/ta" in triggers(body)
         await sender.wait_more()
 
