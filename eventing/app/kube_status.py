@@ -36,6 +36,12 @@ def tracked(running: Running) -> list[Tracked]:
     reconciler = running.reconciler
     resources = running.system.resources
     if reconciler is not None:
+        # An object changed into something invalid (or that failed to apply) keeps its
+        # last good version running; its status says why the change is not applied.
+        held = {(w.kind, w.namespace, w.name) for r in reconciler.rejected
+                if (w := r.identity) is not None}  # fmt: skip
+        held |= {(kind, *key.split("/", 1)) for kind, key in reconciler.errors}  # type: ignore[misc]
+        items = [i for i in items if (i.kind, i.namespace, i.name) not in held]
         for rejection in reconciler.rejected:
             if (who := rejection.identity) is not None:
                 items.append(_invalid(who.api_version, who.kind, who.namespace, who.name,

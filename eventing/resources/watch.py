@@ -133,9 +133,9 @@ class DirectoryFeed:
                 if later == now:
                     break
                 now = later
-            self.seen = now
             desired = await asyncio.to_thread(
                 load_desired, self.directory, self.registry, self.platform
             )
             self.loads += 1
             await apply(desired)
+            self.seen = now  # after the apply: a failed one is tried again

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from eventing.kube.api import KubeApi, KubeError, WatchHandle
 from tests.integration.test_k8s_controller import DEPLOY
 from tests.support.k8s import Cluster, deployment_manifest, wait_for
 from tests.support.live import Sender, delivered, triggers, until, wait_status
@@ -228,3 +232,25 @@ async def _scenario(
         w_window = set(phases[phases.index("t-add-w") : phases.index("t-delete") + 1])
         assert got("/w1", "/w2") <= sender.ids("w", w_window)
         assert not sender.ids("w", stable_w2) & got("/w1")
+
+
+async def test_a_watch_from_a_compacted_version_says_410(
+    k8s_cluster: Cluster, k8s_namespace: str
+) -> None:
+    """What makes the feed list again (``ClusterFeed._follow``): the API server's
+    "too old resource version", as ``KubeError(410)``."""
+    await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-k", str(DEPLOY / "knative-crds"))
+    api = await asyncio.to_thread(KubeApi.connect, str(k8s_cluster.kubeconfig))
+    try:
+        _, version = await asyncio.to_thread(
+            api.list_with_version, "eventing.knative.dev/v1", "triggers", k8s_namespace
+        )
+        assert version
+        watch = functools.partial(
+            api.watch_objects, "eventing.knative.dev/v1", "triggers", k8s_namespace, "1", 5
+        )
+        with pytest.raises(KubeError) as raised:
+            await asyncio.to_thread(lambda: list(watch(WatchHandle())))
+        assert raised.value.status == 410
+    finally:
+        await asyncio.to_thread(api.close)
