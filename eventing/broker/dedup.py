@@ -150,6 +150,7 @@ class Deduplicator:
         self.scopes: dict[str, SeenWindow] = {}
         self._inflight: dict[Key, Claim] = {}
         self._forgotten: list[tuple[str, str, str]] = []
+        self._loaded = False
 
     def configure(self, window: DedupWindow, *, ingress: bool, enabled: bool = True) -> None:
         """The broker's own settings (its annotations): window, plain POSTs, on/off."""
@@ -170,11 +171,17 @@ class Deduplicator:
         return sum(len(s.keys) for s in self.scopes.values())
 
     def load(self, rows: Iterable[SeenRow]) -> None:
-        """Refill the windows from a store, oldest first (bounds applied as it goes)."""
-        now = self.clock()
+        """Refill the windows from a store, oldest first. The bounds are applied at the
+        first publish, not here: the sources declare their scopes (and windows, which
+        may be wider than the broker's) after the broker opened."""
         for scope, source, event_id, at in sorted(rows, key=lambda r: r[3]):
             seen = self._scope(scope)
             seen.keys[(source, event_id)] = at
+        self._loaded = True
+
+    def _expire_loaded(self) -> None:
+        self._loaded = False
+        now = self.clock()
         for seen in self.scopes.values():
             self._expire(seen, now)
 
@@ -235,6 +242,8 @@ class Deduplicator:
         if not self.enabled:
             claim.fresh = list(events)
             return claim, waits
+        if self._loaded:
+            self._expire_loaded()
         now = claim.now = self.clock()
         scopes = self.scopes
         inflight = self._inflight

@@ -220,8 +220,8 @@ async def test_the_durable_class_forgets_what_its_window_let_go(tmp_path: Path) 
     again.dedup.configure(DedupWindow(max_ids=2, seconds=60), ingress=False)
     await again.open()
     try:
-        assert again.dedup.remembered() == 0
         await again.publish([event("c")])
+        assert again.dedup.remembered() == 1  # only "c": the loaded keys were too old
         assert again.drops() == {}
         assert [row[2] for row in seen_rows(settings.path)] == ["c"]
     finally:
@@ -250,3 +250,29 @@ async def test_a_long_key_is_remembered_by_its_digest() -> None:
         ("", 64),
         ("", 64),
     ]
+
+
+async def test_a_source_window_wider_than_the_broker_s_keeps_its_keys_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Sources declare their windows after the broker opened: the loaded keys must not
+    be cut to the broker's narrower window first."""
+    settings = SqliteSettings(tmp_path / "events.db", synchronous="NORMAL")
+    clock = Clock()
+    broker = broker_on(SqliteStore(settings), clock)
+    broker.dedup.configure(DedupWindow(max_ids=2, seconds=60), ingress=False)
+    broker.dedup.scope("src", DedupWindow(max_ids=10, seconds=600))
+    await broker.open()
+    await broker.publish([event(f"e{n}") for n in range(5)])
+    await broker.close()
+
+    clock.now += 300  # past the broker's window, within the source's
+    again = broker_on(SqliteStore(settings), clock)
+    again.dedup.configure(DedupWindow(max_ids=2, seconds=60), ingress=False)
+    await again.open()
+    again.dedup.scope("src", DedupWindow(max_ids=10, seconds=600))  # as build_sources does
+    try:
+        await again.publish([event(f"e{n}") for n in range(5)])
+        assert again.drops() == {("", DUPLICATE): 5}
+    finally:
+        await again.close()
