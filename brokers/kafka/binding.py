@@ -63,6 +63,14 @@ def header_map(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
     return out
 
 
+def replay_target(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """The trigger a replayed record is for (``eventing-target``), if any."""
+    for name, raw in headers[:MAX_HEADERS]:
+        if name == TARGET:
+            return raw.decode("utf-8", "replace")
+    return None
+
+
 def from_record(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Event:
     """The event of a record we wrote (or any binary- or structured-mode CloudEvent)."""
     if len(headers) > MAX_HEADERS:

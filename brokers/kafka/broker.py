@@ -27,6 +27,7 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 from brokers.kafka.binding import TARGET, to_record
 from brokers.kafka.config import KafkaSettings
 from brokers.kafka.dlq import KafkaDeadLetters
+from brokers.kafka.sticky import StickyPartitions
 from brokers.kafka.subscription import KafkaSubscription
 from brokers.support import Backoff, describe
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
@@ -67,6 +68,7 @@ class KafkaBroker:
         """Per process, in memory: see docs/brokers.md for what that guarantees."""
         self.opened = False
         """Set by :meth:`open`: later subscriptions are triggers added while running."""
+        self.sticky = StickyPartitions()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -153,7 +155,12 @@ class KafkaBroker:
                 client_id=self.client_id("p"),
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=1,
+                # aiokafka keeps one produce request in flight per connection; what
+                # arrives meanwhile waits for the next one. Lingering when idle only
+                # adds latency, and batches large enough for everything that waited
+                # make each request carry all of it (one batch: StickyPartitions).
+                linger_ms=self.settings.linger_ms,
+                max_batch_size=self.settings.batch_size,
                 request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
             )
             await self.producer.start()
@@ -254,11 +261,25 @@ class KafkaBroker:
             raise error
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
+                partitions = await producer.partitions_for(topic)
                 futures = []
+                sticky: set[int] = set()
                 for event in events:
                     key, value, headers = to_record(event, extra)
-                    futures.append(await producer.send(topic, value, key=key, headers=headers))
-                return list(await asyncio.gather(*futures))
+                    partition = None
+                    if key is None:
+                        partition = self.sticky.pick(topic, partitions)
+                        if partition is not None:
+                            sticky.add(partition)
+                    futures.append(
+                        await producer.send(
+                            topic, value, key=key, headers=headers, partition=partition
+                        )
+                    )
+                written = list(await asyncio.gather(*futures))
+                for partition in sticky:
+                    self.sticky.acknowledged(topic, partition, partitions)
+                return written
         except (KafkaError, OSError, TimeoutError) as exc:
             self._error = describe(exc)
             error = StoreError(f"broker {self.key}: Kafka did not acknowledge: {self._error}")

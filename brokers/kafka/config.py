@@ -12,6 +12,10 @@ names. Knative's keys keep their meaning; ours are marked.
 ``consumer.group.prefix`` (ours)       trigger groups are ``<prefix><ns>-<name>``
                                        (default ``knative-trigger-``)
 ``consumer.buffer`` (ours)             records read ahead per trigger (default 500)
+``producer.linger.ms`` (ours)          how long a produce waits for more records
+                                       when the connection is idle (default 0)
+``producer.batch.size`` (ours)         bytes of one partition's batch in a produce
+                                       request (default 524288)
 =====================================  ===========================================
 """
 
@@ -31,6 +35,8 @@ KNOWN = {
     "dlq.topic",
     "consumer.group.prefix",
     "consumer.buffer",
+    "producer.linger.ms",
+    "producer.batch.size",
 }
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,200}\Z")
 _SERVER = re.compile(r"[A-Za-z0-9._-]+:\d{1,5}\Z")
@@ -45,6 +51,8 @@ class KafkaSettings:
     replication_factor: int
     group_prefix: str
     buffer: int
+    linger_ms: int = 0
+    batch_size: int = 512 * 1024
 
     def group(self, trigger_key: str) -> str:
         return self.group_prefix + trigger_key.replace("/", "-")
@@ -72,6 +80,9 @@ def read_settings(
         replication_factor=reader.integer("default.topic.replication.factor", 1, 1, 32),
         group_prefix=reader.text("consumer.group.prefix", "knative-trigger-"),
         buffer=reader.integer("consumer.buffer", 500, 1, 100_000),
+        linger_ms=reader.integer("producer.linger.ms", 0, 0, 1_000),
+        # below the server's default message.max.bytes (1 MB): one batch is one message
+        batch_size=reader.integer("producer.batch.size", 512 * 1024, 1024, 1_000_000),
     )
     return settings, reader.problems
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from brokers.kafka.binding import TARGET, from_record, header_map
+from brokers.kafka.binding import from_record, replay_target
 from brokers.kafka.tracker import OffsetTracker
 from brokers.support import Backoff, describe
 from eventing.broker.base import Delivery, Filter, Receipt
@@ -185,12 +185,17 @@ class KafkaSubscription:
                 await self._anchor(consumer)
             self._flow(consumer)
             batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
+            queued = len(self._ready)
             for tp, records in batch.items():
                 epoch = self._epochs.get(tp)
                 if epoch is None:
                     continue  # revoked while this batch was in the air
                 for record in records:
-                    await self._take(tp, epoch, record)
+                    foreign = self._take(tp, epoch, record)
+                    if foreign is not None:
+                        await self._not_a_cloudevent(tp, record, foreign)
+            if len(self._ready) > queued:
+                self._wake.set()  # once per batch, not per record
             if time.monotonic() - self._last_commit >= COMMIT_PERIOD:
                 await self._commit(consumer, None)
 
@@ -204,27 +209,29 @@ class KafkaSubscription:
             consumer.resume(*consumer.assignment())
             self._paused = False
 
-    async def _take(self, tp: Any, epoch: int, record: Any) -> None:
-        self.tracker.consumed(tp, record.offset)
-        headers = list(record.headers or ())
-        own = header_map(headers)
-        target = own.get(TARGET)
+    def _take(self, tp: Any, epoch: int, record: Any) -> str | None:
+        """Queue one record's delivery (or mark it done: another trigger's replay, or
+        filtered out). Synchronous, so a fetched batch is taken without a suspension
+        per record; returns why a record is not a CloudEvent, for the caller to
+        dead-letter it."""
+        offset = record.offset
+        self.tracker.consumed(tp, offset)
+        headers = record.headers or ()
+        target = replay_target(headers)
         if target is not None and target != self.trigger:
-            self.tracker.done(tp, record.offset)  # a replay for another trigger
-            return
+            self.tracker.done(tp, offset)  # a replay for another trigger
+            return None
         try:
             event = from_record(record.value, headers)
         except InvalidEventError as exc:
-            await self._not_a_cloudevent(tp, record, str(exc))
-            return
-        reason = self.filter(event.attributes)
-        if reason is not None:  # counted by the process that published it
-            self.tracker.done(tp, record.offset)
-            return
+            return str(exc)
+        if self.filter(event.attributes) is not None:  # counted by the publisher
+            self.tracker.done(tp, offset)
+            return None
         for listener in self.listeners:
             listener()
-        self._ready.append(Delivery(event, (tp, record.offset, epoch)))
-        self._wake.set()
+        self._ready.append(Delivery(event, (tp, offset, epoch)))
+        return None
 
     async def _not_a_cloudevent(self, tp: Any, record: Any, why: str) -> None:
         """Dead-letter a foreign record with the reason; never a crash loop."""
