@@ -4,7 +4,10 @@ kept as records in a log of the server. No client library here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 from eventing.backoff import Backoff, describe, redact
 from eventing.broker.deadletter_log import (
@@ -17,7 +20,16 @@ from eventing.broker.store import DeadLetter
 from eventing.errors import InvalidEventError
 from eventing.events import AttributeValue, Event
 
-__all__ = ["Backoff", "ConfigReader", "LoggedDeadLetters", "describe", "redact", "restore_types"]
+__all__ = [
+    "Backoff",
+    "ConfigReader",
+    "LoggedDeadLetters",
+    "describe",
+    "merged_drops",
+    "redact",
+    "refresh_backlogs",
+    "restore_types",
+]
 
 #: The record a deletion (or a replay) appends; its ``eventing-dl-*`` headers say which.
 TOMBSTONE = Event({"specversion": "1.0", "id": "-", "source": "-", "type": "-"})
@@ -72,6 +84,48 @@ class LoggedDeadLetters:
             self.log.skip(position)
             return
         self.log.add(position, event, meta)
+
+
+class _Counts(Protocol):
+    drops: dict[tuple[str, str], int]
+
+
+class _Backlog(Protocol):
+    trigger: str
+
+    async def backlog(self) -> int: ...
+
+
+def merged_drops(
+    own: Mapping[tuple[str, str], int], subscriptions: Iterable[_Counts]
+) -> dict[tuple[str, str], int]:
+    """A broker's drops by (trigger, reason): its own (routing) plus each subscription's
+    (a foreign record, a filter after consume)."""
+    out = dict(own)
+    for sub in subscriptions:
+        for key, n in sub.drops.items():
+            out[key] = out.get(key, 0) + n
+    return out
+
+
+async def refresh_backlogs(
+    connected: asyncio.Event,
+    subscriptions: Mapping[str, _Backlog],
+    errors: tuple[type[BaseException], ...],
+    period: float,
+    log: logging.Logger,
+) -> None:
+    """Keep every trigger's cached backlog (lag, queue depth) fresh for status and the
+    autoscaler: read each in turn every ``period`` while connected; a read that fails
+    is logged at debug and tried again in the next round."""
+    while True:
+        await connected.wait()
+        for sub in list(subscriptions.values()):
+            try:
+                await sub.backlog()
+            except errors as exc:
+                log.debug("backlog of %s: %s", sub.trigger, describe(exc))
+        await asyncio.sleep(period)
 
 
 def restore_types(attributes: dict[str, AttributeValue], types: str) -> None:

@@ -29,7 +29,7 @@ from brokers.kafka.config import KafkaSettings
 from brokers.kafka.dlq import KafkaDeadLetters
 from brokers.kafka.sticky import StickyPartitions
 from brokers.kafka.subscription import KafkaSubscription
-from brokers.support import Backoff, describe
+from brokers.support import Backoff, describe, merged_drops, refresh_backlogs
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
 from eventing.broker.dedup import DUPLICATE, Deduplicator
 from eventing.broker.routing import count, route
@@ -290,11 +290,7 @@ class KafkaBroker:
         await self.produce(self.settings.topic, [event], {TARGET: trigger})
 
     def drops(self) -> Mapping[tuple[str, str], int]:
-        out = dict(self._drops)
-        for sub in self.subscriptions.values():
-            for key, n in sub.drops.items():
-                out[key] = out.get(key, 0) + n
-        return out
+        return merged_drops(self._drops, self.subscriptions.values())
 
     def status(self) -> BrokerStatus:
         return BrokerStatus(
@@ -309,14 +305,8 @@ class KafkaBroker:
 
     async def _read_lag(self) -> None:
         """Keep every trigger's cached backlog (its group's lag) fresh."""
-        while True:
-            await self._connected.wait()
-            for sub in list(self.subscriptions.values()):
-                try:
-                    await sub.backlog()
-                except (KafkaError, OSError, TimeoutError) as exc:
-                    logger.debug("lag of %s: %s", sub.trigger, describe(exc))
-            await asyncio.sleep(LAG_PERIOD)
+        errors = (KafkaError, OSError, TimeoutError)
+        await refresh_backlogs(self._connected, self.subscriptions, errors, LAG_PERIOD, logger)
 
 
 GROUP_GONE = (0, 69)  # no error; GROUP_ID_NOT_FOUND

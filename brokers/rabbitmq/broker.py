@@ -31,7 +31,7 @@ from brokers.rabbitmq.binding import to_message
 from brokers.rabbitmq.config import RabbitSettings
 from brokers.rabbitmq.dlq import RabbitDeadLetters
 from brokers.rabbitmq.subscription import RabbitSubscription
-from brokers.support import Backoff, describe, redact
+from brokers.support import Backoff, describe, merged_drops, redact, refresh_backlogs
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
 from eventing.broker.dedup import DUPLICATE, Deduplicator
 from eventing.broker.routing import count, route
@@ -338,11 +338,7 @@ class RabbitBroker:
         await self.send("", [event], {"routing-key": sub.queue_name})
 
     def drops(self) -> Mapping[tuple[str, str], int]:
-        out = dict(self._drops)
-        for sub in self.subscriptions.values():
-            for key, n in sub.drops.items():
-                out[key] = out.get(key, 0) + n
-        return out
+        return merged_drops(self._drops, self.subscriptions.values())
 
     def status(self) -> BrokerStatus:
         return BrokerStatus(
@@ -356,11 +352,5 @@ class RabbitBroker:
         )
 
     async def _read_depth(self) -> None:
-        while True:
-            await self._connected.wait()
-            for sub in list(self.subscriptions.values()):
-                try:
-                    await sub.backlog()
-                except ERRORS as exc:
-                    logger.debug("depth of %s: %s", sub.queue_name, describe(exc))
-            await asyncio.sleep(DEPTH_PERIOD)
+        """Keep every trigger's cached backlog (its queue's depth) fresh."""
+        await refresh_backlogs(self._connected, self.subscriptions, ERRORS, DEPTH_PERIOD, logger)
