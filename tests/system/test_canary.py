@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -304,3 +306,80 @@ def test_bad_splits_are_refused_by_validate_with_file_line_and_path(
         err = capsys.readouterr().err
         assert f"canary.yaml{where}" in err, (case, err)
         assert why in err, (case, err)
+
+
+def _rewrite_trigger(tmp_path: Path, trigger: dict[str, Any]) -> None:
+    """Replace the trigger in the running system's manifests, as an editor saves."""
+    path = tmp_path / "manifests0" / "system.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] != "Trigger"]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump_all([*docs, trigger], sort_keys=False))
+    os.replace(tmp, path)
+
+
+async def test_a_split_changed_while_running(
+    system: SystemFactory, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """A one-target split becomes 50/50, then 0/100, each applied live: events
+    accepted after each change go where it says, kept targets keep their counts, and
+    nothing is lost or delivered twice."""
+    url = subscriber.url
+    running = await system(manifests(broker_doc(), split_trigger("t", url, {"a": 100})), watch=True)
+    trig = running.system.triggers[trigger_key("t")]
+
+    async def change(percents: dict[str, int], prefix: str) -> None:
+        assert running.reconciler is not None
+        before = running.reconciler.applied
+        _rewrite_trigger(tmp_path, split_trigger("t", url, percents))
+        await wait_until(
+            lambda: (
+                running.reconciler is not None
+                and running.reconciler.applied > before
+                and [r.percent for r in trig.dispatcher.split.routes] == list(percents.values())
+            ),
+            what="the split applied",
+        )
+        await post_batches(running, 400, prefix=prefix)
+
+    await post_batches(running, 100, prefix="one-")
+    await subscriber.wait_count(100, timeout=60)  # each batch delivered before a change
+    await change({"a": 50, "b": 50}, "half-")
+    await subscriber.wait_count(500, timeout=60)
+    await change({"a": 0, "b": 100}, "all-b-")
+    await subscriber.wait_count(900, timeout=60)
+    await settled(running)
+    a, b = set(subscriber.ids("/a")), set(subscriber.ids("/b"))
+    assert len(subscriber.ids()) == 900  # each event once
+    assert {i for i in a | b if i.startswith("one-")} <= a
+    half_b = sum(1 for i in b if i.startswith("half-"))
+    assert abs(half_b - 200) <= binomial_bound(400, 0.5)
+    assert all(i in b for i in subscriber.ids() if i.startswith("all-b-"))
+    routes = trig.dispatcher.split.routes
+    assert [r.delivered for r in routes] == [len(a), len(b)]  # counts kept across changes
+
+
+async def test_retries_follow_a_split_changed_while_they_wait(
+    system: SystemFactory, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """Events retrying against a failing target go to the new split's choice at their
+    next attempt once the split is changed live (as for any changed subscriber)."""
+    subscriber.responder = lambda r, _n: Answer(503 if r.path == "/a" else 202)
+    url = subscriber.url
+    delivery = {"retry": 1000, "backoffDelay": "PT0.05S", "backoffPolicy": "linear"}
+    running = await system(
+        manifests(broker_doc(), split_trigger("t", url, {"a": 100}, delivery)), watch=True
+    )
+    await post_batches(running, 20)
+    await subscriber.wait_for(lambda rs: len(set(subscriber.ids("/a"))) == 20)
+    assert running.reconciler is not None
+    before = running.reconciler.applied
+    _rewrite_trigger(tmp_path, split_trigger("t", url, {"a": 0, "b": 100}, delivery))
+    await wait_until(
+        lambda: running.reconciler is not None and running.reconciler.applied > before,
+        what="the split applied",
+    )
+    await subscriber.wait_for(lambda rs: len(set(subscriber.ids("/b"))) == 20, timeout=60)
+    await settled(running)
+    trig = running.system.triggers[trigger_key("t")]
+    assert trig.dispatcher.stats.dead_lettered == 0
+    assert sorted(subscriber.ids("/b")) == sorted(f"e{i}" for i in range(20))
