@@ -213,7 +213,7 @@ class Reconciler:
                 applied[ident] = model
         self.current = applied
         # What runs is what the system resolves references against from now on.
-        resources.resources = [r for r in wanted.values() if (r.kind, r.key) in applied]
+        resources.resources = list(applied.values())
 
     async def _guard(self, ident: Ident, step: Any) -> bool:
         """Run one step; a failure is recorded for that resource, the rest goes on."""
@@ -426,7 +426,8 @@ class Reconciler:
         if system.workloads is not None and (target := _workload_of(runtime.resource)):
             system.workloads.detach(target, runtime.subscription)
         detach_split(system.workloads, runtime.subscription, runtime.dispatcher.split)
-        await runtime.sink.close()
+        if not _workloads_of(runtime.resource):  # a workload's sink is shared
+            await runtime.sink.close()
         logger.info("trigger %s removed (its backlog released)", key)
 
     async def _change_trigger(self, before: Trigger, model: Trigger, force: bool) -> None:
