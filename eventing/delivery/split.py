@@ -33,6 +33,7 @@ import random
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 from eventing.delivery.sink import FastSend, Outcome, Sink
@@ -91,7 +92,7 @@ class Split:
         """The route for one event: by ``key`` when given (sticky), else at random."""
         if self.single is not None:
             return self.single
-        position = key_position(key) if key is not None else self._rng.randrange(10_000)
+        position = key_position(key) if key is not None else int(self._rng.random() * 10_000)
         return self.routes[bisect_right(self._ends, position)]
 
     def arrived(self) -> None:
@@ -118,6 +119,7 @@ class Split:
         )
 
 
+@lru_cache(maxsize=65_536)
 def key_position(key: str) -> int:
     """A stable position in [0, 10000) (basis points) for a partition key."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
