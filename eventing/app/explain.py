@@ -21,6 +21,7 @@ from eventing.resources.base import Destination
 from eventing.resources.broker import Broker as BrokerResource
 from eventing.resources.delivery import merge
 from eventing.resources.loader import ResourceSet
+from eventing.resources.split import Subscriber
 from eventing.resources.trigger import Trigger
 from triggers.explain import explain_trigger, why_not
 
@@ -46,6 +47,9 @@ def destination_text(dest: Destination | None, namespace: str) -> str | None:
     ``workload:<ns>/<name>``)."""
     if dest is None:
         return None
+    if isinstance(dest, Subscriber) and dest.split is not None:
+        parts = (f"{destination_text(t, namespace)} {t.percent}%" for t in dest.split)
+        return "split: " + ", ".join(parts)
     if dest.ref is not None:
         ns = dest.ref.namespace or namespace
         if dest.ref.kind == "Workload":

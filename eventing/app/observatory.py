@@ -142,6 +142,19 @@ class Observatory:
                     "broker": t.broker.key,
                     "subscriber": t.sink.target,
                     "workload": workload,
+                    # A canary split: one graph node per target, its edge labelled
+                    # with the target's percent.
+                    "targets": [
+                        {
+                            "id": f"workload:{r.workload}" if r.workload else r.target,
+                            "workload": r.workload or None,
+                            "label": r.workload or r.target,
+                            "percent": r.percent,
+                        }
+                        for r in t.dispatcher.split.routes
+                    ]
+                    if t.split_trigger
+                    else [],
                 }
             )
         workloads = list(system.workloads.items) if system.workloads is not None else []

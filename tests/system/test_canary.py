@@ -25,6 +25,7 @@ from eventing.app.runtime import Running
 from tests.conftest import SystemFactory
 from tests.support.mesh import (
     NAMESPACE,
+    admin_json,
     broker_doc,
     manifests,
     metric_value,
@@ -135,6 +136,13 @@ async def test_ten_thousand_events_split_90_10_within_a_binomial_bound(
     assert ["default/canary", "10%", f"{subscriber.url}/v12", "0", str(v12), "0"] in rows, text
     async with aiohttp.ClientSession() as http:
         metrics = await metrics_text(http, running)
+        code, ui = await admin_json(http, running, "/v1/ui/state")  # the dashboard's graph
+    assert code == 200
+    (shown,) = ui["topology"]["triggers"]
+    assert [(t["id"], t["percent"]) for t in shown["targets"]] == [
+        (f"{subscriber.url}/v10", 90),
+        (f"{subscriber.url}/v12", 10),
+    ]
     labels = {"trigger": "default/canary", "target": f"{subscriber.url}/v12"}
     assert (
         metric_value(metrics, "eventing_split_deliveries_total", {**labels, "outcome": "delivered"})

@@ -83,8 +83,9 @@
     const targets = [];
     const seen = new Set();
     for (const t of topo.triggers) {
-      const id = t.workload ? "workload:" + t.workload : t.subscriber;
-      if (!seen.has(id)) { seen.add(id); targets.push({ id: id, workload: t.workload, label: t.workload || t.subscriber }); }
+      for (const target of targetsOf(t)) {
+        if (!seen.has(target.id)) { seen.add(target.id); targets.push(target); }
+      }
     }
     for (const w of topo.workloads) {
       const id = "workload:" + w.name;
@@ -117,16 +118,20 @@
     for (const t of topo.triggers) {
       const delivered = rate((x) => get(x, "triggers", t.name, "delivered"));
       edges.push(["broker:" + t.broker, "trigger:" + t.name, delivered]);
-      edges.push(["trigger:" + t.name, t.workload ? "workload:" + t.workload : t.subscriber, delivered]);
+      for (const target of targetsOf(t)) {
+        // A canary split's edges carry each target's percent instead of a rate.
+        edges.push(["trigger:" + t.name, target.id, delivered, target.percent != null ? target.percent + "%" : null]);
+      }
     }
     const edgeLayer = C.el("g", {}, svg);
-    for (const [from, to, r] of edges) {
+    for (const [from, to, r, label] of edges) {
       const a = pos[from], b = pos[to];
       if (!a || !b) continue;
       const x1 = a.x + nodeW, y1 = a.y + nodeH / 2, x2 = b.x, y2 = b.y + nodeH / 2;
       const mid = (x1 + x2) / 2;
       C.el("path", { class: r > 0 ? "edge active" : "edge", d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}` }, edgeLayer);
-      if (r > 0) C.el("text", { class: "edge-label", x: mid, y: (y1 + y2) / 2 - 3, "text-anchor": "middle" }, edgeLayer).textContent = r.toFixed(1) + "/s";
+      const text = label || (r > 0 ? r.toFixed(1) + "/s" : null);
+      if (text) C.el("text", { class: "edge-label", x: mid, y: (y1 + y2) / 2 - 3, "text-anchor": "middle" }, edgeLayer).textContent = text;
     }
     for (const p of Object.values(pos)) {
       const node = p.node;
@@ -135,6 +140,12 @@
       C.el("text", { x: 8, y: 16 }, g).textContent = node.label.length > 28 ? node.label.slice(0, 27) + "…" : node.label;
       C.el("text", { class: "rate", x: 8, y: 32 }, g).textContent = nodeDetail(node, sample);
     }
+  }
+
+  // Where a trigger delivers: its one subscriber, or each target of a canary split.
+  function targetsOf(t) {
+    if (t.targets && t.targets.length) return t.targets;
+    return [{ id: t.workload ? "workload:" + t.workload : t.subscriber, workload: t.workload, label: t.workload || t.subscriber }];
   }
 
   function nodeDetail(node, sample) {

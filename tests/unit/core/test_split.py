@@ -149,3 +149,23 @@ def test_apportion_adds_up_and_stays_within_one_of_the_exact_share(
     assert sum(parts) == count
     for part, p in zip(parts, percents, strict=True):
         assert abs(part - count * p / 100) < 1
+
+
+def test_a_split_reads_as_its_targets_and_percents() -> None:
+    from eventing.app.explain import destination_text
+    from eventing.resources.split import Subscriber
+
+    sub = Subscriber.model_validate(
+        {
+            "split": [
+                {"ref": {"kind": "Workload", "name": "shop-v1"}, "percent": 90},
+                {"uri": "http://127.0.0.1:9/canary", "percent": 10},
+            ]
+        }
+    )
+    assert destination_text(sub, "shop") == (
+        "split: workload:shop/shop-v1 90%, http://127.0.0.1:9/canary 10%"
+    )
+    assert [t.percent for t in sub.targets] == [90, 10]
+    plain = Subscriber.model_validate({"uri": "log:"})
+    assert [(t.uri, t.percent) for t in plain.targets] == [("log:", 100)]
