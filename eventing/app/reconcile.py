@@ -365,9 +365,14 @@ class Reconciler:
         applied: dict[Ident, Resource],
         retarget: set[str],
     ) -> None:
-        for ident, model in old.items():
-            if isinstance(model, Trigger) and ident not in wanted:
-                await self._guard(ident, self._remove_trigger(model.key))
+        # Deleted triggers drain side by side: one drain deadline for all, not one each.
+        await asyncio.gather(
+            *(
+                self._guard(ident, self._remove_trigger(model.key))
+                for ident, model in old.items()
+                if isinstance(model, Trigger) and ident not in wanted
+            )
+        )
         for ident, model in wanted.items():
             if not isinstance(model, Trigger):
                 continue

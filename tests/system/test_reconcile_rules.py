@@ -6,10 +6,12 @@ loading keeps its last good version running, with validate's message."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from eventing.app.runtime import Running
 from tests.conftest import SystemFactory
@@ -101,3 +103,44 @@ async def test_brokers_and_sources_come_and_go(
         assert "default/on-second" not in running.system.triggers
         status, _ = await post(http, f"{running.ingress_url}/default/second", ce_headers("s3"))
         assert status == 404
+
+
+async def test_a_deleted_trigger_lets_its_delivery_on_the_wire_finish(
+    system: SystemFactory, tmp_path: Path
+) -> None:
+    """Deleting a trigger waits (up to the drain deadline) for the attempt in flight:
+    the subscriber's answer is taken and the event acked, not cut off."""
+    arrived, answer = asyncio.Event(), asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await request.read()
+        arrived.set()
+        await answer.wait()
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_post("/held", held)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/held"
+    try:
+        running = await system(
+            manifests(broker_doc(), trigger_doc("held", url)), watch=True, drain_timeout=20.0
+        )
+        runtime = running.system.triggers["default/held"]
+        async with aiohttp.ClientSession() as http:
+            status, body = await post(http, f"{running.ingress_url}/default/default", ce_headers())
+            assert status == 202, body
+        await asyncio.wait_for(arrived.wait(), 20)
+        before = count(running)
+        save(tmp_path / "manifests0" / "system.yaml", manifests(broker_doc()))
+        await wait_until(lambda: "default/held" not in running.system.triggers)
+        assert count(running) == before  # still draining the attempt on the wire
+        answer.set()
+        await applied(running, before)
+        assert runtime.dispatcher.stats.delivered == 1
+    finally:
+        answer.set()
+        await runner.cleanup()
