@@ -29,8 +29,10 @@ trigger's filter) and :meth:`Router.remove` update the tables in place.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Final, Protocol, cast, runtime_checkable
 
 from eventing.broker.base import Filter
@@ -126,12 +128,18 @@ class _Attribute:
             return
         if value.__class__ is str:
             text = value
-            for table in (self.loose, self.strict):
-                hit = table.get(text)
+            if self.loose:
+                hit = self.loose.get(text)
                 if hit:
                     into.extend(hit)
-            self.loose_prefix.find(text, into)
-            self.strict_prefix.find(text, into)
+            if self.strict:
+                hit = self.strict.get(text)
+                if hit:
+                    into.extend(hit)
+            if self.loose_prefix.lengths:
+                self.loose_prefix.find(text, into)
+            if self.strict_prefix.lengths:
+                self.strict_prefix.find(text, into)
             return
         into.extend(self.strict_all)  # CESQL casts it: ask the filter
         text = value if isinstance(value, str) else canonical(cast(int, value))
@@ -141,8 +149,7 @@ class _Attribute:
         self.loose_prefix.find(text, into)
 
 
-def _seq(entry: _Entry) -> int:
-    return entry.seq
+_SEQ = attrgetter("seq")
 
 
 class Router:
@@ -174,7 +181,7 @@ class Router:
         entry.base = self._recorded
         self._entries[trigger] = entry
         if guard is None:
-            self._always.append(entry)
+            insort(self._always, entry, key=_SEQ)  # kept in order: routes read it as is
             return
         attribute = self._attributes.get(guard.name)
         if attribute is None:
@@ -218,7 +225,7 @@ class Router:
 
     def filters(self) -> Mapping[str, Filter]:
         """Every trigger's filter, in the order they were added (the linear view)."""
-        return {e.trigger: e.filter for e in sorted(self._entries.values(), key=_seq)}
+        return {e.trigger: e.filter for e in sorted(self._entries.values(), key=_SEQ)}
 
     def _choose(self, event_filter: Filter) -> Guard | None:
         """The guard whose bucket is smallest now (a filter with ``type`` and ``source``
@@ -242,10 +249,13 @@ class Router:
         candidates: list[_Entry] = []
         for name, attribute in self._plan:
             attribute.find(attributes.get(name), candidates)
-        if self._always:
+        if not candidates:
+            candidates = self._always  # already in order; only read below
+        elif self._always:
             candidates.extend(self._always)
-        if len(candidates) > 1:
-            candidates.sort(key=_seq)  # the linear scan's order
+            candidates.sort(key=_SEQ)  # the linear scan's order
+        elif len(candidates) > 1:
+            candidates.sort(key=_SEQ)
         matched: list[str] = []
         dropped: list[tuple[str, str]] = []
         scratch: dict[str, object] | None = None

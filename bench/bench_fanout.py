@@ -1,0 +1,249 @@
+"""Fan-out benchmark (not a test): cost per event as the number of triggers grows.
+
+    .venv/bin/python bench/bench_fanout.py                  # routing + e2e, ~4 min
+    .venv/bin/python bench/bench_fanout.py --skip-e2e       # routing only, ~30 s
+    .venv/bin/python bench/bench_fanout.py --seconds 5 --kinds exact
+
+1, 10, 100 and 1,000 triggers, each with one filter of one kind, and events of which
+every one matches exactly one trigger (cycling over all of them):
+
+- ``exact``: ``exact: {type: fanout.<i>}``;
+- ``prefix``: ``prefix: {type: fanout.<i>.}`` (events ``fanout.<i>.created``);
+- ``cesql``: ``type = 'fanout.<i>' AND source = '/fanout'``;
+- ``suffix`` (routing only): ``suffix: {type: .<i>}``, a filter the index cannot use,
+  so every trigger is asked: the linear cost, for comparison.
+
+Two measures:
+
+1. **routing** (in process): microseconds per event through the broker's trigger index
+   (:class:`eventing.broker.index.Router`) and through the linear scan
+   (:func:`eventing.broker.routing.route`) in the same run;
+2. **e2e** (``eventing run`` as a subprocess, as bench_pipeline runs it): batched
+   ingress, 100 events per request from ``wrk``, to a lean local subscriber that every
+   trigger delivers to; events/s accepted and delivered end to end.
+
+Each table ends with the ratio N triggers / 1 trigger (goal at 1,000: >= 0.8 for the
+e2e rate; routing cost <= 50 us per event). Needs ``wrk`` for the e2e part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_pipeline import pipeline_rate, start, stop, wait_http
+
+from eventing.broker.base import Filter
+from eventing.broker.index import Router
+from eventing.broker.routing import route
+from eventing.events import Event
+from eventing.resources.trigger import TriggerSpec
+from eventing.workloads.replica import free_port
+from triggers.materialize import materialize
+
+COUNTS = (1, 10, 100, 1000)
+KINDS = ("exact", "prefix", "cesql", "suffix")
+
+
+def filter_yaml(kind: str, i: int) -> str:
+    if kind == "exact":
+        return f"{{exact: {{type: fanout.{i}}}}}"
+    if kind == "prefix":
+        return f"{{prefix: {{type: fanout.{i}.}}}}"
+    if kind == "suffix":
+        return f"{{suffix: {{type: .{i}}}}}"
+    return f"{{cesql: \"type = 'fanout.{i}' AND source = '/fanout'\"}}"
+
+
+def event_type(kind: str, i: int) -> str:
+    return f"fanout.{i}.created" if kind == "prefix" else f"fanout.{i}"
+
+
+def filters(kind: str, n: int) -> dict[str, Filter]:
+    out: dict[str, Filter] = {}
+    for i in range(n):
+        spec = {"broker": "b", "subscriber": {"uri": "http://h/"}, "filters": [_filter(kind, i)]}
+        out[f"t{i}"] = materialize(TriggerSpec.model_validate(spec))
+    return out
+
+
+def _filter(kind: str, i: int) -> dict[str, object]:
+    if kind == "exact":
+        return {"exact": {"type": f"fanout.{i}"}}
+    if kind == "prefix":
+        return {"prefix": {"type": f"fanout.{i}."}}
+    if kind == "suffix":
+        return {"suffix": {"type": f".{i}"}}
+    return {"cesql": f"type = 'fanout.{i}' AND source = '/fanout'"}
+
+
+def events(kind: str, n: int, count: int) -> list[Event]:
+    return [
+        Event(
+            {
+                "specversion": "1.0",
+                "id": str(k),
+                "source": "/fanout",
+                "type": event_type(kind, k % n),
+                "datacontenttype": "application/json",
+            },
+            b'{"n": 1}',
+        )
+        for k in range(count)
+    ]
+
+
+def per_event_us(fn: Callable[[Event], object], batch: list[Event], rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for event in batch:
+            fn(event)
+        samples.append((time.perf_counter() - started) / len(batch) * 1e6)
+    return statistics.median(samples)
+
+
+def routing_table(kinds: list[str], quick: bool) -> None:
+    count, rounds = (2_000, 3) if quick else (10_000, 5)
+    print(f"\nrouting, python {platform.python_version()}: us per event (median of {rounds})")
+    print(f"{'kind':<8} {'triggers':>8} {'index us':>9} {'linear us':>10} {'index 1/N':>10}")
+    for kind in kinds:
+        base = 0.0
+        for n in COUNTS:
+            fs = filters(kind, n)
+            router = Router()
+            for trigger, event_filter in fs.items():
+                router.add(trigger, event_filter)
+            batch = events(kind, n, count)
+            assert all(router.route(e)[0] == route(fs, e)[0] for e in batch[:200])
+            assert all(len(router.route(e)[0]) == 1 for e in batch[:200])
+            indexed = per_event_us(router.route, batch, rounds)
+            few = batch[: max(200, count * 10 // n)]  # the linear scan is slow at 1,000
+            linear = per_event_us(lambda e, fs=fs: route(fs, e), few, rounds)  # type: ignore[misc]
+            base = base or indexed
+            print(f"{kind:<8} {n:>8} {indexed:>9.2f} {linear:>10.2f} {base / indexed:>10.2f}")
+
+
+WRK_ROTATING = """
+local bodies = {%s}
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/cloudevents-batch+json"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+"""
+
+
+def wrk_script(kind: str, n: int) -> str:
+    """Ten different bodies of 100 events, rotating, so the events of a run cover up to
+    1,000 triggers (each request costs the generator one table look-up)."""
+    bodies = []
+    for b in range(10):
+        batch = [
+            {
+                "specversion": "1.0",
+                "id": f"f-{b}-{k}",
+                "source": "/fanout",
+                "type": event_type(kind, (b * 100 + k) % n),
+                "datacontenttype": "application/json",
+                "data": {"n": k},
+            }
+            for k in range(100)
+        ]
+        bodies.append("[=[" + json.dumps(batch) + "]=]")
+    return WRK_ROTATING % ", ".join(bodies)
+
+
+def manifests(directory: Path, kind: str, n: int, sub_url: str) -> None:
+    parts = ["apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n"]
+    for i in range(n):
+        parts.append(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\n"
+            f"metadata: {{name: t{i}}}\nspec:\n  broker: default\n"
+            f"  filters: [{filter_yaml(kind, i)}]\n"
+            f'  subscriber: {{uri: "{sub_url}/events"}}\n'
+        )
+    (directory / "fanout.yaml").write_text("---\n".join(parts))
+
+
+def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, float]:
+    sub_port, port, admin_port = free_port(), free_port(), free_port()
+    sub_url = f"http://127.0.0.1:{sub_port}"
+    admin = f"http://127.0.0.1:{admin_port}"
+    work = Path(tempfile.mkdtemp(prefix="eventing-fanout-"))
+    manifests(work, kind, n, sub_url)
+    sub = start("bench/bench_servers.py", "lean", str(sub_port))
+    system = start(
+        "-m",
+        "eventing.app.cli",
+        "run",
+        str(work),
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin_port),
+        "--data-dir",
+        str(work / "data"),
+        "--log-level",
+        "WARNING",
+        "--ingress-workers",
+        workers,
+    )
+    try:
+        wait_http(f"{sub_url}/stats")
+        wait_http(f"{admin}/healthz", timeout=120)
+        ingress = f"http://127.0.0.1:{port}/default/default"
+        return pipeline_rate(ingress, admin, sub_url, wrk_script(kind, n), seconds, 8, 100)
+    finally:
+        stop(system)
+        stop(sub)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def e2e_table(kinds: list[str], seconds: int, workers: str) -> None:
+    print(f"\ne2e: batched ingress (100/request, wrk -c8 -d{seconds}s) -> N triggers -> subscriber")
+    print(f"{'kind':<8} {'triggers':>8} {'accepted/s':>11} {'delivered/s':>12} {'N / 1':>7}")
+    for kind in kinds:
+        if kind == "suffix":
+            continue
+        base = 0.0
+        for n in COUNTS:
+            accepted, delivered = e2e_rate(kind, n, seconds, workers)
+            sustained = min(accepted, delivered)
+            base = base or sustained
+            print(
+                f"{kind:<8} {n:>8} {accepted:>11,.0f} {delivered:>12,.0f} {sustained / base:>7.2f}"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--ingress-workers", default="auto")
+    parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer routing samples")
+    args = parser.parse_args()
+    routing_table(args.kinds, args.quick)
+    if not args.skip_e2e:
+        if shutil.which("wrk") is None:
+            print("bench: the e2e part needs wrk (apt-get install wrk)", file=sys.stderr)
+            return 2
+        e2e_table(args.kinds, args.seconds, args.ingress_workers)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
