@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import aio_pika
+from aio_pika.abc import FieldValue
 import pytest
 import yaml
 
@@ -71,8 +72,12 @@ async def test_a_source_changed_while_running_loses_nothing(
         exchange = await channel.get_exchange(f"{queue}-x")
 
         async def publish(n: int) -> None:
-            headers = {"ce-specversion": "1.0", "ce-id": f"m{n}", "ce-type": "t",
-                       "ce-source": "/live"}  # fmt: skip
+            headers: dict[str, FieldValue] = {
+                "ce-specversion": "1.0",
+                "ce-id": f"m{n}",
+                "ce-type": "t",
+                "ce-source": "/live",
+            }
             await exchange.publish(aio_pika.Message(b"{}", headers=headers), routing_key="k")
             sent.append(f"m{n}")
 
