@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 
 import aio_pika
-from aio_pika.abc import FieldValue
 import pytest
 import yaml
+from aio_pika.abc import FieldValue
 
 from eventing.app.runtime import Running
 from tests.conftest import SystemFactory
