@@ -66,6 +66,10 @@ class DeadLetterTarget:
     sink: Sink | None = None
 
 
+_SENT, _FULL, _NOT_SENT = object(), object(), object()
+"""What :meth:`Dispatcher._try_fast` did."""
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -109,6 +113,10 @@ class Dispatcher:
         self._fast_in_flight = 0
         self._fast_idle = asyncio.Event()
         self._fast_idle.set()
+        # Events taken while the concurrency limit is full wait here for the next
+        # attempt to finish, then go by the fast path: a batch of hundreds would
+        # otherwise make a task per event, each waiting on the limit.
+        self._parked: deque[_Taken] = deque()
 
     # -- the loop ---------------------------------------------------------------
 
@@ -127,7 +135,13 @@ class Dispatcher:
             route = self.split.choose(None if key is None else str(key))
             route.routed += 1
             if key is None:
-                if not self._try_fast(delivery, route):
+                if self._parked:  # in order behind those already waiting
+                    self._parked.append(_Taken(delivery, route))
+                    continue
+                sent = self._try_fast(delivery, route)
+                if sent is _FULL:
+                    self._parked.append(_Taken(delivery, route))
+                elif sent is not _SENT:
                     self._spawn(delivery, None, route)
             else:
                 queue = self._keys.get(str(key))
@@ -147,13 +161,17 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _try_fast(self, delivery: Delivery, route: Route) -> bool:
+    def _try_fast(self, delivery: Delivery, route: Route) -> object:
         """First attempt without a task: most events succeed at once, and a task with
         its chain of coroutines costs as much as the rest of the delivery. Anything but
-        a plain success (a failure, a reply) continues on the task path below."""
+        a plain success (a failure, a reply) continues on the task path below.
+        ``_SENT``; ``_FULL`` when the concurrency limit is reached and something is in
+        flight (its end will make room: :meth:`_unpark`); ``_NOT_SENT`` otherwise."""
         fast = route.fast
-        if fast is None or self._stopping or not self.limit.try_acquire():
-            return False
+        if fast is None or self._stopping:
+            return _NOT_SENT
+        if not self.limit.try_acquire():
+            return _FULL if self.stats.in_flight else _NOT_SENT
         started = time.monotonic()
 
         def done(outcome: Outcome) -> None:
@@ -167,11 +185,30 @@ class Dispatcher:
         )
         if not sent:
             self.limit.release()
-            return False
+            return _NOT_SENT
         self.stats.in_flight += 1
         self._fast_in_flight += 1
         self._fast_idle.clear()
-        return True
+        return _SENT
+
+    def _unpark(self) -> None:
+        """An attempt finished (room under the limit): send parked events, in order,
+        while there is room."""
+        parked = self._parked
+        while parked:
+            if self._stopping:
+                while parked:  # they stay pending; the next run delivers them
+                    taken = parked.popleft()
+                    taken.route.routed -= 1
+                    self._held.release()
+                return
+            taken = parked[0]
+            sent = self._try_fast(taken.delivery, taken.route)
+            if sent is _FULL:
+                return
+            parked.popleft()
+            if sent is not _SENT:
+                self._spawn(taken.delivery, None, taken.route)
 
     def _fast_done(
         self, delivery: Delivery, route: Route, outcome: Outcome, started: float
@@ -194,6 +231,8 @@ class Dispatcher:
             self._held.release()  # stays pending; the next run delivers it
         else:
             self._spawn(delivery, None, route, outcome)  # retries, replies, dead letters
+        if self._parked:
+            self._unpark()
 
     async def _deliver_chain(
         self, delivery: Delivery, key: str | None, route: Route, first: Outcome | None
@@ -252,6 +291,7 @@ class Dispatcher:
         stay pending); what is on the wire goes on. Synchronous, so the composition
         root can stop every dispatcher before anything they wait for wakes up."""
         self._stopping = True
+        self._unpark()  # releases the parked: they stay pending
         for waiting in list(self._retrying):
             if waiting is not None:
                 waiting.cancel()
@@ -336,6 +376,8 @@ class Dispatcher:
             self.stats.in_flight -= 1
             elapsed = time.monotonic() - started
             self.limit.release()
+            if self._parked:
+                self._unpark()
         self._record(outcome, elapsed)
         return outcome
 
