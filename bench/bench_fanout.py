@@ -205,7 +205,10 @@ def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, floa
         wait_http(f"{sub_url}/stats")
         wait_http(f"{admin}/healthz", timeout=120)
         ingress = f"http://127.0.0.1:{port}/default/default"
-        return pipeline_rate(ingress, admin, sub_url, wrk_script(kind, n), seconds, 8, 100)
+        accepted, delivered, _ = pipeline_rate(
+            ingress, admin, sub_url, wrk_script(kind, n), seconds, 8, 100
+        )
+        return accepted, delivered
     finally:
         stop(system)
         stop(sub)
