@@ -35,6 +35,13 @@ class SplitTarget(Destination):
     percent: int = Field(ge=0, le=100, strict=True)
     """Whole percent of the trigger's events that go here (0 to 100)."""
 
+    def _check_target(self) -> None:
+        super()._check_target()
+        if self.uri == "dlq:" and self.ref is None:
+            raise ValueError(
+                "uri 'dlq:' is only valid as a deadLetterSink, not as a target of a split"
+            )
+
 
 class Subscriber(Destination):
     """A Trigger's subscriber: one destination (``ref`` and/or ``uri``, as Knative), or

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -169,3 +170,21 @@ def test_a_split_reads_as_its_targets_and_percents() -> None:
     assert [t.percent for t in sub.targets] == [90, 10]
     plain = Subscriber.model_validate({"uri": "log:"})
     assert [(t.uri, t.percent) for t in plain.targets] == [("log:", 100)]
+
+
+def test_dlq_is_not_a_target_of_a_split(tmp_path: Path) -> None:
+    from eventing.app.registry import kind_registry
+    from eventing.resources.loader import LoadError, load_resources
+
+    (tmp_path / "t.yaml").write_text(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default}\n---\n"
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\n"
+        "spec:\n  broker: default\n  subscriber:\n    split:\n"
+        "      - {uri: 'log:', percent: 50}\n"
+        "      - {uri: 'dlq:', percent: 50}\n"
+    )
+    with pytest.raises(LoadError) as info:
+        load_resources(tmp_path, kind_registry())
+    (error,) = info.value.errors
+    assert (error.line, error.path) == (13, "spec.subscriber.split[1]")
+    assert "only valid as a deadLetterSink" in error.message
