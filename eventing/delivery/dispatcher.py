@@ -203,6 +203,8 @@ class Dispatcher:
                     self._held.release()
                 return
             taken = parked[0]
+            if taken.route.retired:  # the subscriber changed while it waited
+                self._reroute(taken)
             sent = self._try_fast(taken.delivery, taken.route)
             if sent is _FULL:
                 return
