@@ -4,7 +4,8 @@ run`` processes, next to the raw client pipelines on the same server in the same
 (raw aiokafka: produce with ``acks=all`` + idempotence, consume in a group with
 commits; raw aio-pika: publish with confirms, consume with acks).
 
-    .venv/bin/python bench/bench_brokers.py [--seconds 8] [--connections 32] [--only kafka]
+    .venv/bin/python bench/bench_brokers.py [--seconds 8] [--connections 32] [--rounds 3]
+        [--only kafka]
 
 Needs ``wrk`` and the servers of ``scripts/servers`` (Kafka 127.0.0.1:9192, RabbitMQ
 127.0.0.1:5682; override with EVENTING_TEST_KAFKA_BOOTSTRAP / EVENTING_TEST_AMQP_URL).
@@ -21,6 +22,7 @@ import contextlib
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -158,9 +160,13 @@ def eventing_rate(kind: str, processes: int, seconds: int, connections: int) -> 
         asyncio.run(_cleanup(kind, name))
 
 
-async def raw_kafka(n: int) -> float:
+async def raw_kafka(n: int, closed: int | None = None) -> float:
     """Produce ``n`` records (acks=all, idempotence, 2000 in flight) while a consumer in
-    a group reads and commits them; records/s from the first send to the last read."""
+    a group reads and commits them; records/s from the first send to the last read.
+
+    With ``closed``: that many producing tasks, each awaiting its record's
+    acknowledgement before sending the next (the concurrency wrk's connections give
+    the ingress, where each 202 waits for its record's acknowledgement)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -199,13 +205,24 @@ async def raw_kafka(n: int) -> float:
 
         reader = asyncio.create_task(consume(), name="bench raw kafka consumer")
         begin = time.perf_counter()
-        pending: list[Any] = []
-        for i in range(n):
-            pending.append(await producer.send(topic, body, key=b"k%d" % i, headers=CE_HEADERS))
-            if len(pending) >= 2000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
+        if closed is not None:
+            sent = 0
+
+            async def one_at_a_time() -> None:
+                nonlocal sent
+                while sent < n:
+                    sent += 1
+                    await (await producer.send(topic, body, key=b"k%d" % sent, headers=CE_HEADERS))
+
+            await asyncio.gather(*(one_at_a_time() for _ in range(closed)))
+        else:
+            pending: list[Any] = []
+            for i in range(n):
+                pending.append(await producer.send(topic, body, key=b"k%d" % i, headers=CE_HEADERS))
+                if len(pending) >= 2000:
+                    await asyncio.gather(*pending)
+                    pending = []
+            await asyncio.gather(*pending)
         end: float = await done
         await reader
         return n / (end - begin)
@@ -293,42 +310,59 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--raw-events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", choices=["kafka", "rabbitmq"], default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
-    rows: list[tuple[str, float, float | None]] = []
-    ratios: list[str] = []
-    for kind in ("kafka", "rabbitmq"):
-        if args.only not in (None, kind):
-            continue
-        raw_fn = raw_kafka if kind == "kafka" else raw_rabbitmq
-        raw = asyncio.run(raw_fn(args.raw_events))
-        label = (
-            "aiokafka produce(acks=all)+consume" if kind == "kafka" else "aio-pika confirm+consume"
-        )
-        rows.append((f"raw {label}", raw, None))
-        one = eventing_rate(kind, 1, args.seconds, args.connections)
-        two = eventing_rate(kind, 2, args.seconds, args.connections)
-        rows.append((f"{kind} class, 1 process", one[0], one[1]))
-        rows.append((f"{kind} class, 2 processes", two[0], two[1]))
-        ratios.append(
-            f"{kind}: 1 process / raw = {min(one) / raw:.2f}; "
-            f"2 processes / 1 process = {min(two) / max(1e-9, min(one)):.2f}"
-        )
+    # path -> one (accepted/s, delivered/s or None) per round
+    runs: dict[str, list[tuple[float, float | None]]] = {}
+    ratios: dict[str, list[float]] = {}
+    for round_ in range(args.rounds):
+        for kind in ("kafka", "rabbitmq"):
+            if args.only not in (None, kind):
+                continue
+            if kind == "kafka":
+                raw = asyncio.run(raw_kafka(args.raw_events))
+                closed = asyncio.run(raw_kafka(args.raw_events // 2, args.connections))
+                runs.setdefault("raw aiokafka produce(acks=all)+consume", []).append((raw, None))
+                runs.setdefault(
+                    f"raw aiokafka, {args.connections} awaited sends at a time", []
+                ).append((closed, None))
+            else:
+                raw = asyncio.run(raw_rabbitmq(args.raw_events))
+                runs.setdefault("raw aio-pika confirm+consume", []).append((raw, None))
+            one = eventing_rate(kind, 1, args.seconds, args.connections)
+            two = eventing_rate(kind, 2, args.seconds, args.connections)
+            runs.setdefault(f"{kind} class, 1 process", []).append(one)
+            runs.setdefault(f"{kind} class, 2 processes", []).append(two)
+            ratios.setdefault(f"{kind}: 1 process / raw", []).append(min(one) / raw)
+            ratios.setdefault(f"{kind}: 2 processes / 1 process", []).append(
+                min(two) / max(1e-9, min(one))
+            )
+            if kind == "kafka":
+                ratios.setdefault(
+                    f"kafka: 1 process / raw with {args.connections} awaited sends", []
+                ).append(min(one) / closed)
+            print(f"round {round_ + 1} {kind} done ({time.strftime('%H:%M:%S')})", flush=True)
     print(
         f"\n1 KiB JSON events, wrk -t1 -c{args.connections} -d{args.seconds}s per run "
-        f"(split over the processes), {PARTITIONS} partitions, {os.cpu_count()} CPUs\n"
+        f"(split over the processes), {PARTITIONS} partitions, {os.cpu_count()} CPUs, "
+        f"median of {args.rounds} round(s); every round in brackets\n"
     )
-    print(f"{'path':<48} {'accepted/s':>11} {'delivered/s':>12}")
-    print("-" * 73)
-    for name, accepted, delivered in rows:
-        shown = "-" if delivered is None else f"{delivered:,.0f}"
-        print(f"{name:<48} {accepted:>11,.0f} {shown:>12}")
+    print(f"{'path':<48} {'accepted/s':>11} {'delivered/s':>12}  rounds (accepted/delivered)")
+    print("-" * 100)
+    for name, values in runs.items():
+        accepted = statistics.median(a for a, _ in values)
+        delivered = [d for _, d in values if d is not None]
+        shown = f"{statistics.median(delivered):,.0f}" if delivered else "-"
+        each = ", ".join(f"{a:,.0f}" + ("" if d is None else f"/{d:,.0f}") for a, d in values)
+        print(f"{name:<48} {accepted:>11,.0f} {shown:>12}  [{each}]")
     print()
-    for line in ratios:
-        print(line)
+    for name, series in ratios.items():
+        listed = ", ".join(f"{v:.2f}" for v in series)
+        print(f"{name} = {statistics.median(series):.2f}  [{listed}]")
     print("(a raw row is end to end: first send to last consume; its accepted/s is that rate)")
     return 0
 

@@ -6,7 +6,7 @@ Trigger delivering over HTTP to a local subscriber); with the ratios to the base
 Run against the servers of ``scripts/servers``::
 
     scripts/servers up rabbitmq kafka   # or: scripts/servers up
-    .venv/bin/python bench/bench_sources.py [--messages 20000] [--rounds 3]
+    .venv/bin/python bench/bench_sources.py [--messages 20000] [--rounds 3] [--only kafka]
 
 Every cell starts from a fresh queue / 3-partition topic pre-loaded with
 ``--messages`` messages before its clock starts, and reports the median of
@@ -369,25 +369,31 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["rabbitmq", "kafka"], default=None)
     args = parser.parse_args()
     n, rounds = args.messages, args.rounds
     print(f"events/s of each round (median reported), {n} messages per round:")
     await SUBSCRIBER.start()
     try:
-        rows = [
-            (
-                "RabbitMQ",
-                await median(n, rounds, fill_queue, drop_queue, rabbit_raw),
-                await median(n, rounds, fill_queue, drop_queue, rabbit_source),
-                await median(n, rounds, fill_queue, drop_queue, rabbit_system),
-            ),
-            (
-                "Kafka",
-                await median(n, rounds, fill_topic, drop_topic, kafka_raw),
-                await median(n, rounds, fill_topic, drop_topic, kafka_source),
-                await median(n, rounds, fill_topic, drop_topic, kafka_system),
-            ),
-        ]
+        rows = []
+        if args.only in (None, "rabbitmq"):
+            rows.append(
+                (
+                    "RabbitMQ",
+                    await median(n, rounds, fill_queue, drop_queue, rabbit_raw),
+                    await median(n, rounds, fill_queue, drop_queue, rabbit_source),
+                    await median(n, rounds, fill_queue, drop_queue, rabbit_system),
+                )
+            )
+        if args.only in (None, "kafka"):
+            rows.append(
+                (
+                    "Kafka",
+                    await median(n, rounds, fill_topic, drop_topic, kafka_raw),
+                    await median(n, rounds, fill_topic, drop_topic, kafka_source),
+                    await median(n, rounds, fill_topic, drop_topic, kafka_system),
+                )
+            )
     finally:
         await SUBSCRIBER.stop()
     print(f"\n{n} messages of {len(PAYLOAD)} bytes, median of {rounds} rounds, events/s\n")
