@@ -149,6 +149,25 @@ def validate(attributes: Mapping[str, AttributeValue]) -> None:
     specversion = attributes.get("specversion")
     if specversion is not None and specversion != "" and specversion not in SPECVERSIONS:
         problems.append(f"specversion {specversion!r} is not supported (allowed: 1.0, 0.3)")
+    _check_names_and_values(attributes, problems)
+    if problems:
+        raise InvalidEventError("; ".join(problems))
+
+
+def validate_some(attributes: Mapping[str, AttributeValue]) -> None:
+    """:func:`validate` without the required attributes: for the part of an event a
+    binding took from outside input, when it built the rest itself from values that
+    cannot be invalid (a source's wrapping: ids from offsets, its own source and type).
+
+    Raises :class:`InvalidEventError`.
+    """
+    problems: list[str] = []
+    _check_names_and_values(attributes, problems)
+    if problems:
+        raise InvalidEventError("; ".join(problems))
+
+
+def _check_names_and_values(attributes: Mapping[str, AttributeValue], problems: list[str]) -> None:
     for name, value in attributes.items():
         if not is_valid_name(name):
             problems.append(
@@ -157,8 +176,6 @@ def validate(attributes: Mapping[str, AttributeValue]) -> None:
             )
             continue
         problems.extend(_check_value(name, value))
-    if problems:
-        raise InvalidEventError("; ".join(problems))
 
 
 def _check_value(name: str, value: AttributeValue) -> list[str]:

@@ -85,6 +85,8 @@ class KafkaAdapter:
         self._source_prefix = source_path(resource.namespace, "kafkasources", resource.name)
         self._limit = resource.max_message_bytes
         self._store_backoff = Backoff(initial=0.1, maximum=5.0)
+        self._key_type = resource.key_type
+        self._overrides = spec.ce_overrides
 
     async def run(self, emit: Emit) -> None:
         """Consume until cancelled, with ``spec.consumers`` members of the group."""
@@ -213,13 +215,15 @@ class KafkaAdapter:
         await asyncio.sleep(delay)
 
     def _decode(self, raw: Any) -> Event | None:
-        """Record -> Event, or None when refused (counted)."""
-        where = f"{raw.topic}/{raw.partition}@{raw.offset}"
+        """Record -> Event, or None when refused (counted). Per record: what does not
+        change per record is looked up once (``__init__``)."""
+        headers = tuple((k, v or b"") for k, v in raw.headers) if raw.headers else ()
         size = len(raw.value or b"") + len(raw.key or b"")
-        size += sum(len(k) + len(v or b"") for k, v in raw.headers or ())
+        if headers:
+            size += sum(len(k) + len(v) for k, v in headers)
         error = too_large(size, self._limit)
         if error is not None:
-            refuse(self.health, log, f"record {where} refused", error)
+            refuse(self.health, log, f"record {_where(raw)} refused", error)
             return None
         record = KafkaRecord(
             topic=raw.topic,
@@ -227,16 +231,21 @@ class KafkaAdapter:
             offset=raw.offset,
             value=raw.value,
             key=raw.key,
-            headers=tuple((k, v or b"") for k, v in raw.headers or ()),
+            headers=headers,
             timestamp_ms=raw.timestamp,
         )
         try:
-            event = record_to_event(record, self._source_prefix, self.resource.key_type)
+            event = record_to_event(record, self._source_prefix, self._key_type)
         except InvalidEventError as exc:
-            refuse(self.health, log, f"record {where} is not a valid CloudEvent", exc)
+            refuse(self.health, log, f"record {_where(raw)} is not a valid CloudEvent", exc)
             return None
-        apply_overrides(event.attributes, self.resource.spec.ce_overrides)
+        if self._overrides is not None:
+            apply_overrides(event.attributes, self._overrides)
         return event
+
+
+def _where(raw: Any) -> str:
+    return f"{raw.topic}/{raw.partition}@{raw.offset}"
 
 
 def build(resource: KafkaSourceResource) -> KafkaAdapter:

@@ -26,6 +26,7 @@ not carry one (the inverse of the binding's default key mapper).
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import struct
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from eventing.errors import InvalidEventError
-from eventing.events import AttributeValue, Event
+from eventing.events import AttributeValue, Event, validate_some
 from sources.support.binding import (
     PARTITION_KEY,
     add_partition_key,
@@ -52,6 +53,7 @@ KeyType = Literal["string", "int", "float", "byte-array"]
 KEY_TYPES: Final = ("string", "int", "float", "byte-array")
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,12 @@ def decode_binary(record: KafkaRecord) -> Event:
 
 
 def wrap(record: KafkaRecord, source_prefix: str, key_type: KeyType = "string") -> Event:
-    """Knative KafkaSource's CloudEvent for a plain record (see the module docstring)."""
+    """Knative KafkaSource's CloudEvent for a plain record (see the module docstring).
+
+    Only what comes from the record's headers and key is validated (per record, the
+    larger part of decoding): the id, subject and time are built from integers, the
+    source from the validated resource and the topic (Kafka allows ``[A-Za-z0-9._-]``
+    in topic names)."""
     p, o = record.partition, record.offset
     attributes: dict[str, AttributeValue] = {
         "specversion": "1.0",
@@ -116,24 +123,37 @@ def wrap(record: KafkaRecord, source_prefix: str, key_type: KeyType = "string") 
         "subject": f"partition:{p}#{o}",
     }
     if record.timestamp_ms is not None and record.timestamp_ms >= 0:
-        attributes["time"] = from_epoch_ms(record.timestamp_ms)
+        attributes["time"] = _time(record.timestamp_ms)
+    outside: dict[str, AttributeValue] = {}
     for raw_name, raw_value in record.headers:
         if raw_name.lower() == CONTENT_TYPE:
-            attributes["datacontenttype"] = header_value("datacontenttype", raw_value)
+            outside["datacontenttype"] = header_value("datacontenttype", raw_value)
             continue
         extension = HEADER_EXTENSION_PREFIX + _NOT_ALNUM.sub("", raw_name.lower())
         if len(extension) <= 20 and extension != HEADER_EXTENSION_PREFIX:
             try:
-                attributes[extension] = str(header_value(extension, raw_value))
+                outside[extension] = str(header_value(extension, raw_value))
             except InvalidEventError:
                 continue  # a binary header value cannot be a String attribute
     if record.key is not None:
         key = decode_key(record.key, key_type)
         if key is not None:
-            attributes["key"] = key
+            outside["key"] = key
             if key_type == "string":
-                attributes[PARTITION_KEY] = key
-    return finish(attributes, record.value)
+                outside[PARTITION_KEY] = key
+    if outside:
+        validate_some(outside)
+        attributes.update(outside)
+    if _TOPIC.fullmatch(record.topic) is None:  # not from a Kafka server: check it all
+        return finish(attributes, record.value)
+    return Event(attributes, record.value)
+
+
+@functools.lru_cache(maxsize=64)
+def _time(ms: int) -> str:
+    """:func:`from_epoch_ms`, remembered: the records of one produced batch usually
+    share their millisecond."""
+    return from_epoch_ms(ms)
 
 
 def decode_key(key: bytes, key_type: KeyType) -> str | None:

@@ -214,3 +214,22 @@ def test_conformance_scenarios(case: dict[str, Any]) -> None:
     event = record_to_event(record(case["payload"].encode(), headers), PREFIX)
     assert {k: str(v) for k, v in event.attributes.items()} == case["attributes"]
     assert json.loads(event.data or b"") == case["data"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "key"),
+    [({"note": b"a\x07b"}, None), ({}, b"user\x00one"), ({"content-type": b"text/\x1b"}, None)],
+)
+def test_wrapping_still_validates_what_comes_from_the_record(
+    headers: dict[str, bytes], key: bytes | None
+) -> None:
+    """Wrapping validates only the record's headers and key (the rest it builds itself):
+    a control character there is still refused."""
+    with pytest.raises(InvalidEventError, match="control"):
+        record_to_event(record(b"x", headers, key=key), PREFIX)
+
+
+def test_a_topic_name_no_kafka_server_gives_is_validated_with_the_rest() -> None:
+    odd = KafkaRecord(topic="a\tb", partition=0, offset=1, value=b"x")
+    with pytest.raises(InvalidEventError, match="source"):
+        record_to_event(odd, PREFIX)
