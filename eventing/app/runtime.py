@@ -471,16 +471,21 @@ async def stop(running: Running, settings: RuntimeSettings) -> None:
     # over (producers get the documented 503, not a refused connection), and the
     # dispatchers take no new event from now on, so the drain ends when the attempts
     # on the wire do, not at its deadline with the last wave cancelled.
-    await running.supervisor.stop(RECONCILE, timeout=2.0)  # no change starts any more
     running.ingress.accepting = False
     if running.workers is not None:
         running.workers.accepting = False
+    # In the same step as the intake closes (no await between): from here on no
+    # dispatcher starts an attempt, whatever the awaits below let run.
+    for trigger in running.system.triggers.values():
+        trigger.dispatcher.stop_taking()
+    await running.supervisor.stop(RECONCILE, timeout=2.0)  # no change starts any more
     await asyncio.gather(
         running.supervisor.stop(DISPATCH, timeout=1.0),
         running.supervisor.stop(SOURCES, timeout=5.0),
     )
     logger.info("stopping: draining deliveries (up to %.0fs)", settings.drain_timeout)
     deadline = started + settings.drain_timeout
+    # Again for a trigger a reconcile added before it was stopped (idempotent).
     dispatchers = [t.dispatcher for t in running.system.triggers.values()]
     for dispatcher in dispatchers:
         dispatcher.stop_taking()

@@ -43,4 +43,9 @@ def test_deployment_pods_become_ready_on_kwok_nodes_and_scale_to_zero_and_back(
         timeout=90,
         what="3 Ready pods again after scaling back to 3",
     )
-    assert apps.read_namespaced_deployment_scale("web", ns).status.replicas == 3
+    # The Deployment's status follows its pods' readiness a moment later.
+    wait_for(
+        lambda: apps.read_namespaced_deployment_scale("web", ns).status.replicas == 3,
+        timeout=60,
+        what="the scale subresource's status.replicas == 3",
+    )

@@ -557,9 +557,14 @@ async def test_shutdown_answers_503_and_drains_without_starting_new_deliveries(
                 status, _ = await post(http, broker_url(system), ce_headers(f"e{i}"))
                 assert status == 202
             await wait_until(lambda: len(arrived) > 0, what="deliveries on the wire")
+            dispatcher = system.system.triggers["default/slow"].dispatcher
             stopping = asyncio.create_task(stop(system, settings))
             await wait_until(lambda: not system.ingress.accepting, what="the stop to begin")
-            on_the_wire = len(arrived)
+            # Started before the stop (none can finish: the gate is shut). An attempt
+            # already sent may reach the handler a moment later, so count the
+            # dispatcher's attempts, not the arrivals.
+            on_the_wire = dispatcher.stats.in_flight
+            await wait_until(lambda: len(arrived) == on_the_wire, what="those attempts to arrive")
             status, _ = await post(http, broker_url(system), ce_headers("late"))
             assert status == 503  # not a refused connection
             gate.set()
