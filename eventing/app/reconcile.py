@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any, cast
 from eventing.app.canary import detach_split, reattach_split
 from eventing.app.dedup_config import configure_broker
 from eventing.app.ingress_auth_config import ingress_auth
-from eventing.app.registry import SOURCE_MODULES, build_sources
+from eventing.app.live_sources import Ident, LiveSources
+from eventing.app.registry import SOURCE_MODULES
 from eventing.app.system import _config_of, delivery_parts, trigger_runtime
 from eventing.app.workloads import external_metrics
 from eventing.broker.base import Broker, Publisher
@@ -55,7 +56,6 @@ from eventing.resources.desired import Desired, Rejection
 from eventing.resources.loaded import ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
-from eventing.sourcing import Source, WebhookSource
 from triggers.materialize import exact_attributes, materialize
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Ident = tuple[str, str]
 #: Supervisor groups (the runtime's names).
 BROKERS, DISPATCH, SOURCES, SCALERS = "brokers", "dispatch", "sources", "scalers"
 TASK_STOP = 10.0
@@ -99,11 +98,13 @@ class Reconciler:
     wanted: dict[Ident, Resource] = field(default_factory=dict)
     """The last snapshot's resources (with what was kept)."""
     applied: int = 0
+    last_applied: float | None = None
+    """Unix time of the last snapshot applied."""
     last_error: str | None = None
     listeners: list[Any] = field(default_factory=list)
     """Called after every apply (the Kubernetes status writer refreshes its list)."""
     data_dir: Path = Path(".eventing")
-    _sources: dict[Ident, Source | WebhookSource] = field(default_factory=dict)
+    sources: LiveSources = field(init=False)
     publisher: Callable[[Broker], Publisher] = lambda broker: broker
     """How the ingress sees a broker added while running (tapped for the dashboard)."""
     _retire: list[Any] = field(default_factory=list)
@@ -125,7 +126,10 @@ class Reconciler:
         rec.current = {(r.kind, r.key): r for r in resources.resources}
         rec.origins = dict(origins)
         built = [r for m in SOURCE_MODULES for r in resources.of(m.MODEL)]
-        rec._sources = {(r.kind, r.key): s for r, s in zip(built, running.sources, strict=True)}
+        rec.sources = LiveSources(running, data_dir)
+        rec.sources.running = dict(
+            zip([(r.kind, r.key) for r in built], running.sources, strict=True)
+        )
         return rec
 
     # -- entry point ------------------------------------------------------------------
@@ -144,6 +148,7 @@ class Reconciler:
             effective = self.wanted = self._effective(desired)
             await self._apply(effective)
             self.applied += 1
+            self.last_applied = time.time()
             for listener in self.listeners:
                 listener()
 
@@ -286,7 +291,7 @@ class Reconciler:
 
     def _refresh_auth(self) -> None:
         running = self.running
-        webhooks = [s for s in self._sources.values() if isinstance(s, WebhookSource)]
+        webhooks = self.sources.webhooks()
         running.ingress.auth = ingress_auth(running.system.resources, webhooks)
 
     # -- workloads --------------------------------------------------------------------
@@ -490,53 +495,19 @@ class Reconciler:
         kinds = {m.MODEL.KIND for m in SOURCE_MODULES}
         for ident, model in old.items():
             if model.kind in kinds and ident not in wanted:
-                await self._guard(ident, self._stop_source(ident))
+                await self._guard(ident, self.sources.stop(ident))
         for ident, model in wanted.items():
             if model.kind not in kinds:
                 continue
             before = old.get(ident)
-            if before is not None and ident in self._sources:
+            if before is not None and ident in self.sources.running:
                 if fingerprint(before) == fingerprint(model):
                     applied[ident] = model
                     continue
-                await self._guard(ident, self._stop_source(ident))
-            if await self._guard(ident, self._start_source(ident, model)):
+                await self._guard(ident, self.sources.stop(ident))
+            if await self._guard(ident, self.sources.start(ident, model)):
                 applied[ident] = model
-
-    async def _start_source(self, ident: Ident, model: Resource) -> None:
-        running = self.running
-        [(source, emit)] = build_sources(ResourceSet(resources=[model]), running.system,
-                                         self.data_dir)  # fmt: skip
-        if isinstance(source, WebhookSource):
-            if running.workers is not None:
-                raise ConfigError(
-                    f"{model.kind} {model.key}: a webhook source changed while running "
-                    "needs a restart with --ingress-workers"
-                )
-            running.ingress.webhooks[source.path] = (source, emit)
-        else:
-            from eventing.app.runtime import _bind, _health_error
-
-            running.supervisor.spawn(f"source {source.name}", _bind(source.run, emit),
-                                     group=SOURCES, restart=True,
-                                     on_error=_health_error(source))  # fmt: skip
-        self._sources[ident] = source
-        running.sources.append(source)
-        self._refresh_auth()
-        logger.info("source %s started", source.name)
-
-    async def _stop_source(self, ident: Ident) -> None:
-        running = self.running
-        source = self._sources.pop(ident, None)
-        if source is None:
-            return
-        if isinstance(source, WebhookSource):
-            running.ingress.webhooks.pop(source.path, None)
-        else:
-            await running.supervisor.cancel(f"source {source.name}", TASK_STOP)
-        if source in running.sources:
-            running.sources.remove(source)
-        logger.info("source %s stopped", source.name)
+                self._refresh_auth()
 
     # -- status -----------------------------------------------------------------------
 
@@ -552,7 +523,7 @@ class Reconciler:
             "notes": [
                 {"kind": k, "name": n, "message": m} for (k, n), m in sorted(self.notes.items())
             ],
-            "at": time.time(),
+            "lastApplied": self.last_applied,
         }
 
 
