@@ -34,17 +34,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from eventing.app.canary import detach_split, reattach_split
 from eventing.app.dedup_config import configure_broker
 from eventing.app.ingress_auth_config import ingress_auth
 from eventing.app.live_sources import Ident, LiveSources
+from eventing.app.live_triggers import (
+    add_trigger,
+    change_trigger,
+    remove_trigger,
+    workloads_of,
+)
 from eventing.app.registry import SOURCE_MODULES
-from eventing.app.system import _config_of, delivery_parts, trigger_runtime
+from eventing.app.system import _config_of
 from eventing.app.workloads import external_metrics
 from eventing.broker.base import Broker, Publisher
 from eventing.broker.registry import BrokerClasses
@@ -52,11 +57,10 @@ from eventing.errors import ConfigError, StoreError
 from eventing.resources.base import Resource
 from eventing.resources.broker import Broker as BrokerResource
 from eventing.resources.configmap import ConfigMap
-from eventing.resources.desired import Desired, Rejection
+from eventing.resources.desired import Desired, Rejection, fingerprint
 from eventing.resources.loaded import ResourceSet
 from eventing.resources.trigger import Trigger
 from eventing.resources.workload import Workload
-from triggers.materialize import exact_attributes, materialize
 
 if TYPE_CHECKING:
     from eventing.app.runtime import Running
@@ -64,23 +68,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Supervisor groups (the runtime's names).
-BROKERS, DISPATCH, SOURCES, SCALERS = "brokers", "dispatch", "sources", "scalers"
+BROKERS, SCALERS = "brokers", "scalers"
 TASK_STOP = 10.0
-_VOLATILE = {"uid", "generation", "resource_version", "creation_timestamp"}
-
-
-def fingerprint(resource: Resource, *, without: Iterable[str] = ()) -> Any:
-    """What decides whether a resource changed (not the server's bookkeeping)."""
-    dump = resource.model_dump(mode="json", exclude={"status"})
-    for key in _VOLATILE:
-        dump["metadata"].pop(key, None)
-    for key in without:
-        dump.get("spec", {}).pop(key, None)
-    return dump
-
-
-def _filter_of(trig: Trigger) -> Any:
-    return trig.spec.model_dump(mode="json", include={"filter", "filters"})
 
 
 @dataclass
@@ -358,7 +347,7 @@ class Reconciler:
         return [
             k
             for k, t in self.running.system.triggers.items()
-            if workload_key in _workloads_of(t.resource)
+            if workload_key in workloads_of(t.resource)
         ]
 
     # -- triggers ---------------------------------------------------------------------
@@ -373,7 +362,7 @@ class Reconciler:
         # Deleted triggers drain side by side: one drain deadline for all, not one each.
         await asyncio.gather(
             *(
-                self._guard(ident, self._remove_trigger(model.key))
+                self._guard(ident, remove_trigger(self.running, model.key, self.drain_timeout))
                 for ident, model in old.items()
                 if isinstance(model, Trigger) and ident not in wanted
             )
@@ -384,105 +373,23 @@ class Reconciler:
             before = old.get(ident)
             running = model.key in self.running.system.triggers
             if not isinstance(before, Trigger) or not running:
-                if await self._guard(ident, self._add_trigger(model)):
+                if await self._guard(ident, add_trigger(self.running, model)):
                     applied[ident] = model
                 continue
             if before.broker_key != model.broker_key:
-                await self._guard(ident, self._remove_trigger(model.key))
-                if await self._guard(ident, self._add_trigger(model)):
+                await self._guard(
+                    ident, remove_trigger(self.running, model.key, self.drain_timeout)
+                )
+                if await self._guard(ident, add_trigger(self.running, model)):
                     applied[ident] = model
                 continue
-            step = self._change_trigger(before, model, model.key in retarget)
+            step = change_trigger(self.running, before, model, model.key in retarget)
             applied[ident] = model if await self._guard(ident, step) else before
         retire, self._retire = self._retire, []
         workloads = self.running.system.workloads
         for runtime in retire:  # replaced workloads: their triggers moved on
             if workloads is not None:  # a Kubernetes target stays with the new one
                 await workloads.stop_one(runtime, to_zero=False)
-
-    async def _add_trigger(self, model: Trigger) -> None:
-        running, system = self.running, self.running.system
-        broker = system.brokers.get(model.broker_key)
-        broker_model = next(
-            (b for b in system.resources.of(BrokerResource) if b.key == model.broker_key), None
-        )
-        if broker is None or broker_model is None:
-            raise ConfigError(f"Trigger {model.key}: Broker {model.broker_key} is not running")
-        try:
-            runtime = trigger_runtime(system, model, broker, broker_model)
-        except BaseException:
-            await broker.unsubscribe(model.key)  # subscribed before the sink failed
-            raise
-        system.triggers[model.key] = runtime
-        for name, loop in broker.trigger_tasks(model.key):
-            running.supervisor.spawn(name, loop, group=BROKERS, restart=True)
-        running.supervisor.spawn(f"dispatch {model.key}", runtime.dispatcher.run, group=DISPATCH,
-                                 restart=True)  # fmt: skip
-        logger.info("trigger %s added", model.key)
-
-    async def _remove_trigger(self, key: str) -> None:
-        """Stop taking events, let attempts on the wire finish (bounded by the drain
-        deadline), then release the backlog."""
-        running, system = self.running, self.running.system
-        runtime = system.triggers.pop(key, None)
-        if runtime is None:
-            return
-        deadline = asyncio.get_running_loop().time() + self.drain_timeout
-        await running.supervisor.cancel(f"dispatch {key}", TASK_STOP)
-        await runtime.dispatcher.stop(deadline)
-        for name, _ in runtime.broker.trigger_tasks(key):
-            await running.supervisor.cancel(name, TASK_STOP)
-        await runtime.broker.unsubscribe(key)
-        if system.workloads is not None and (target := _workload_of(runtime.resource)):
-            system.workloads.detach(target, runtime.subscription)
-        detach_split(system.workloads, runtime.subscription, runtime.dispatcher.split)
-        if not _workloads_of(runtime.resource):  # a workload's sink is shared
-            await runtime.sink.close()
-        logger.info("trigger %s removed (its backlog released)", key)
-
-    async def _change_trigger(self, before: Trigger, model: Trigger, force: bool) -> None:
-        system = self.running.system
-        runtime = system.triggers[model.key]
-        if _filter_of(before) != _filter_of(model):
-            await runtime.broker.refilter(
-                model.key, materialize(model.spec), exact=exact_attributes(model.spec)
-            )
-            logger.info("trigger %s: new filter (backlog kept)", model.key)
-        rest_changed = fingerprint(before, without=("filter", "filters")) != fingerprint(
-            model, without=("filter", "filters")
-        )
-        if rest_changed or force:
-            broker_model = next(
-                b for b in system.resources.of(BrokerResource) if b.key == model.broker_key
-            )
-            old_target = _workload_of(runtime.resource)
-            workloads = system.workloads
-            if workloads is not None and old_target:
-                workloads.detach(old_target, runtime.subscription)
-            old_split = runtime.dispatcher.split  # a canary's targets: eventing/app/canary.py
-            detach_split(workloads, runtime.subscription, old_split)
-            try:
-                parts = delivery_parts(system, model, runtime.broker, broker_model,
-                                       runtime.subscription)  # fmt: skip
-            except BaseException:
-                if workloads is not None and old_target in workloads.items:
-                    workloads.attach(old_target, runtime.subscription)
-                reattach_split(workloads, runtime.subscription, old_split)
-                raise
-            runtime.dispatcher.retarget(
-                sink=parts.sink,
-                policy=parts.policy,
-                dead_letter=parts.dead_letter,
-                publish_reply=parts.publish_reply,
-                fast=parts.fast,
-                split=parts.split,
-            )
-            old_sink, runtime.sink = runtime.sink, parts.sink
-            if old_sink is not parts.sink and not old_target:
-                await old_sink.close()
-            logger.info("trigger %s: now delivers to %s (backlog kept)", model.key,
-                        parts.sink.target)  # fmt: skip
-        runtime.resource = model
 
     # -- sources ----------------------------------------------------------------------
 
@@ -533,26 +440,9 @@ def _runs(model: Resource) -> bool:
     return isinstance(model, (BrokerResource, Trigger, Workload)) or model.kind in kinds
 
 
-def _workload_of(trig: Trigger) -> str | None:
-    """The Workload a trigger's one subscriber names (a split's targets: detach_split)."""
-    ref = trig.spec.subscriber.ref
-    if ref is None or ref.kind != "Workload":
-        return None
-    return f"{ref.namespace or trig.namespace}/{ref.name}"
-
-
-def _workloads_of(trig: Trigger) -> list[str]:
-    """Every Workload a trigger delivers to (its subscriber, or each target of a split)."""
-    return [
-        f"{t.ref.namespace or trig.namespace}/{t.ref.name}"
-        for t in trig.spec.subscriber.targets
-        if t.ref is not None and t.ref.kind == "Workload"
-    ]
-
-
 def _uses(trig: Trigger, resource: Resource) -> bool:
     if isinstance(resource, BrokerResource):
         return trig.broker_key == resource.key
     if isinstance(resource, Workload):
-        return resource.key in _workloads_of(trig)
+        return resource.key in workloads_of(trig)
     return False

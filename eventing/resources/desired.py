@@ -9,9 +9,14 @@ must know which unit each resource came from.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from eventing.resources.base import Resource
 from eventing.resources.loaded import ResourceSet
+
+_VOLATILE = {"uid", "generation", "resource_version", "creation_timestamp"}
 
 
 @dataclass(frozen=True)
@@ -47,3 +52,13 @@ class Desired:
 
     def rejected_units(self) -> set[str]:
         return {r.unit for r in self.rejected}
+
+
+def fingerprint(resource: Resource, *, without: Iterable[str] = ()) -> Any:
+    """What decides whether a resource changed (not the server's bookkeeping)."""
+    dump = resource.model_dump(mode="json", exclude={"status"})
+    for key in _VOLATILE:
+        dump["metadata"].pop(key, None)
+    for key in without:
+        dump.get("spec", {}).pop(key, None)
+    return dump
