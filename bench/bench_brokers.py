@@ -5,7 +5,7 @@ run`` processes, next to the raw client pipelines on the same server in the same
 commits; raw aio-pika: publish with confirms, consume with acks).
 
     .venv/bin/python bench/bench_brokers.py [--seconds 8] [--connections 32] [--rounds 3]
-        [--only kafka]
+        [--only kafka] [--embedded]
 
 Needs ``wrk`` and the servers of ``scripts/servers`` (Kafka 127.0.0.1:9192, RabbitMQ
 127.0.0.1:5682; override with EVENTING_TEST_KAFKA_BOOTSTRAP / EVENTING_TEST_AMQP_URL).
@@ -85,20 +85,28 @@ def manifests(directory: Path, kind: str, name: str, sub_url: str) -> None:
             f'{{bootstrap.servers: "{KAFKA}", default.topic.partitions: "{PARTITIONS}", '
             f'topic: "{name}", consumer.group.prefix: "{name}-"}}'
         )
-    else:
+    elif kind == "rabbitmq":
         cls = "RabbitMQBroker"
         data = f'{{url: "{AMQP}", exchange: "{name}", prefetch: "200"}}'
-    (directory / "bench.yaml").write_text(f"""apiVersion: v1
+    else:  # embedded: the same pipeline with no broker server (its SQLite store)
+        cls, data = "MTChannelBasedBroker", ""
+    config = (
+        f"""apiVersion: v1
 kind: ConfigMap
 metadata: {{name: cfg}}
 data: {data}
 ---
-apiVersion: eventing.knative.dev/v1
+"""
+        if data
+        else ""
+    )
+    spec = "{config: {apiVersion: v1, kind: ConfigMap, name: cfg}}" if data else "{}"
+    (directory / "bench.yaml").write_text(f"""{config}apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata:
   name: default
   annotations: {{eventing.knative.dev/broker.class: {cls}}}
-spec: {{config: {{apiVersion: v1, kind: ConfigMap, name: cfg}}}}
+spec: {spec}
 ---
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
@@ -278,6 +286,8 @@ async def raw_rabbitmq(n: int) -> float:
 
 
 async def _cleanup(kind: str, name: str) -> None:
+    if kind == "embedded":
+        return  # its store was in the removed work directory
     if kind == "kafka":
         from aiokafka.admin import AIOKafkaAdminClient
 
@@ -312,6 +322,11 @@ def main() -> int:
     parser.add_argument("--raw-events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", choices=["kafka", "rabbitmq"], default=None)
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="also the embedded class through the same pipeline (its ceiling without a server)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
@@ -333,6 +348,10 @@ def main() -> int:
             else:
                 raw = asyncio.run(raw_rabbitmq(args.raw_events))
                 runs.setdefault("raw aio-pika confirm+consume", []).append((raw, None))
+            if kind == "kafka" and args.embedded:
+                runs.setdefault("embedded class, 1 process (no server)", []).append(
+                    eventing_rate("embedded", 1, args.seconds, args.connections)
+                )
             one = eventing_rate(kind, 1, args.seconds, args.connections)
             two = eventing_rate(kind, 2, args.seconds, args.connections)
             runs.setdefault(f"{kind} class, 1 process", []).append(one)
