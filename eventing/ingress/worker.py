@@ -52,6 +52,10 @@ COUNTERS = (
 )
 
 
+SWEEP = 0.05
+"""Seconds between two checks of the answer deadlines (they are seconds long)."""
+
+
 class _Channel(asyncio.Protocol):
     """The worker's end of the socketpair: requests out, answers in."""
 
@@ -63,10 +67,17 @@ class _Channel(asyncio.Protocol):
         self.next_id = 0
         self.stop = asyncio.Event()
         self.lost = asyncio.Event()
+        # Answer deadlines checked by a sweep every SWEEP seconds rather than a timer
+        # per request (a timer start and stop, and a context manager, on every event).
+        self._deadlines: dict[int, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.writer = ipc.Writer(transport)
+        # Looked up once: asyncio.get_running_loop() costs a getpid system call per
+        # call on Python 3.11, and request() runs for every event.
+        self.loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
@@ -94,16 +105,30 @@ class _Channel(asyncio.Protocol):
             raise StoreError("the broker process is gone")
         self.next_id = (self.next_id + 1) & 0xFFFFFFFF
         request_id = self.next_id
-        future: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
+        loop = self.loop
+        future: asyncio.Future[tuple[bytes, bytes]] = loop.create_future()
         self.pending[request_id] = future
+        self._deadlines[request_id] = loop.time() + timeout
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(SWEEP, self._sweep)
         self.writer.send(ipc.frame(kind, request_id, payload))
         try:
-            async with asyncio.timeout(timeout):
-                return await future
+            return await future
         except TimeoutError:
             raise StoreError(f"the broker process did not answer within {timeout:g}s") from None
         finally:
             self.pending.pop(request_id, None)
+            self._deadlines.pop(request_id, None)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        expired = [rid for rid, deadline in self._deadlines.items() if deadline <= now]
+        for request_id in expired:
+            del self._deadlines[request_id]
+            future = self.pending.get(request_id)
+            if future is not None and not future.done():
+                future.set_exception(TimeoutError())
+        self._sweeper = self.loop.call_later(SWEEP, self._sweep) if self._deadlines else None
 
     def send(self, kind: bytes, payload: bytes) -> None:
         if self.transport is not None and not self.lost.is_set():
