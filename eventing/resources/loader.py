@@ -64,6 +64,11 @@ def manifest_files(directory: Path) -> list[Path]:
         )
     files: list[Path] = []
     for p in sorted(directory.rglob("*")):
+        # Hidden names are skipped: a ConfigMap volume holds each file twice, as
+        # `x.yaml` and inside its hidden `..<timestamp>/` directory (and editors keep
+        # `.x.yaml.swp`-style files).
+        if any(part.startswith(".") for part in p.relative_to(directory).parts):
+            continue
         if p.suffix in (".yaml", ".yml"):
             files.append(p)
             if len(files) > MAX_FILES:
