@@ -266,7 +266,10 @@ class Pool:
             while waiting:
                 future = waiting.popleft()
                 if not future.done():
-                    future.set_exception(NotSentError("not sent: the process is stopping"))
+                    # Woken, each raises in _wait_slot: no exception kept by a future
+                    # whose traceback holds the future (a cycle per delivery for the
+                    # collector, at a time with the most objects alive).
+                    future.set_result(None)
 
     async def _wait_slot(self, key: tuple[str, int], deadline: float) -> None:
         loop = asyncio.get_running_loop()

@@ -551,8 +551,10 @@ async def serve_forever(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        # The process is ending: no collection pass during the bounded stop (with a
+        # large backlog in memory a full pass takes a good part of a second, several
+        # times while thousands of waiting deliveries end), and none at exit over what
+        # the run left (after a drain cut short, seconds past the drain deadline).
+        gc.disable()
         await stop(running, settings)
-        # Everything is closed and committed: spare the exit the collector's last pass
-        # over what the run left (after a drain cut short, the tracebacks of thousands
-        # of cancelled deliveries: seconds of collection past the drain deadline).
         gc.freeze()
