@@ -92,9 +92,9 @@ class ClusterFeed:
         finally:
             for handle in list(self._handles):
                 handle.close()
-            if api is not None:
+            if api is not None:  # after the calls already queued (bounded by their timeouts)
                 self._executor.submit(api.close)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False)
 
     async def _blocking(self, call: Callable[[], Any], deadline: float = CALL_DEADLINE) -> Any:
         assert self._executor is not None
