@@ -1,5 +1,6 @@
 """Run a bench script against another source tree of eventing (a before/after
-comparison in one session): ``python bench/run_tree.py TREE SCRIPT [ARGS...]``.
+comparison in one session): ``python bench/run_tree.py TREE SCRIPT [ARGS...]``, or a
+module: ``python bench/run_tree.py TREE -m MODULE [ARGS...]``.
 
 The virtualenv's editable install would always import this checkout; this drops its
 finder and puts TREE first on the path. Make TREE with, for example,
@@ -15,5 +16,10 @@ if __name__ == "__main__":
     tree, script, *args = sys.argv[1:]
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
     sys.path.insert(0, tree)
-    sys.argv = [script, *args]
-    runpy.run_path(script, run_name="__main__")
+    if script == "-m":
+        module, *args = args
+        sys.argv = [module, *args]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = [script, *args]
+        runpy.run_path(script, run_name="__main__")
