@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -116,14 +117,28 @@ async def spawn(
         start_new_session=True,
     )
     readers: list[asyncio.StreamReader | None] = []
-    for pipe in (popen.stdout, popen.stderr):
-        if pipe is None:
-            readers.append(None)
-            continue
-        reader = asyncio.StreamReader(loop=loop)
-        protocol = _PipeProtocol(reader, loop=loop)
-        await loop.connect_read_pipe(functools.partial(_same, protocol), pipe)
-        readers.append(reader)
+    transports: list[asyncio.ReadTransport] = []
+    pipes = [pipe for pipe in (popen.stdout, popen.stderr) if pipe is not None]
+    try:
+        for pipe in (popen.stdout, popen.stderr):
+            if pipe is None:
+                readers.append(None)
+                continue
+            reader = asyncio.StreamReader(loop=loop)
+            protocol = _PipeProtocol(reader, loop=loop)
+            transport, _ = await loop.connect_read_pipe(functools.partial(_same, protocol), pipe)
+            transports.append(transport)
+            pipes.remove(pipe)
+            readers.append(reader)
+    except BaseException:  # no child left running unwatched (cancelled, or no pipe)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        for transport in transports:
+            transport.close()
+        for pipe in pipes:
+            pipe.close()
+        await asyncio.to_thread(popen.wait)
+        raise
     child = Child(popen, readers[0], readers[1])
     child._watch()
     return child

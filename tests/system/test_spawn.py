@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,3 +76,23 @@ async def test_merged_stderr_and_a_missing_program() -> None:
         assert await child.wait() == 0
     with pytest.raises(OSError):
         await spawn(["/nonexistent/program"])
+
+
+def _running_with(marker: str) -> bool:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                return True
+        except OSError:  # ended meanwhile
+            continue
+    return False
+
+
+async def test_cancelled_while_connecting_its_pipes_leaves_no_process() -> None:
+    marker = f"spawn-test-{uuid.uuid4()}"
+    task = asyncio.create_task(spawn([sys.executable, "-c", "import time; time.sleep(60)", marker]))
+    await asyncio.sleep(0)  # its first step: the process exists, the pipes are next
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not await asyncio.to_thread(_running_with, marker)
