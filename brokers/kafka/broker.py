@@ -32,7 +32,8 @@ from brokers.kafka.subscription import KafkaSubscription
 from brokers.support import Backoff, describe, merged_drops, refresh_backlogs
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
 from eventing.broker.dedup import DUPLICATE, Deduplicator
-from eventing.broker.routing import count, route
+from eventing.broker.index import Router
+from eventing.broker.routing import count
 from eventing.errors import StoreError
 from eventing.events import Event
 
@@ -54,6 +55,9 @@ class KafkaBroker:
         self.settings = settings
         self.process = process
         self.subscriptions: dict[str, KafkaSubscription] = {}
+        self.router = Router()
+        """The triggers' filters at publish, indexed (only to count what each drops:
+        every trigger's consumer filters what it reads)."""
         self.dlq = KafkaDeadLetters(self)
         self.dead_letters: DeadLetterQueue | None = self.dlq
         self.producer: Any = None
@@ -80,6 +84,7 @@ class KafkaBroker:
         # default initial offset, "latest"), not at the retained history.
         sub.initial_offset = "latest" if self.opened else "earliest"
         self.subscriptions[trigger] = sub
+        self.router.add(trigger, event_filter)
         return sub
 
     async def refilter(
@@ -89,11 +94,13 @@ class KafkaBroker:
         new filter also decides for records not yet consumed (as Knative's Kafka
         broker, which filters at dispatch)."""
         self.subscriptions[trigger].filter = event_filter
+        self.router.add(trigger, event_filter)
 
     async def unsubscribe(self, trigger: str) -> None:
         """Forget the trigger and delete its consumer group (its committed offsets: the
         backlog), so a trigger created again with the same name starts afresh."""
         sub = self.subscriptions.pop(trigger, None)
+        self.router.remove(trigger)
         if sub is None or self.admin is None:
             return
         try:
@@ -245,10 +252,9 @@ class KafkaBroker:
         count(self._drops, [("", DUPLICATE)] * len(claim.duplicates))
 
     async def _publish(self, events: Sequence[Event]) -> None:
-        filters = {t: s.filter for t, s in self.subscriptions.items()}
-        dropped = [d for e in events for d in route(filters, e)[1]]
+        routings = [self.router.route(e) for e in events]
         await self.produce(self.settings.topic, events)
-        count(self._drops, dropped)  # counted once accepted, as the embedded class does
+        self.router.record(routings)  # counted once accepted, as the embedded class does
 
     async def produce(
         self, topic: str, events: Sequence[Event], extra: dict[str, str] | None = None
@@ -290,7 +296,10 @@ class KafkaBroker:
         await self.produce(self.settings.topic, [event], {TARGET: trigger})
 
     def drops(self) -> Mapping[tuple[str, str], int]:
-        return merged_drops(self._drops, self.subscriptions.values())
+        own = self.router.drops()
+        for key, n in self._drops.items():
+            own[key] = own.get(key, 0) + n
+        return merged_drops(own, self.subscriptions.values())
 
     def status(self) -> BrokerStatus:
         return BrokerStatus(
