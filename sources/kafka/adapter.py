@@ -3,7 +3,9 @@ record into the broker as a CloudEvent, committing only what the broker stored.
 
 At-least-once, step by step: a ``getmany`` batch is decoded (pure,
 :mod:`sources.kafka.binding`), handed to ``emit``, and only after ``emit`` returned
-are exactly the batch's offsets (last + 1 per partition) committed. If ``emit``
+are exactly the batch's offsets (last + 1 per partition) handed to the
+:class:`~sources.kafka.commits.Committer`, which commits them in the background, one
+commit at a time, while the next batch is fetched and stored. If ``emit``
 raises, nothing is committed, every partition of the batch is rewound (``seek``) to
 its first record, and the source backs off before fetching again, so the same records
 come back. When the store fills part-way through a batch, the prefix that fit is
@@ -28,6 +30,7 @@ again when records or a commit get through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -39,6 +42,7 @@ from aiokafka.errors import KafkaError
 from eventing.errors import ConfigError, InvalidEventError
 from eventing.events import Event
 from sources.kafka.binding import KafkaRecord, record_to_event
+from sources.kafka.commits import Committer
 from sources.kafka.model import KafkaSourceResource
 from sources.support.base import Emit, SourceHealth, SourceState
 from sources.support.emitting import emit_prefix, refuse, too_large
@@ -51,6 +55,7 @@ MODEL = KafkaSourceResource
 BATCH: Final = 256
 POLL_MS: Final = 500
 PROBE_AFTER: Final = 2.0
+FINAL_COMMIT_TIMEOUT: Final = 2.0
 PROBE_TIMEOUT: Final = 3.0
 COMMIT_PATIENCE: Final = 3.0
 
@@ -58,11 +63,17 @@ COMMIT_PATIENCE: Final = 3.0
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
     """Remembers newly assigned partitions so the loop can commit their start."""
 
-    def __init__(self) -> None:
+    def __init__(self, committer: Committer) -> None:
         self.pending: set[Any] = set()
+        self.committer = committer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.pending.difference_update(revoked)
+        # What was stored is committed before the partitions go to another member.
+        try:
+            await self.committer.flush()
+        except (KafkaError, OSError) as exc:
+            log.info("commit before a rebalance failed (%s): read again", describe(exc))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.pending.update(assigned)
@@ -119,7 +130,12 @@ class KafkaAdapter:
             max_poll_records=self.batch,
             retry_backoff_ms=250,
         )
-        assignments = _Assignments()
+
+        async def commit(offsets: dict[Any, int]) -> None:
+            await self._commit(consumer, offsets)
+
+        committer = Committer(commit, self.name)
+        assignments = _Assignments(committer)
         consumer.subscribe(topics=list(spec.topics), listener=assignments)
         try:
             await consumer.start()
@@ -132,12 +148,18 @@ class KafkaAdapter:
                 batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch)
                 if batches:
                     self._mark("connected")
-                    await self._handle(consumer, batches, emit)
+                    await self._handle(consumer, committer, batches, emit)
                     idle_since = time.monotonic()
+                elif committer.pending():
+                    await committer.flush()  # idle: the last commit is done or raised
                 elif time.monotonic() - idle_since > PROBE_AFTER:
                     await self._probe(consumer)
                     idle_since = time.monotonic()
         finally:
+            with contextlib.suppress(Exception):  # best effort: else read again
+                async with asyncio.timeout(FINAL_COMMIT_TIMEOUT):
+                    await committer.flush()
+            await committer.close()
             await close_quietly(consumer.stop, log)
 
     async def _probe(self, consumer: Any) -> None:
@@ -182,7 +204,13 @@ class KafkaAdapter:
         if offsets:
             await consumer.commit(offsets)
 
-    async def _handle(self, consumer: Any, batches: dict[Any, Sequence[Any]], emit: Emit) -> None:
+    async def _handle(
+        self,
+        consumer: Any,
+        committer: Committer,
+        batches: dict[Any, Sequence[Any]],
+        emit: Emit,
+    ) -> None:
         items: list[tuple[Any, Event]] = []
         offsets: dict[TopicPartition, int] = {}
         rewind: dict[TopicPartition, int] = {}
@@ -197,9 +225,10 @@ class KafkaAdapter:
         outcome = await emit_prefix(emit, items, self.health, log)
         if outcome.error is None:
             self._store_backoff.reset()
-            await self._commit(consumer, offsets)
+            committer.add(offsets)  # stored: committed in the background, in order
             return
         # StoreError above all: commit only the stored prefix, fetch the rest again later
+        await committer.flush()
         for record, _ in items[outcome.stored :]:
             tp = TopicPartition(record.topic, record.partition)
             if offsets[tp] > record.offset:  # the first unstored record of its partition
