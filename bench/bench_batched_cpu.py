@@ -30,6 +30,7 @@ from bench_pipeline import (
     ROOT,
     WRK_BATCH,
     children,
+    eventing_run,
     manifests,
     pipeline_rate,
     start,
@@ -62,21 +63,7 @@ def one_round(tree: str | None, seconds: int) -> dict[str, float]:
     manifests(work, sub_url)
     runner = [str(ROOT / "bench" / "run_tree.py"), tree] if tree else []
     sub = start("bench/bench_servers.py", "lean", str(sub_port))
-    system = start(
-        *runner,
-        "-m",
-        "eventing.app.cli",
-        "run",
-        str(work),
-        "--port",
-        str(port),
-        "--admin-port",
-        str(admin_port),
-        "--data-dir",
-        str(work / "data"),
-        "--log-level",
-        "WARNING",
-    )
+    system = start(*runner, *eventing_run(work, port, admin_port))
     try:
         wait_http(f"{sub_url}/stats")
         wait_http(f"{admin}/healthz", timeout=120)

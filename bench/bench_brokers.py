@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import PAYLOAD, start, stop, subscriber_stats
+from bench_pipeline import PAYLOAD, eventing_run, start, stop, subscriber_stats
 from bench_pipeline import WRK_SINGLE as WRK
 
 from eventing.workloads.replica import free_port
@@ -132,22 +132,7 @@ def eventing_rate(kind: str, processes: int, seconds: int, connections: int) -> 
         wait_http(f"{sub_url}/stats")
         for i in range(processes):
             port, admin = free_port(), free_port()
-            systems.append(
-                start(
-                    "-m",
-                    "eventing.app.cli",
-                    "run",
-                    str(work),
-                    "--port",
-                    str(port),
-                    "--admin-port",
-                    str(admin),
-                    "--data-dir",
-                    str(work / f"data{i}"),
-                    "--log-level",
-                    "WARNING",
-                )
-            )
+            systems.append(start(*eventing_run(work, port, admin, data=f"data{i}")))
             ingresses.append(f"http://127.0.0.1:{port}/default/default")
             wait_http(f"http://127.0.0.1:{admin}/readyz")
         time.sleep(3)  # consumer groups settle (a rebalance per process joining)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_pipeline import pipeline_rate, start, stop, wait_http
+from bench_pipeline import eventing_run, pipeline_rate, start, stop, wait_http
 
 from eventing.broker.base import Filter
 from eventing.broker.index import Router
@@ -185,22 +185,7 @@ def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, floa
     work = Path(tempfile.mkdtemp(prefix="eventing-fanout-"))
     manifests(work, kind, n, sub_url)
     sub = start("bench/bench_servers.py", "lean", str(sub_port))
-    system = start(
-        "-m",
-        "eventing.app.cli",
-        "run",
-        str(work),
-        "--port",
-        str(port),
-        "--admin-port",
-        str(admin_port),
-        "--data-dir",
-        str(work / "data"),
-        "--log-level",
-        "WARNING",
-        "--ingress-workers",
-        workers,
-    )
+    system = start(*eventing_run(work, port, admin_port, "--ingress-workers", workers))
     try:
         wait_http(f"{sub_url}/stats")
         wait_http(f"{admin}/healthz", timeout=120)

@@ -75,6 +75,19 @@ def wait_http(url: str, timeout: float = 30) -> None:
             time.sleep(0.05)
 
 
+def eventing_run(
+    work: Path, port: int, admin_port: int, *extra: str, data: str = "data", log: str = "WARNING"
+) -> list[str]:
+    """The ``eventing run`` arguments every bench starts the system with (manifests and
+    data under ``work``), then ``extra``: one place, so the benches measure the same
+    command."""
+    return [
+        "-m", "eventing.app.cli", "run", str(work),
+        "--port", str(port), "--admin-port", str(admin_port),
+        "--data-dir", str(work / data), "--log-level", log, *extra,
+    ]  # fmt: skip
+
+
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, *args],
@@ -346,22 +359,9 @@ def main() -> int:
         str(sub_port),
     )
     system = start(
-        "-m",
-        "eventing.app.cli",
-        "run",
-        str(work),
-        "--port",
-        str(port),
-        "--admin-port",
-        str(admin_port),
-        "--data-dir",
-        str(work / "data"),
-        "--fsync",
-        args.fsync,
-        "--log-level",
-        "WARNING",
-        "--ingress-workers",
-        args.ingress_workers,
+        *eventing_run(
+            work, port, admin_port, "--fsync", args.fsync, "--ingress-workers", args.ingress_workers
+        ),
         env=env,
     )
     latencies: list[float] = []

@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_pipeline import eventing_run
+
 from eventing.workloads.replica import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,20 +126,7 @@ def run_once(
     system = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "eventing.app.cli",
-            "run",
-            str(work),
-            "--port",
-            str(port),
-            "--admin-port",
-            str(admin_port),
-            "--data-dir",
-            str(work / "data"),
-            "--drain-timeout",
-            str(drain),
-            "--log-level",
-            "INFO",
+            *eventing_run(work, port, admin_port, "--drain-timeout", str(drain), log="INFO"),
         ],
         cwd=ROOT,
         stdout=log,
