@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from eventing.backoff import Backoff, describe, redact
@@ -16,6 +16,7 @@ from eventing.broker.deadletter_log import (
     parse_tombstone,
     tombstone_headers,
 )
+from eventing.broker.dedup import DUPLICATE, Deduplicator
 from eventing.broker.store import DeadLetter
 from eventing.errors import InvalidEventError
 from eventing.events import AttributeValue, Event
@@ -94,6 +95,26 @@ class _Backlog(Protocol):
     trigger: str
 
     async def backlog(self) -> int: ...
+
+
+async def publish_once(
+    dedup: Deduplicator,
+    events: Sequence[Event],
+    publish: Callable[[Sequence[Event]], Awaitable[None]],
+    drops: dict[tuple[str, str], int],
+) -> None:
+    """Publish ``events`` through the class's deduplication window (in this process's
+    memory for the server classes): duplicates are counted in ``drops`` as
+    ``("", "duplicate")`` and not published; the rest go to ``publish``."""
+    if not dedup.wants(events):
+        await publish(events)
+        return
+    async with dedup.admit(events) as claim:
+        if claim.fresh:
+            await publish(claim.fresh)
+    if claim.duplicates:
+        key = ("", DUPLICATE)
+        drops[key] = drops.get(key, 0) + len(claim.duplicates)
 
 
 def merged_drops(

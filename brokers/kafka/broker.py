@@ -29,11 +29,10 @@ from brokers.kafka.config import KafkaSettings
 from brokers.kafka.dlq import KafkaDeadLetters
 from brokers.kafka.sticky import StickyPartitions
 from brokers.kafka.subscription import KafkaSubscription
-from brokers.support import Backoff, describe, merged_drops, refresh_backlogs
+from brokers.support import Backoff, describe, merged_drops, publish_once, refresh_backlogs
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
-from eventing.broker.dedup import DUPLICATE, Deduplicator
+from eventing.broker.dedup import Deduplicator
 from eventing.broker.index import Router
-from eventing.broker.routing import count
 from eventing.errors import StoreError
 from eventing.events import Event
 
@@ -243,13 +242,7 @@ class KafkaBroker:
     # -- the data path ----------------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
-        if not self.dedup.wants(events):
-            await self._publish(events)
-            return
-        async with self.dedup.admit(events) as claim:
-            if claim.fresh:
-                await self._publish(claim.fresh)
-        count(self._drops, [("", DUPLICATE)] * len(claim.duplicates))
+        await publish_once(self.dedup, events, self._publish, self._drops)
 
     async def _publish(self, events: Sequence[Event]) -> None:
         routings = [self.router.route(e) for e in events]

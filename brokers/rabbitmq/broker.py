@@ -31,9 +31,9 @@ from brokers.rabbitmq.binding import to_message
 from brokers.rabbitmq.config import RabbitSettings
 from brokers.rabbitmq.dlq import RabbitDeadLetters
 from brokers.rabbitmq.subscription import RabbitSubscription
-from brokers.support import Backoff, describe, merged_drops, redact, refresh_backlogs
+from brokers.support import Backoff, describe, merged_drops, publish_once, redact, refresh_backlogs
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
-from eventing.broker.dedup import DUPLICATE, Deduplicator
+from eventing.broker.dedup import Deduplicator
 from eventing.broker.routing import count, route
 from eventing.errors import StoreError
 from eventing.events import Event
@@ -273,13 +273,7 @@ class RabbitBroker:
     # -- the data path ----------------------------------------------------------------
 
     async def publish(self, events: Sequence[Event]) -> None:
-        if not self.dedup.wants(events):
-            await self._publish(events)
-            return
-        async with self.dedup.admit(events) as claim:
-            if claim.fresh:
-                await self._publish(claim.fresh)
-        count(self._drops, [("", DUPLICATE)] * len(claim.duplicates))
+        await publish_once(self.dedup, events, self._publish, self._drops)
 
     async def _publish(self, events: Sequence[Event]) -> None:
         # A trigger whose queue is not bound yet (added a moment ago) takes nothing yet.

@@ -175,17 +175,21 @@ async def ready(admin_url: str) -> bool:
 
 
 class Proxy:
-    """A TCP forwarder on ``port`` to ``target`` that can be started late: a server
-    that is "unreachable at start" and comes up by itself."""
+    """A TCP forwarder on ``port`` (0: a free one, known after :meth:`start`) to
+    ``target`` that can be started late: a server that is "unreachable at start" and
+    comes up by itself. While ``hold`` is set, bytes from the client are swallowed
+    (never forwarded) and bytes from the server still flow: an ack that is lost."""
 
     def __init__(self, port: int, target: tuple[str, int]) -> None:
         self.port = port
         self.target = target
+        self.hold = False
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -201,21 +205,24 @@ class Proxy:
         except OSError:
             writer.close()
             return
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(src, dst), name="test proxy pipe")
+        for src, dst, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.create_task(self._pipe(src, dst, upstream), name="test proxy pipe")
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()
-    except (OSError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool
+    ) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if upstream and self.hold:
+                    continue  # what the client says (its ack) is lost
+                writer.write(chunk)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
 
 
 async def delivered_to_matching_only(load: Load, subscriber: RecordingSubscriber) -> None:

@@ -13,9 +13,7 @@ never saw the ack when the process is killed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +21,7 @@ import aio_pika
 import aiohttp
 import pytest
 
+from tests.integration.broker_rig import Proxy
 from tests.integration.e2e_support import (
     declare_rabbitmq,
     delete_rabbitmq,
@@ -39,57 +38,6 @@ from tests.support.subscriber import RecordingSubscriber
 pytestmark = pytest.mark.integration
 
 NAME = "rabbitmqsource/default/feed"
-
-
-class HoldingProxy:
-    """TCP forwarder; while ``hold`` is set, bytes from the client are swallowed
-    (never forwarded), bytes from the server still flow."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.hold = False
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self._server = await asyncio.start_server(self._serve, sock=sock)
-        self.port = sock.getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        for src, dst, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
-            task = asyncio.create_task(self._pipe(src, dst, upstream), name="dedup proxy pipe")
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool
-    ) -> None:
-        try:
-            while chunk := await reader.read(65536):
-                if upstream and self.hold:
-                    continue  # the ack (and anything else the client says) is lost
-                writer.write(chunk)
-                await writer.drain()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
 
 
 async def publish(url: str, queue: str, message_id: str, body: bytes) -> None:
@@ -132,7 +80,7 @@ async def test_a_message_redelivered_after_kill_9_is_delivered_once(
     queue = unique("dedup-rmq")
     await declare_rabbitmq(amqp_url, queue)
     parts = urlsplit(amqp_url)
-    proxy = HoldingProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
+    proxy = Proxy(0, (parts.hostname or "127.0.0.1", parts.port or 5672))
     await proxy.start()
     netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
     via_proxy = urlunsplit(parts._replace(netloc=netloc))
