@@ -66,7 +66,9 @@ async def test_add_raises_an_earlier_failure_before_taking_more() -> None:
     coordinator.fail = RuntimeError("no")
     committer = Committer(coordinator.commit, "test")
     committer.add({"p0": 1})
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):  # until the failing commit has ended
+        while committer.pending():  # noqa: ASYNC110 - the task under test
+            await asyncio.sleep(0)
     with pytest.raises(RuntimeError):
         committer.add({"p0": 2})
     await committer.close()
