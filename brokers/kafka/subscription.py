@@ -21,6 +21,7 @@ again by the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -46,6 +47,10 @@ logger = logging.getLogger(__name__)
 COMMIT_PERIOD = 0.2
 FETCH_TIMEOUT_MS = 200
 MAX_RECORDS = 500
+
+
+START_SETTLE = 10.0
+"""Seconds a cancelled consumer start may take to finish before it is stopped."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -155,7 +160,7 @@ class KafkaSubscription:
             )
             consumer.subscribe([self.broker.settings.topic], listener=_Rebalance(self))
             try:
-                await consumer.start()
+                await _start(consumer)
                 self._consumer = consumer
                 backoff.reset()
                 await self._consume(consumer)
@@ -308,3 +313,17 @@ class KafkaSubscription:
         self.tracker.forget(set(self.tracker.partitions))
         self._ready.clear()
         self._paused = False
+
+
+async def _start(consumer: Any) -> None:
+    """Start ``consumer``; cancelled meanwhile (a stop right after the start), let the
+    start finish first (bounded) so that stopping it closes every connection it opened:
+    aiokafka's start cut short leaves a connection and its reader task behind."""
+    starting = asyncio.ensure_future(consumer.start())
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(START_SETTLE):
+                await starting
+        raise
