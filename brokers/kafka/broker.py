@@ -35,6 +35,7 @@ from eventing.broker.dedup import Deduplicator
 from eventing.broker.index import Router
 from eventing.errors import StoreError
 from eventing.events import Event
+from eventing.settle import uncut
 
 logger = logging.getLogger(__name__)
 
@@ -148,13 +149,13 @@ class KafkaBroker:
             self.admin = AIOKafkaAdminClient(
                 bootstrap_servers=servers, client_id=self.client_id("a")
             )
-            await self.admin.start()
+            await uncut(self.admin.start())
         await self.ensure_topics()
         if self.offsets is None:
             self.offsets = AIOKafkaConsumer(
                 bootstrap_servers=servers, client_id=self.client_id("o"), enable_auto_commit=False
             )
-            await self.offsets.start()
+            await uncut(self.offsets.start())
         if self.producer is None:
             self.producer = AIOKafkaProducer(
                 bootstrap_servers=servers,
@@ -169,7 +170,7 @@ class KafkaBroker:
                 max_batch_size=self.settings.batch_size,
                 request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
             )
-            await self.producer.start()
+            await uncut(self.producer.start())
         self._ready = True
         self._error = None
         self._connected.set()

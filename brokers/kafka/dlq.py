@@ -22,6 +22,7 @@ from brokers.kafka.binding import from_record, header_map
 from brokers.support import TOMBSTONE, Backoff, LoggedDeadLetters, describe
 from eventing.broker.deadletter_log import DeadLetterMeta
 from eventing.events import Event
+from eventing.settle import uncut
 
 if TYPE_CHECKING:
     from brokers.kafka.broker import KafkaBroker
@@ -56,7 +57,7 @@ class KafkaDeadLetters(LoggedDeadLetters):
             )
             tp = TopicPartition(self.broker.settings.dlq_topic, 0)
             try:
-                await consumer.start()
+                await uncut(consumer.start())
                 consumer.assign([tp])
                 if self.log.read_up_to >= 0:
                     consumer.seek(tp, self.log.read_up_to + 1)

@@ -21,7 +21,6 @@ again by the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -38,6 +37,7 @@ from eventing.broker.base import Delivery, Filter, Receipt
 from eventing.broker.deadletter_log import new_meta
 from eventing.errors import InvalidEventError
 from eventing.events import Event
+from eventing.settle import uncut
 
 if TYPE_CHECKING:
     from brokers.kafka.broker import KafkaBroker
@@ -47,10 +47,6 @@ logger = logging.getLogger(__name__)
 COMMIT_PERIOD = 0.2
 FETCH_TIMEOUT_MS = 200
 MAX_RECORDS = 500
-
-
-START_SETTLE = 10.0
-"""Seconds a cancelled consumer start may take to finish before it is stopped."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -160,7 +156,7 @@ class KafkaSubscription:
             )
             consumer.subscribe([self.broker.settings.topic], listener=_Rebalance(self))
             try:
-                await _start(consumer)
+                await uncut(consumer.start())
                 self._consumer = consumer
                 backoff.reset()
                 await self._consume(consumer)
@@ -313,17 +309,3 @@ class KafkaSubscription:
         self.tracker.forget(set(self.tracker.partitions))
         self._ready.clear()
         self._paused = False
-
-
-async def _start(consumer: Any) -> None:
-    """Start ``consumer``; cancelled meanwhile (a stop right after the start), let the
-    start finish first (bounded) so that stopping it closes every connection it opened:
-    aiokafka's start cut short leaves a connection and its reader task behind."""
-    starting = asyncio.ensure_future(consumer.start())
-    try:
-        await asyncio.shield(starting)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(START_SETTLE):
-                await starting
-        raise

@@ -41,6 +41,7 @@ from aiokafka.errors import KafkaError
 
 from eventing.errors import ConfigError, InvalidEventError
 from eventing.events import Event
+from eventing.settle import uncut
 from sources.kafka.binding import KafkaRecord, record_to_event
 from sources.kafka.commits import Committer
 from sources.kafka.model import KafkaSourceResource
@@ -138,7 +139,7 @@ class KafkaAdapter:
         assignments = _Assignments(committer)
         consumer.subscribe(topics=list(spec.topics), listener=assignments)
         try:
-            await consumer.start()
+            await uncut(consumer.start())
             self.health.set_state("connected")
             backoff.reset()
             idle_since = time.monotonic()

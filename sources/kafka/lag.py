@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 
 from eventing.autoscaler.observe import MetricSample
 from eventing.errors import SourceError
+from eventing.settle import uncut
 from sources.support.reconnect import close_quietly, describe
 
 log = logging.getLogger(__name__)
@@ -120,11 +121,11 @@ class KafkaConsumerLag:
     async def _offsets(self) -> dict[Any, PartitionOffsets]:
         if self._admin is None:  # assigned before start: close() cleans up a failed start
             self._admin = AIOKafkaAdminClient(bootstrap_servers=self._servers)
-            await self._admin.start()
+            await uncut(self._admin.start())
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._servers, enable_auto_commit=False
             )
-            await self._consumer.start()
+            await uncut(self._consumer.start())
         described = await self._admin.describe_topics(self.topics)
         tps = [
             TopicPartition(topic["topic"], part["partition"])
