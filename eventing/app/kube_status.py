@@ -1,11 +1,13 @@
 """Which resources get their status written back in controller mode, and what each
 says (see :mod:`eventing.kube.status`): Brokers (Ready, their ingress address),
-Triggers (Ready, the subscriber), Workloads (Ready unless the actuator reports an
+Triggers (Ready, the subscriber's URI; a canary split's primary target's, the whole
+split in ``status.annotations``), Workloads (Ready unless the actuator reports an
 error, with the error or the last decision as message, and replica counts), and every
 object that did not load (Ready=False, reason Invalid, ``validate``'s message)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -13,9 +15,11 @@ from eventing.kube.api import KubeApi
 from eventing.kube.feed import ClusterResources, Rejected
 from eventing.kube.status import Health, StatusWriter, Tracked
 from eventing.resources.base import Resource
+from sinks.http import redact_url
 
 if TYPE_CHECKING:
     from eventing.app.runtime import Running
+    from eventing.app.system import TriggerRuntime
 
 
 def status_writer(running: Running, kubeconfig: str | None) -> StatusWriter:
@@ -101,8 +105,9 @@ def _health(running: Running, resource: Resource) -> Callable[[], Health] | None
 
         def trigger_health() -> Health:  # read each time: a subscriber changes live
             runtime = system.triggers.get(key)
-            target = runtime.sink.target if runtime is not None else ""
-            return Health(True, "Ready", extra={"subscriberUri": target})
+            if runtime is None:
+                return Health(True, "Ready", extra={"subscriberUri": ""})
+            return _trigger_health(running, runtime)
 
         return trigger_health
     if resource.kind == "Workload" and system.workloads and key in system.workloads.items:
@@ -117,3 +122,61 @@ def _health(running: Running, resource: Resource) -> Callable[[], Health] | None
 
         return health
     return None
+
+
+#: The ``status.annotations`` key a split trigger's targets go in (Knative's status
+#: has this map for "additional status fields"; a CRD with a strict status schema
+#: keeps it where it would prune a field of our own).
+SPLIT_ANNOTATION = "eventing.local/split"
+
+
+def _trigger_health(running: Running, runtime: TriggerRuntime) -> Health:
+    """A Trigger's ``subscriberUri`` is a URI, as in Knative. A canary split has
+    several: the primary target's (the largest percent, the first of equals) is the
+    ``subscriberUri``; every target with its percent goes in ``status.annotations``
+    (a JSON list) and in the Ready message. A plain subscriber clears the annotation
+    (the status is a merge patch: a key left out would keep an old split)."""
+    if not runtime.split_trigger:
+        return Health(
+            True,
+            "Ready",
+            extra={
+                "subscriberUri": subscriber_uri(running, runtime.sink.target),
+                "annotations": {SPLIT_ANNOTATION: None},
+            },
+        )
+    routes = runtime.dispatcher.split.routes
+    uris = [subscriber_uri(running, r.target) for r in routes]
+    primary = max(range(len(routes)), key=lambda i: routes[i].percent)  # first of equals
+    targets = [{"uri": u, "percent": r.percent} for u, r in zip(uris, routes, strict=True)]
+    message = "split: " + ", ".join(
+        f"{r.percent}% to {u}" for u, r in zip(uris, routes, strict=True)
+    )
+    return Health(
+        True,
+        "Ready",
+        message,
+        extra={
+            "subscriberUri": uris[primary],
+            "annotations": {SPLIT_ANNOTATION: json.dumps(targets, separators=(",", ":"))},
+        },
+    )
+
+
+def subscriber_uri(running: Running, target: str) -> str:
+    """A sink's target as a URI: a URL as it is (already redacted); a Broker as its
+    ingress address (what the Broker's ``status.address.url`` says); a Workload as the
+    address its events go to, when it has one (``spec.url`` or ``spec.service``, a
+    Kubernetes workload). A local workload's replicas have no stable address: it
+    stays ``workload:namespace/name``."""
+    kind, _, key = target.partition(":")
+    if kind == "broker" and key in running.system.brokers:
+        return f"{running.ingress_url}/{key}"
+    workloads = running.system.workloads
+    if kind == "workload" and workloads is not None and key in workloads.items:
+        resource = workloads.items[key].resource
+        platform = running.system.platform
+        url = resource.spec.delivery_url(resource.namespace, platform.cluster_domain)
+        if url is not None:
+            return redact_url(url)
+    return target

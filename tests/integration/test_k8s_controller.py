@@ -8,6 +8,8 @@ invalid one gets validate's message and the rest runs."""
 from __future__ import annotations
 
 import asyncio
+import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import aiohttp
 from eventing.app.runtime import RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
 from eventing.resources.refs import Platform
-from tests.support.k8s import Cluster, wait_for
+from tests.support.k8s import Cluster, deployment_manifest, wait_for
 from tests.support.mesh import ce_headers, post
 from tests.support.process import EventingProcess
 from tests.support.subscriber import RecordingSubscriber
@@ -160,5 +162,72 @@ async def test_resources_come_from_the_api_server(
         assert "spec.subscriber.ref.kind" in odd["message"]
         assert "a ref may name a Workload" in odd["message"]
         assert f"Deployment {ns}/ghost (apps/v1) not found" in ghost["message"]
+    finally:
+        await stop(running, settings)
+
+
+async def test_a_split_triggers_status_names_its_primary_uri_and_every_target(
+    k8s_cluster: Cluster, k8s_namespace: str, subscriber: RecordingSubscriber, tmp_path: Path
+) -> None:
+    """Knative's ``status.subscriberUri`` is a URI: for a canary split, the primary
+    target's (the largest percent; a Workload as the address it delivers to), with
+    every target and its percent in ``status.annotations`` and the Ready message."""
+    ns = k8s_namespace
+    await install(k8s_cluster, ns, subscriber.url, tmp_path)
+    await asyncio.to_thread(
+        k8s_cluster.apps.create_namespaced_deployment, ns, deployment_manifest("web", 0)
+    )
+    split = tmp_path / "split.yaml"
+    split.write_text(f"""apiVersion: eventing.local/v1alpha1
+kind: Workload
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  url: "{subscriber.url}/web"
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: canary, namespace: {ns}}}
+spec:
+  broker: default
+  subscriber:
+    split:
+    - {{uri: "{subscriber.url}/next", percent: 10}}
+    - {{ref: {{apiVersion: eventing.local/v1alpha1, kind: Workload, name: web}}, percent: 90}}
+""")
+    await asyncio.to_thread(k8s_cluster.kubectl, "apply", "-n", ns, "-f", str(split))
+    platform = Platform(kubernetes=True, kubeconfig=str(k8s_cluster.kubeconfig), namespace=ns)
+    settings = RuntimeSettings(
+        port=0, admin_port=0, store=StoreSettings(data_dir=tmp_path / "data", platform=platform)
+    )
+    running = await start(None, settings)
+    try:
+
+        def status(name: str) -> dict[str, Any] | None:
+            obj = k8s_cluster.custom.get_namespaced_custom_object(
+                "eventing.knative.dev", "v1", ns, "triggers", name
+            )
+            found: dict[str, Any] | None = obj.get("status")
+            return found if found and found.get("subscriberUri") else None
+
+        shown = await asyncio.to_thread(
+            wait_for, partial(status, "canary"), timeout=30, what="the split Trigger's status"
+        )
+        assert shown["subscriberUri"] == f"{subscriber.url}/web"
+        assert json.loads(shown["annotations"]["eventing.local/split"]) == [
+            {"uri": f"{subscriber.url}/next", "percent": 10},
+            {"uri": f"{subscriber.url}/web", "percent": 90},
+        ]
+        [ready] = [c for c in shown["conditions"] if c["type"] == "Ready"]
+        assert ready["status"] == "True"
+        assert ready["message"] == (
+            f"split: 10% to {subscriber.url}/next, 90% to {subscriber.url}/web"
+        )
+        # A plain subscriber's URI is its URL, and it has no split annotation.
+        orders = await asyncio.to_thread(
+            wait_for, partial(status, "orders"), timeout=30, what="the plain Trigger's status"
+        )
+        assert orders["subscriberUri"] == f"{subscriber.url}/orders"
+        assert "eventing.local/split" not in (orders.get("annotations") or {})
     finally:
         await stop(running, settings)
