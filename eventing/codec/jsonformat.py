@@ -20,12 +20,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 from eventing.errors import InvalidEventError
 from eventing.events import AttributeValue, Event, validate
 
 _MAX_DEPTH = 64
+# A JSON string, its escapes taken whole (linear: no backtracking), or an
+# unterminated one up to the end; and every byte but a bracket or a quote.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_STRUCTURAL = bytes(b for b in range(256) if b not in b'[]{}"')
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def is_json_content_type(content_type: str | None) -> bool:
@@ -77,28 +84,25 @@ def loads(body: bytes) -> Any:
 
 
 def _nesting_exceeds(text: str, limit: int) -> bool:
-    """A cheap pre-check so hostile input cannot drive the parser into deep recursion."""
-    if text.count("[") + text.count("{") <= limit:
+    """A cheap pre-check so hostile input cannot drive the parser into deep recursion:
+    whether the brackets outside strings nest deeper than ``limit``.
+
+    Why not a loop over the characters: a batch of 100 events (100 KiB) holds hundreds
+    of brackets, so the check runs on every batch, and a Python loop over each
+    character cost ten times the parse itself (about half of an ingress worker's CPU
+    per batched event). Here C does the passes over the text: ``translate`` keeps the
+    quotes and brackets; without escapes the strings are every other piece between
+    quotes; with escapes a regular expression cuts the strings out first. Only the
+    brackets left are summed in Python. A string runs to its closing quote or,
+    unterminated, to the end of the text."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if "\\" in text:
+        raw = _STRING.sub("", text).encode("utf-8", "surrogatepass")
+    kept = raw.translate(None, _NOT_STRUCTURAL)
+    if kept.count(b"[") + kept.count(b"{") <= limit:
         return False
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
+    brackets = b"".join(kept.split(b'"')[::2])
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
 
 
 def event_from_json(obj: Any) -> Event:
