@@ -2,7 +2,13 @@
 a local HTTP subscriber for the Kafka and RabbitMQ classes with 1 and 2 ``eventing
 run`` processes, next to the raw client pipelines on the same server in the same run
 (raw aiokafka: produce with ``acks=all`` + idempotence, consume in a group with
-commits; raw aio-pika: publish with confirms, consume with acks).
+commits; raw aio-pika: publish with confirms, consume with acks), and next to the
+"raw HTTP pipeline" (bench/raw_http_pipeline.py): the smallest hand-written program
+with the same guarantees that speaks HTTP at both ends like the class (an aiohttp
+handler producing with acks=all + idempotence or publishing with a confirm before its
+202, a consumer POSTing each record to the same subscriber and committing or acking
+after the 2xx), driven by the same wrk load. The raw clients show what the server
+gives; the raw HTTP pipeline is what a user's own pipeline costs.
 
     .venv/bin/python bench/bench_brokers.py [--seconds 8] [--connections 32] [--rounds 3]
         [--only kafka] [--embedded]
@@ -151,6 +157,58 @@ def eventing_rate(kind: str, processes: int, seconds: int, connections: int) -> 
         stop(sub)
         shutil.rmtree(work, ignore_errors=True)
         asyncio.run(_cleanup(kind, name))
+
+
+def raw_http_rate(kind: str, processes: int, seconds: int, connections: int) -> tuple[float, float]:
+    """(accepted events/s, delivered events/s) through ``processes`` copies of the
+    hand-written HTTP pipeline of raw_http_pipeline.py (each its own process, one
+    consumer group or queue), under the same wrk load and subscriber as the class."""
+    name = f"bench-rawhttp-{uuid.uuid4().hex[:8]}"
+    sub_port = free_port()
+    sub_url = f"http://127.0.0.1:{sub_port}"
+    sub = start("bench/bench_servers.py", "lean", str(sub_port))
+    server = KAFKA if kind == "kafka" else AMQP
+    pipelines: list[subprocess.Popen[bytes]] = []
+    ingresses: list[str] = []
+    try:
+        wait_http(f"{sub_url}/stats")
+        for _ in range(processes):
+            port = free_port()
+            pipelines.append(
+                start("bench/raw_http_pipeline.py", kind, str(port), name, sub_url, server)
+            )
+            ingresses.append(f"http://127.0.0.1:{port}/")
+            wait_http(ingresses[-1])
+        time.sleep(3)  # the consumer group settles, like eventing_rate's
+        urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))
+        started = time.time()
+        loads = [wrk(url, seconds, max(1, connections // processes)) for url in ingresses]
+        accepted = sum(wrk_accepted(p) for p in loads)
+        deadline = time.monotonic() + 120
+        while subscriber_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stats = subscriber_stats(sub_url)
+        return accepted / seconds, stats["count"] / max(1e-9, stats["last"] - started)
+    finally:
+        for pipeline in pipelines:
+            stop(pipeline)
+        stop(sub)
+        asyncio.run(_cleanup_raw(kind, name))
+
+
+async def _cleanup_raw(kind: str, name: str) -> None:
+    if kind == "kafka":
+        await _cleanup(kind, name)
+        return
+    import aio_pika
+
+    connection = await aio_pika.connect(AMQP)
+    try:
+        channel = await connection.channel()
+        with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+            await channel.queue_delete(name)
+    finally:
+        await connection.close()
 
 
 async def raw_kafka(n: int, closed: int | None = None) -> float:
@@ -333,6 +391,11 @@ def main() -> int:
             else:
                 raw = asyncio.run(raw_rabbitmq(args.raw_events))
                 runs.setdefault("raw aio-pika confirm+consume", []).append((raw, None))
+            client = "aiokafka" if kind == "kafka" else "aio-pika"
+            by_hand = raw_http_rate(kind, 1, args.seconds, args.connections)
+            by_hand2 = raw_http_rate(kind, 2, args.seconds, args.connections)
+            runs.setdefault(f"raw HTTP pipeline ({client}), 1 process", []).append(by_hand)
+            runs.setdefault(f"raw HTTP pipeline ({client}), 2 processes", []).append(by_hand2)
             if kind == "kafka" and args.embedded:
                 runs.setdefault("embedded class, 1 process (no server)", []).append(
                     eventing_rate("embedded", 1, args.seconds, args.connections)
@@ -342,6 +405,15 @@ def main() -> int:
             runs.setdefault(f"{kind} class, 1 process", []).append(one)
             runs.setdefault(f"{kind} class, 2 processes", []).append(two)
             ratios.setdefault(f"{kind}: 1 process / raw", []).append(min(one) / raw)
+            ratios.setdefault(f"{kind}: 1 process / raw HTTP pipeline", []).append(
+                min(one) / max(1e-9, min(by_hand))
+            )
+            ratios.setdefault(f"{kind}: 1 process / raw HTTP pipeline, 2 processes", []).append(
+                min(one) / max(1e-9, min(by_hand2))
+            )
+            ratios.setdefault(f"{kind}: 2 processes / raw HTTP pipeline, 2 processes", []).append(
+                min(two) / max(1e-9, min(by_hand2))
+            )
             ratios.setdefault(f"{kind}: 2 processes / 1 process", []).append(
                 min(two) / max(1e-9, min(one))
             )
@@ -367,7 +439,10 @@ def main() -> int:
     for name, series in ratios.items():
         listed = ", ".join(f"{v:.2f}" for v in series)
         print(f"{name} = {statistics.median(series):.2f}  [{listed}]")
-    print("(a raw row is end to end: first send to last consume; its accepted/s is that rate)")
+    print("(a raw client row is end to end: first send to last consume; its accepted/s is that")
+    print(" rate; the raw HTTP pipeline is bench/raw_http_pipeline.py under the same wrk load,")
+    print(" one OS process per pipeline process; one eventing run is its main process and")
+    print(f" {max(0, min(2, (os.cpu_count() or 1) - 1))} ingress worker(s) here)")
     return 0
 
 
