@@ -51,6 +51,10 @@ ARRIVAL_TIME: Final = "knativearrivaltime"
 TTL: Final = "knativebrokerttl"
 PARTITION_KEY: Final = "partitionkey"
 
+# json.dumps(value, separators=...) builds a new encoder on every call (about a third
+# of its cost for an event's attributes); this one is built once, same output.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
 _NAME = re.compile(r"[a-z0-9]{1,20}\Z")
 # Characters a CloudEvents String must not contain (spec §3.1.1 "Type System").
 _FORBIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff\ud800-\udfff]")
@@ -111,7 +115,7 @@ class Event:
         """The attributes as compact JSON (reusing :attr:`encoded` when set)."""
         if self.encoded is not None:
             return self.encoded
-        return json.dumps(self.attributes, separators=(",", ":"))
+        return _compact(self.attributes)
 
 
 def canonical(value: AttributeValue) -> str:

@@ -5,6 +5,15 @@ event's attributes and its data bytes; data must stay opaque bytes (never decode
 base64-encoded) and the frame must be cheap to build and parse. A frame is a 4-byte
 big-endian length, a 1-byte kind, a 4-byte request id, and a payload.
 
+A publish payload is :mod:`marshal` data of plain values only (str, int, bool, bytes,
+None, in tuples, lists and dicts): both ends are our own processes of the same
+interpreter, so its format is the same on both, and one C call encodes or decodes the
+whole frame (a JSON parse of each event's attributes was the largest part of the main
+process's IPC cost). Never pickle: nothing in a frame can name code to run. The
+decoder checks the shape of what it got and refuses anything else (``ValueError``);
+the attributes were validated by the worker, which also sends them as compact JSON,
+the form the store writes, so the main process does not encode them again.
+
 Worker -> main: ``P`` publish (broker key, mode, events), ``W`` a webhook request,
 ``A`` a webhook request's headers to authenticate before its body is read, ``S``
 counters. Main -> worker: ``R`` a publish result, ``H`` a webhook response,
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import marshal
 import struct
 from collections.abc import Sequence
 from typing import Any, Final
@@ -22,10 +32,9 @@ from typing import Any, Final
 from eventing.events import Event
 
 HEAD: Final = struct.Struct(">IcI")  # length of the rest, kind, request id
-U16: Final = struct.Struct(">H")
 U32: Final = struct.Struct(">I")
-I32: Final = struct.Struct(">i")
 MAX_FRAME: Final = 256 * 1024 * 1024
+MARSHAL_VERSION: Final = 4
 ANSWER_TIMEOUT: Final = 30.0
 """Seconds a worker waits for the main process's answer to a request (then 503)."""
 
@@ -69,60 +78,59 @@ def split(buffer: bytearray) -> list[tuple[bytes, int, bytes]]:
     """The complete frames in ``buffer`` (removed from it); a partial one stays."""
     frames: list[tuple[bytes, int, bytes]] = []
     offset = 0
-    while len(buffer) - offset >= 9:
-        length, kind, request_id = HEAD.unpack_from(buffer, offset)
-        if length > MAX_FRAME:
-            raise ValueError(f"frame of {length} bytes is over the limit")
-        end = offset + 4 + length
-        if end > len(buffer):
-            break
-        frames.append((kind, request_id, bytes(buffer[offset + 9 : end])))
-        offset = end
+    size = len(buffer)
+    with memoryview(buffer) as view:  # one copy per payload, not two (slice, bytes)
+        while size - offset >= 9:
+            length, kind, request_id = HEAD.unpack_from(buffer, offset)
+            if length > MAX_FRAME or length < 5:
+                raise ValueError(f"frame of {length} bytes is out of bounds")
+            end = offset + 4 + length
+            if end > size:
+                break
+            frames.append((kind, request_id, bytes(view[offset + 9 : end])))
+            offset = end
     del buffer[:offset]
     return frames
 
 
 def encode_publish(broker: str, mode: str, events: Sequence[Event]) -> bytes:
-    key = broker.encode()
-    parts = [U16.pack(len(key)), key, mode[:1].encode(), U32.pack(len(events))]
-    for event in events:
-        attrs = event.attributes_json().encode()
-        parts.append(U32.pack(len(attrs)))
-        parts.append(attrs)
-        if event.data is None:
-            parts.append(I32.pack(-1))
-        else:
-            parts.append(I32.pack(len(event.data)))
-            parts.append(event.data)
-    return b"".join(parts)
+    items = [(event.attributes_json(), event.attributes, event.data) for event in events]
+    return marshal.dumps((broker, mode, items), MARSHAL_VERSION)
 
 
-def decode_publish(payload: bytes) -> tuple[str, str, list[Event]]:
-    (key_len,) = U16.unpack_from(payload, 0)
-    pos = 2 + key_len
-    broker = bytes(payload[2:pos]).decode()
-    mode = bytes(payload[pos : pos + 1]).decode()
-    (count,) = U32.unpack_from(payload, pos + 1)
-    pos += 5
+def decode_publish(payload: bytes | memoryview) -> tuple[str, str, list[Event]]:
+    """The broker key, mode and events of a publish payload; ``ValueError`` for a
+    payload that is not one (truncated, or of another shape)."""
+    try:
+        value = marshal.loads(payload)
+    except (EOFError, TypeError) as exc:
+        raise ValueError(f"undecodable publish frame: {exc}") from None
+    if type(value) is not tuple or len(value) != 3:
+        raise ValueError("a publish frame is (broker, mode, events)")
+    broker, mode, items = value
+    if type(broker) is not str or type(mode) is not str or type(items) is not list:
+        raise ValueError("a publish frame is (broker, mode, events)")
     events: list[Event] = []
-    for _ in range(count):
-        (attrs_len,) = U32.unpack_from(payload, pos)
-        pos += 4
-        encoded = payload[pos : pos + attrs_len].decode()
-        attributes = json.loads(encoded)
-        pos += attrs_len
-        (data_len,) = I32.unpack_from(payload, pos)
-        pos += 4
-        data = None
-        if data_len >= 0:
-            data = bytes(payload[pos : pos + data_len])
-            pos += data_len
+    for item in items:
+        if type(item) is not tuple or len(item) != 3:
+            raise ValueError("an event in a publish frame is (json, attributes, data)")
+        encoded, attributes, data = item
+        if (
+            type(encoded) is not str
+            or type(attributes) is not dict
+            or not (data is None or type(data) is bytes)
+        ):
+            raise ValueError("an event in a publish frame is (json, attributes, data)")
         events.append(Event(attributes, data, encoded=encoded))
     return broker, mode, events
 
 
 def encode_result(status: int, retry_after: float = 0.0, message: str = "") -> bytes:
     return bytes([status]) + U32.pack(int(retry_after * 1000)) + message.encode()
+
+
+OK_RESULT: Final = encode_result(OK)
+"""The answer to almost every publish, built once."""
 
 
 def decode_result(payload: bytes) -> tuple[int, float, str]:

@@ -117,7 +117,7 @@ class _Main(asyncio.Protocol):
             return ipc.encode_result(
                 ipc.UNAVAILABLE, exc.retry_after, "the broker cannot store events now"
             )
-        return ipc.encode_result(ipc.OK)
+        return ipc.OK_RESULT
 
     async def _webhook(self, request_id: int, payload: bytes) -> None:
         answer: dict[str, Any]

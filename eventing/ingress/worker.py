@@ -149,6 +149,8 @@ class RemoteBroker:
         _, payload = await self.channel.request(
             ipc.PUBLISH, ipc.encode_publish(self.key, "x", events)
         )
+        if payload == ipc.OK_RESULT:
+            return
         status, retry_after, message = ipc.decode_result(payload)
         if status == ipc.OK:
             return
