@@ -26,6 +26,7 @@ from eventing.app.system import StoreSettings
 from eventing.ingress.server import IngressSettings
 from eventing.resources.refs import Platform
 from eventing.tls import ClientTls, ServerTls
+from eventing.workloads.decisionlog import DEFAULT_MAX_BYTES
 
 DEFAULT_ADMIN = "http://127.0.0.1:8090"
 
@@ -126,6 +127,13 @@ def _add_run(sub: Sub) -> None:
         type=int,
         default=1024,
         help="store bound in MiB before ingress answers 503 (default 1024)",
+    )
+    run.add_argument(
+        "--decisions-max-mb",
+        type=_positive_int,
+        default=DEFAULT_MAX_BYTES // (1024 * 1024),
+        help="size in MiB of decisions.jsonl before it is rotated to decisions.jsonl.1 "
+        f"(default {DEFAULT_MAX_BYTES // (1024 * 1024)})",
     )
     run.add_argument(
         "--max-store-events",
@@ -319,6 +327,7 @@ def _run(args: argparse.Namespace) -> int:
             synchronous=args.fsync.upper(),
             max_bytes=args.max_store_mb * 1024 * 1024,
             max_events=args.max_store_events,
+            decisions_max_bytes=args.decisions_max_mb * 1024 * 1024,
             platform=Platform(
                 kubernetes=args.kubernetes, kubeconfig=args.kubeconfig, namespace=args.namespace
             ),
@@ -399,6 +408,17 @@ def _client_tls(args: argparse.Namespace) -> ClientTls | None:
     if args.tls_ca_bundle is None and args.tls_client_cert is None:
         return None
     return ClientTls(args.tls_ca_bundle, args.tls_client_cert, args.tls_client_key)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (at most 1 TiB in bytes, in MiB)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1024 * 1024:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and {1024 * 1024}")
+    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,8 @@ Stop (SIGTERM/SIGINT, or ``stop()``), each phase bounded:
 2. drain: dispatchers take no new event, attempts on the wire finish until the
    drain deadline, retries waiting for their backoff stay pending for the next run;
 3. stop the scalers, then every workload's replicas (each drains what it holds, then
-   SIGTERM, then SIGKILL after its grace period); the guardian exits last;
+   SIGTERM, then SIGKILL after its grace period); the guardian exits last; the
+   decisions not yet in ``decisions.jsonl`` are written (bounded);
 4. close sinks and stores (every ack committed), cancel stragglers, exit.
 
 A watchdog thread ends the process if all of that exceeds the hard deadline.
@@ -318,6 +319,9 @@ async def _spawn_loops(system: System, supervisor: Supervisor) -> None:
     """The scalers, the broker classes' own loops, and a dispatcher per trigger."""
     if system.workloads is not None:
         await system.workloads.start()
+        # Always: a workload may be added live. Its last lines are written by close().
+        supervisor.spawn("decision log", system.workloads.decision_log.run, group=SCALERS,
+                         restart=True)  # fmt: skip
         for key, workload in system.workloads.items.items():
             supervisor.spawn(f"scaler {key}", workload.scaler.run, group=SCALERS, restart=True)
     for broker in system.brokers.values():

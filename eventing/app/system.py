@@ -43,6 +43,7 @@ from eventing.resources.trigger import InternalTrigger, Trigger
 from eventing.resources.workload import Workload
 from eventing.sourcing import Emit
 from eventing.tls import ClientTls
+from eventing.workloads.decisionlog import DEFAULT_MAX_BYTES
 from sinks.broker import BrokerSink
 from sinks.http import HttpSink, new_session
 from sinks.httpclient import Pool
@@ -75,6 +76,8 @@ class StoreSettings:
     delivery_tls: ClientTls | None = None
     """CA bundle and client certificate for ``https://`` subscribers (None: the
     system's CAs, no client certificate)."""
+    decisions_max_bytes: int = DEFAULT_MAX_BYTES
+    """Size of ``decisions.jsonl`` before it is rotated to ``decisions.jsonl.1``."""
 
     def sqlite(self) -> SqliteSettings:
         return SqliteSettings(
@@ -198,7 +201,11 @@ async def _build(
         system.brokers[model.key] = broker
     brokers_by_key = {m.key: m for m in broker_models}
     system.workloads = Workloads(
-        metrics, settings.data_dir, system.pool, kubeconfig=settings.platform.kubeconfig
+        metrics,
+        settings.data_dir,
+        system.pool,
+        kubeconfig=settings.platform.kubeconfig,
+        decisions_max_bytes=settings.decisions_max_bytes,
     )
     for workload in resources.of(Workload):
         system.workloads.add(workload, external_metrics(workload))

@@ -27,6 +27,7 @@ from eventing.kube.router import ServiceRouter
 from eventing.metrics import Metrics
 from eventing.resources.workload import ExternalMetric, Workload
 from eventing.workloads.actuator import STATES, Actuator, Router
+from eventing.workloads.decisionlog import DEFAULT_MAX_BYTES, FILE_NAME, DecisionLog
 from eventing.workloads.guardian import Guardian
 from eventing.workloads.jobs import JobRunner
 from eventing.workloads.local import LocalActuator
@@ -81,13 +82,21 @@ class Workloads:
     """All workloads of a system, and the one guardian they share."""
 
     def __init__(
-        self, metrics: Metrics, data_dir: Path, client: Pool, kubeconfig: str | None = None
+        self,
+        metrics: Metrics,
+        data_dir: Path,
+        client: Pool,
+        kubeconfig: str | None = None,
+        *,
+        decisions_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.metrics = metrics
         self.data_dir = data_dir
         self.client = client
         self.guardian = Guardian()
+        self.decision_log = DecisionLog(data_dir / FILE_NAME, max_bytes=decisions_max_bytes)
+        """``decisions.jsonl``: its writer task is started by the composition root."""
         self.items: dict[str, WorkloadRuntime] = {}
         self.jobs: dict[str, JobRunner] = {}
         """Workloads that run one job per event (``spec.jobs``), by key."""
@@ -165,7 +174,7 @@ class Workloads:
             backlog=lambda: sum(s.local_backlog() for s in subscriptions),
             in_flight=lambda: router.in_flight,
             external=external,
-            decision_file=self.data_dir / "decisions.jsonl",
+            decision_log=self.decision_log,
             on_decision=lambda d, prev: self._decided(resource.key, d, prev),
         )
         sink = WorkloadSink(
@@ -346,6 +355,7 @@ class Workloads:
                 if close is not None:
                     await close()
         await self.guardian.close()
+        await self.decision_log.close()  # the scalers have stopped: write what is left
         if self._kube is not None:
             await asyncio.to_thread(self._kube.close)
             self._kube = None

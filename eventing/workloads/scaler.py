@@ -11,24 +11,24 @@ subresource: the loop does not know which).
 
 Every decision that changes the replica count is logged with its reason (logger
 ``eventing.decisions``, and one JSON line per decision in ``decisions.jsonl`` in the
-data directory).
+data directory, through :class:`~eventing.workloads.decisionlog.DecisionLog`, which
+writes it off the event loop and rotates it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from eventing.autoscaler.decide import DeciderState, Decision, decide
 from eventing.autoscaler.measure import ObservationRecorder
 from eventing.autoscaler.observe import MetricSample, MetricSource, Observations, fold_sample
 from eventing.autoscaler.spec import ScalingSpec
 from eventing.workloads.actuator import Actuator
+from eventing.workloads.decisionlog import DecisionLog
 
 logger = logging.getLogger(__name__)
 decisions_log = logging.getLogger("eventing.decisions")
@@ -58,7 +58,7 @@ class WorkloadScaler:
         backlog: Callable[[], int],
         in_flight: Callable[[], int] = lambda: 0,
         external: Sequence[External] = (),
-        decision_file: Path | None = None,
+        decision_log: DecisionLog | None = None,
         on_decision: Callable[[Decision, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -70,7 +70,7 @@ class WorkloadScaler:
         self.in_flight = in_flight
         """Events handed to replicas and not yet answered (the router counts them)."""
         self.external = list(external)
-        self.decision_file = decision_file
+        self.decision_log = decision_log
         self.on_decision = on_decision
         self.clock = clock
         self.state = DeciderState()
@@ -132,8 +132,8 @@ class WorkloadScaler:
         )
         if self.on_decision is not None:
             self.on_decision(decision, previous)
-        if self.decision_file is not None:
-            line = json.dumps(
+        if self.decision_log is not None:  # written by the log's own task, not here
+            self.decision_log.append(
                 {
                     "time": time.time(),
                     "workload": self.name,
@@ -145,8 +145,6 @@ class WorkloadScaler:
                     "arrivalRate": round(obs.arrival_rate, 3),
                 }
             )
-            with self.decision_file.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
 
     async def run(self) -> None:
         """Tick every second and whenever poked, until cancelled."""

@@ -22,8 +22,10 @@ import pytest
 from aiohttp import web
 
 from eventing.app import cli
+from eventing.app.runtime import Running
 from eventing.kube.actuator import KubeActuator
 from eventing.resources.refs import Platform
+from eventing.workloads.decisionlog import FILE_NAME, read_decisions
 from tests.conftest import SystemFactory
 from tests.support.k8s import Cluster, deployment_manifest, wait_for
 from tests.support.mesh import ce_headers, post, wait_until
@@ -184,7 +186,7 @@ async def test_deployment_scales_from_zero_on_a_burst_to_zero_and_back(
         timeout=90,
         what="Deployment web back to 0 replicas and no pods",
     )
-    decisions = [json.loads(line) for line in (data / "decisions.jsonl").read_text().splitlines()]
+    decisions = await written_decisions(running, data)
     assert decisions[0]["from"] == 0
     assert decisions[0]["to"] >= 1
     assert max(d["to"] for d in decisions) >= 2
@@ -194,10 +196,17 @@ async def test_deployment_scales_from_zero_on_a_burst_to_zero_and_back(
     # ... and back: one event at zero pokes the scaler, a pod comes up, it is delivered.
     await publish(running.ingress_url, ns, ["later"])
     await wait_until(lambda: "later" in gated.ids, 90, "the later event delivered")
-    decisions = [json.loads(line) for line in (data / "decisions.jsonl").read_text().splitlines()]
+    decisions = await written_decisions(running, data)
     assert len([d for d in decisions if d["from"] == 0]) == 2
     trigger = running.system.triggers[f"{ns}/to-web"]
     assert trigger.dispatcher.stats.retried == 0  # waiting for pods burnt no retry
+
+
+async def written_decisions(running: Running, data: Path) -> list[dict[str, Any]]:
+    """``decisions.jsonl`` (and its rotated file) once every decision so far is in."""
+    assert running.system.workloads is not None
+    await running.system.workloads.decision_log.flush()
+    return read_decisions(data / FILE_NAME)
 
 
 @pytest.mark.parametrize(

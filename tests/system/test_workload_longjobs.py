@@ -96,10 +96,10 @@ async def test_long_jobs_run_once_each_and_no_busy_replica_is_stopped(
     await wait_until(lambda: stats.delivered == len(everything), 20, "every delivery")
     assert stats.retried == 0
     assert stats.failed == 0
-    peak = max(int(d["to"]) for d in decisions(data))  # type: ignore[call-overload]
+    peak = max(int(d["to"]) for d in (await decisions(running, data)))  # type: ignore[call-overload]
     # The burst can keep at most BURST replicas busy (plus what a start-up's worth of
     # arrivals may need); the old policy asked for twice the jobs.
-    assert 1 < peak <= BURST + 2, [(d["to"], d["reason"]) for d in decisions(data)]
+    assert 1 < peak <= BURST + 2, [(d["to"], d["reason"]) for d in (await decisions(running, data))]
 
 
 async def test_the_workloads_own_timeout_replaces_a_shorter_delivery_timeout(

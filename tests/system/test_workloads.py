@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from eventing.app.runtime import Running
+from eventing.workloads.decisionlog import FILE_NAME, read_decisions
 from eventing.workloads.guardian import Guardian
 from eventing.workloads.pool import ReplicaPool
 from eventing.workloads.replica import ReplicaConfig
@@ -74,9 +75,11 @@ def reported(subscriber: RecordingSubscriber) -> list[str]:
     return [json.loads(r.body)["id"] for r in subscriber.received if r.path == "/report"]
 
 
-def decisions(data_dir: Path) -> list[dict[str, object]]:
-    path = data_dir / "decisions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+async def decisions(running: Running, data_dir: Path) -> list[dict[str, object]]:
+    """The decisions file (and its rotated one), once every decision made so far is in."""
+    assert running.system.workloads is not None
+    await running.system.workloads.decision_log.flush()
+    return read_decisions(data_dir / FILE_NAME)
 
 
 async def test_burst_scales_out_drains_goes_to_zero_and_cold_starts_again(
@@ -88,7 +91,7 @@ async def test_burst_scales_out_drains_goes_to_zero_and_cold_starts_again(
     burst = [f"burst-{i}" for i in range(20)]
     await send(running, burst)
     await subscriber.wait_for(lambda _: set(burst) <= set(reported(subscriber)), timeout=60)
-    assert max(int(d["to"]) for d in decisions(data)) > 1  # type: ignore[call-overload]
+    assert max(int(d["to"]) for d in (await decisions(running, data))) > 1  # type: ignore[call-overload]
     await wait_until(
         lambda: workload.pool.desired == 0 and not workload.pool.replicas, 60, "scale to zero"
     )
@@ -96,7 +99,7 @@ async def test_burst_scales_out_drains_goes_to_zero_and_cold_starts_again(
 
     await send(running, ["later"])
     await subscriber.wait_for(lambda _: "later" in reported(subscriber), timeout=60)
-    ups = [d for d in decisions(data) if d["from"] == 0]
+    ups = [d for d in (await decisions(running, data)) if d["from"] == 0]
     assert len(ups) == 2  # the burst activated it, and the later event cold-started it
     stats = running.system.triggers["default/jobs"].dispatcher.stats
     await wait_until(
@@ -167,10 +170,12 @@ async def test_scale_in_under_load_loses_nothing(
     await wait_until(lambda: stats.delivered == len(sent), 20, "every delivery")
     busy_scale_ins = [
         d
-        for d in decisions(data)
+        for d in (await decisions(running, data))
         if 0 < int(d["to"]) < int(d["from"]) and int(d["inFlight"]) > 0  # type: ignore[call-overload]
     ]
-    assert busy_scale_ins, [(d["from"], d["to"], d["inFlight"]) for d in decisions(data)]
+    assert busy_scale_ins, [
+        (d["from"], d["to"], d["inFlight"]) for d in (await decisions(running, data))
+    ]
     assert stats.failed == 0
     assert stats.retried == 0
 
