@@ -176,8 +176,13 @@ def _b64decode(text: str, name: str) -> bytes:
         raise InvalidEventError(f"'{name}' is not valid Base64") from None
 
 
+# Built once: json.dumps with any non-default option builds an encoder on every call,
+# and this runs for the data of every event of a structured or batched request.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def dump_compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _compact(value).encode("utf-8")
 
 
 def parse_structured(body: bytes) -> Event:
