@@ -93,8 +93,8 @@ class HttpSink:
     ) -> bool:
         """The delivery fast path: send on an idle keep-alive connection and call
         ``done`` with the outcome later, without a task; False if it cannot right now."""
-        if self._plain is None:
-            return False
+        if self._plain is None or self.pool.full(self._plain):
+            return False  # before encoding: at a full host that would be wasted
         headers, body = prepare(event, structured)
         if self._auth is not None:
             headers["Authorization"] = self._auth
@@ -103,6 +103,12 @@ class HttpSink:
             done(_as_outcome(result, timeout))
 
         return self.pool.try_post(self._plain, list(headers.items()), body, timeout, answered)
+
+    def when_free(self, wake: Callable[[], None]) -> bool:
+        """After a ``try_send`` that sent nothing: have ``wake`` called in turn when the
+        subscriber's host has a connection free (the pool's limit is shared by every
+        trigger); False when waiting would not help (use ``send``)."""
+        return self._plain is not None and self.pool.when_free(self._plain, wake)
 
     async def _send_plain(
         self, target: Target, headers: dict[str, str], body: bytes, timeout: float

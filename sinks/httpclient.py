@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
+from sinks.hostslots import HostSlots, NoSlotError, Wake
+
 MAX_HEAD = 64 * 1024
 SWEEP = 0.05  # seconds between deadline checks
 
@@ -219,17 +221,14 @@ class Pool:
     """Keep-alive connections per (host, port), at most ``limit`` each."""
 
     def __init__(self, limit: int = 256, max_body: int = 1024 * 1024 + 1) -> None:
-        self.limit = limit
         self.max_body = max_body
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._open: dict[tuple[str, int], int] = {}
-        self._busy: dict[tuple[str, int], int] = {}
-        self._waiting: dict[tuple[str, int], deque[asyncio.Future[None]]] = {}
+        self.slots = HostSlots(limit)
         self._tasks: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines: dict[_Connection, float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        self._queueing = True
 
     async def post(
         self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
@@ -239,9 +238,10 @@ class Pool:
         key = (target.host, target.port)
         loop = self.loop()
         deadline = loop.time() + timeout
-        if self._busy.get(key, 0) >= self.limit:
-            await self._wait_slot(key, deadline)
-        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            await self.slots.acquire(key, deadline)
+        except NoSlotError:
+            raise NotSentError("not sent: the process is stopping") from None
         try:
             request = _request_bytes(target, headers, body)
             conn, reused = await self._connection(key, deadline)
@@ -255,31 +255,29 @@ class Pool:
         finally:
             self._release(key)
 
+    @property
+    def limit(self) -> int:
+        """Connections per host, shared by every caller (the triggers of a process)."""
+        return self.slots.limit
+
     def stop_queueing(self) -> None:
         """Shutdown: requests waiting for a connection slot give up now with
         :class:`NotSentError` (nothing of them was sent), and so does any that would
         have to wait from now on; those with a connection finish. With a thousand
         triggers behind a hung subscriber that is thousands of waiting deliveries,
         which would otherwise be cancelled one by one at the drain deadline."""
-        self._queueing = False
-        for waiting in self._waiting.values():
-            while waiting:
-                future = waiting.popleft()
-                if not future.done():
-                    # Woken, each raises in _wait_slot: no exception kept by a future
-                    # whose traceback holds the future (a cycle per delivery for the
-                    # collector, at a time with the most objects alive).
-                    future.set_result(None)
+        self.slots.stop_queueing()
 
-    async def _wait_slot(self, key: tuple[str, int], deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        while self._busy.get(key, 0) >= self.limit:
-            if not self._queueing:
-                raise NotSentError("not sent: the process is stopping")
-            future: asyncio.Future[None] = loop.create_future()
-            self._waiting.setdefault(key, deque()).append(future)
-            async with asyncio.timeout_at(deadline):
-                await future
+    def full(self, target: Target) -> bool:
+        """No connection slot for a new request to ``target``'s host now."""
+        return self.slots.full((target.host, target.port))
+
+    def when_free(self, target: Target, wake: Wake) -> bool:
+        """After a :meth:`try_post` that sent nothing: queue ``wake`` to be called in
+        turn when ``target``'s host has a connection slot (then try again); False
+        when the host is not full (the request needs a new connection: use
+        :meth:`post`) or the pool stopped queueing."""
+        return self.slots.when_free((target.host, target.port), wake)
 
     async def _exchange(
         self, key: tuple[str, int], conn: _Connection, request: bytes, deadline: float
@@ -332,7 +330,7 @@ class Pool:
         (or the exception) later, without a coroutine or a task; False (nothing sent)
         when that is not possible (no idle connection, or at the limit)."""
         key = (target.host, target.port)
-        if self._busy.get(key, 0) >= self.limit:
+        if self.slots.full(key):
             return False
         idle = self._idle.get(key)
         conn: _Connection | None = None
@@ -344,7 +342,7 @@ class Pool:
             self._forget(key)
         if conn is None or conn.transport is None:
             return False
-        self._busy[key] = self._busy.get(key, 0) + 1
+        self.slots.take(key)
         loop = self.loop()
         request = _request_bytes(target, headers, body)
         deadline = loop.time() + timeout
@@ -417,13 +415,7 @@ class Pool:
         self._sweeper = loop.call_later(SWEEP, self._sweep) if self._deadlines else None
 
     def _release(self, key: tuple[str, int]) -> None:
-        self._busy[key] -= 1
-        waiting = self._waiting.get(key)
-        while waiting:
-            future = waiting.popleft()
-            if not future.done():
-                future.set_result(None)
-                break
+        self.slots.release(key)
 
     async def _connection(
         self, key: tuple[str, int], deadline: float, fresh: bool = False

@@ -117,6 +117,10 @@ class Dispatcher:
         # attempt to finish, then go by the fast path: a batch of hundreds would
         # otherwise make a task per event, each waiting on the limit.
         self._parked: deque[_Taken] = deque()
+        # The fast targets whose host was full when an event was tried (connections
+        # are shared by every trigger): each has our wake-up queued once, and the
+        # parked events wait for it instead of a task each waiting for a connection.
+        self._host_waits: dict[int, Callable[[], None]] = {}
 
     # -- the loop ---------------------------------------------------------------
 
@@ -166,7 +170,9 @@ class Dispatcher:
         its chain of coroutines costs as much as the rest of the delivery. Anything but
         a plain success (a failure, a reply) continues on the task path below.
         ``_SENT``; ``_FULL`` when the concurrency limit is reached and something is in
-        flight (its end will make room: :meth:`_unpark`); ``_NOT_SENT`` otherwise."""
+        flight (its end will make room: :meth:`_unpark`) or when the subscriber's host
+        has no connection free (its wake-up will: :meth:`_host_free`); ``_NOT_SENT``
+        otherwise."""
         fast = route.fast
         if fast is None or self._stopping:
             return _NOT_SENT
@@ -185,11 +191,25 @@ class Dispatcher:
         )
         if not sent:
             self.limit.release()
+            if id(fast) in self._host_waits:
+                return _FULL  # our turn at that host is queued already
+            wake = self._host_wake(fast)
+            if fast.when_free(wake):
+                self._host_waits[id(fast)] = wake
+                return _FULL
             return _NOT_SENT
         self.stats.in_flight += 1
         self._fast_in_flight += 1
         self._fast_idle.clear()
         return _SENT
+
+    def _host_wake(self, fast: FastSend) -> Callable[[], None]:
+        def wake() -> None:
+            self._host_waits.pop(id(fast), None)
+            if self._parked:
+                self._unpark()
+
+        return wake
 
     def _unpark(self) -> None:
         """An attempt finished (room under the limit): send parked events, in order,

@@ -43,8 +43,13 @@ class Sink(Protocol):
 class FastSend(Protocol):
     """A sink that can make an attempt without a task (the dispatcher's fast path):
     ``try_send`` starts the request and calls ``done`` with the outcome later, or
-    returns False when it cannot right now (then the dispatcher awaits ``send``)."""
+    returns False when it cannot right now. Then ``when_free`` says whether the target
+    is full (its connections are shared with other triggers): it queues ``wake``, to be
+    called once when there is room, and the dispatcher keeps the event parked instead
+    of making a task that waits; else the dispatcher awaits ``send``."""
 
     def try_send(
         self, event: Event, *, timeout: float, structured: bool, done: Callable[[Outcome], None]
     ) -> bool: ...
+
+    def when_free(self, wake: Callable[[], None]) -> bool: ...

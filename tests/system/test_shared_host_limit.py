@@ -1,0 +1,158 @@
+"""Many triggers delivering to one host share its connection limit. Beyond it the
+events wait parked in their dispatchers (no task each), each dispatcher queued once
+for the host; every event is delivered once, never more than the limit at a time;
+stopping with events waiting leaves them pending, and the next run delivers them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from tests.support.mesh import (
+    broker_doc,
+    broker_url,
+    manifests,
+    run_system,
+    trigger_doc,
+    wait_until,
+)
+
+TRIGGERS = 12
+HOST_LIMIT = 4
+PER_TRIGGER = 15
+
+
+class Subscriber:
+    """Records (trigger, id) pairs and the most requests at once; may hold answers."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str]] = []
+        self.now = 0
+        self.most = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await request.read()
+            await self.gate.wait()
+            self.got.append((request.match_info["trigger"], request.headers["ce-id"]))
+            return web.Response(status=202)
+        finally:
+            self.now -= 1
+
+
+async def _serve(subscriber: Subscriber) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/{trigger}", subscriber.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def _text(url: str) -> str:
+    triggers = [
+        trigger_doc(
+            f"t{i}",
+            f"{url}/t{i}",
+            filters=[{"exact": {"type": f"fan.{i}"}}],
+            delivery={"maxInFlight": 10, "timeout": "PT5S"},
+        )
+        for i in range(TRIGGERS)
+    ]
+    return manifests(broker_doc(), *triggers)
+
+
+def _batch(prefix: str, count: int) -> bytes:
+    """``count`` events spread over the triggers, one after the other."""
+    return json.dumps(
+        [
+            {
+                "specversion": "1.0",
+                "id": f"{prefix}{n}",
+                "source": "/t",
+                "type": f"fan.{n % TRIGGERS}",
+            }
+            for n in range(count)
+        ]
+    ).encode()
+
+
+async def _post_batch(running: object, body: bytes) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            broker_url(running),  # type: ignore[arg-type]
+            data=body,
+            headers={"Content-Type": "application/cloudevents-batch+json"},
+        ) as response,
+    ):
+        assert response.status == 202, await response.text()
+
+
+def _expected(prefix: str, count: int) -> list[tuple[str, str]]:
+    return sorted((f"t{n % TRIGGERS}", f"{prefix}{n}") for n in range(count))
+
+
+async def test_triggers_share_the_host_limit_and_deliver_every_event_once(
+    tmp_path: Path,
+) -> None:
+    subscriber = Subscriber()
+    runner, url = await _serve(subscriber)
+    try:
+        async with run_system(tmp_path, _text(url)) as running:
+            running.system.pool.slots.limit = HOST_LIMIT
+            # Keep-alive connections first (the fast path sends on idle ones only).
+            await _post_batch(running, _batch("w", TRIGGERS))
+            await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
+            subscriber.gate.clear()  # hold the next HOST_LIMIT; the rest wait their turn
+            await _post_batch(running, _batch("e", TRIGGERS * PER_TRIGGER))
+            await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
+            dispatchers = [t.dispatcher for t in running.system.triggers.values()]
+            await wait_until(
+                lambda: (
+                    sum(len(d._parked) for d in dispatchers) == TRIGGERS * PER_TRIGGER - HOST_LIMIT
+                ),
+                30,
+                "the rest parked",
+            )
+            assert not any(d._tasks for d in dispatchers)  # no task waits for a connection
+            subscriber.gate.set()
+            total = TRIGGERS * (PER_TRIGGER + 1)
+            await wait_until(lambda: len(subscriber.got) >= total, 60, "every one")
+    finally:
+        await runner.cleanup()
+    assert sorted(subscriber.got) == sorted(
+        _expected("w", TRIGGERS) + _expected("e", TRIGGERS * PER_TRIGGER)
+    )
+    assert subscriber.most <= HOST_LIMIT
+
+
+async def test_events_waiting_for_the_host_stay_pending_at_stop(tmp_path: Path) -> None:
+    subscriber = Subscriber()
+    runner, url = await _serve(subscriber)
+    text = _text(url)
+    try:
+        async with run_system(tmp_path, text, drain_timeout=0.5) as running:
+            running.system.pool.slots.limit = HOST_LIMIT
+            await _post_batch(running, _batch("w", TRIGGERS))
+            await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
+            subscriber.gate.clear()
+            await _post_batch(running, _batch("e", TRIGGERS * 3))
+            await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
+        subscriber.gate.set()
+        async with run_system(tmp_path, text) as running:
+            await wait_until(
+                lambda: set(subscriber.got) >= set(_expected("e", TRIGGERS * 3)), 60, "the rest"
+            )
+    finally:
+        await runner.cleanup()
