@@ -29,7 +29,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -527,27 +527,11 @@ class SqliteStore:
         for index, op in enumerate(batch):
             if op.kind == "append":
                 broker, routed, seen, forget = op.args
-                seen_rows.extend((broker, *row) for row in seen)
-                forget_rows.extend((broker, *row) for row in forget)
-                for r in routed:
-                    seq = self._next_seq
-                    self._next_seq += 1
-                    r.event.seq = seq
-                    size = _size(r.event)
-                    event_rows.append(
-                        (
-                            seq,
-                            broker,
-                            r.event.attributes_json(),
-                            r.event.data,
-                            size,
-                        )
-                    )
-                    pending_rows.extend((t, seq) for t in r.triggers)
-                    d.events += 1
-                    d.bytes += size
-                    for t in r.triggers:
-                        d.pending[t] = d.pending.get(t, 0) + 1
+                if seen:
+                    seen_rows.extend([(broker, *row) for row in seen])
+                if forget:
+                    forget_rows.extend([(broker, *row) for row in forget])
+                self._rows(broker, routed, event_rows, pending_rows, d)
             elif op.kind == "ack":
                 trigger, seqs = op.args
                 acked.setdefault(trigger, []).extend(seqs)
@@ -582,6 +566,35 @@ class SqliteStore:
         if acked:
             _apply_acks(conn, d, acked)
 
+    def _rows(
+        self,
+        broker: str,
+        routed: Sequence[Routed],
+        event_rows: list[tuple[Any, ...]],
+        pending_rows: list[tuple[str, int]],
+        d: _Counters,
+    ) -> None:
+        """The rows of one append; assigns the seqs. Per event: one tuple per row and
+        nothing more (this loop holds the GIL beside the event loop)."""
+        add_event, add_pending = event_rows.append, pending_rows.append
+        pending_counts = d.pending
+        seq = self._next_seq
+        size_sum = 0
+        for r in routed:
+            event = r.event
+            event.seq = seq
+            data = event.data
+            size = (len(data) if data else 0) + 64 * len(event.attributes)
+            size_sum += size
+            add_event((seq, broker, event.encoded or _encode(event.attributes), data, size))
+            for t in r.triggers:
+                add_pending((t, seq))
+                pending_counts[t] = pending_counts.get(t, 0) + 1
+            seq += 1
+        self._next_seq = seq
+        d.events += len(routed)
+        d.bytes += size_sum
+
     @staticmethod
     def _insert(
         conn: sqlite3.Connection, event_rows: list[tuple[Any, ...]], pending: list[tuple[str, int]]
@@ -609,6 +622,35 @@ class SqliteStore:
 
 def _size(event: Event) -> int:
     return len(event.data or b"") + 64 * len(event.attributes)
+
+
+def _json_encoder() -> Callable[[dict[str, Any]], str]:
+    """Compact JSON of an attribute map, as ``json.dumps(..., separators=(",", ":"))``
+    gives it, through the C encoder made once: ``json.dumps`` builds an encoder object
+    per call, which was the largest per-event cost of the writer thread."""
+    default = json.JSONEncoder(separators=(",", ":"))
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return default.encode
+    chunks = make(
+        None,
+        default.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def encode(attributes: dict[str, Any]) -> str:
+        return "".join(chunks(attributes, 0))
+
+    return encode
+
+
+_encode = _json_encoder()
 
 
 def _apply_acks(conn: sqlite3.Connection, d: _Counters, acked: dict[str, list[int]]) -> None:

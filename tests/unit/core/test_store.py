@@ -3,6 +3,7 @@ monotonic sequence numbers; the SQLite store also survives a reopen."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -10,10 +11,10 @@ import pytest
 
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.memory_store import MemoryStore
-from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
+from eventing.broker.sqlite_store import SqliteSettings, SqliteStore, _encode
 from eventing.broker.store import Routed, Store
 from eventing.errors import StoreFullError
-from eventing.events import Event
+from eventing.events import AttributeValue, Event
 
 StoreMaker = Callable[..., Store]
 
@@ -124,3 +125,26 @@ async def test_broker_routes_once_and_subscription_pages_from_disk(tmp_path: Pat
         assert broker.drops()[("b", "filtered")] == 600
     finally:
         await broker.close()
+
+
+async def test_attributes_read_back_as_written(tmp_path: Path) -> None:
+    """The writer's JSON encoder gives what ``json.dumps`` would (types, escapes)."""
+    attributes: dict[str, AttributeValue] = {
+        "specversion": "1.0",
+        "id": 'é\u2028"\\/\x7f',
+        "source": "/s",
+        "type": "t",
+        "count": -(2**31),
+        "flag": True,
+        "off": False,
+        "emoji": "\U0001f600",
+    }
+    store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
+    await store.open(["a"])
+    try:
+        await store.append("br", [Routed(Event(dict(attributes), b"d"), ("a",))])
+        (back,) = await store.load_pending("a", 0, 10)
+        assert back.attributes == attributes
+        assert _encode(attributes) == json.dumps(attributes, separators=(",", ":"))
+    finally:
+        await store.close()
