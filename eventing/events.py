@@ -83,6 +83,9 @@ class Event:
     #: (:mod:`eventing.broker.dedup`): a scope name (a source's), ``""`` never (an id
     #: not from upstream), ``None`` as the broker's setting for plain POSTs says.
     dedup: str | None = field(default=None, compare=False, repr=False)
+    #: Set by the broker's deduplication when it answered this event as accepted but did
+    #: not store it (its (source, id) was stored before): ``eventing tail`` marks it.
+    duplicate: bool = field(default=False, compare=False, repr=False)
 
     @property
     def id(self) -> str:

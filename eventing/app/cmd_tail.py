@@ -1,5 +1,8 @@
 """``eventing tail``: events as they enter a broker, live, with the triggers each one
-matched and why the others did not.
+matched and why the others did not. An event the broker's deduplication answered as
+accepted but did not store (its source and id were stored before) is shown marked as
+a duplicate, with no trigger: the operator sees that it arrived and why nothing
+happened, rather than nothing at all or a delivery that never comes.
 
 Reads ``GET /v1/tail`` of the admin API, a stream of JSON lines (one per event; ``{}``
 is a heartbeat; ``{"dropped": N}`` says this tail fell behind and N events were not
@@ -113,7 +116,11 @@ def print_record(record: dict[str, Any]) -> None:
     clock = record["time"][11:23]
     head = f"{clock} {record['broker']} {event.get('type')} id={event.get('id')}"
     parts = [paint("-> " + m["trigger"], "green") for m in record["matched"]]
-    if not record["matched"]:
+    if record.get("duplicate"):
+        parts.append(
+            paint("-> duplicate (source and id stored before; not stored again)", "yellow")
+        )
+    elif not record["matched"]:
         parts.append(paint("-> no trigger (not stored)", "yellow"))
     print(f"{head} source={event.get('source')} {' '.join(parts)}", flush=True)
     for miss in record["notMatched"]:

@@ -99,8 +99,11 @@ class LiveExplainer:
         return matches
 
     def verdicts(self, seen: Seen) -> dict[str, Any]:
+        """What ``tail`` shows of an event: the triggers it matched and why the others
+        did not; a duplicate (answered as accepted, not stored: its source and id were
+        stored before) is marked and went to no trigger, so none is listed."""
         matched, missed = [], []
-        for view in self._views(seen.broker):
+        for view in [] if seen.duplicate else self._views(seen.broker):
             result = explain_trigger(view.resource.spec, seen.attributes)
             if result["matched"]:
                 matched.append({"trigger": view.resource.key, "subscriber": view.subscriber})
@@ -117,6 +120,7 @@ class LiveExplainer:
             "broker": seen.broker,
             "event": dict(seen.attributes),
             "dataBytes": seen.data_bytes,
+            "duplicate": seen.duplicate,
             "matched": matched,
             "notMatched": missed,
         }

@@ -337,5 +337,9 @@ class Admission:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        assert self.claim is not None
-        self.dedup._release(self.claim, stored=exc_type is None)
+        claim = self.claim
+        assert claim is not None
+        self.dedup._release(claim, stored=exc_type is None)
+        if exc_type is None:  # answered as accepted, not stored: what ``tail`` shows
+            for event in claim.duplicates:
+                event.duplicate = True

@@ -29,9 +29,9 @@ MAX_WATCHERS = 16
 RECENT = 2000
 
 
-#: What ingest records per event: (at, broker, attributes, data bytes), a plain tuple
-#: because building it is on the hot path; :class:`Seen` names its fields for readers.
-Raw = tuple[float, str, Mapping[str, AttributeValue], int]
+#: What ingest records per event: (at, broker, attributes, data bytes, duplicate), a
+#: plain tuple because building it is on the hot path; :class:`Seen` names its fields.
+Raw = tuple[float, str, Mapping[str, AttributeValue], int, bool]
 
 
 class Seen(NamedTuple):
@@ -41,6 +41,8 @@ class Seen(NamedTuple):
     broker: str
     attributes: Mapping[str, AttributeValue]
     data_bytes: int
+    duplicate: bool = False
+    """Accepted but not stored: the broker had stored its (source, id) before."""
 
 
 @dataclass(eq=False)
@@ -64,18 +66,17 @@ class Tap:
         """Also told of every publish (the optional OpenTelemetry exporter)."""
 
     def offer(self, broker: str, events: Sequence[Event]) -> None:
-        """``events`` were stored by ``broker``. Never blocks, never raises for a watcher."""
+        """``events`` were published to ``broker`` (stored, or dropped as duplicates of
+        stored ones, :attr:`Event.duplicate`). Never blocks, never raises for a watcher."""
         for listener in self.listeners:
             listener(broker, events)
-        entered = self.entered
-        entered[broker] = entered.get(broker, 0) + len(events)
         now = time.time()
-        if not self.watchers:
-            append = self.recent.append
-            for e in events:
-                append((now, broker, e.attributes, len(e.data or b"")))
-            return
-        seen: list[Raw] = [(now, broker, e.attributes, len(e.data or b"")) for e in events]
+        seen: list[Raw] = [
+            (now, broker, e.attributes, len(e.data or b""), e.duplicate) for e in events
+        ]
+        duplicates = sum(raw[4] for raw in seen)  # almost always 0
+        entered = self.entered
+        entered[broker] = entered.get(broker, 0) + len(events) - duplicates
         self.recent.extend(seen)
         for watcher in self.watchers:
             queue = watcher.queue
@@ -100,8 +101,9 @@ class Tap:
         return len(self.watchers) >= self.max_watchers
 
     def find(self, event_id: str, broker: str | None = None) -> Seen | None:
-        """The most recent event with this id (on ``broker`` if given)."""
+        """The most recent stored event with this id (on ``broker`` if given); a
+        duplicate, not stored, is not what ``explain --id`` means."""
         for raw in reversed(self.recent):
-            if raw[2].get("id") == event_id and broker in (None, raw[1]):
+            if raw[2].get("id") == event_id and broker in (None, raw[1]) and not raw[4]:
                 return Seen(*raw)
         return None

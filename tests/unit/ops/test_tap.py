@@ -37,3 +37,23 @@ def test_recent_events_are_found_by_id_and_bounded() -> None:
     assert found.data_bytes == 2
     assert tap.find("e9", broker="ns/b") is None
     assert tap.find("e0") is None  # only the last five are kept
+
+
+def test_a_duplicate_is_shown_marked_but_not_counted_or_found_as_stored() -> None:
+    """An event the broker's deduplication did not store (``Event.duplicate``) reaches
+    the watchers marked, is not counted as entered (the dashboard's ingest rate), and
+    ``find`` (``explain --id``) returns the stored copy, not it."""
+    tap = Tap()
+    stored, again = _events(1)[0], _events(1)[0]
+    again.attributes["copy"] = "second"
+    again.duplicate = True
+    with tap.watch() as watcher:
+        tap.offer("ns/a", [stored])
+        tap.offer("ns/a", [again])
+        marks = [watcher.queue.get_nowait()[4] for _ in range(2)]
+    assert marks == [False, True]
+    assert tap.entered == {"ns/a": 1}
+    found = tap.find("e0")
+    assert found is not None
+    assert "copy" not in found.attributes
+    assert not found.duplicate
