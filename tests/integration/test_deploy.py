@@ -1,7 +1,12 @@
 """deploy/ installs on a real control plane, and its RBAC is least privilege.
 
 Each overlay is applied with ``kubectl apply -k`` (the kubectl ``scripts/servers``
-builds) and the data-plane Deployment's pods become Ready on kwok nodes. Then the
+builds) and the data-plane Deployment's pods become Ready on kwok nodes. Each run
+installs into a namespace of its own (``eventing-<run>``, through a kustomization over
+the overlay, as a user installing elsewhere would write it) with its own ClusterRole
+and ClusterRoleBinding, so two runs at once, or a run and a leftover of a killed one,
+never share an object; everything of the run is deleted at the end, and leftovers of
+runs killed more than an hour ago are deleted at the start. Then the
 ServiceAccount's permissions are checked two ways: SubjectAccessReviews for every call
 the data plane makes (``DATAPLANE_CALLS``, kept beside eventing/kube) and for calls it
 must not be able to make; and real requests sent while impersonating the
@@ -12,7 +17,9 @@ several forbidden (403).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,7 +44,15 @@ from tests.support.subscriber import RecordingSubscriber
 
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ("embedded", "rabbitmq", "kafka")  # kafka last: its pods need no volume
-NAMESPACE = "eventing"
+RUN = uuid.uuid4().hex[:8]
+#: This run's namespace, in place of the manifests' ``eventing``.
+NAMESPACE = f"eventing-{RUN}"
+#: This run's ClusterRole and ClusterRoleBinding, in place of ``eventing-dataplane``.
+ROLE = f"eventing-dataplane-{RUN}"
+#: Marks the namespace of a run (its value: the run); leftovers older than
+#: STALE_AFTER seconds are deleted by the next run.
+RUN_LABEL = "eventing.local/test-deploy"
+STALE_AFTER = 3600.0
 ACCOUNT = f"system:serviceaccount:{NAMESPACE}:eventing-dataplane"
 ACCOUNT_GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"]
 DATAPLANE = "app.kubernetes.io/name=eventing-dataplane"
@@ -125,32 +140,74 @@ FORBIDDEN_CALLS: tuple[Call, ...] = (
 )
 
 
+def run_overlay(root: Path, overlay: str, components: Sequence[str] = ()) -> Path:
+    """A kustomization over ``deploy/overlays/<overlay>`` (and ``components``) that
+    installs it as this run: in NAMESPACE, with the cluster-scoped RBAC named ROLE
+    (its binding's subject in NAMESPACE: kustomize's ``namespace`` leaves a
+    ClusterRoleBinding's subjects alone), the namespace labelled with the run."""
+    if not (root / "deploy").exists():
+        (root / "deploy").symlink_to(DEPLOY)  # kustomize wants relative paths
+    mine = root / "-".join((overlay, *components))
+    mine.mkdir(exist_ok=True)
+    label = "/metadata/labels/" + RUN_LABEL.replace("/", "~1")
+    kustomization = {
+        "resources": [f"../deploy/overlays/{overlay}"],
+        "components": [f"../deploy/variants/{c}" for c in components],
+        "namespace": NAMESPACE,
+        "patches": [
+            {"target": {"kind": "Namespace"},
+             "patch": yaml.safe_dump([{"op": "add", "path": label, "value": RUN}])},
+            {"target": {"kind": "ClusterRole"},
+             "patch": yaml.safe_dump([{"op": "replace", "path": "/metadata/name", "value": ROLE}])},
+            {"target": {"kind": "ClusterRoleBinding"},
+             "patch": yaml.safe_dump([
+                 {"op": "replace", "path": "/metadata/name", "value": ROLE},
+                 {"op": "replace", "path": "/subjects/0/namespace", "value": NAMESPACE},
+             ])},
+        ],
+    }  # fmt: skip
+    (mine / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+    return mine
+
+
 @pytest.fixture(scope="module")
-def installed(k8s_cluster: Cluster) -> Iterator[Cluster]:
-    """Every overlay applied in turn (kafka last); the namespace goes afterwards, the
-    cluster-scoped CRDs and ClusterRole stay (re-applying them is idempotent)."""
-    # An earlier run's namespace may still be terminating: nothing can be created in it.
-    wait_for(
-        lambda: _namespace_phase(k8s_cluster) != "Terminating",
-        timeout=120,
-        what=f"namespace {NAMESPACE} from an earlier run to finish terminating",
-    )
+def overlays(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this run's kustomizations go (:func:`run_overlay`)."""
+    return tmp_path_factory.mktemp("deploy-run")
+
+
+@pytest.fixture(scope="module")
+def installed(k8s_cluster: Cluster, overlays: Path) -> Iterator[Cluster]:
+    """Every overlay applied in turn (kafka last) into this run's namespace; the
+    namespace and this run's ClusterRole(Binding) go afterwards, the shared CRDs stay
+    (re-applying them is idempotent)."""
+    _delete_stale_runs(k8s_cluster)
     k8s_cluster.kubectl("apply", "-k", str(DEPLOY / "knative-crds"))  # no Knative here
-    for overlay in OVERLAYS:
-        k8s_cluster.kubectl("apply", "-k", str(DEPLOY / "overlays" / overlay))
     try:
+        for overlay in OVERLAYS:
+            k8s_cluster.kubectl("apply", "-k", str(run_overlay(overlays, overlay)))
         yield k8s_cluster
     finally:
-        k8s_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found")
+        _delete_run(k8s_cluster, RUN)
 
 
-def _namespace_phase(cluster: Cluster) -> str | None:
-    try:
-        return str(cluster.core.read_namespace(NAMESPACE, _request_timeout=10).status.phase)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+def _delete_run(cluster: Cluster, run: str) -> None:
+    """A run's namespace (not waiting for its finalizers) and cluster-scoped RBAC."""
+    cluster.kubectl("delete", "namespace", f"eventing-{run}", "--wait=false", "--ignore-not-found")
+    role = f"eventing-dataplane-{run}"
+    cluster.kubectl("delete", "clusterrolebinding", role, "--ignore-not-found")
+    cluster.kubectl("delete", "clusterrole", role, "--ignore-not-found")
+
+
+def _delete_stale_runs(cluster: Cluster) -> None:
+    """What runs killed more than STALE_AFTER seconds ago left behind (a run takes
+    minutes, so nothing of a run still going is touched)."""
+    found = cluster.core.list_namespace(label_selector=RUN_LABEL, _request_timeout=10)
+    for namespace in found.items:
+        age = time.time() - namespace.metadata.creation_timestamp.timestamp()
+        run = (namespace.metadata.labels or {}).get(RUN_LABEL, "")
+        if age > STALE_AFTER and run and namespace.metadata.name == f"eventing-{run}":
+            _delete_run(cluster, run)
 
 
 def _allowed(cluster: Cluster, call: Call, namespace: str = "default") -> bool:
@@ -220,16 +277,16 @@ def _established(cluster: Cluster, name: str) -> bool:
     return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
-def test_applying_again_does_not_restart_the_dataplane(installed: Cluster) -> None:
+def test_applying_again_does_not_restart_the_dataplane(installed: Cluster, overlays: Path) -> None:
     def generation() -> int:
         deployment = installed.apps.read_namespaced_deployment("eventing-dataplane", NAMESPACE)
         return int(deployment.metadata.generation)
 
     before = generation()
-    out = installed.kubectl("apply", "-k", str(DEPLOY / "overlays" / "kafka"))
+    out = installed.kubectl("apply", "-k", str(run_overlay(overlays, "kafka")))
     assert "deployment.apps/eventing-dataplane unchanged" in out
     assert "serviceaccount/eventing-dataplane unchanged" in out
-    assert "clusterrole.rbac.authorization.k8s.io/eventing-dataplane unchanged" in out
+    assert f"clusterrole.rbac.authorization.k8s.io/{ROLE} unchanged" in out
     assert generation() == before
 
 
@@ -299,17 +356,12 @@ def test_impersonated_requests_scale_but_cannot_edit(
     ("variant", "service_type"), [("nodeport", "NodePort"), ("loadbalancer", "LoadBalancer")]
 )
 def test_ingress_variants_as_documented(
-    installed: Cluster, tmp_path: Path, variant: str, service_type: str
+    installed: Cluster, overlays: Path, variant: str, service_type: str
 ) -> None:
-    """An overlay of one's own, as deploy/README.md shows it, renders and passes the API
+    """An overlay of one's own, as deploy/README.md shows it (the kafka overlay and a
+    variant component; here into this run's namespace), renders and passes the API
     server's validation (server-side dry run: nothing is changed)."""
-    (tmp_path / "deploy").symlink_to(DEPLOY)  # kustomize wants relative paths
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "kustomization.yaml").write_text(
-        f"resources: [../deploy/overlays/kafka]\ncomponents: [../deploy/variants/{variant}]\n",
-        encoding="utf-8",
-    )
+    mine = run_overlay(overlays, "kafka", [variant])
     rendered = installed.kubectl("kustomize", str(mine))
     (ingress,) = (
         doc
