@@ -82,6 +82,31 @@ async def test_what_is_not_written_yet_is_written_at_close(tmp_path: Path) -> No
     assert [d["n"] for d in read_decisions(path)] == list(range(50))
 
 
+async def test_when_the_writer_falls_behind_the_oldest_waiting_are_dropped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / FILE_NAME
+    log = DecisionLog(path, max_pending=3)
+    for n in range(5):
+        log.append(record(n))
+    assert log.dropped == 2
+    await log.close()
+    assert [d["n"] for d in read_decisions(path)] == [2, 3, 4]
+
+
+async def test_a_failed_write_is_counted_and_the_next_one_tries_again(tmp_path: Path) -> None:
+    path = tmp_path / FILE_NAME
+    path.mkdir()  # opening it for append fails (IsADirectoryError)
+    log = DecisionLog(path)
+    log.append(record(0))
+    await log.flush()
+    assert log.dropped == 1
+    path.rmdir()
+    log.append(record(1))
+    await log.close()
+    assert [d["n"] for d in read_decisions(path)] == [1]
+
+
 async def test_a_stopped_system_has_written_every_decision_it_made(
     subscriber: RecordingSubscriber, tmp_path: Path
 ) -> None:
