@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.admin import DeleteGroupsRequest
@@ -29,7 +29,7 @@ from brokers.kafka.config import KafkaSettings
 from brokers.kafka.dlq import KafkaDeadLetters
 from brokers.kafka.sticky import StickyPartitions
 from brokers.kafka.subscription import KafkaSubscription
-from brokers.support import Backoff, describe, merged_drops, publish_once, refresh_backlogs
+from brokers.support import Backoff, describe, merged_drops, publish_once
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
 from eventing.broker.dedup import Deduplicator
 from eventing.broker.index import Router
@@ -306,10 +306,40 @@ class KafkaBroker:
             },
         )
 
+    async def end_offsets(self) -> dict[Any, int] | None:
+        """The end offset of every partition of the broker's topic (None while not
+        connected)."""
+        offsets = self.offsets
+        if offsets is None or self.admin is None:
+            return None
+        topic = self.settings.topic
+        partitions = offsets.partitions_for_topic(topic)
+        if not partitions:
+            await offsets._client.force_metadata_update()
+            partitions = offsets.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return {}
+        return dict(await offsets.end_offsets(tps))
+
     async def _read_lag(self) -> None:
-        """Keep every trigger's cached backlog (its group's lag) fresh."""
+        """Keep every trigger's cached backlog (its group's lag) fresh: the topic's end
+        offsets once per round, then each group's committed offsets (one request per
+        trigger, not three)."""
         errors = (KafkaError, OSError, TimeoutError)
-        await refresh_backlogs(self._connected, self.subscriptions, errors, LAG_PERIOD, logger)
+        while True:
+            await self._connected.wait()
+            try:
+                ends = await self.end_offsets()
+            except errors as exc:
+                logger.debug("broker %s: end offsets: %s", self.key, describe(exc))
+                ends = None
+            for sub in list(self.subscriptions.values()) if ends else ():
+                try:
+                    await sub.read_lag(ends or {})
+                except errors as exc:
+                    logger.debug("backlog of %s: %s", sub.trigger, describe(exc))
+            await asyncio.sleep(LAG_PERIOD)
 
 
 GROUP_GONE = (0, 69)  # no error; GROUP_ID_NOT_FOUND

@@ -27,10 +27,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from brokers.kafka.binding import from_record, replay_target
+from brokers.kafka.binding import read_record
 from brokers.kafka.tracker import OffsetTracker
 from brokers.support import Backoff, describe
 from eventing.broker.base import Delivery, Filter, Receipt
@@ -83,6 +83,7 @@ class KafkaSubscription:
         self._last_commit = 0.0
         self._backlog = 0
         self._local = 0
+        self._coordinator: int | None = None
 
     # -- Subscription -----------------------------------------------------------------
 
@@ -106,19 +107,28 @@ class KafkaSubscription:
     async def backlog(self) -> int:
         """The group's lag over every partition of the topic: end offset minus the
         committed offset (the whole partition when the group never committed)."""
-        admin, offsets = self.broker.admin, self.broker.offsets
-        if admin is None or offsets is None:
+        ends = await self.broker.end_offsets()
+        if ends is None:
             return self._backlog
-        topic = self.broker.settings.topic
-        partitions = offsets.partitions_for_topic(topic)
-        if not partitions:
-            await offsets._client.force_metadata_update()
-            partitions = offsets.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
+        return await self.read_lag(ends)
+
+    async def read_lag(self, ends: dict[Any, int]) -> int:
+        """:meth:`backlog` given the topic's end offsets (the broker's lag task reads
+        them once for all its triggers). One request: the group's coordinator is
+        remembered until a read fails."""
+        admin = self.broker.admin
+        if admin is None or not ends:
             return self._backlog
-        committed = await admin.list_consumer_group_offsets(self.group, partitions=tps)
-        ends = dict(await offsets.end_offsets(tps))
+        tps = list(ends)
+        try:
+            if self._coordinator is None:
+                self._coordinator = await admin.find_coordinator(self.group)
+            committed = await admin.list_consumer_group_offsets(
+                self.group, self._coordinator, partitions=tps
+            )
+        except Exception:
+            self._coordinator = None  # moved, or the cluster changed: look it up again
+            raise
         total = local = 0
         for tp in tps:
             meta = committed.get(tp)
@@ -217,15 +227,13 @@ class KafkaSubscription:
         dead-letter it."""
         offset = record.offset
         self.tracker.consumed(tp, offset)
-        headers = record.headers or ()
-        target = replay_target(headers)
-        if target is not None and target != self.trigger:
-            self.tracker.done(tp, offset)  # a replay for another trigger
-            return None
         try:
-            event = from_record(record.value, headers)
+            event = read_record(record.value, record.headers or (), self.trigger)
         except InvalidEventError as exc:
             return str(exc)
+        if event is None:  # a replay for another trigger
+            self.tracker.done(tp, offset)
+            return None
         if self.filter(event.attributes) is not None:  # counted by the publisher
             self.tracker.done(tp, offset)
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from brokers.kafka.binding import TARGET, from_record, header_map, to_record
+from brokers.kafka.binding import TARGET, from_record, header_map, read_record, to_record
 from brokers.rabbitmq.binding import from_message, own_headers, to_message
 from eventing.errors import InvalidEventError
 from eventing.events import Event
@@ -37,6 +37,28 @@ def test_kafka_round_trip(event: Event) -> None:
     back = from_record(value, headers)
     assert back == event
     assert header_map(headers)[TARGET] == "ns/t"
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.id)
+def test_a_replay_is_read_only_by_its_trigger(event: Event) -> None:
+    _, value, headers = to_record(event, {TARGET: "ns/t"})
+    assert read_record(value, headers, "ns/t") == event
+    assert read_record(value, headers, "ns/other") is None
+    _, value, headers = to_record(event)
+    assert read_record(value, headers, "ns/other") == event  # not a replay: every trigger
+
+
+def test_a_broken_replay_for_another_trigger_is_skipped_not_refused() -> None:
+    """Another trigger's replay is that trigger's business, even when it does not decode
+    (this trigger neither delivers nor dead-letters it); for its own trigger it is
+    refused with the reason."""
+    for headers in (
+        [("ce_id", b"1"), (TARGET, b"ns/t")],
+        [("ce_specversion", b"\xff"), (TARGET, b"ns/t")],
+    ):
+        assert read_record(b"x", headers, "ns/other") is None
+        with pytest.raises(InvalidEventError):
+            read_record(b"x", headers, "ns/t")
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.id)
