@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from eventing.broker.base import Delivery, Receipt, Subscription
+from eventing.delivery.dispatcher import Pushing
 from eventing.events import ARRIVAL_TIME, Event
 
 
@@ -53,9 +54,24 @@ class AgingSubscription:
         self.clock = clock
         self._out: dict[Receipt, float] = {}
         self.observer: DeliveryObserver | None = None
+        self._take: Callable[[], Delivery | None] = lambda: None
 
     async def get(self) -> Delivery:
-        delivery = await self.inner.get()
+        return self._handed(await self.inner.get())
+
+    def push_to(self, ready: Callable[[], None]) -> bool:
+        """Forwarded to a subscription that pushes (see ``Dispatcher._pump``)."""
+        inner = self.inner
+        if not isinstance(inner, Pushing) or not inner.push_to(ready):
+            return False
+        self._take = inner.take_nowait
+        return True
+
+    def take_nowait(self) -> Delivery | None:
+        delivery = self._take()
+        return None if delivery is None else self._handed(delivery)
+
+    def _handed(self, delivery: Delivery) -> Delivery:
         when = arrival(delivery.event)
         if when is not None:
             try:  # noqa: SIM105 - per event: cheaper than contextlib.suppress

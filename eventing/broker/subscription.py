@@ -44,6 +44,8 @@ class StoreSubscription:
         self._wake = asyncio.Event()
         self.listeners: list[Callable[[], None]] = []
         """Called on every new event (the autoscaler counts arrivals and is poked)."""
+        self._ready: Callable[[], None] | None = None
+        self._refilling = False
 
     def offer(self, event: Event) -> None:
         """Called after ``event`` was committed with a pending row for this trigger."""
@@ -61,18 +63,46 @@ class StoreSubscription:
         else:
             self._buffer.append(event)
             self._buffered_bytes += size
+            if self._ready is not None:
+                self._ready()  # taken with take_nowait, without waking get()
+                return
         self._wake.set()
+
+    def push_to(self, ready: Callable[[], None]) -> bool:
+        """Call ``ready`` (instead of waking :meth:`get`) when an event is waiting in
+        memory, to be taken with :meth:`take_nowait`. Why: with events spread over
+        a thousand triggers, each event would otherwise cost its dispatcher a task
+        switch. :meth:`get` still pages from the store (and is woken for that)."""
+        self._ready = ready
+        return True
+
+    def take_nowait(self) -> Delivery | None:
+        """The next event if it is in memory now; None while paging from the store
+        (those come first, through :meth:`get`)."""
+        if self._spill or self._refilling:
+            return None
+        return self._pop()
+
+    def _pop(self) -> Delivery | None:
+        while self._buffer:
+            event = self._buffer.popleft()
+            self._buffered_bytes -= len(event.data or b"")
+            if event.seq > self._cursor:
+                self._cursor = event.seq
+                return Delivery(event, event.seq)
+        return None
 
     async def get(self) -> Delivery:
         while True:
-            while self._buffer:
-                event = self._buffer.popleft()
-                self._buffered_bytes -= len(event.data or b"")
-                if event.seq > self._cursor:
-                    self._cursor = event.seq
-                    return Delivery(event, event.seq)
+            delivery = self._pop()
+            if delivery is not None:
+                return delivery
             if self._spill:
-                await self._refill()
+                self._refilling = True
+                try:
+                    await self._refill()
+                finally:
+                    self._refilling = False
                 if self._buffer:
                     continue
             self._wake.clear()

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from eventing import stages
 from eventing.broker.base import Delivery, Subscription
@@ -64,6 +64,17 @@ class DeadLetterTarget:
     """Where exhausted events go: the built-in store (``sink is None``) or a sink."""
 
     sink: Sink | None = None
+
+
+@runtime_checkable
+class Pushing(Protocol):
+    """A subscription that hands events over without a task switch: it calls the
+    hook given to ``push_to`` when an event waits in memory, and ``take_nowait``
+    returns it (``StoreSubscription``)."""
+
+    def push_to(self, ready: Callable[[], None]) -> bool: ...
+
+    def take_nowait(self) -> Delivery | None: ...
 
 
 _SENT, _FULL, _NOT_SENT = object(), object(), object()
@@ -121,39 +132,80 @@ class Dispatcher:
         # are shared by every trigger): each has our wake-up queued once, and the
         # parked events wait for it instead of a task each waiting for a connection.
         self._host_waits: dict[int, Callable[[], None]] = {}
+        # Events handed over by the subscription (Pushing) are taken by _pump, once per
+        # loop turn for all that arrived, instead of waking the run loop per event.
+        self._pump_soon = False
+        self._pump_stalled = False
+        self._take_nowait: Callable[[], Delivery | None] = lambda: None
 
     # -- the loop ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Take events until cancelled; the composition root runs this as a named task."""
+        """Take events until cancelled; the composition root runs this as a named task.
+        With a subscription that pushes, events waiting in memory are taken by
+        :meth:`_pump` and this loop takes the rest (paged from the store)."""
+        subscription = self.subscription
+        if isinstance(subscription, Pushing) and subscription.push_to(self._offered):
+            self._take_nowait = subscription.take_nowait
         while not self._stopping:
-            await self._held.acquire()
-            try:
-                delivery = await self.subscription.get()
-            except BaseException:
-                self._held.release()
-                raise
-            if stages.ON:
-                stages.mark("dispatch", delivery.event)
-            key = delivery.event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
-            route = self.split.choose(None if key is None else str(key))
-            route.routed += 1
-            if key is None:
-                if self._parked:  # in order behind those already waiting
-                    self._parked.append(_Taken(delivery, route))
-                    continue
-                sent = self._try_fast(delivery, route)
-                if sent is _FULL:
-                    self._parked.append(_Taken(delivery, route))
-                elif sent is not _SENT:
-                    self._spawn(delivery, None, route)
+            await self._held.wait_free()
+            delivery = await subscription.get()
+            self._held.take()  # with a pump, the one place may have gone meanwhile
+            self._take(delivery)
+
+    def _offered(self) -> None:
+        """An event waits in the subscription's memory: take it (and any others that
+        arrive in this loop turn) in one call soon, not a task switch each."""
+        if not self._pump_soon:
+            self._pump_soon = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_soon = False
+        self._pump_stalled = False
+        if self._stopping:
+            return
+        take_nowait = self._take_nowait
+        try:
+            while self._held.free > 0:
+                delivery = take_nowait()
+                if delivery is None:
+                    return
+                self._held.take()
+                self._take(delivery)
+            self._pump_stalled = True  # the next release of a place pumps again
+        except Exception:
+            logger.exception("dispatcher %s failed to take an event", self.trigger)
+
+    def _release_place(self) -> None:
+        self._held.release()
+        if self._pump_stalled and not self._pump_soon:
+            self._pump_soon = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _take(self, delivery: Delivery) -> None:
+        """Start delivering one event taken from the subscription (holding a place)."""
+        if stages.ON:
+            stages.mark("dispatch", delivery.event)
+        key = delivery.event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
+        route = self.split.choose(None if key is None else str(key))
+        route.routed += 1
+        if key is None:
+            if self._parked:  # in order behind those already waiting
+                self._parked.append(_Taken(delivery, route))
+                return
+            sent = self._try_fast(delivery, route)
+            if sent is _FULL:
+                self._parked.append(_Taken(delivery, route))
+            elif sent is not _SENT:
+                self._spawn(delivery, None, route)
+        else:
+            queue = self._keys.get(str(key))
+            if queue is None:
+                self._keys[str(key)] = deque()
+                self._spawn(delivery, str(key), route)
             else:
-                queue = self._keys.get(str(key))
-                if queue is None:
-                    self._keys[str(key)] = deque()
-                    self._spawn(delivery, str(key), route)
-                else:
-                    queue.append(_Taken(delivery, route))
+                queue.append(_Taken(delivery, route))
 
     def _spawn(
         self, delivery: Delivery, key: str | None, route: Route, first: Outcome | None = None
@@ -220,7 +272,7 @@ class Dispatcher:
                 while parked:  # they stay pending; the next run delivers them
                     taken = parked.popleft()
                     taken.route.routed -= 1
-                    self._held.release()
+                    self._release_place()
                 return
             taken = parked[0]
             if taken.route.retired:  # the subscriber changed while it waited
@@ -247,10 +299,10 @@ class Dispatcher:
             self.subscription.ack(delivery.receipt)
             self._delivered(delivery.event, route)
             route.routed -= 1
-            self._held.release()
+            self._release_place()
         elif self._stopping:
             route.routed -= 1
-            self._held.release()  # stays pending; the next run delivers it
+            self._release_place()  # stays pending; the next run delivers it
         else:
             self._spawn(delivery, None, route, outcome)  # retries, replies, dead letters
         if self._parked:
@@ -266,7 +318,7 @@ class Dispatcher:
                 first = None
             finally:
                 current.route.routed -= 1
-                self._held.release()
+                self._release_place()
             current = None
             if key is not None:
                 queue = self._keys[key]
@@ -497,10 +549,19 @@ class _Gate:
         self._free = size
         self._opened = asyncio.Event()
 
-    async def acquire(self) -> None:
+    @property
+    def free(self) -> int:
+        return self._free
+
+    async def wait_free(self) -> None:
+        """Until a place is free (not taking it: the pump may take it meanwhile)."""
         while self._free <= 0:
             self._opened.clear()
             await self._opened.wait()
+
+    def take(self) -> None:
+        """Take a place; may go one below zero (the run loop's event that was being
+        fetched when the pump took the last place): the bound is held within one."""
         self._free -= 1
 
     def release(self) -> None:
