@@ -33,7 +33,7 @@ from aiohttp.web_protocol import RequestHandler
 
 logger = logging.getLogger(__name__)
 
-_BUSY: Final = (
+BUSY_RESPONSE: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
     b'Content-Length: 38\r\nConnection: close\r\n\r\n{"error":"too many open connections"}\n'
 )
@@ -78,8 +78,12 @@ class GuardedServer(web.Server):
         kwargs.setdefault("logger", ClientErrorLogger(f"{__name__}.http"))
         super().__init__(handler, keepalive_timeout=idle_timeout, **kwargs)
         self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.refused = 0
         self._lingering: set[asyncio.Task[None]] = set()
+
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         if len(self._connections) >= self.max_connections:
@@ -90,7 +94,7 @@ class GuardedServer(web.Server):
                     self.max_connections,
                     self.refused,
                 )
-            transport.write(_BUSY)
+            transport.write(BUSY_RESPONSE)
             transport.close()
             return
         super().connection_made(handler, transport)

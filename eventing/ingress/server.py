@@ -109,7 +109,7 @@ class Ingress:
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
-    def server(self) -> web.Server:
+    def server(self) -> GuardedServer:
         """The ingress as aiohttp's low-level server: no router or middleware chain on
         the hot path, as :meth:`handle` dispatches on the path itself."""
         return GuardedServer(
@@ -216,24 +216,26 @@ class Ingress:
             return self._reject(broker, 415, str(exc))
         except InvalidEventError as exc:
             return self._reject(broker, 400, str(exc))
-        stored = await self._store(broker, [event])
+        stored = await self.store(broker, [event])
         if stored is not None:
             return stored
-        counter = self._received.get((broker.key, mode.value))
-        if counter is None:
-            counter = self._received[(broker.key, mode.value)] = self.metrics.received.labels(
-                broker.key, mode.value
-            )
-        counter.inc()
+        self.count_received(broker.key, mode.value)
         if stages.ON:
             stages.mark("ingress answers 202", event)
         return web.Response(status=202)
+
+    def count_received(self, key: str, mode: str) -> None:
+        counter = self._received.get((key, mode))
+        if counter is None:
+            counter = self._received[(key, mode)] = self.metrics.received.labels(key, mode)
+        counter.inc()
 
     def _reject(self, broker: Publisher, status: int, message: str) -> web.Response:
         self.metrics.rejected.labels(broker.key, str(status)).inc()
         return error(status, message)
 
-    async def _store(self, broker: Publisher, events: list[Event]) -> web.Response | None:
+    async def store(self, broker: Publisher, events: list[Event]) -> web.Response | None:
+        """Publish; None once stored, else the answer (503 with Retry-After)."""
         try:
             await broker.publish(events)
         except StoreFullError as exc:
@@ -274,7 +276,7 @@ class Ingress:
             accepted.append(event)
             results.append({"index": index, "id": event.id, "status": 202})
         if accepted:
-            stored = await self._store(broker, accepted)
+            stored = await self.store(broker, accepted)
             if stored is not None:
                 return stored
             self.metrics.received.labels(broker.key, "batch").inc(len(accepted))

@@ -37,6 +37,7 @@ from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
 from eventing.ingress import ipc
 from eventing.ingress.auth import IngressAuth
+from eventing.ingress.fastpath import FastPath
 from eventing.ingress.server import Ingress, IngressSettings
 from eventing.metrics import Metrics
 from eventing.sourcing import Emit, SourceHealth, WebhookRequest, WebhookResponse
@@ -242,8 +243,10 @@ async def _serve(config: dict[str, Any]) -> None:
     metrics = Metrics()
     auth = IngressAuth.from_json(config.get("auth", {}))
     ingress = Ingress(brokers, metrics, IngressSettings(**config["ingress"]), webhooks, auth)
-    runner = web.ServerRunner(ingress.server(), handle_signals=False, shutdown_timeout=5.0)
+    server = ingress.server()
+    runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
+    fast = FastPath(ingress, server)
     listener = socket.socket(fileno=config["listen_fd"])
     tls = (
         ServerTls(Path(config["tls"]["cert"]), Path(config["tls"]["key"]))
@@ -251,8 +254,9 @@ async def _serve(config: dict[str, Any]) -> None:
         else None
     )
     context = server_context(tls) if tls is not None else None
-    site = web.SockSite(runner, listener, backlog=1024, ssl_context=context)
-    await site.start()
+    # Connections start on the fast path, which hands them to aiohttp's handler (the
+    # runner's server) for anything but the hot request (eventing/ingress/fastpath.py).
+    listening = await loop.create_server(fast, sock=listener, backlog=1024, ssl=context)
     if context is not None and tls is not None:
         reloader = asyncio.create_task(watch(context, tls), name="tls reload")
     channel.send(ipc.STATS, json.dumps({"ready": True}).encode())
@@ -276,7 +280,9 @@ async def _serve(config: dict[str, Any]) -> None:
         await reporter
     if context is not None:
         reloader.cancel()
-    await runner.cleanup()  # stops accepting, lets in-flight requests finish
+    listening.close()  # stop accepting; in-flight requests are answered below
+    await fast.shutdown(5.0)
+    await runner.cleanup()
     channel.send(ipc.STATS, json.dumps({"counters": _counters(metrics)}).encode())
 
 
