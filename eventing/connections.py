@@ -33,7 +33,7 @@ from aiohttp.web_protocol import RequestHandler
 
 logger = logging.getLogger(__name__)
 
-BUSY_RESPONSE: Final = (
+_BUSY: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
     b'Content-Length: 38\r\nConnection: close\r\n\r\n{"error":"too many open connections"}\n'
 )
@@ -87,17 +87,21 @@ class GuardedServer(web.Server):
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         if len(self._connections) >= self.max_connections:
-            self.refused += 1
-            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
-                logger.warning(
-                    "%d connections open (the limit): refused %d so far",
-                    self.max_connections,
-                    self.refused,
-                )
-            transport.write(BUSY_RESPONSE)
-            transport.close()
+            self.refuse(transport)
             return
         super().connection_made(handler, transport)
+
+    def refuse(self, transport: asyncio.Transport) -> None:
+        """Answer 503 and close: the cap is reached (logged now and then)."""
+        self.refused += 1
+        if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+            logger.warning(
+                "%d connections open (the limit): refused %d so far",
+                self.max_connections,
+                self.refused,
+            )
+        transport.write(_BUSY)
+        transport.close()
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         super().connection_lost(handler, exc)

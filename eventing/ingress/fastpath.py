@@ -44,7 +44,7 @@ from eventing.broker.base import Publisher
 from eventing.broker.stamps import now_rfc3339, stamp
 from eventing.codec import http as binding
 from eventing.codec.jsonformat import parse_structured
-from eventing.connections import BUSY_RESPONSE, GuardedServer
+from eventing.connections import GuardedServer
 from eventing.errors import InvalidEventError
 from eventing.events import Event
 from eventing.ingress.server import Ingress, error
@@ -215,9 +215,7 @@ class FastConnection(asyncio.Protocol):
         transport = cast(asyncio.Transport, base)
         self.idle_since = self.loop.time()
         if not self.owner.added(self):
-            self.owner.server.refused += 1
-            transport.write(BUSY_RESPONSE)
-            transport.close()
+            self.owner.server.refuse(transport)
             return
         self.transport = transport
 

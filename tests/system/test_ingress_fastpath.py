@@ -63,10 +63,11 @@ ONE = f"POST {PATH} HTTP/1.1\nce-specversion: 1.0\nce-id: x\nce-source: /t\nce-t
 
 @asynccontextmanager
 async def serving(
-    fast: bool, *, auth: IngressAuth | None = None, idle: float = 15.0
+    fast: bool, *, auth: IngressAuth | None = None, idle: float = 15.0, cap: int = 4096
 ) -> AsyncIterator[tuple[int, Memory, FastPath | None]]:
     memory = Memory()
-    ingress = Ingress({memory.key: memory}, Metrics(), IngressSettings(idle_timeout=idle), (), auth)
+    settings = IngressSettings(idle_timeout=idle, max_connections=cap)
+    ingress = Ingress({memory.key: memory}, Metrics(), settings, (), auth)
     server = ingress.server()
     front = FastPath(ingress, server) if fast else None
     loop = asyncio.get_running_loop()
@@ -250,3 +251,20 @@ async def test_idle_connections_are_closed() -> None:
             assert await reader.read() == b""  # closed by the sweep, not by us
         writer.close()
         assert not front.connections
+
+
+async def test_connections_count_against_the_cap() -> None:
+    """Fast connections and those handed to aiohttp share the one cap."""
+    async with serving(True, cap=2) as (port, _, front):
+        assert front is not None
+        first = await asyncio.open_connection("127.0.0.1", port)
+        first[1].write(binary("1"))
+        assert (await read_response(first[0]))[0] == 202
+        second = await asyncio.open_connection("127.0.0.1", port)
+        second[1].write(CASES["no id"])  # handed to aiohttp: still counted
+        assert (await read_response(second[0]))[0] == 400
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        status, headers, _ = await read_response(reader)
+        assert (status, headers["retry-after"]) == (503, "1")
+        for _, w in (first, second, (reader, writer)):
+            w.close()
