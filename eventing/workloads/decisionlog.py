@@ -6,7 +6,7 @@ Why a writer: a decision is made on the event loop, and opening, appending to an
 renaming a file block for as long as the disk takes (a slow or full disk, a network
 volume). So :meth:`DecisionLog.append` only puts the line in memory; one named task
 (:meth:`DecisionLog.run`, started by the composition root) writes what is buffered in
-a worker thread, one batch after the other, so lines land in the order they were
+a thread, one batch after the other, so lines land in the order they were
 decided. :meth:`DecisionLog.close` writes what is left at shutdown, bounded by a
 deadline.
 
@@ -22,15 +22,18 @@ counted as dropped; the next batch tries again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 FILE_NAME: Final = "decisions.jsonl"
 #: Bytes of one file before it is rotated (``eventing run --decisions-max-mb``).
@@ -39,6 +42,30 @@ DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
 MAX_PENDING: Final = 10_000
 #: Seconds :meth:`DecisionLog.close` may take to write what is left.
 CLOSE_DEADLINE: Final = 5.0
+
+
+def _in_daemon_thread(write: Callable[[list[bytes]], _T], batch: list[bytes]) -> asyncio.Future[_T]:
+    """``write(batch)`` in a daemon thread of its own, as a future of the loop. Not the
+    default executor: its threads are joined when the process exits, so a write stuck
+    on a dead disk would hold the exit forever after :meth:`DecisionLog.close` gave up
+    on it; a daemon thread does not (its line is lost, as the warning says)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(set_outcome: Callable[[Any], None], outcome: Any) -> None:
+        if not future.done():
+            set_outcome(outcome)
+
+    def run() -> None:
+        try:
+            call: tuple[Callable[[Any], None], Any] = (future.set_result, write(batch))
+        except BaseException as exc:  # handed to the loop, raised where awaited
+            call = (future.set_exception, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, *call)
+
+    threading.Thread(target=run, name="decisions.jsonl writer", daemon=True).start()
+    return future
 
 
 def rotated(path: Path) -> Path:
@@ -62,7 +89,7 @@ class DecisionLog:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._writing: asyncio.Future[tuple[int, int]] | None = None
-        """The batch a worker thread writes now (it outlives a cancelled flush)."""
+        """The batch a thread writes now (it outlives a cancelled flush)."""
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Queue one decision for the writer; never blocks (called on the event loop)."""
@@ -91,7 +118,7 @@ class DecisionLog:
                 if self._writing is None:
                     batch = list(self._pending)
                     self._pending.clear()
-                    self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
+                    self._writing = _in_daemon_thread(self._write, batch)
                 writing = self._writing
                 try:
                     await asyncio.shield(writing)
@@ -115,12 +142,15 @@ class DecisionLog:
 
     def _write(self, batch: list[bytes]) -> tuple[int, int]:
         """Append ``batch``, rotating before a line that would pass ``max_bytes`` (in a
-        worker thread; the only writer of the files): (rotations, lines not written)."""
+        thread of its own; the only writer of the files): (rotations, lines not written)."""
         rotations = 0
         try:
             f = self.path.open("ab")
             try:
                 size = os.fstat(f.fileno()).st_size
+                if size and _last_byte(self.path, size) != b"\n":
+                    f.write(b"\n")  # a line cut short (kill -9 mid-write): end it
+                    size += 1
                 for line in batch:
                     if size and size + len(line) > self.max_bytes:
                         f.close()
@@ -136,6 +166,12 @@ class DecisionLog:
             logger.warning("%s: %d decision(s) not written: %s", self.path, len(batch), exc)
             return rotations, len(batch)
         return rotations, 0
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(size - 1)
+        return f.read(1)
 
 
 def read_decisions(path: Path, attempts: int = 50) -> list[dict[str, Any]]:
@@ -175,6 +211,15 @@ def _read(path: Path) -> bytes:
 
 
 def _decode(data: bytes) -> list[dict[str, Any]]:
-    """The complete lines of ``data``, the one after the last newline being written."""
+    """The decisions in ``data``: its complete lines (the one after the last newline is
+    being written) that hold a JSON object; a line cut short by a crash is skipped."""
     text = data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    out = []
+    for line in text.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import aiohttp
+
 from eventing.app.runtime import RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
 from eventing.workloads.decisionlog import FILE_NAME, DecisionLog, read_decisions, rotated
@@ -107,6 +109,17 @@ async def test_a_failed_write_is_counted_and_the_next_one_tries_again(tmp_path: 
     assert [d["n"] for d in read_decisions(path)] == [1]
 
 
+async def test_a_line_cut_short_by_a_crash_is_ended_and_skipped(tmp_path: Path) -> None:
+    """``kill -9`` in the middle of a write leaves half a line: the next writer ends it
+    before appending, and the reader skips it."""
+    path = tmp_path / FILE_NAME
+    path.write_bytes(b'{"n": 0}\n{"n": 1, "workl')
+    log = DecisionLog(path)
+    log.append(record(2))
+    await log.close()
+    assert [d["n"] for d in read_decisions(path)] == [0, 2]
+
+
 async def test_a_stopped_system_has_written_every_decision_it_made(
     subscriber: RecordingSubscriber, tmp_path: Path
 ) -> None:
@@ -150,9 +163,10 @@ async def test_a_stuck_decision_file_does_not_stop_the_event_loop(
 ) -> None:
     """``eventing run`` whose ``decisions.jsonl`` is a FIFO nobody reads: opening it
     blocks until a reader comes. The first event activates the workload (a decision to
-    write), and is delivered all the same: the file is written by a worker thread,
-    not on the event loop. Once a reader opens the FIFO the line arrives; the process
-    then stops cleanly."""
+    write), and is delivered all the same: the file is written by a thread, not on the
+    event loop. Once a reader opens the FIFO the line arrives. The next decision (back
+    to zero) is stuck again with no reader: SIGTERM still stops the process cleanly,
+    the stuck write given up after its deadline, not waited for at exit."""
     directory = tmp_path / "manifests"
     directory.mkdir()
     (directory / "system.yaml").write_text(manifests(f"{subscriber.url}/report", work=0.0))
@@ -162,21 +176,30 @@ async def test_a_stuck_decision_file_does_not_stop_the_event_loop(
     os.mkfifo(fifo)
     proc = EventingProcess(directory, data, "--no-admin-token", "--decisions-max-mb", "1")
     await proc.start()
-    reader: int | None = None
     try:
         await post_events(proc.url(), ["first"], "job")
         # A blocked loop would deliver nothing; the deadline turns that into a failure.
         await subscriber.wait_for(lambda _: "first" in reported(subscriber), timeout=60)
-        # Open for reading: the writer's open returns; kept open until the process has
-        # exited, so its later decisions (scale to zero) do not block again.
         reader = await asyncio.to_thread(os.open, fifo, os.O_RDONLY | os.O_NONBLOCK)
-        line = await asyncio.to_thread(_read_line, reader)
+        try:
+            line = await asyncio.to_thread(_read_line, reader)
+        finally:
+            os.close(reader)
         assert b'"from": 0, "to": 1' in line
+        async with aiohttp.ClientSession() as http:
+
+            async def desired() -> int:
+                async with http.get(f"{proc.admin_url}/v1/status") as r:
+                    return int((await r.json())["workloads"][0]["desired"])
+
+            deadline = time.monotonic() + 60
+            while await desired() != 0:  # back to zero: that decision's write is stuck
+                assert time.monotonic() < deadline, "the workload did not go back to zero"
+                await asyncio.sleep(0.1)  # polling a condition (with a deadline)
     finally:
         code = await proc.terminate(60)
-        if reader is not None:
-            os.close(reader)
     assert code == 0, "\n".join(proc.output)
+    assert any("not written within" in line for line in proc.output), proc.output
 
 
 def _read_line(fd: int) -> bytes:
