@@ -34,7 +34,7 @@ from brokers.rabbitmq.subscription import RabbitSubscription
 from brokers.support import Backoff, describe, merged_drops, publish_once, redact, refresh_backlogs
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
 from eventing.broker.dedup import Deduplicator
-from eventing.broker.routing import count, route
+from eventing.broker.index import Router
 from eventing.errors import StoreError
 from eventing.events import Event
 
@@ -70,6 +70,9 @@ class RabbitBroker:
         self._acks: list[Any] = []
         self._ack_wake = asyncio.Event()
         self._drops: dict[tuple[str, str], int] = {}
+        self.router = Router()
+        """The attached triggers' filters (publish counts drops and detects missing
+        queues through it): a trigger joins when its queue is first bound."""
         self.dedup = Deduplicator()
         """Per process, in memory: see docs/brokers.md for what that guarantees."""
 
@@ -90,6 +93,8 @@ class RabbitBroker:
         broker, which filters at dispatch); a changed ``exact`` is rebound."""
         sub = self.subscriptions[trigger]
         sub.filter = event_filter
+        if sub.attached:
+            self.router.add(trigger, event_filter)  # replaced, its counts carry on
         new = dict(exact or {})
         if new != sub.exact:
             old, sub.exact = sub.exact, new
@@ -105,6 +110,7 @@ class RabbitBroker:
         sub = self.subscriptions.pop(trigger, None)
         if sub is None:
             return
+        self.router.remove(trigger)
         await self._flush_acks()  # acks of its last deliveries, on its own channel
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -114,6 +120,13 @@ class RabbitBroker:
         except ERRORS as exc:
             logger.warning("broker %s: cannot delete queue %s: %s", self.key, sub.queue_name,
                            describe(exc))  # fmt: skip
+
+    def attached(self, sub: RabbitSubscription) -> None:
+        """``sub``'s queue is being bound for the first time: publish routes to it
+        from now on (before, a message for it would come back unrouted and be
+        refused as if its queue were missing)."""
+        if self.subscriptions.get(sub.trigger) is sub:
+            self.router.add(sub.trigger, sub.filter)
 
     def trigger_tasks(self, trigger: str) -> list[BrokerTask]:
         sub = self.subscriptions[trigger]
@@ -276,9 +289,9 @@ class RabbitBroker:
         await publish_once(self.dedup, events, self._publish, self._drops)
 
     async def _publish(self, events: Sequence[Event]) -> None:
-        # A trigger whose queue is not bound yet (added a moment ago) takes nothing yet.
-        filters = {t: s.filter for t, s in self.subscriptions.items() if s.attached}
-        routes = [route(filters, e) for e in events]
+        # A trigger whose queue is not bound yet (added a moment ago) takes nothing yet:
+        # it is not in the router until then (attached).
+        routes = [self.router.route(e) for e in events]
         results = await self.send(self.settings.exchange, events)
         for (matched, _), result in zip(routes, results, strict=True):
             if matched and isinstance(result, DeliveredMessage):  # no queue took it
@@ -286,8 +299,7 @@ class RabbitBroker:
                 error = StoreError(f"broker {self.key}: queues of {list(matched)} are missing")
                 error.retry_after = 2.0
                 raise error
-        for _, dropped in routes:  # counted once accepted, as the embedded class does
-            count(self._drops, dropped)
+        self.router.record(routes)  # counted once accepted, as the embedded class does
 
     async def send(
         self, exchange: str, events: Sequence[Event], extra: Mapping[str, str] | None = None
@@ -332,7 +344,10 @@ class RabbitBroker:
         await self.send("", [event], {"routing-key": sub.queue_name})
 
     def drops(self) -> Mapping[tuple[str, str], int]:
-        return merged_drops(self._drops, self.subscriptions.values())
+        own = self.router.drops()
+        for key, n in self._drops.items():
+            own[key] = own.get(key, 0) + n
+        return merged_drops(own, self.subscriptions.values())
 
     def status(self) -> BrokerStatus:
         return BrokerStatus(

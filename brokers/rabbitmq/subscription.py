@@ -92,6 +92,8 @@ class RabbitSubscription:
         """Declare the queue and its binding on a new connection and consume."""
         self._ready.clear()  # the old channel's messages come again
         self._unacked = 0
+        if self._generation == 0:
+            self.broker.attached(self)
         self._generation = generation
         channel = await connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self.broker.settings.prefetch)
