@@ -27,6 +27,7 @@ from eventing.delivery.sink import Outcome
 from eventing.errors import InvalidEventError
 from eventing.events import Event
 from eventing.tls import ClientTls, client_context
+from sinks.hostslots import NoSlotError
 from sinks.httpclient import HttpError, Pool, Response, Target
 
 MAX_REPLY_BYTES = 1024 * 1024
@@ -76,6 +77,9 @@ class HttpSink:
         self.session = session
         self._plain = Target.parse(url) if url.startswith("http://") else None
         self._auth = basic_auth(url) if self._plain is not None else None
+        parts = urlsplit(url)
+        self._host = (parts.hostname or "", parts.port or 443)
+        """The https host's key in the pool's per-host connection limit."""
 
     async def wait_ready(self) -> None:
         return None
@@ -116,6 +120,23 @@ class HttpSink:
         return await post_plain(self.pool, target, headers, body, timeout)
 
     async def _send_tls(self, headers: dict[str, str], body: bytes, timeout: float) -> Outcome:
+        """Through aiohttp (which brings TLS), holding one of the host's connection
+        slots of the pool: the wait for a slot is ours, so it ends with the pool's
+        ``stop_queueing`` at the start of a drain (aiohttp's connector queue cannot be
+        told to stop; its waiters were only cancelled at the drain deadline)."""
+        slots = self.pool.slots
+        try:
+            await slots.acquire(self._host, self.pool.loop().time() + timeout)
+        except TimeoutError:
+            return Outcome(None, error=f"timed out after {timeout:g}s")
+        except NoSlotError:
+            return Outcome(None, error="not sent: the process is stopping")
+        try:
+            return await self._post_tls(headers, body, timeout)
+        finally:
+            slots.release(self._host)
+
+    async def _post_tls(self, headers: dict[str, str], body: bytes, timeout: float) -> Outcome:
         try:
             async with self.session.post(
                 self.url,
@@ -201,11 +222,13 @@ def _mode(content_type: str | None) -> binding.Mode:
         return binding.Mode.BINARY
 
 
-def new_session(limit: int = 1000, tls: ClientTls | None = None) -> aiohttp.ClientSession:
+def new_session(tls: ClientTls | None = None) -> aiohttp.ClientSession:
     """One pooled aiohttp session for the ``https://`` sinks of a process; ``tls``
-    names the CA bundle to trust and a client certificate to present."""
+    names the CA bundle to trust and a client certificate to present. No limit of
+    its own: the sinks hold a slot of the delivery pool's per-host limit, which
+    queues (and stops queueing at shutdown) as for plain http."""
     context = client_context(tls) if tls is not None else True
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=60, ssl=context)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60, ssl=context)
     return aiohttp.ClientSession(
         connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
     )
