@@ -5,14 +5,19 @@ At-least-once, step by step: a ``getmany`` batch is decoded (pure,
 :mod:`sources.kafka.binding`), handed to ``emit``, and only after ``emit`` returned
 are exactly the batch's offsets (last + 1 per partition) handed to the
 :class:`~sources.kafka.commits.Committer`, which commits them in the background, one
-commit at a time, while the next batch is fetched and stored. If ``emit``
-raises, nothing is committed, every partition of the batch is rewound (``seek``) to
-its first record, and the source backs off before fetching again, so the same records
-come back. When the store fills part-way through a batch, the prefix that fit is
-committed and each partition is rewound to its first unstored record
-(:func:`sources.support.emitting.emit_prefix`). A failed commit or a lost connection restarts
-the session: the group resumes from its last commit, so records may be emitted twice,
-never lost (their ids are ``partition:<p>/offset:<o>``, so the broker can dedupe them).
+commit at a time. While one ``emit`` stores, the next batches are fetched and decoded
+(at most :data:`AHEAD`) and then stored together by the next ``emit``: one ``emit`` in
+flight at a time, so each partition's records reach the broker in order
+(:mod:`sources.kafka.ahead`). If ``emit`` raises, nothing more is committed, every
+partition is rewound (``seek``) to its first record not stored (what was fetched
+ahead is thrown away and read again), and the source backs off before fetching
+again, so the same records come back. When the store fills part-way through a batch,
+the prefix that fit is committed and each partition is rewound to its first unstored
+record (:func:`sources.support.emitting.emit_prefix`). A failed commit or a lost
+connection restarts the session: the group resumes from its last commit, so records
+may be emitted twice, never lost (their ids are ``partition:<p>/offset:<o>``, so the
+broker can dedupe them). A revocation waits for the ``emit`` in flight and commits
+what it stored before the partitions go; what was fetched ahead is read again.
 
 Records that cannot become events (over the size limit, or claiming to be a
 CloudEvent but invalid) are refused: counted, logged without payload, and committed
@@ -42,11 +47,12 @@ from aiokafka.errors import KafkaError
 from eventing.errors import ConfigError, InvalidEventError
 from eventing.events import Event
 from eventing.settle import uncut
+from sources.kafka.ahead import Fetched, merged, rewind
 from sources.kafka.binding import KafkaRecord, record_to_event
 from sources.kafka.commits import Committer
 from sources.kafka.model import KafkaSourceResource
 from sources.support.base import Emit, SourceHealth, SourceState
-from sources.support.emitting import emit_prefix, refuse, too_large
+from sources.support.emitting import Outcome, emit_prefix, refuse, too_large
 from sources.support.reconnect import Backoff, close_quietly, describe, keep_connected
 from sources.support.source_spec import apply_overrides, source_path
 
@@ -54,6 +60,8 @@ log = logging.getLogger(__name__)
 
 MODEL = KafkaSourceResource
 BATCH: Final = 256
+#: Batches fetched and decoded ahead while one ``emit`` stores (:mod:`sources.kafka.ahead`).
+AHEAD: Final = 4
 POLL_MS: Final = 500
 PROBE_AFTER: Final = 2.0
 FINAL_COMMIT_TIMEOUT: Final = 2.0
@@ -67,11 +75,18 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, committer: Committer) -> None:
         self.pending: set[Any] = set()
         self.committer = committer
+        self.storing: asyncio.Task[Outcome[Any]] | None = None
+        """The ``emit`` in flight (it hands its offsets to the committer when stored)."""
+        self.revoked = False
+        """Set on a revocation: what was fetched ahead and not stored is read again."""
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.pending.difference_update(revoked)
+        self.revoked = True
         # What was stored is committed before the partitions go to another member.
         try:
+            if self.storing is not None:
+                await asyncio.wait({self.storing})
             await self.committer.flush()
         except (KafkaError, OSError) as exc:
             log.info("commit before a rebalance failed (%s): read again", describe(exc))
@@ -138,25 +153,14 @@ class KafkaAdapter:
         committer = Committer(commit, self.name)
         assignments = _Assignments(committer)
         consumer.subscribe(topics=list(spec.topics), listener=assignments)
+        loop = _Loop(self, consumer, committer, assignments, emit)
         try:
             await uncut(consumer.start())
             self.health.set_state("connected")
             backoff.reset()
-            idle_since = time.monotonic()
-            while True:
-                if assignments.pending:
-                    await self._commit_start(consumer, assignments)
-                batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch)
-                if batches:
-                    self._mark("connected")
-                    await self._handle(consumer, committer, batches, emit)
-                    idle_since = time.monotonic()
-                elif committer.pending():
-                    await committer.flush()  # idle: the last commit is done or raised
-                elif time.monotonic() - idle_since > PROBE_AFTER:
-                    await self._probe(consumer)
-                    idle_since = time.monotonic()
+            await loop.run()
         finally:
+            await loop.cancel()
             with contextlib.suppress(Exception):  # best effort: else read again
                 async with asyncio.timeout(FINAL_COMMIT_TIMEOUT):
                     await committer.flush()
@@ -205,39 +209,47 @@ class KafkaAdapter:
         if offsets:
             await consumer.commit(offsets)
 
-    async def _handle(
-        self,
-        consumer: Any,
-        committer: Committer,
-        batches: dict[Any, Sequence[Any]],
-        emit: Emit,
-    ) -> None:
-        items: list[tuple[Any, Event]] = []
-        offsets: dict[TopicPartition, int] = {}
-        rewind: dict[TopicPartition, int] = {}
+    def _prepare(self, batches: dict[Any, Sequence[Any]]) -> Fetched:
+        """Decode one ``getmany`` result (refused records are counted, not kept)."""
+        fetched = Fetched()
+        items = fetched.items
         for tp, records in batches.items():
-            rewind[tp] = records[0].offset
-            offsets[tp] = records[-1].offset + 1
+            fetched.add(tp, records[0].offset, records[-1].offset)
             for record in records:
                 self.health.received += 1
                 event = self._decode(record)
                 if event is not None:
                     items.append((record, event))
-        outcome = await emit_prefix(emit, items, self.health, log)
+        return fetched
+
+    async def _store(self, committer: Committer, batch: Fetched, emit: Emit) -> Outcome[Any]:
+        """Emit ``batch``; once it is stored its offsets go to the committer (before
+        this task ends, so a revocation that waits for it sees them)."""
+        outcome = await emit_prefix(emit, batch.items, self.health, log)
         if outcome.error is None:
             self._store_backoff.reset()
-            committer.add(offsets)  # stored: committed in the background, in order
-            return
-        # StoreError above all: commit only the stored prefix, fetch the rest again later
+            committer.add(batch.offsets)  # stored: committed in the background, in order
+        return outcome
+
+    async def _rewind(
+        self,
+        consumer: Any,
+        committer: Committer,
+        batch: Fetched,
+        outcome: Outcome[Any],
+        dropped: Sequence[Fetched],
+    ) -> None:
+        """StoreError above all: commit only the stored prefix, read the rest (and what
+        was fetched after it) again after a back-off."""
+        assert outcome.error is not None
         await committer.flush()
-        for record, _ in items[outcome.stored :]:
-            tp = TopicPartition(record.topic, record.partition)
-            if offsets[tp] > record.offset:  # the first unstored record of its partition
-                offsets[tp] = record.offset
-                consumer.seek(tp, record.offset)
-        advanced = {tp: offset for tp, offset in offsets.items() if offset > rewind[tp]}
-        if advanced:
-            await self._commit(consumer, advanced)
+        plan = rewind(
+            batch, outcome.stored, lambda r: TopicPartition(r.topic, r.partition), dropped
+        )
+        for tp, offset in plan.seek.items():
+            consumer.seek(tp, offset)
+        if plan.commit:
+            await self._commit(consumer, plan.commit)
         error = describe(outcome.error)
         self.health.last_error = f"emit failed: {error}"
         delay = self._store_backoff.next()
@@ -272,6 +284,99 @@ class KafkaAdapter:
         if self._overrides is not None:
             apply_overrides(event.attributes, self._overrides)
         return event
+
+
+class _Loop:
+    """One session's fetch -> store loop: while one ``emit`` stores, the next batches
+    are fetched and decoded (up to :data:`AHEAD`), then stored together by the next
+    ``emit`` (:mod:`sources.kafka.ahead`)."""
+
+    def __init__(
+        self,
+        adapter: KafkaAdapter,
+        consumer: Any,
+        committer: Committer,
+        assignments: _Assignments,
+        emit: Emit,
+    ) -> None:
+        self.adapter = adapter
+        self.consumer = consumer
+        self.committer = committer
+        self.assignments = assignments
+        self.emit = emit
+        self.fetch: asyncio.Task[dict[Any, Sequence[Any]]] | None = None
+        self.ahead: list[Fetched] = []
+        self.batch = Fetched()  # what the emit in flight stores
+        self.idle_since = time.monotonic()
+
+    async def run(self) -> None:
+        adapter, assignments = self.adapter, self.assignments
+        while True:
+            if assignments.revoked:  # read again from the group's commits
+                assignments.revoked = False
+                self.ahead.clear()
+            storing = assignments.storing
+            if storing is None:
+                if self.ahead:
+                    self.batch = merged(self.ahead)
+                    self.ahead = []
+                    storing = assignments.storing = asyncio.create_task(
+                        adapter._store(self.committer, self.batch, self.emit),
+                        name=f"{adapter.name} emit",
+                    )
+                elif assignments.pending and self.fetch is None:
+                    await adapter._commit_start(self.consumer, assignments)  # all stored
+            if self.fetch is None and len(self.ahead) < AHEAD:
+                self.fetch = asyncio.create_task(
+                    self.consumer.getmany(timeout_ms=POLL_MS, max_records=adapter.batch),
+                    name=f"{adapter.name} fetch",
+                )
+            await asyncio.wait(
+                [t for t in (self.fetch, storing) if t is not None],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if storing is not None and storing.done():
+                assignments.storing = None
+                outcome = storing.result()
+                if outcome.error is not None:
+                    await self._failed(outcome)
+                    continue
+            if self.fetch is not None and self.fetch.done():
+                await self._fetched(self.fetch.result())
+
+    async def _fetched(self, batches: dict[Any, Sequence[Any]]) -> None:
+        self.fetch = None
+        adapter = self.adapter
+        if batches:
+            adapter._mark("connected")
+            self.ahead.append(adapter._prepare(batches))
+            self.idle_since = time.monotonic()
+        elif self.ahead or self.assignments.storing is not None:
+            return
+        elif self.committer.pending():
+            await self.committer.flush()  # idle: the last commit is done or raised
+        elif time.monotonic() - self.idle_since > PROBE_AFTER:
+            await adapter._probe(self.consumer)
+            self.idle_since = time.monotonic()
+
+    async def _failed(self, outcome: Outcome[Any]) -> None:
+        """The emit in flight failed: what was fetched after it is thrown away (read
+        again after the rewind), once the fetch in flight has ended."""
+        if self.fetch is not None:
+            await asyncio.wait({self.fetch})
+            self.ahead.append(self.adapter._prepare(self.fetch.result()))
+            self.fetch = None
+        dropped, self.ahead = self.ahead, []
+        await self.adapter._rewind(self.consumer, self.committer, self.batch, outcome, dropped)
+
+    async def cancel(self) -> None:
+        """Session end: stop the fetch and the emit in flight (nothing more is committed
+        for it; its records are read again)."""
+        for task in (self.fetch, self.assignments.storing):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        self.fetch = self.assignments.storing = None
 
 
 def _where(raw: Any) -> str:
