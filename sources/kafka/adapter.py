@@ -67,6 +67,8 @@ PROBE_AFTER: Final = 2.0
 FINAL_COMMIT_TIMEOUT: Final = 2.0
 PROBE_TIMEOUT: Final = 3.0
 COMMIT_PATIENCE: Final = 3.0
+#: Least time between two offset commits while records flow (:class:`Committer`).
+COMMIT_INTERVAL: Final = 0.25
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -150,7 +152,7 @@ class KafkaAdapter:
         async def commit(offsets: dict[Any, int]) -> None:
             await self._commit(consumer, offsets)
 
-        committer = Committer(commit, self.name)
+        committer = Committer(commit, self.name, interval=COMMIT_INTERVAL)
         assignments = _Assignments(committer)
         consumer.subscribe(topics=list(spec.topics), listener=assignments)
         loop = _Loop(self, consumer, committer, assignments, emit)

@@ -21,17 +21,28 @@ commit, as a failed synchronous commit did.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 
 CommitFn = Callable[[dict[Hashable, int]], Awaitable[None]]
 
 
 class Committer:
-    def __init__(self, commit: CommitFn, name: str) -> None:
+    """``interval``: the least time between the starts of two commits, unless a
+    :meth:`flush` asks for one now. Each commit is a request the broker serves on the
+    connection the fetches use, and with fetching ahead (:mod:`sources.kafka.ahead`)
+    the loop yields often enough for one commit per batch or two (86 commits for 100k
+    records in the bench, against 9-14 with 0.25 s). Kafka's own auto-commit waits
+    5 s; what the gap risks is only records read again after a crash."""
+
+    def __init__(self, commit: CommitFn, name: str, *, interval: float = 0.0) -> None:
         self._commit = commit
         self._name = name
+        self._interval = interval
         self._pending: dict[Hashable, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
+        self._last = -interval  # loop time the last commit started
 
     def add(self, offsets: Mapping[Hashable, int]) -> None:
         """Offsets of records that are stored; committed soon, in order."""
@@ -41,14 +52,26 @@ class Committer:
             self._task = asyncio.create_task(self._run(), name=f"{self._name} commits")
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
+            delay = self._last + self._interval - loop.time()
+            if delay > 0 and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._hurry.wait()
             offsets, self._pending = self._pending, {}
+            self._last = loop.time()
             await self._commit(offsets)
 
     async def flush(self) -> None:
-        """Return once everything added so far is committed (or raise why not)."""
+        """Return once everything added so far is committed (or raise why not); the
+        interval is not waited for."""
         if self._task is not None:
-            await asyncio.wait({self._task})
+            self._hurry.set()
+            try:
+                await asyncio.wait({self._task})
+            finally:
+                self._hurry.clear()
         self._raise_failure()
 
     def pending(self) -> bool:

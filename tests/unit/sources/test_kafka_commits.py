@@ -84,3 +84,22 @@ async def test_close_stops_a_commit_in_flight_and_drops_the_rest() -> None:
     await committer.close()
     assert coordinator.commits == []
     assert not committer.pending()
+
+
+async def test_commits_wait_for_the_interval_unless_flushed() -> None:
+    coordinator = FakeCoordinator()
+    committer = Committer(coordinator.commit, "test", interval=3600.0)
+    committer.add({"p0": 1})
+    async with asyncio.timeout(5):  # the first commit goes at once
+        while not coordinator.commits:  # noqa: ASYNC110 - the task under test
+            await asyncio.sleep(0)
+    committer.add({"p0": 2})
+    committer.add({"p0": 3})
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert coordinator.commits == [{"p0": 1}]  # the rest waits for the interval
+    assert committer.pending()
+    await committer.flush()  # ... or for a flush
+    assert coordinator.commits == [{"p0": 1}, {"p0": 3}]
+    assert not committer.pending()
+    await committer.close()
