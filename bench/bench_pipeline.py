@@ -256,6 +256,9 @@ STAGES_ENV = "EVENTING_STAGE_TIMES"  # eventing.stages.ENV
 STAGE_ORDER = [
     "ingress received",
     "main has it (IPC)",
+    "store writer took it",
+    "store committed",
+    "store fsynced",
     "stored (commit and fsync)",
     "ingress answers 202",
     "dispatch",

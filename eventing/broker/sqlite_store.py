@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from eventing import stages
 from eventing.broker.store import DeadLetter, Routed, SeenRow, StoreStats
 from eventing.errors import StoreClosedError, StoreError, StoreFullError
 from eventing.events import Event
@@ -59,6 +60,14 @@ CREATE TABLE IF NOT EXISTS seen (
 """
 
 _MAX_GROUP = 2048
+
+# Pending rows as one JSON list of seqs per trigger, not ``executemany``: the sqlite3
+# module lets go of the GIL around every row's step and has to take it back each time;
+# with the event loop busy beside the writer thread, each take can wait for the GIL's
+# switch interval (5 ms) (measured: 256 rows, busy main thread, max 46-86 ms by
+# executemany against 11 ms as one statement), and it costs 2.5x the CPU (0.9 against
+# 2.3 us per row).
+_PENDING = "INSERT INTO pending (trigger, seq) SELECT ?, value FROM json_each(?)"
 _ACK_RETRY = 1.0  # seconds between attempts to commit acks whose commit failed
 _UNWRITABLE_FOR = 5.0  # seconds a failed commit keeps the store "not writable"
 
@@ -435,10 +444,14 @@ class SqliteStore:
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         results: list[Any] = [None] * len(batch)
         deltas = _Counters()
+        if stages.ON:
+            _mark("store writer took it", batch)
         try:
             conn.execute("BEGIN")
             self._apply(conn, batch, results, deltas)
             conn.execute("COMMIT")
+            if stages.ON:
+                _mark("store committed", batch)
         except sqlite3.Error as exc:
             logger.error("store commit failed: %s", exc)
             self._failed_at = time.monotonic()
@@ -510,6 +523,8 @@ class SqliteStore:
                                 )
                     continue
             for batch, results, deltas in items:
+                if stages.ON:
+                    _mark("store fsynced", batch)
                 batch[0].loop.call_soon_threadsafe(self._committed, batch, results, deltas)
             if stop:
                 return
@@ -520,7 +535,7 @@ class SqliteStore:
         """Apply one group with a handful of set-based statements, not one per event:
         inserts by ``executemany``, acks and garbage collection by ``json_each`` lists."""
         event_rows: list[tuple[Any, ...]] = []
-        pending_rows: list[tuple[str, int]] = []
+        pending_rows: dict[str, list[int]] = {}
         acked: dict[str, list[int]] = {}
         seen_rows: list[tuple[str, str, str, str, float]] = []
         forget_rows: list[tuple[str, str, str, str]] = []
@@ -543,7 +558,7 @@ class SqliteStore:
             elif op.kind == "release":
                 if event_rows:  # rows appended earlier in this group go first
                     self._insert(conn, event_rows, pending_rows)
-                    event_rows, pending_rows = [], []
+                    event_rows, pending_rows = [], {}
                 if acked:
                     _apply_acks(conn, d, acked)
                     acked = {}
@@ -557,7 +572,7 @@ class SqliteStore:
                 "DELETE FROM seen WHERE broker = ? AND scope = ? AND source = ? AND id = ?",
                 forget_rows,
             )
-        if seen_rows:
+        if seen_rows:  # by row: five json_extract per row cost twice as much (measured)
             conn.executemany(
                 "INSERT OR REPLACE INTO seen (broker, scope, source, id, at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -571,12 +586,12 @@ class SqliteStore:
         broker: str,
         routed: Sequence[Routed],
         event_rows: list[tuple[Any, ...]],
-        pending_rows: list[tuple[str, int]],
+        pending_rows: dict[str, list[int]],
         d: _Counters,
     ) -> None:
         """The rows of one append; assigns the seqs. Per event: one tuple per row and
         nothing more (this loop holds the GIL beside the event loop)."""
-        add_event, add_pending = event_rows.append, pending_rows.append
+        add_event = event_rows.append
         pending_counts = d.pending
         seq = self._next_seq
         size_sum = 0
@@ -588,7 +603,11 @@ class SqliteStore:
             size_sum += size
             add_event((seq, broker, event.encoded or _encode(event.attributes), data, size))
             for t in r.triggers:
-                add_pending((t, seq))
+                seqs = pending_rows.get(t)
+                if seqs is None:
+                    pending_rows[t] = [seq]
+                else:
+                    seqs.append(seq)
                 pending_counts[t] = pending_counts.get(t, 0) + 1
             seq += 1
         self._next_seq = seq
@@ -597,13 +616,16 @@ class SqliteStore:
 
     @staticmethod
     def _insert(
-        conn: sqlite3.Connection, event_rows: list[tuple[Any, ...]], pending: list[tuple[str, int]]
+        conn: sqlite3.Connection,
+        event_rows: list[tuple[Any, ...]],
+        pending: dict[str, list[int]],
     ) -> None:
         conn.executemany(
             "INSERT INTO events (seq, broker, attrs, data, size) VALUES (?, ?, ?, ?, ?)",
             event_rows,
         )
-        conn.executemany("INSERT INTO pending (trigger, seq) VALUES (?, ?)", pending)
+        for trigger, seqs in pending.items():  # one statement per trigger, not per row
+            conn.execute(_PENDING, (trigger, _encode_rows(seqs)))
 
     def _committed(self, batch: list[_Op], results: list[Any], deltas: _Counters) -> None:
         """On the event loop: apply counter deltas, then resolve the waiting futures."""
@@ -620,22 +642,30 @@ class SqliteStore:
                 _resolve(op.future, result)
 
 
+def _mark(stage: str, batch: list[_Op]) -> None:
+    """Stage times of the appended events (only with ``EVENTING_STAGE_TIMES``)."""
+    for op in batch:
+        if op.kind == "append":
+            for r in op.args[1]:
+                stages.mark(stage, r.event)
+
+
 def _size(event: Event) -> int:
     return len(event.data or b"") + 64 * len(event.attributes)
 
 
-def _json_encoder() -> Callable[[dict[str, Any]], str]:
-    """Compact JSON of an attribute map, as ``json.dumps(..., separators=(",", ":"))``
-    gives it, through the C encoder made once: ``json.dumps`` builds an encoder object
-    per call, which was the largest per-event cost of the writer thread."""
-    default = json.JSONEncoder(separators=(",", ":"))
+def _json_encoder(*, ascii_only: bool = True) -> Callable[[Any], str]:
+    """Compact JSON, as ``json.dumps(..., separators=(",", ":"))`` gives it, through
+    the C encoder made once: ``json.dumps`` builds an encoder object per call, which
+    was the largest per-event cost of the writer thread."""
+    default = json.JSONEncoder(separators=(",", ":"), ensure_ascii=ascii_only)
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # an interpreter without the C accelerator
         return default.encode
     chunks = make(
         None,
         default.default,
-        json.encoder.encode_basestring_ascii,
+        json.encoder.encode_basestring_ascii if ascii_only else json.encoder.encode_basestring,
         None,
         ":",
         ",",
@@ -644,13 +674,14 @@ def _json_encoder() -> Callable[[dict[str, Any]], str]:
         True,
     )
 
-    def encode(attributes: dict[str, Any]) -> str:
-        return "".join(chunks(attributes, 0))
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
 
     return encode
 
 
 _encode = _json_encoder()
+_encode_rows = _json_encoder(ascii_only=False)  # rows for json_each: no \u escapes to undo
 
 
 def _apply_acks(conn: sqlite3.Connection, d: _Counters, acked: dict[str, list[int]]) -> None:
