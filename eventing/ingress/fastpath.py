@@ -38,6 +38,7 @@ import logging
 import re
 import time
 from email.utils import formatdate
+from functools import partial
 from http import HTTPStatus
 from typing import Final, cast
 
@@ -50,7 +51,7 @@ from eventing.broker.stamps import now_rfc3339, stamp
 from eventing.codec import http as binding
 from eventing.codec.jsonformat import parse_structured
 from eventing.connections import GuardedServer
-from eventing.errors import InvalidEventError
+from eventing.errors import InvalidEventError, StoreError
 from eventing.events import Event
 from eventing.ingress.server import Ingress, error
 
@@ -296,7 +297,15 @@ class FastConnection(asyncio.Protocol):
         if stages.ON:
             stages.mark("ingress received", event)
         self.busy = True
-        self.task = self.loop.create_task(self._publish(broker, event, mode.value))
+        publish_soon = getattr(broker, "publish_soon", None)
+        if publish_soon is None:
+            self.task = self.loop.create_task(self._publish(broker, event, mode.value))
+            return True
+        done = partial(self._stored, broker, event, mode.value)
+        try:
+            publish_soon([event], done)  # an ingress worker's broker: no task per request
+        except StoreError as exc:  # answered from the loop: never recursively from here
+            self.loop.call_soon(done, exc)
         return True
 
     def _parse(self) -> tuple[Publisher, list[tuple[str, str]], _Fields, int, int] | None:
@@ -350,21 +359,37 @@ class FastConnection(asyncio.Protocol):
         return broker, headers, fields, end + 4, total
 
     async def _publish(self, broker: Publisher, event: Event, mode: str) -> None:
+        try:
+            await broker.publish([event])
+        except StoreError as exc:
+            self._stored(broker, event, mode, exc)
+        except Exception:  # a bug: still one answer (aiohttp's path would answer 500)
+            logger.exception("ingress fast path failed")
+            self._finish(_serialize(error(500, "internal error")))
+        else:
+            self._stored(broker, event, mode, None)
+
+    def _stored(
+        self, broker: Publisher, event: Event, mode: str, refusal: StoreError | None
+    ) -> None:
         ingress = self.owner.ingress
         try:
-            refused = await ingress.store(broker, [event])
-            if refused is None:
+            if refusal is None:
                 ingress.count_received(broker.key, mode)
                 if stages.ON:
                     stages.mark("ingress answers 202", event)
                 answer = _accepted()
             else:
-                answer = _serialize(refused)
-        except Exception:  # a bug: still one answer (aiohttp's path would answer 500)
+                answer = _serialize(ingress.refused(broker, refusal))
+        except Exception:  # a bug: still one answer
             logger.exception("ingress fast path failed")
             answer = _serialize(error(500, "internal error"))
+        self._finish(answer)
+
+    def _finish(self, answer: bytes) -> None:
         self.owner.served += 1
         self.busy = False
+        self.task = None
         self.idle_since = self.loop.time()
         if self.transport is None:
             return

@@ -238,13 +238,17 @@ class Ingress:
         """Publish; None once stored, else the answer (503 with Retry-After)."""
         try:
             await broker.publish(events)
-        except StoreFullError as exc:
+        except StoreError as exc:
+            return self.refused(broker, exc)
+        return None
+
+    def refused(self, broker: Publisher, exc: StoreError) -> web.Response:
+        """The answer to a publish the broker refused (logged, counted): 503."""
+        if isinstance(exc, StoreFullError):
             logger.warning("broker %s is full: %s", broker.key, exc)
             return self._unavailable(broker, "the broker's store is full", exc.retry_after)
-        except StoreError as exc:
-            logger.error("broker %s cannot store: %s", broker.key, exc)
-            return self._unavailable(broker, "the broker cannot store events now", exc.retry_after)
-        return None
+        logger.error("broker %s cannot store: %s", broker.key, exc)
+        return self._unavailable(broker, "the broker cannot store events now", exc.retry_after)
 
     def _unavailable(self, broker: Publisher, message: str, retry_after: float) -> web.Response:
         self.metrics.rejected.labels(broker.key, "503").inc()

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,10 @@ SWEEP = 0.05
 """Seconds between two checks of the answer deadlines (they are seconds long)."""
 
 
+Answered = Callable[[bytes | None], None]
+"""A request's answer callback: the payload, or None when its deadline passed."""
+
+
 class _Channel(asyncio.Protocol):
     """The worker's end of the socketpair: requests out, answers in."""
 
@@ -64,7 +68,7 @@ class _Channel(asyncio.Protocol):
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.pending: dict[int, asyncio.Future[tuple[bytes, bytes]]] = {}
+        self.pending: dict[int, asyncio.Future[tuple[bytes, bytes]] | Answered] = {}
         self.next_id = 0
         self.stop = asyncio.Event()
         self.lost = asyncio.Event()
@@ -90,9 +94,34 @@ class _Channel(asyncio.Protocol):
             if kind == ipc.STOP:
                 self.stop.set()
                 continue
-            future = self.pending.pop(request_id, None)
-            if future is not None and not future.done():
-                future.set_result((kind, payload))
+            waiter = self.pending.pop(request_id, None)
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result((kind, payload))
+            elif waiter is not None:
+                self._deadlines.pop(request_id, None)
+                self._call(waiter, payload)
+
+    @staticmethod
+    def _call(callback: Answered, payload: bytes | None) -> None:
+        try:
+            callback(payload)
+        except Exception:  # a bug in one request's answer must not stop the others'
+            logger.exception("answering a request from the main process failed")
+
+    def request_soon(self, kind: bytes, payload: bytes, callback: Answered) -> None:
+        """:meth:`request` without a task: ``callback`` gets the answer's payload, or
+        None when the deadline passed first (called from the loop, never from here).
+        Raises :class:`StoreError` at once when the main process is gone."""
+        if self.lost.is_set() or self.transport is None:
+            raise StoreError("the broker process is gone")
+        self.next_id = (self.next_id + 1) & 0xFFFFFFFF
+        request_id = self.next_id
+        self.pending[request_id] = callback
+        self._deadlines[request_id] = self.loop.time() + self.timeout
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(SWEEP, self._sweep)
+        self.writer.send(ipc.frame(kind, request_id, payload))
 
     async def request(self, kind: bytes, payload: bytes) -> tuple[bytes, bytes]:
         """Send a request and wait for its answer, at most ``timeout`` seconds.
@@ -126,14 +155,30 @@ class _Channel(asyncio.Protocol):
         expired = [rid for rid, deadline in self._deadlines.items() if deadline <= now]
         for request_id in expired:
             del self._deadlines[request_id]
-            future = self.pending.get(request_id)
-            if future is not None and not future.done():
-                future.set_exception(TimeoutError())
+            waiter = self.pending.get(request_id)
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_exception(TimeoutError())
+            elif waiter is not None:
+                del self.pending[request_id]
+                self._call(waiter, None)
         self._sweeper = self.loop.call_later(SWEEP, self._sweep) if self._deadlines else None
 
     def send(self, kind: bytes, payload: bytes) -> None:
         if self.transport is not None and not self.lost.is_set():
             self.writer.send(ipc.frame(kind, 0, payload))
+
+
+def _refusal(payload: bytes) -> StoreError | None:
+    """None for the OK answer to a publish, else the error it names."""
+    if payload == ipc.OK_RESULT:
+        return None
+    status, retry_after, message = ipc.decode_result(payload)
+    if status == ipc.OK:
+        return None
+    error = StoreFullError(message) if status == ipc.FULL else StoreError(message)
+    error.retry_after = retry_after or 1.0
+    return error
 
 
 class RemoteBroker:
@@ -150,14 +195,25 @@ class RemoteBroker:
         _, payload = await self.channel.request(
             ipc.PUBLISH, ipc.encode_publish(self.key, "x", events)
         )
-        if payload == ipc.OK_RESULT:
-            return
-        status, retry_after, message = ipc.decode_result(payload)
-        if status == ipc.OK:
-            return
-        error = StoreFullError(message) if status == ipc.FULL else StoreError(message)
-        error.retry_after = retry_after or 1.0
-        raise error
+        error = _refusal(payload)
+        if error is not None:
+            raise error
+
+    def publish_soon(
+        self, events: Sequence[Event], done: Callable[[StoreError | None], None]
+    ) -> None:
+        """:meth:`publish` without a task, for the fast path: ``done`` gets None once
+        stored, else the error; raises :class:`StoreError` at once when the main
+        process is gone."""
+        timeout = self.channel.timeout
+
+        def answered(payload: bytes | None) -> None:
+            if payload is None:
+                done(StoreError(f"the broker process did not answer within {timeout:g}s"))
+            else:
+                done(_refusal(payload))
+
+        self.channel.request_soon(ipc.PUBLISH, ipc.encode_publish(self.key, "x", events), answered)
 
     def subscribe(self, trigger: str, event_filter: Any) -> Any:
         raise NotImplementedError("triggers live in the main process")

@@ -9,6 +9,7 @@ import asyncio
 import json
 import random
 import re
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ import pytest
 
 from eventing.errors import StoreFullError
 from eventing.events import Event
+from eventing.ingress import ipc
 from eventing.ingress.auth import IngressAuth, Rule, digest
 from eventing.ingress.fastpath import FastPath
 from eventing.ingress.server import Ingress, IngressSettings
+from eventing.ingress.worker import RemoteBroker, _Channel
 from eventing.metrics import Metrics
 
 PATH = "/default/default"
@@ -368,3 +371,64 @@ async def test_mutated_requests_get_the_same_answer_as_from_aiohttp() -> None:
     assert front is not None
     assert front.served > 0
     assert front.handed_over > 0
+
+
+class StubMain(asyncio.Protocol):
+    """The main process's end of a worker's socketpair: answers each publish as
+    ``answer`` says (an encoded result, or None for no answer at all)."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.answer: bytes | None = ipc.OK_RESULT
+        self.events: list[Event] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        for kind, request_id, payload in ipc.split(self.buffer):
+            assert kind == ipc.PUBLISH
+            self.events += ipc.decode_publish(payload)[2]
+            if self.answer is not None and self.transport is not None:
+                self.transport.write(ipc.frame(ipc.RESULT, request_id, self.answer))
+
+
+async def test_a_workers_remote_broker_is_published_to_without_a_task() -> None:
+    """In a worker the broker is a RemoteBroker: the fast path sends the frame and
+    answers from the main process's answer (202, 503 full, 503 after the deadline)."""
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    stub = StubMain()
+    channel = _Channel(timeout=0.3)
+    await loop.create_connection(lambda: stub, sock=ours)
+    await loop.create_connection(lambda: channel, sock=theirs)
+    remote = RemoteBroker("default/default", channel)
+    ingress = Ingress({remote.key: remote}, Metrics(), IngressSettings())
+    server = ingress.server()
+    front = FastPath(ingress, server)
+    listening = await loop.create_server(front, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    try:
+        [(status, _, _)] = await exchange(port, [binary("1")])
+        assert status == 202
+        stub.answer = ipc.encode_result(ipc.FULL, 7.0, "full")
+        [(status, headers, body)] = await exchange(port, [binary("2")])
+        assert (status, headers["retry-after"]) == (503, "7")
+        assert json.loads(body) == {"error": "the broker's store is full"}
+        stub.answer = None
+        [(status, headers, body)] = await exchange(port, [binary("3")])
+        assert (status, headers["retry-after"]) == (503, "1")
+        assert json.loads(body) == {"error": "the broker cannot store events now"}
+        assert [e.id for e in stub.events] == ["1", "2", "3"]
+        assert (front.served, front.handed_over) == (3, 0)
+        assert not channel.pending
+    finally:
+        listening.close()
+        await front.shutdown(2.0)
+        await server.shutdown(2.0)
+        if stub.transport is not None:
+            stub.transport.close()
+        if channel.transport is not None:
+            channel.transport.close()
