@@ -23,7 +23,10 @@ Two measures:
    trigger delivers to; events/s accepted and delivered end to end.
 
 Each table ends with the ratio N triggers / 1 trigger (goal at 1,000: >= 0.8 for the
-e2e rate; routing cost <= 50 us per event). Needs ``wrk`` for the e2e part.
+e2e rate; routing cost <= 50 us per event). The e2e table also gives the CPU the main
+process (all its threads) spent per delivered event and its ratio 1 / N: on a shared
+machine the rate moves with the other load, the CPU per event much less. Needs
+``wrk`` for the e2e part.
 """
 
 from __future__ import annotations
@@ -178,7 +181,9 @@ def manifests(directory: Path, kind: str, n: int, sub_url: str) -> None:
     (directory / "fanout.yaml").write_text("---\n".join(parts))
 
 
-def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, float]:
+def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, float, float]:
+    """(accepted ev/s, delivered ev/s, CPU us per delivered event of the main process,
+    all its threads: the dispatchers, the delivery client, the store's writer)."""
     sub_port, port, admin_port = free_port(), free_port(), free_port()
     sub_url = f"http://127.0.0.1:{sub_port}"
     admin = f"http://127.0.0.1:{admin_port}"
@@ -190,29 +195,34 @@ def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, floa
         wait_http(f"{sub_url}/stats")
         wait_http(f"{admin}/healthz", timeout=120)
         ingress = f"http://127.0.0.1:{port}/default/default"
-        accepted, delivered, _ = pipeline_rate(
-            ingress, admin, sub_url, wrk_script(kind, n), seconds, 8, 100
+        accepted, delivered, cpu = pipeline_rate(
+            ingress, admin, sub_url, wrk_script(kind, n), seconds, 8, 100, {"main": system.pid}
         )
-        return accepted, delivered
+        return accepted, delivered, cpu["main"]
     finally:
         stop(system)
         stop(sub)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def e2e_table(kinds: list[str], seconds: int, workers: str) -> None:
+def e2e_table(kinds: list[str], seconds: int, workers: str, counts: list[int]) -> None:
     print(f"\ne2e: batched ingress (100/request, wrk -c8 -d{seconds}s) -> N triggers -> subscriber")
-    print(f"{'kind':<8} {'triggers':>8} {'accepted/s':>11} {'delivered/s':>12} {'N / 1':>7}")
+    print(
+        f"{'kind':<8} {'triggers':>8} {'accepted/s':>11} {'delivered/s':>12} {'N / 1':>7}"
+        f" {'main us/ev':>11} {'1 / N':>6}"
+    )
     for kind in kinds:
         if kind == "suffix":
             continue
-        base = 0.0
-        for n in COUNTS:
-            accepted, delivered = e2e_rate(kind, n, seconds, workers)
+        base = base_cpu = 0.0
+        for n in counts:
+            accepted, delivered, cpu = e2e_rate(kind, n, seconds, workers)
             sustained = min(accepted, delivered)
             base = base or sustained
+            base_cpu = base_cpu or cpu
             print(
                 f"{kind:<8} {n:>8} {accepted:>11,.0f} {delivered:>12,.0f} {sustained / base:>7.2f}"
+                f" {cpu:>11.0f} {base_cpu / cpu:>6.2f}"
             )
 
 
@@ -222,6 +232,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--ingress-workers", default="auto")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--counts", nargs="+", type=int, default=list(COUNTS))
     parser.add_argument("--quick", action="store_true", help="fewer routing samples")
     args = parser.parse_args()
     routing_table(args.kinds, args.quick)
@@ -229,7 +240,7 @@ def main() -> int:
         if shutil.which("wrk") is None:
             print("bench: the e2e part needs wrk (apt-get install wrk)", file=sys.stderr)
             return 2
-        e2e_table(args.kinds, args.seconds, args.ingress_workers)
+        e2e_table(args.kinds, args.seconds, args.ingress_workers, args.counts)
     return 0
 
 
