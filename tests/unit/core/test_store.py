@@ -148,3 +148,22 @@ async def test_attributes_read_back_as_written(tmp_path: Path) -> None:
         assert _encode(attributes) == json.dumps(attributes, separators=(",", ":"))
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("count", [3, 20])  # row by row, and one statement per run
+async def test_dedup_keys_are_kept_and_forgotten(tmp_path: Path, count: int) -> None:
+    odd = ['é\u2028"\\', "\x01", "\U0001f600", "x" * 300]
+    ids = [f"{odd[i % len(odd)]}-{i}" for i in range(count)]
+    store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
+    await store.open(["a"])
+    try:
+        seen = [("kafka", "/src", i, 1764844800.25) for i in ids]
+        other = [("ingress", f"/s{n}", "same", 1764844801.5) for n in range(count)]
+        await store.append("br", [], seen=seen + other)
+        assert sorted(await store.load_seen("br")) == sorted(seen + other)
+        assert await store.load_seen("other-broker") == []
+        forget = [("kafka", "/src", i) for i in ids[: count // 2]]
+        await store.append("br", [], forget=forget + [(s, src, i) for s, src, i, _ in other])
+        assert sorted(await store.load_seen("br")) == sorted(seen[count // 2 :])
+    finally:
+        await store.close()
