@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -77,6 +78,12 @@ _FORGET_RUN = (
     " AND id IN (SELECT value FROM json_each(?))"
 )
 _RUN = 8  # dedup keys sharing all but the id, from which one statement is cheaper
+_EVENTS_CHUNK = 64  # rows per events INSERT (5 parameters each, far below SQLite's limit)
+_EVENTS = {
+    size: "INSERT INTO events (seq, broker, attrs, data, size) VALUES "  # noqa: S608
+    + ", ".join(["(?, ?, ?, ?, ?)"] * size)  # placeholders only: no value in the text
+    for size in (64, 32, 16, 8, 4, 2, 1)
+}
 _ACK_RETRY = 1.0  # seconds between attempts to commit acks whose commit failed
 _UNWRITABLE_FOR = 5.0  # seconds a failed commit keeps the store "not writable"
 
@@ -622,10 +629,7 @@ class SqliteStore:
         event_rows: list[tuple[Any, ...]],
         pending: dict[str, list[int]],
     ) -> None:
-        conn.executemany(
-            "INSERT INTO events (seq, broker, attrs, data, size) VALUES (?, ?, ?, ?, ?)",
-            event_rows,
-        )
+        _insert_events(conn, event_rows)
         for trigger, seqs in pending.items():  # one statement per trigger, not per row
             conn.execute(_PENDING, (trigger, _encode_rows(seqs)))
 
@@ -642,6 +646,24 @@ class SqliteStore:
         for op, result in zip(batch, results, strict=True):
             if op.future is not None:
                 _resolve(op.future, result)
+
+
+def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Event rows by multi-row ``VALUES`` statements of 64 rows (the remainder by the
+    binary sizes below 64, so seven statement texts in all, each cached by the sqlite3
+    module): one GIL retake per statement instead of per row (see ``_PENDING``), and
+    2.2 against 3.6 us of CPU per row by ``executemany`` (measured, 256-row groups)."""
+    chain = itertools.chain.from_iterable
+    done, count = 0, len(rows)
+    while count - done >= _EVENTS_CHUNK:
+        conn.execute(_EVENTS[_EVENTS_CHUNK], tuple(chain(rows[done : done + _EVENTS_CHUNK])))
+        done += _EVENTS_CHUNK
+    size = _EVENTS_CHUNK // 2
+    while size:
+        if count - done >= size:
+            conn.execute(_EVENTS[size], tuple(chain(rows[done : done + size])))
+            done += size
+        size //= 2
 
 
 def _runs(rows: Sequence[tuple[Any, ...]], key: int) -> dict[tuple[Any, ...], list[str]]:

@@ -167,3 +167,19 @@ async def test_dedup_keys_are_kept_and_forgotten(tmp_path: Path, count: int) -> 
         assert sorted(await store.load_seen("br")) == sorted(seen[count // 2 :])
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("count", [1, 63, 64, 65, 200])  # chunks of 64 and the remainder
+async def test_every_event_of_a_large_append_is_stored_in_order(tmp_path: Path, count: int) -> None:
+    datas: list[bytes | None] = [b"x", None, b"", b"\x00\xff"]
+    events = [event(i, datas[i % len(datas)]) for i in range(count)]
+    store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
+    await store.open(["a"])
+    try:
+        await store.append("br", [Routed(e, ("a",)) for e in events])
+        back = await store.load_pending("a", 0, 1000)
+        assert [(e.id, e.data, e.seq) for e in back] == [(e.id, e.data, e.seq) for e in events]
+        assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + count))
+        assert store.stats().events == count
+    finally:
+        await store.close()
