@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
+from brokers.kafka.batches import Batches
 from brokers.kafka.binding import TARGET, to_record
 from brokers.kafka.config import KafkaSettings
 from brokers.kafka.dlq import KafkaDeadLetters
@@ -73,6 +74,7 @@ class KafkaBroker:
         self.opened = False
         """Set by :meth:`open`: later subscriptions are triggers added while running."""
         self.sticky = StickyPartitions()
+        self._batches: Batches | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -247,18 +249,68 @@ class KafkaBroker:
 
     async def _publish(self, events: Sequence[Event]) -> None:
         routings = [self.router.route(e) for e in events]
-        await self.produce(self.settings.topic, events)
+        await self._produce_events(events)
         self.router.record(routings)  # counted once accepted, as the embedded class does
 
-    async def produce(
-        self, topic: str, events: Sequence[Event], extra: dict[str, str] | None = None
-    ) -> list[Any]:
-        """Produce and wait for every acknowledgement; the records' metadata."""
+    async def _produce_events(self, events: Sequence[Event]) -> None:
+        """Produce to the broker's topic and wait for every acknowledgement: key-less
+        records in the batches formed by :class:`~brokers.kafka.batches.Batches` on the
+        sticky partition, keyed ones one by one on their key's partition."""
+        producer = self._producer()
+        topic = self.settings.topic
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                partitions = await producer.partitions_for(topic)
+                batches = self._batches
+                if batches is None or batches.producer is not producer:
+                    batches = self._batches = Batches(producer, topic, self.key)
+                shared: list[asyncio.Future[None]] = []
+                alone: list[Any] = []
+                sticky: set[int] = set()
+                for event in events:
+                    key, value, headers = to_record(event)
+                    partition = None
+                    if key is None:
+                        partition = self.sticky.pick(topic, partitions)
+                    if partition is not None and value is not None:
+                        sticky.add(partition)
+                        done = batches.add(partition, value, headers)
+                        if done is not None:
+                            if not shared or shared[-1] is not done:
+                                shared.append(done)
+                            continue
+                    alone.append(
+                        await producer.send(
+                            topic, value, key=key, headers=headers, partition=partition
+                        )
+                    )
+                # shielded: a batch is shared with other publishers, whom this
+                # publisher's deadline must not cancel
+                await asyncio.gather(*(asyncio.shield(d) for d in shared), *alone)
+                for partition in sticky:
+                    self.sticky.acknowledged(topic, partition, partitions)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise self._not_acknowledged(exc) from exc
+
+    def _producer(self) -> Any:
         producer = self.producer
         if not self._ready or producer is None:
             error = StoreError(f"broker {self.key}: Kafka is unreachable ({self._error})")
             error.retry_after = 5.0
             raise error
+        return producer
+
+    def _not_acknowledged(self, exc: BaseException) -> StoreError:
+        self._error = describe(exc)
+        error = StoreError(f"broker {self.key}: Kafka did not acknowledge: {self._error}")
+        error.retry_after = 2.0
+        return error
+
+    async def produce(
+        self, topic: str, events: Sequence[Event], extra: dict[str, str] | None = None
+    ) -> list[Any]:
+        """Produce and wait for every acknowledgement; the records' metadata."""
+        producer = self._producer()
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
                 partitions = await producer.partitions_for(topic)
@@ -281,10 +333,7 @@ class KafkaBroker:
                     self.sticky.acknowledged(topic, partition, partitions)
                 return written
         except (KafkaError, OSError, TimeoutError) as exc:
-            self._error = describe(exc)
-            error = StoreError(f"broker {self.key}: Kafka did not acknowledge: {self._error}")
-            error.retry_after = 2.0
-            raise error from exc
+            raise self._not_acknowledged(exc) from exc
 
     async def replay(self, trigger: str, event: Event) -> None:
         await self.produce(self.settings.topic, [event], {TARGET: trigger})
