@@ -24,7 +24,12 @@ PUBLISHES = 15
 
 
 def _event(ident: str, data: bytes, key: str | None) -> Event:
-    attributes: dict[str, AttributeValue] = {"specversion": "1.0", "id": ident, "source": "/t", "type": "t"}
+    attributes: dict[str, AttributeValue] = {
+        "specversion": "1.0",
+        "id": ident,
+        "source": "/t",
+        "type": "t",
+    }
     if key is not None:
         attributes["partitionkey"] = key
     return Event(attributes, data)
