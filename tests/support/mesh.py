@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import yaml
+from aiohttp import web
 
 from eventing.ingress.server import IngressSettings
 
@@ -137,6 +138,32 @@ async def post(
         url, data=body, headers=dict(headers), skip_auto_headers=skip
     ) as response:
         return response.status, await response.read()
+
+
+async def post_batch(running: Running, body: bytes | str) -> None:
+    """POST one batched-mode body to the default broker; it must be accepted (202)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            broker_url(running),
+            data=body,
+            headers={"Content-Type": "application/cloudevents-batch+json"},
+        ) as response,
+    ):
+        assert response.status == 202, await response.text()
+
+
+async def serve(route: str, handler: Callable[[web.Request], Any]) -> tuple[web.AppRunner, str]:
+    """A subscriber app on a free loopback port answering POST ``route``; its runner
+    (clean it up) and ``http://127.0.0.1:PORT``."""
+    app = web.Application()
+    app.router.add_post(route, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
 
 
 async def send(

@@ -9,14 +9,14 @@ import asyncio
 import json
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from tests.support.mesh import (
     broker_doc,
-    broker_url,
     manifests,
+    post_batch,
     run_system,
+    serve,
     trigger_doc,
     wait_until,
 )
@@ -47,17 +47,6 @@ class Subscriber:
             self.now -= 1
 
 
-async def _serve(subscriber: Subscriber) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_post("/", subscriber.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/"
-
-
 def _batch(first: int, count: int) -> bytes:
     return json.dumps(
         [
@@ -67,29 +56,18 @@ def _batch(first: int, count: int) -> bytes:
     ).encode()
 
 
-async def _post_batch(running: object, body: bytes) -> None:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            broker_url(running),  # type: ignore[arg-type]
-            data=body,
-            headers={"Content-Type": "application/cloudevents-batch+json"},
-        ) as response,
-    ):
-        assert response.status == 202, await response.text()
-
-
 async def test_a_batch_beyond_max_in_flight_is_delivered_once_within_the_limit(
     tmp_path: Path,
 ) -> None:
     subscriber = Subscriber()
-    runner, url = await _serve(subscriber)
+    runner, base = await serve("/", subscriber.handle)
+    url = f"{base}/"
     text = manifests(broker_doc(), trigger_doc("t", url, delivery={"maxInFlight": LIMIT}))
     try:
         async with run_system(tmp_path, text) as running:
-            await _post_batch(running, _batch(EVENTS, LIMIT))  # keep-alive connections
+            await post_batch(running, _batch(EVENTS, LIMIT))  # keep-alive connections
             await wait_until(lambda: len(subscriber.ids) == LIMIT, 30, "the first ones")
-            await _post_batch(running, _batch(0, EVENTS))
+            await post_batch(running, _batch(0, EVENTS))
             await wait_until(lambda: len(subscriber.ids) >= EVENTS + LIMIT, 60, "every one")
     finally:
         await runner.cleanup()
@@ -101,17 +79,18 @@ async def test_parked_events_stay_pending_at_stop_and_are_delivered_after(
     tmp_path: Path,
 ) -> None:
     subscriber = Subscriber()
-    runner, url = await _serve(subscriber)
+    runner, base = await serve("/", subscriber.handle)
+    url = f"{base}/"
     text = manifests(
         broker_doc(), trigger_doc("t", url, delivery={"maxInFlight": LIMIT, "timeout": "PT1S"})
     )
     try:
         async with run_system(tmp_path, text, drain_timeout=0.5) as running:
             # Keep-alive connections first (the fast path sends on idle ones only).
-            await _post_batch(running, _batch(100, LIMIT))
+            await post_batch(running, _batch(100, LIMIT))
             await wait_until(lambda: len(subscriber.ids) == LIMIT, 30, "the first ones")
             subscriber.gate.clear()  # hold the next LIMIT; the rest park behind them
-            await _post_batch(running, _batch(0, 50))
+            await post_batch(running, _batch(0, 50))
             await wait_until(lambda: subscriber.now == LIMIT, 30, "the limit reached")
             (trigger,) = running.system.triggers.values()
             assert trigger.dispatcher._parked

@@ -9,14 +9,14 @@ import asyncio
 import json
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from tests.support.mesh import (
     broker_doc,
-    broker_url,
     manifests,
+    post_batch,
     run_system,
+    serve,
     trigger_doc,
     wait_until,
 )
@@ -48,17 +48,6 @@ class Subscriber:
             self.now -= 1
 
 
-async def _serve(subscriber: Subscriber) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_post("/{trigger}", subscriber.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 def _text(url: str) -> str:
     triggers = [
         trigger_doc(
@@ -87,18 +76,6 @@ def _batch(prefix: str, count: int) -> bytes:
     ).encode()
 
 
-async def _post_batch(running: object, body: bytes) -> None:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            broker_url(running),  # type: ignore[arg-type]
-            data=body,
-            headers={"Content-Type": "application/cloudevents-batch+json"},
-        ) as response,
-    ):
-        assert response.status == 202, await response.text()
-
-
 def _expected(prefix: str, count: int) -> list[tuple[str, str]]:
     return sorted((f"t{n % TRIGGERS}", f"{prefix}{n}") for n in range(count))
 
@@ -107,15 +84,15 @@ async def test_triggers_share_the_host_limit_and_deliver_every_event_once(
     tmp_path: Path,
 ) -> None:
     subscriber = Subscriber()
-    runner, url = await _serve(subscriber)
+    runner, url = await serve("/{trigger}", subscriber.handle)
     try:
         async with run_system(tmp_path, _text(url)) as running:
             running.system.pool.slots.limit = HOST_LIMIT
             # Keep-alive connections first (the fast path sends on idle ones only).
-            await _post_batch(running, _batch("w", TRIGGERS))
+            await post_batch(running, _batch("w", TRIGGERS))
             await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
             subscriber.gate.clear()  # hold the next HOST_LIMIT; the rest wait their turn
-            await _post_batch(running, _batch("e", TRIGGERS * PER_TRIGGER))
+            await post_batch(running, _batch("e", TRIGGERS * PER_TRIGGER))
             await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
             dispatchers = [t.dispatcher for t in running.system.triggers.values()]
             await wait_until(
@@ -139,15 +116,15 @@ async def test_triggers_share_the_host_limit_and_deliver_every_event_once(
 
 async def test_events_waiting_for_the_host_stay_pending_at_stop(tmp_path: Path) -> None:
     subscriber = Subscriber()
-    runner, url = await _serve(subscriber)
+    runner, url = await serve("/{trigger}", subscriber.handle)
     text = _text(url)
     try:
         async with run_system(tmp_path, text, drain_timeout=0.5) as running:
             running.system.pool.slots.limit = HOST_LIMIT
-            await _post_batch(running, _batch("w", TRIGGERS))
+            await post_batch(running, _batch("w", TRIGGERS))
             await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
             subscriber.gate.clear()
-            await _post_batch(running, _batch("e", TRIGGERS * 3))
+            await post_batch(running, _batch("e", TRIGGERS * 3))
             await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
         subscriber.gate.set()
         async with run_system(tmp_path, text) as running:

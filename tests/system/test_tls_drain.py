@@ -12,15 +12,14 @@ import json
 import ssl
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from eventing.app.system import StoreSettings
 from eventing.tls import ClientTls
 from tests.support.mesh import (
     broker_doc,
-    broker_url,
     manifests,
+    post_batch,
     run_system,
     trigger_doc,
     wait_until,
@@ -50,19 +49,10 @@ class HungSubscriber:
             self.holding -= 1
 
 
-async def _post_batch(running: object, count: int) -> None:
-    body = json.dumps(
+def _batch(count: int) -> str:
+    return json.dumps(
         [{"specversion": "1.0", "id": f"e{n}", "source": "/t", "type": "t"} for n in range(count)]
     )
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            broker_url(running),  # type: ignore[arg-type]
-            data=body,
-            headers={"Content-Type": "application/cloudevents-batch+json"},
-        ) as response,
-    ):
-        assert response.status == 202, await response.text()
 
 
 async def test_waiting_https_deliveries_give_up_at_the_start_of_the_drain(
@@ -88,7 +78,7 @@ async def test_waiting_https_deliveries_give_up_at_the_start_of_the_drain(
     try:
         async with run_system(tmp_path, text, store=store, drain_timeout=0.5) as running:
             running.system.pool.slots.limit = HOST_LIMIT
-            await _post_batch(running, EVENTS)
+            await post_batch(running, _batch(EVENTS))
             (trigger,) = running.system.triggers.values()
             dispatcher = trigger.dispatcher
             await wait_until(lambda: subscriber.holding == HOST_LIMIT, 30, "the host limit")
