@@ -141,22 +141,32 @@ def eventing_rate(kind: str, processes: int, seconds: int, connections: int) -> 
             systems.append(start(*eventing_run(work, port, admin, data=f"data{i}")))
             ingresses.append(f"http://127.0.0.1:{port}/default/default")
             wait_http(f"http://127.0.0.1:{admin}/readyz")
-        time.sleep(3)  # consumer groups settle (a rebalance per process joining)
-        urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))
-        started = time.time()
-        loads = [wrk(url, seconds, max(1, connections // processes)) for url in ingresses]
-        accepted = sum(wrk_accepted(p) for p in loads)
-        deadline = time.monotonic() + 120
-        while subscriber_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stats = subscriber_stats(sub_url)
-        return accepted / seconds, stats["count"] / max(1e-9, stats["last"] - started)
+        return _measure(sub_url, ingresses, seconds, connections)
     finally:
         for system in systems:
             stop(system)
         stop(sub)
         shutil.rmtree(work, ignore_errors=True)
         asyncio.run(_cleanup(kind, name))
+
+
+def _measure(
+    sub_url: str, ingresses: list[str], seconds: int, connections: int
+) -> tuple[float, float]:
+    """(accepted/s, delivered/s) of one wrk run split over ``ingresses`` once the
+    consumer groups have settled (a rebalance per process joining), counted by the
+    subscriber from its reset to the last event delivered."""
+    time.sleep(3)
+    urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))
+    started = time.time()
+    per = max(1, connections // len(ingresses))
+    loads = [wrk(url, seconds, per) for url in ingresses]
+    accepted = sum(wrk_accepted(p) for p in loads)
+    deadline = time.monotonic() + 120
+    while subscriber_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stats = subscriber_stats(sub_url)
+    return accepted / seconds, stats["count"] / max(1e-9, stats["last"] - started)
 
 
 def raw_http_rate(kind: str, processes: int, seconds: int, connections: int) -> tuple[float, float]:
@@ -179,16 +189,7 @@ def raw_http_rate(kind: str, processes: int, seconds: int, connections: int) -> 
             )
             ingresses.append(f"http://127.0.0.1:{port}/")
             wait_http(ingresses[-1])
-        time.sleep(3)  # the consumer group settles, like eventing_rate's
-        urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))
-        started = time.time()
-        loads = [wrk(url, seconds, max(1, connections // processes)) for url in ingresses]
-        accepted = sum(wrk_accepted(p) for p in loads)
-        deadline = time.monotonic() + 120
-        while subscriber_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stats = subscriber_stats(sub_url)
-        return accepted / seconds, stats["count"] / max(1e-9, stats["last"] - started)
+        return _measure(sub_url, ingresses, seconds, connections)
     finally:
         for pipeline in pipelines:
             stop(pipeline)
