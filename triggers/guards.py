@@ -9,14 +9,15 @@ the filter's own evaluation order guarantees both:
   (:func:`triggers.filters.logical.all_of`): a clause's guards count only when every
   clause before it can fail with nothing but ``"filtered"`` (the attribute dialects
   and all/any/not of them; a CESQL clause can fail with ``cesql:<kind>``);
-- ``exact`` and ``prefix`` fail with ``"filtered"`` on any mismatch or missing
-  attribute (loose guards: the canonical string is compared); the legacy
+- ``exact``, ``prefix`` and ``suffix`` fail with ``"filtered"`` on any mismatch or
+  missing attribute (loose guards: the canonical string is compared); the legacy
   ``filter.attributes`` likewise for each non-empty value;
 - a CESQL expression contributes only its *first* AND operand (recursively), when it
-  is ``name = 'string literal'`` or ``name LIKE 'prefix%'`` (no other wildcard or
-  escape): CESQL evaluates it first, and for a ``str`` attribute that differs it is
-  ``false`` without error, so AND stops there. A missing attribute is an error and a
-  non-string value is cast, so these guards are *strict*: such events are asked.
+  is ``name = 'string literal'``, ``name LIKE 'prefix%'`` or ``name LIKE '%suffix'``
+  (no other wildcard or escape): CESQL evaluates it first, and for a ``str``
+  attribute that differs it is ``false`` without error, so AND stops there. A
+  missing attribute is an error and a non-string value is cast, so these guards are
+  *strict*: such events are asked.
   Anything else (OR, NOT, functions, a ``data.`` path first, a literal on the left)
   is not indexed.
 """
@@ -36,7 +37,7 @@ def guards(spec: TriggerSpec) -> tuple[Guard, ...]:
         _clauses(spec.filters, found)
     elif spec.filter is not None:
         found.extend(Guard(n, v) for n, v in spec.filter.attributes.items() if v != "")
-    return tuple(sorted(found, key=lambda g: (g.prefix, g.strict)))
+    return tuple(sorted(found, key=lambda g: (g.prefix or g.suffix, g.strict)))
 
 
 def _clauses(clauses: Iterable[SubscriptionsAPIFilter], found: list[Guard]) -> None:
@@ -51,6 +52,8 @@ def _clause(f: SubscriptionsAPIFilter, found: list[Guard]) -> None:
         found.extend(Guard(n, v) for n, v in f.exact.items())
     elif f.prefix is not None:
         found.extend(Guard(n, v, prefix=True) for n, v in f.prefix.items())
+    elif f.suffix is not None:
+        found.extend(Guard(n, v, suffix=True) for n, v in f.suffix.items())
     elif f.all is not None:
         _clauses(f.all, found)
     elif f.cesql is not None and f.cesql.strip():
@@ -85,7 +88,10 @@ def cesql_guards(expression: str) -> list[Guard]:
         if isinstance(left, Identifier) and type(literal) is str:
             return [Guard(left.name, literal, strict=True)]
     if isinstance(node, Like) and not node.negated and isinstance(node.operand, Identifier):
-        head, tail = node.pattern[:-1], node.pattern[-1:]
-        if tail == "%" and not any(c in head for c in "%_\\"):
-            return [Guard(node.operand.name, head, prefix=True, strict=True)]
+        pattern, name = node.pattern, node.operand.name
+        head, tail = pattern[:-1], pattern[1:]
+        if pattern.endswith("%") and not any(c in head for c in "%_\\"):
+            return [Guard(name, head, prefix=True, strict=True)]
+        if pattern.startswith("%") and not any(c in tail for c in "%_\\"):
+            return [Guard(name, tail, suffix=True, strict=True)]
     return []

@@ -4,10 +4,11 @@
 routing cost grows with the number of triggers. A :class:`Router` asks only the
 *candidates*: each trigger's filter may name :class:`Guard` s, conditions every event
 that passes it meets (``type`` equals ``"com.example.order"``, ``source`` starts with
-``"/shop/"``), and the router keeps the triggers in hash tables per attribute and value
-(prefixes by their distinct lengths), plus an always-checked list for the filters that
-name none (``any``, ``not``, ``suffix``, most CESQL, a plain callable). Only candidates
-run their full filter, so the verdicts are exactly the linear scan's.
+``"/shop/"``, ``type`` ends with ``".created"``), and the router keeps the triggers in
+hash tables per attribute and value (prefixes and suffixes by their distinct lengths:
+one slice and one lookup per length), plus an always-checked list for the filters that
+name none (``any``, ``not``, most CESQL, a plain callable). Only candidates run their
+full filter, so the verdicts are exactly the linear scan's.
 
 A guard is also a promise about the *reason*: when an event fails it, the filter's
 verdict is ``"filtered"`` (the guard's clause is evaluated before anything that could
@@ -19,7 +20,8 @@ Two flavours, because the dialects differ on values that are not strings:
 
 - *loose* (the ``exact``/``prefix`` dialects, legacy ``filter.attributes``): the
   attribute's canonical string is compared; a missing attribute fails the guard;
-- *strict* (a CESQL ``name = 'literal'`` or ``name LIKE 'prefix%'`` conjunct): decided
+- *strict* (a CESQL ``name = 'literal'``, ``name LIKE 'prefix%'`` or ``name LIKE
+  '%suffix'`` conjunct): decided
   only when the attribute is a ``str``; a missing attribute (an error in CESQL) or any
   other type (a cast) makes the trigger a candidate.
 
@@ -55,6 +57,8 @@ class Guard:
     value: str
     prefix: bool = False
     """``value`` is a prefix of the attribute, not the whole of it."""
+    suffix: bool = False
+    """``value`` is a suffix of the attribute, not the whole of it."""
     strict: bool = False
     """Decided only for ``str`` attribute values (CESQL); others make a candidate."""
 
@@ -79,14 +83,16 @@ class _Entry:
         self.explicit = 0  # drops recorded with a reason (only for guarded triggers)
 
 
-class _Prefixes:
-    """Prefixes of one attribute: a table per distinct length (few in practice)."""
+class _Affixes:
+    """Prefixes (or suffixes) of one attribute: a table keyed by the affix, looked up
+    once per distinct length (few in practice)."""
 
-    __slots__ = ("lengths", "table")
+    __slots__ = ("lengths", "suffix", "table")
 
-    def __init__(self) -> None:
+    def __init__(self, suffix: bool = False) -> None:
         self.table: dict[str, list[_Entry]] = {}
         self.lengths: tuple[int, ...] = ()
+        self.suffix = suffix
 
     def reindex(self) -> None:
         self.lengths = tuple(sorted({len(p) for p in self.table}))
@@ -94,10 +100,11 @@ class _Prefixes:
     def find(self, value: str, into: list[_Entry]) -> None:
         table = self.table
         size = len(value)
+        suffix = self.suffix
         for length in self.lengths:
             if length > size:
                 return
-            hit = table.get(value[:length])
+            hit = table.get(value[size - length :] if suffix else value[:length])
             if hit:
                 into.extend(hit)
 
@@ -105,22 +112,46 @@ class _Prefixes:
 class _Attribute:
     """Every guard on one attribute name."""
 
-    __slots__ = ("loose", "loose_prefix", "strict", "strict_all", "strict_prefix")
+    __slots__ = (
+        "loose",
+        "loose_prefix",
+        "loose_suffix",
+        "strict",
+        "strict_all",
+        "strict_prefix",
+        "strict_suffix",
+    )
 
     def __init__(self) -> None:
         self.loose: dict[str, list[_Entry]] = {}
         self.strict: dict[str, list[_Entry]] = {}
-        self.loose_prefix = _Prefixes()
-        self.strict_prefix = _Prefixes()
+        self.loose_prefix = _Affixes()
+        self.strict_prefix = _Affixes()
+        self.loose_suffix = _Affixes(suffix=True)
+        self.strict_suffix = _Affixes(suffix=True)
         self.strict_all: list[_Entry] = []
 
-    def table(self, guard: Guard) -> dict[str, list[_Entry]]:
+    def affixes(self, guard: Guard) -> _Affixes | None:
         if guard.prefix:
-            return (self.strict_prefix if guard.strict else self.loose_prefix).table
+            return self.strict_prefix if guard.strict else self.loose_prefix
+        if guard.suffix:
+            return self.strict_suffix if guard.strict else self.loose_suffix
+        return None
+
+    def table(self, guard: Guard) -> dict[str, list[_Entry]]:
+        affixes = self.affixes(guard)
+        if affixes is not None:
+            return affixes.table
         return self.strict if guard.strict else self.loose
 
     def empty(self) -> bool:
-        return not (self.loose or self.strict or self.loose_prefix.table or self.strict_all)
+        return not (
+            self.loose
+            or self.strict
+            or self.loose_prefix.table
+            or self.loose_suffix.table
+            or self.strict_all
+        )
 
     def find(self, value: object, into: list[_Entry]) -> None:
         if value is None:
@@ -140,6 +171,10 @@ class _Attribute:
                 self.loose_prefix.find(text, into)
             if self.strict_prefix.lengths:
                 self.strict_prefix.find(text, into)
+            if self.loose_suffix.lengths:
+                self.loose_suffix.find(text, into)
+            if self.strict_suffix.lengths:
+                self.strict_suffix.find(text, into)
             return
         into.extend(self.strict_all)  # CESQL casts it: ask the filter
         text = value if isinstance(value, str) else canonical(cast(int, value))
@@ -147,6 +182,7 @@ class _Attribute:
         if hit:
             into.extend(hit)
         self.loose_prefix.find(text, into)
+        self.loose_suffix.find(text, into)
 
 
 _SEQ = attrgetter("seq")
@@ -190,8 +226,9 @@ class Router:
         attribute.table(guard).setdefault(guard.value, []).append(entry)
         if guard.strict:
             attribute.strict_all.append(entry)
-        if guard.prefix:
-            (attribute.strict_prefix if guard.strict else attribute.loose_prefix).reindex()
+        affixes = attribute.affixes(guard)
+        if affixes is not None:
+            affixes.reindex()
 
     def remove(self, trigger: str) -> None:
         """Route nothing more to ``trigger``; its drops so far stay counted."""
@@ -214,8 +251,9 @@ class Router:
             del table[guard.value]
         if guard.strict:
             attribute.strict_all.remove(entry)
-        if guard.prefix:
-            (attribute.strict_prefix if guard.strict else attribute.loose_prefix).reindex()
+        affixes = attribute.affixes(guard)
+        if affixes is not None:
+            affixes.reindex()
         if attribute.empty():
             del self._attributes[guard.name]
             self._plan = tuple(self._attributes.items())

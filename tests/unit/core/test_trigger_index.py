@@ -36,6 +36,9 @@ CESQL = [
     "'a' = type",
     "type LIKE 'a_%'",
     "type LIKE '%b'",
+    "source LIKE '%ab' AND type = 'a'",
+    "type LIKE '%a_'",
+    "n LIKE '%1'",
     "missing = 'x' AND type = 'a'",
     "(type = 'ab' AND EXISTS subject) AND source = 'a'",
     "type = 'a' AND data.k = 'v'",
@@ -172,7 +175,17 @@ def test_guards_of_the_common_shapes() -> None:
     assert guards(spec(filters=[exact])) == (Guard("type", "t"), Guard("source", "s"))
     assert cesql_guards("type = 'a' AND source = 'b'") == [Guard("type", "a", strict=True)]
     assert cesql_guards("type LIKE 'com.%'") == [Guard("type", "com.", prefix=True, strict=True)]
-    for shape in ("type = 'a' OR source = 'b'", "type LIKE 'a_%'", "type = 1", "x = y"):
+    assert cesql_guards("type LIKE '%.created' AND x = 1") == [
+        Guard("type", ".created", suffix=True, strict=True)
+    ]
+    tail = SubscriptionsAPIFilter(suffix={"type": ".created"})
+    assert guards(spec(filters=[tail, exact])) == (
+        Guard("type", "t"),
+        Guard("source", "s"),
+        Guard("type", ".created", suffix=True),
+    )
+    shapes = ("type = 'a' OR source = 'b'", "type LIKE 'a_%'", "type LIKE '%_a'", "x = y")
+    for shape in (*shapes, "type LIKE '%a%'", "type = 1"):
         assert cesql_guards(shape) == []
     # a CESQL clause before an exact one may fail with its own reason: nothing after it
     clauses = [SubscriptionsAPIFilter(cesql="INT(n) > 1"), exact]
