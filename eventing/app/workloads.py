@@ -130,6 +130,13 @@ class Workloads:
             "eventing_workload_replicas", "Replicas by state", ["workload", "state"], self._replicas
         )
         metrics.add_live(
+            "eventing_decision_log_dropped",
+            "Scale decisions not written to decisions.jsonl (the writer fell behind or failed)",
+            [],
+            lambda: [([], float(self.decision_log.dropped))],
+            counter=True,
+        )
+        metrics.add_live(
             "eventing_workload_redeliveries",
             "Events redelivered because scale-in stopped their replica busy, by reason",
             ["workload", "reason"],

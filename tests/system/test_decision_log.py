@@ -147,6 +147,13 @@ async def test_a_stopped_system_has_written_every_decision_it_made(
         await subscriber.wait_for(lambda _: set(ids) <= set(reported(subscriber)), timeout=60)
         pool = workloads.items[KEY].pool
         await wait_until(lambda: pool.desired == 0 and not pool.replicas, 60, "scale to zero")
+        # Lines the log had to drop are a metric, not only a warning in the log.
+        registry = running.system.metrics.registry
+        dropped = "eventing_decision_log_dropped_total"
+        assert registry.get_sample_value(dropped) == 0.0
+        workloads.decision_log.dropped += 2  # as the writer counts a failed batch
+        assert registry.get_sample_value(dropped) == 2.0
+        workloads.decision_log.dropped -= 2
     finally:
         await stop(running, settings)
     written = read_decisions(data / FILE_NAME)
