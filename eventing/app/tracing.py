@@ -4,7 +4,10 @@
 HTTP header). With ``--otel-endpoint URL`` (default ``$OTEL_EXPORTER_OTLP_ENDPOINT``)
 the broker also reports its own part of the trace, as children of the producer's span:
 
-* ``publish <broker>`` (PRODUCER): from the event's arrival to its being stored;
+* ``publish <broker>`` (PRODUCER): from the event's arrival to its being stored, or,
+  for a copy dropped as a duplicate of one stored before (answered 202 all the same),
+  to that answer, with the attribute ``eventing.duplicate = "true"`` and no ``deliver``
+  span after it;
 * ``deliver <trigger>`` (CONSUMER): from the dispatcher taking it to its ack (status
   OK) or its dead letter (status ERROR), one per matching trigger.
 
@@ -116,6 +119,8 @@ class OtlpExporter:
             if parent is not None:
                 span = Span(*parent, f"publish {broker}", PRODUCER, arrival(event) or now, now)
                 span.attributes.update(_event_attributes(event), **{"eventing.broker": broker})
+                if event.duplicate:
+                    span.attributes["eventing.duplicate"] = "true"
                 self.record(span)
 
     def started(self, trigger: str, receipt: Receipt, event: Event) -> None:

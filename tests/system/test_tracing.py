@@ -155,3 +155,52 @@ async def test_spans_are_children_of_the_producer_span(
     assert by_name["deliver default/ok"]["kind"] == 5
     assert by_name["deliver default/ok"]["status"] == {"code": 1}
     assert by_name["deliver default/bad"]["status"] == {"code": 2}
+
+
+async def test_a_traced_duplicate_is_marked_on_its_publish_span(
+    tmp_path: Path, subscriber: RecordingSubscriber, collector: Collector
+) -> None:
+    """A copy dropped as a duplicate (answered 202, not stored) still reports its
+    ``publish`` span, marked ``eventing.duplicate``; only the stored copy is delivered."""
+    directory = tmp_path / "m"
+    directory.mkdir()
+    deduplicating = "metadata: {name: default, annotations: {eventing.local/dedup-ingress: 'true'}}"
+    text = manifests(subscriber.url).replace("metadata: {name: default}", deduplicating, 1)
+    (directory / "system.yaml").write_text(text)
+    settings = RuntimeSettings(
+        port=0,
+        admin_port=0,
+        drain_timeout=2.0,
+        otel_endpoint=collector.url,
+        store=StoreSettings(data_dir=tmp_path / "d"),
+    )
+    running = await start(directory, settings)
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "twice",
+        "ce-source": "/t",
+        "ce-type": "t",
+        "ce-traceparent": f"00-{TRACE}-{PARENT}-01",
+    }
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(2):
+                async with http.post(
+                    running.ingress_url + "/default/default", headers=headers, data=b"{}"
+                ) as r:
+                    assert r.status == 202
+        spans = await collector.wait(4)  # two publish spans, a deliver span per trigger
+    finally:
+        await stop(running, settings)
+    assert sorted(r.path for r in subscriber.received) == ["/bad", "/ok"]
+
+    def marks(span: dict[str, Any]) -> str | None:
+        attributes = {a["key"]: a["value"]["stringValue"] for a in span["attributes"]}
+        return attributes.get("eventing.duplicate")
+
+    published = sorted((marks(s) for s in spans if s["name"] == "publish default/default"), key=str)
+    assert published == [None, "true"]
+    assert sorted(s["name"] for s in spans if s["name"].startswith("deliver")) == [
+        "deliver default/bad",
+        "deliver default/ok",
+    ]
