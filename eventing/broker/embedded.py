@@ -9,12 +9,20 @@ trigger wants is never written at all (it is counted as dropped, not stored).
 Several durable brokers share one SQLite file (one writer thread, one group commit
 for all of them): :class:`SharedStore` opens it once, with every trigger of every
 broker on it, when the first of them opens, and closes it when the last one closes.
+
+Delivery starts at the commit, the answer waits for durability: ``publish`` hands the
+store a ``committed`` callback that offers the events to their triggers' subscriptions
+as soon as the store has committed them, and returns (the ingress answers 202) only
+once the store says they are durable (for the SQLite store with FULL durability: after
+the fsync of the WAL, which the dispatch no longer waits for). Deduplication claims are
+released only when ``publish`` returns, so a concurrent copy of an event still waits
+until the first copy is durable.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
 from eventing.broker.dedup import DUPLICATE, Deduplicator
@@ -162,22 +170,29 @@ class EmbeddedBroker:
             for r in routed:
                 r.event.arrived = now
         if routed or seen or forget:
-            await self.store.append(self.key, routed, seen=seen, forget=forget)
+            offer = self._offer_all(routed) if routed else None
+            await self.store.append(self.key, routed, seen=seen, forget=forget, committed=offer)
         self.router.record(routings)  # counted only once the batch was accepted
+
+    def _offer_all(self, routed: Sequence[Routed]) -> Callable[[], None]:
+        """The ``committed`` callback of an append: offer each event to the
+        subscriptions of the triggers it matched (run by the store at the commit)."""
         subs = self._subs
-        for r in routed:
-            for trigger in r.triggers:
-                sub = subs.get(trigger)
-                if sub is not None:  # None: unsubscribed while the batch was stored
-                    sub.offer(r.event)
+
+        def offer() -> None:
+            for r in routed:
+                for trigger in r.triggers:
+                    sub = subs.get(trigger)
+                    if sub is not None:  # None: unsubscribed while the batch was stored
+                        sub.offer(r.event)
+
+        return offer
 
     async def replay(self, trigger: str, event: Event) -> None:
         if trigger not in self._subs:
             raise KeyError(trigger)
-        await self.store.append(self.key, [Routed(event, (trigger,))])
-        sub = self._subs.get(trigger)
-        if sub is not None:
-            sub.offer(event)
+        routed = [Routed(event, (trigger,))]
+        await self.store.append(self.key, routed, committed=self._offer_all(routed))
 
     def drops(self) -> Mapping[tuple[str, str], int]:
         drops = self.router.drops()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from eventing.broker.store import DeadLetter, Routed, SeenRow, StoreStats
 from eventing.errors import StoreClosedError, StoreFullError
@@ -50,9 +50,11 @@ class MemoryStore:
         *,
         seen: Sequence[SeenRow] = (),
         forget: Sequence[tuple[str, str, str]] = (),
+        committed: Callable[[], None] | None = None,
     ) -> None:
         """``seen``/``forget`` are ignored: the in-memory class's deduplication keys
-        live in its broker's windows, and are lost with them."""
+        live in its broker's windows, and are lost with them. ``committed`` is called
+        once the events are in, just before this returns."""
         self._check_open()
         size = sum(len(r.event.data or b"") + 64 * len(r.event.attributes) for r in routed)
         if len(self._events) + len(routed) > self.max_events:
@@ -70,6 +72,8 @@ class MemoryStore:
             for t in r.triggers:
                 self._pending.setdefault(t, {})[seq] = None
         self._commits += 1
+        if committed is not None:
+            committed()
 
     async def load_seen(self, broker: str) -> list[SeenRow]:
         return []

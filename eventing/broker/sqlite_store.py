@@ -11,6 +11,16 @@ Why this shape:
   is never sent for an event that is not on disk, and it survives ``kill -9`` and
   power loss. ``NORMAL`` resolves right after the commit: it survives ``kill -9``
   (the commit is in the WAL file), not a power loss.
+* Delivery need not wait for the fsync, only the 202 does. An append may carry a
+  ``committed`` callback; the writer has it run on the event loop right after the
+  group's COMMIT, before the group goes to the syncer, so the broker offers the events
+  to their triggers while the fsync runs. Why that keeps at-least-once: a committed
+  transaction survives ``kill -9`` (it is in the OS's page cache), and after a power
+  loss before the fsync the producer never got its 202 and sends again (the only case
+  with a duplicate delivery). The order per group is: COMMIT -> counters and
+  ``committed`` callbacks on the loop -> fsync -> futures resolve (the 202s). A failed
+  commit calls no callback; a failed fsync after a commit fails the futures (5xx) while
+  the committed rows stay pending and offered, as they are in the store.
 * Reads (recovery, spill, the dead-letter list) use a second connection on a second
   thread; WAL lets them run beside the writer.
 * The store is bounded (events and bytes). At the bound ``append`` raises
@@ -114,6 +124,8 @@ class _Op:
     args: tuple[Any, ...]
     future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop
+    committed: Callable[[], None] | None = None
+    """Run on the loop once the op's transaction committed (before the fsync)."""
 
 
 @dataclass
@@ -206,9 +218,13 @@ class SqliteStore:
         *,
         seen: Sequence[SeenRow] = (),
         forget: Sequence[tuple[str, str, str]] = (),
+        committed: Callable[[], None] | None = None,
     ) -> None:
         """The deduplication keys in ``seen`` commit in the same transaction as the
-        events, so a crash can never keep an event without its key or the reverse."""
+        events, so a crash can never keep an event without its key or the reverse.
+        ``committed`` runs on the loop once the group is committed, before the fsync
+        that this call waits for (see the module docstring); never when the commit
+        fails."""
         if not routed and not seen and not forget:
             return
         size = sum(_size(r.event) for r in routed)
@@ -224,7 +240,7 @@ class SqliteStore:
         self._reserved_events += len(routed)
         self._reserved_bytes += size
         try:
-            await self._submit("append", broker, routed, seen, forget)
+            await self._submit("append", broker, routed, seen, forget, committed=committed)
         finally:
             self._reserved_events -= len(routed)
             self._reserved_bytes -= size
@@ -282,13 +298,15 @@ class SqliteStore:
         result: int = await self._submit("release", trigger)
         return result
 
-    def _submit(self, kind: Any, *args: Any) -> asyncio.Future[Any]:
+    def _submit(
+        self, kind: Any, *args: Any, committed: Callable[[], None] | None = None
+    ) -> asyncio.Future[Any]:
         if self._closed:
             raise StoreClosedError("the store is closed")
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Op(kind, args, future, loop))
+        self._queue.put(_Op(kind, args, future, loop, committed))
         return future
 
     # -- reads -----------------------------------------------------------------
@@ -516,10 +534,15 @@ class SqliteStore:
                 self._commit_guarded(conn, [op])
             return
         self._ok_at = time.monotonic()
-        if self._syncer is not None:
-            self._sync_queue.put((batch, results, deltas))
-        else:
-            batch[0].loop.call_soon_threadsafe(self._committed, batch, results, deltas)
+        loop = batch[0].loop
+        if self._syncer is None:  # NORMAL: committed is as far as it goes
+            loop.call_soon_threadsafe(self._committed, batch, results, deltas, True)
+            return
+        # FULL: counters and ``committed`` callbacks now, futures after the fsync. A
+        # group nobody waits on (acks only) has no need of the syncer at all.
+        loop.call_soon_threadsafe(self._committed, batch, results, deltas, False)
+        if any(op.future is not None for op in batch):
+            self._sync_queue.put((batch, results))
 
     def _sync_loop(self) -> None:
         """Make commits durable in groups, beside the writer.
@@ -548,24 +571,28 @@ class SqliteStore:
                     stop = True
                     break
                 items.append(more)
-            if any(op.future is not None for batch, _, _ in items for op in batch):
-                try:
-                    os.fsync(self._wal_fd)
-                except OSError as exc:
-                    logger.error("fsync of the store's WAL failed: %s", exc)
-                    for batch, _, _ in items:
-                        for op in batch:
-                            if op.future is not None:
-                                op.loop.call_soon_threadsafe(
-                                    _fail, op.future, StoreError(f"fsync failed: {exc}")
-                                )
-                    continue
-            for batch, results, deltas in items:
+            try:
+                self._fsync()
+            except OSError as exc:
+                # The rows are committed (and were offered): only the 202s are refused.
+                logger.error("fsync of the store's WAL failed: %s", exc)
+                error = StoreError(f"fsync failed: {exc}")
+                for batch, _ in items:
+                    for op in batch:
+                        if op.future is not None:
+                            op.loop.call_soon_threadsafe(_fail, op.future, error)
+            else:
                 if stages.ON:
-                    _mark("store fsynced", batch)
-                batch[0].loop.call_soon_threadsafe(self._committed, batch, results, deltas)
+                    for batch, _ in items:
+                        _mark("store fsynced", batch)
+                # One wake-up of the loop for every group this fsync made durable.
+                items[0][0][0].loop.call_soon_threadsafe(_durable, items)
             if stop:
                 return
+
+    def _fsync(self) -> None:
+        """Make every commit so far durable (a test holds it to look between)."""
+        os.fsync(self._wal_fd)
 
     def _apply(
         self, conn: sqlite3.Connection, batch: list[_Op], results: list[Any], d: _Counters
@@ -658,8 +685,12 @@ class SqliteStore:
         elif pending:  # every trigger's rows in one statement, not one per trigger
             conn.execute(_PENDING_MANY, (_encode_rows(pending),))
 
-    def _committed(self, batch: list[_Op], results: list[Any], deltas: _Counters) -> None:
-        """On the event loop: apply counter deltas, then resolve the waiting futures."""
+    def _committed(
+        self, batch: list[_Op], results: list[Any], deltas: _Counters, durable: bool
+    ) -> None:
+        """On the event loop, once ``batch`` committed: apply counter deltas, run the
+        ``committed`` callbacks, then (``durable``: no fsync to wait for) resolve the
+        waiting futures."""
         counts = self._counts
         counts.events += deltas.events
         counts.bytes += deltas.bytes
@@ -668,6 +699,21 @@ class SqliteStore:
             counts.pending[key] = counts.pending.get(key, 0) + n
         for key, n in deltas.dead_letters.items():
             counts.dead_letters[key] = counts.dead_letters.get(key, 0) + n
+        for op in batch:
+            if op.committed is not None:
+                try:
+                    op.committed()
+                except Exception:  # the caller's bug: the other ops still get answers
+                    logger.exception("store: a committed callback failed")
+        if durable:
+            for op, result in zip(batch, results, strict=True):
+                if op.future is not None:
+                    _resolve(op.future, result)
+
+
+def _durable(items: list[tuple[list[_Op], list[Any]]]) -> None:
+    """On the event loop, once an fsync made ``items`` durable: resolve the futures."""
+    for batch, results in items:
         for op, result in zip(batch, results, strict=True):
             if op.future is not None:
                 _resolve(op.future, result)

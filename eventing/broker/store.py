@@ -8,7 +8,7 @@ dead-lettered, and keeps the dead-letter records of the built-in ``dlq:`` sink.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,12 +70,16 @@ class Store(Protocol):
         *,
         seen: Sequence[SeenRow] = (),
         forget: Sequence[tuple[str, str, str]] = (),
+        committed: Callable[[], None] | None = None,
     ) -> None:
         """Store events and their matches; sets ``event.seq``. Raises StoreFullError.
 
         ``seen`` are deduplication keys (scope, source, id, time) to keep with the
         events in the same transaction, ``forget`` keys (scope, source, id) to delete
-        (:mod:`eventing.broker.dedup`); a store that is not durable ignores both."""
+        (:mod:`eventing.broker.dedup`); a store that is not durable ignores both.
+        ``committed`` is called once, on the event loop, when the events are stored
+        far enough that delivering them keeps at-least-once (committed, maybe not yet
+        fsynced), and before this call returns; never if they were not stored."""
 
     async def load_seen(self, broker: str) -> list[SeenRow]:
         """The deduplication keys kept for ``broker`` (none when not durable)."""
