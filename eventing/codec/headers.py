@@ -11,6 +11,7 @@ malformed escapes through, which the spec forbids.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from eventing.errors import InvalidEventError
@@ -18,12 +19,21 @@ from eventing.errors import InvalidEventError
 _SAFE = frozenset(range(0x21, 0x7F)) - {ord('"'), ord("%")}
 _HEX = "0123456789ABCDEFabcdef"
 
+needs_encoding = re.compile(r"[^!#$&-~]").search
+"""A character that must be percent-encoded (outside U+0021-U+007E, ``"`` or ``%``)
+in the string, or None: one C-level scan, where a value that needs nothing (almost
+all of them) used to cost a Python loop over its characters."""
 
-@lru_cache(maxsize=4096)
+
 def encode_value(value: str) -> str:
     """Percent-encode one attribute value for a ``ce-`` header."""
-    if all(ord(c) in _SAFE for c in value):
+    if needs_encoding(value) is None:
         return value
+    return _escape(value)
+
+
+@lru_cache(maxsize=1024)
+def _escape(value: str) -> str:
     out: list[str] = []
     for char in value:
         code = ord(char)
