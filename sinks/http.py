@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from eventing.codec import http as binding
-from eventing.codec.jsonformat import parse_structured
+from eventing.codec.jsonformat import parse_structured, to_json_bytes
 from eventing.delivery.policy import parse_retry_after
 from eventing.delivery.sink import Outcome
 from eventing.errors import InvalidEventError
@@ -33,6 +33,10 @@ from sinks.httpclient import HttpError, Pool, Response, Target
 MAX_REPLY_BYTES = 1024 * 1024
 _ERROR_BODY = 1024
 _NO_CONTENT_TYPE = ("Content-Type",)
+_STRUCTURED_HEAD = f"Content-Type: {binding.STRUCTURED_JSON}\r\n".encode()
+_SUCCESS = {status: Outcome(status) for status in range(200, 300)}
+"""The outcome of a 2xx without a reply or ``Retry-After``, made once per status
+(outcomes are frozen): what nearly every delivery gets."""
 
 
 _SECRET_QUERY = re.compile(r"(?i)(token|key|secret|password|passwd|sig|signature|auth)")
@@ -77,6 +81,12 @@ class HttpSink:
         self.session = session
         self._plain = Target.parse(url) if url.startswith("http://") else None
         self._auth = basic_auth(url) if self._plain is not None else None
+        if self._plain is not None:
+            # The lines every request to this subscriber carries, encoded once.
+            fixed = b"Prefer: reply\r\n"
+            if self._auth is not None:
+                fixed += f"Authorization: {self._auth}\r\n".encode()
+            self._plain = self._plain.with_fixed(fixed)
         parts = urlsplit(url)
         self._host = (parts.hostname or "", parts.port or 443)
         """The https host's key in the pool's per-host connection limit."""
@@ -85,11 +95,10 @@ class HttpSink:
         return None
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
-        headers, body = prepare(event, structured)
-        if self._auth is not None:
-            headers["Authorization"] = self._auth
         if self._plain is not None:
-            return await self._send_plain(self._plain, headers, body, timeout)
+            head, body = request_head(event, structured)
+            return await post_head(self.pool, self._plain, head, body, timeout)
+        headers, body = prepare(event, structured)
         return await self._send_tls(headers, body, timeout)
 
     def try_send(
@@ -97,27 +106,21 @@ class HttpSink:
     ) -> bool:
         """The delivery fast path: send on an idle keep-alive connection and call
         ``done`` with the outcome later, without a task; False if it cannot right now."""
-        if self._plain is None or self.pool.full(self._plain):
+        target = self._plain
+        if target is None or self.pool.full(target):
             return False  # before encoding: at a full host that would be wasted
-        headers, body = prepare(event, structured)
-        if self._auth is not None:
-            headers["Authorization"] = self._auth
+        head, body = request_head(event, structured)
 
         def answered(result: Response | BaseException) -> None:
             done(_as_outcome(result, timeout))
 
-        return self.pool.try_post(self._plain, list(headers.items()), body, timeout, answered)
+        return self.pool.try_post_head(target, head, body, timeout, answered)
 
     def when_free(self, wake: Callable[[], None]) -> bool:
         """After a ``try_send`` that sent nothing: have ``wake`` called in turn when the
         subscriber's host has a connection free (the pool's limit is shared by every
         trigger); False when waiting would not help (use ``send``)."""
         return self._plain is not None and self.pool.when_free(self._plain, wake)
-
-    async def _send_plain(
-        self, target: Target, headers: dict[str, str], body: bytes, timeout: float
-    ) -> Outcome:
-        return await post_plain(self.pool, target, headers, body, timeout)
 
     async def _send_tls(self, headers: dict[str, str], body: bytes, timeout: float) -> Outcome:
         """Through aiohttp (which brings TLS), holding one of the host's connection
@@ -169,6 +172,20 @@ def _as_outcome(result: Response | BaseException, timeout: float) -> Outcome:
     return outcome(result.status, result.headers, result.body)
 
 
+def request_head(event: Event, structured: bool) -> tuple[bytes, bytes]:
+    """The per-event header lines (bytes, each ending CRLF) and body of a delivery
+    request, binary mode unless ``structured``: the same headers as :func:`prepare`
+    but those every request to the subscriber carries (the target's fixed lines)."""
+    if structured:
+        head, body = _STRUCTURED_HEAD, to_json_bytes(event)
+    else:
+        head, body = binding.binary_head(event), event.data or b""
+    traceparent = event.attributes.get("traceparent")
+    if isinstance(traceparent, str):
+        head += b"traceparent: " + traceparent.encode() + b"\r\n"
+    return head, body
+
+
 def prepare(event: Event, structured: bool) -> tuple[dict[str, str], bytes]:
     """Headers and body of a delivery request (binary mode unless ``structured``)."""
     headers, body = binding.encode_structured(event) if structured else binding.encode_binary(event)
@@ -177,6 +194,20 @@ def prepare(event: Event, structured: bool) -> tuple[dict[str, str], bytes]:
     if isinstance(traceparent, str):
         headers["traceparent"] = traceparent
     return headers, body
+
+
+async def post_head(
+    pool: Pool, target: Target, head: bytes, body: bytes, timeout: float
+) -> Outcome:
+    """One POST over the lean keep-alive client, as an :class:`Outcome` (``head``: the
+    header lines beyond the target's fixed ones)."""
+    try:
+        response = await pool.post_head(target, head, body, timeout)
+    except TimeoutError:
+        return Outcome(None, error=f"timed out after {timeout:g}s")
+    except HttpError as exc:
+        return Outcome(None, error=str(exc)[:300])
+    return outcome(response.status, response.headers, response.body)
 
 
 async def post_plain(
@@ -194,6 +225,8 @@ async def post_plain(
 
 def outcome(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
     """Interpret a subscriber's response (``headers`` with lower-case names)."""
+    if 200 < status < 300 and "retry-after" not in headers:
+        return _SUCCESS[status]
     retry_after = parse_retry_after(headers.get("retry-after"))
     if status != 200:
         return Outcome(
@@ -202,7 +235,7 @@ def outcome(status: int, headers: Mapping[str, str], body: bytes) -> Outcome:
     content_type = headers.get("content-type")
     mode = _mode(content_type)
     if "ce-specversion" not in headers and mode != binding.Mode.STRUCTURED:
-        return Outcome(status)
+        return _SUCCESS[status]
     if len(body) > MAX_REPLY_BYTES:
         return Outcome(502, error="reply larger than 1 MiB")
     try:

@@ -6,9 +6,13 @@ needs one thing, a POST with a few headers and a bounded response. aiohttp's cli
 spends ~145 µs of CPU per request on this machine on generality we do not use
 (cookies, redirects, middlewares, tracing hooks); this client spends a fraction of
 that (see docs/benchmarks.md), which is the difference between the pipeline reaching
-or missing a third of a bare HTTP handler's rate. It speaks only what delivery needs:
-``Content-Length`` bodies out; ``Content-Length``, chunked or read-until-close
-bodies in; keep-alive unless the server says ``Connection: close``.
+or missing a third of a bare HTTP handler's rate. The connection and its response
+parser are :mod:`sinks.httpconn`.
+
+Callers that send many requests with the same headers hand over their header lines
+as bytes (:meth:`Pool.try_post_head`): the request is then one join of the target's
+request line and ``Host``, those lines, ``Content-Length`` and the body, written with
+one call (a large body is not copied: it goes out beside the head in one ``writev``).
 
 A request that fails on a *reused* connection before any byte of the response
 arrived is retried once on a fresh connection (the server closed the idle
@@ -19,38 +23,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from sinks.hostslots import HostSlots, NoSlotError, Wake
+from sinks.httpconn import (
+    Connection,
+    Done,
+    HttpError,
+    KnownHeads,
+    NotSentError,
+    Response,
+    StaleConnectionError,
+)
 
-MAX_HEAD = 64 * 1024
+__all__ = ["Done", "HttpError", "NotSentError", "Pool", "Response", "Target", "header_lines"]
+
 SWEEP = 0.05  # seconds between deadline checks
+COPY_BELOW = 16 * 1024
+"""Bodies smaller than this are joined to the head (one small copy, one ``write``);
+larger ones go out beside it with ``writelines`` (one ``writev`` on uvloop)."""
 
-
-class HttpError(Exception):
-    """A connection-level failure: nothing usable came back."""
-
-
-class NotSentError(HttpError):
-    """Nothing of the request was sent (the pool stopped queueing at shutdown)."""
-
-
-class StaleConnectionError(HttpError):
-    """The connection closed before any byte of the response: on a reused keep-alive
-    connection, the server had closed it while idle and never saw the request."""
-
-    def __init__(self, got: str) -> None:
-        super().__init__(f"connection closed {got}")
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    body: bytes
+Request = bytes | tuple[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +54,18 @@ class Target:
     port: int
     path: bytes
     host_header: bytes
+    fixed: bytes = b""
+    """Header lines (each ending CRLF) sent with every request to this target."""
+    start: bytes = field(init=False, repr=False, compare=False)
+    """``POST path HTTP/1.1``, the ``Host`` line and :attr:`fixed`: made once."""
+
+    def __post_init__(self) -> None:
+        start = b"POST %s HTTP/1.1\r\nHost: %s\r\n%s" % (self.path, self.host_header, self.fixed)
+        object.__setattr__(self, "start", start)
+
+    def with_fixed(self, lines: bytes) -> Target:
+        """This target with ``lines`` sent in every request (same host, same pool slots)."""
+        return replace(self, fixed=lines)
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -71,150 +78,24 @@ class Target:
         return cls(parts.hostname, port, path.encode("ascii"), host.encode("idna"))
 
 
-Done = Callable[[Response | BaseException], None]
+def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+    """``Name: value`` CRLF lines of ``headers`` (values UTF-8)."""
+    return "".join([f"{name}: {value}\r\n" for name, value in headers]).encode()
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self, max_body: int) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.on_done: Done | None = None
-        """Called once with the response, or the exception that ended the exchange."""
-        self.max_body = max_body
-        self.closed = False
-        self.reusable = True
-        self._head: tuple[int, dict[str, str], int, str] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.on_done is None:
-            return
-        if self._head is not None and self._head[3] == "close":
-            status, headers, _, _ = self._head
-            self._finish(Response(status, headers, bytes(self.buffer)), keep=False)
-            return
-        got = "after a partial response" if self._head or self.buffer else "before a response"
-        self.fail(
-            StaleConnectionError(got)
-            if not (self._head or self.buffer)
-            else HttpError(f"connection closed {got}")
-        )
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.on_done is None:
-            self.abort()  # unsolicited bytes: this connection is out of sync
-            return
-        try:
-            self._parse()
-        except HttpError as exc:
-            self.fail(exc)
-            self.abort()
-
-    def fail(self, exc: BaseException) -> None:
-        done, self.on_done = self.on_done, None
-        if done is not None:
-            done(exc)
-
-    def _parse(self) -> None:
-        if self._head is None:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buffer) > MAX_HEAD:
-                    raise HttpError("response head too large")
-                return
-            self._head = _parse_head(bytes(self.buffer[:end]))
-            del self.buffer[: end + 4]
-        status, headers, length, mode = self._head
-        if mode == "length":
-            if length > self.max_body:
-                raise HttpError(f"response body of {length} bytes is over the limit")
-            if len(self.buffer) >= length:
-                body = bytes(self.buffer[:length])
-                del self.buffer[:length]
-                self._finish(Response(status, headers, body), keep=True)
-        elif mode == "chunked":
-            chunked = _dechunk(self.buffer, self.max_body)
-            if chunked is not None:
-                self._finish(Response(status, headers, chunked), keep=True)
-        elif len(self.buffer) > self.max_body:  # read until close
-            raise HttpError("response body over the limit")
-
-    def _finish(self, response: Response, keep: bool) -> None:
-        if response.headers.get("connection", "").lower() == "close" or not keep:
-            self.reusable = False
-        self._head = None
-        if self.buffer:
-            self.reusable = False
-        done, self.on_done = self.on_done, None
-        if done is not None:
-            done(response)
-
-    def abort(self) -> None:
-        self.reusable = False
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+def request(target: Target, head: bytes, body: bytes) -> Request:
+    """The request: ``head`` is its header lines but ``Host`` and ``Content-Length``."""
+    length = b"Content-Length: %d\r\n\r\n" % len(body)
+    if len(body) < COPY_BELOW:
+        return b"".join((target.start, head, length, body))
+    return b"".join((target.start, head, length)), body
 
 
-def _parse_head(raw: bytes) -> tuple[int, dict[str, str], int, str]:
-    lines = raw.split(b"\r\n")
-    status_line = lines[0].split(b" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
-        raise HttpError("malformed status line")
-    try:
-        status = int(status_line[1])
-    except ValueError:
-        raise HttpError("malformed status code") from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise HttpError("malformed header line")
-        key = name.strip().lower().decode("latin-1")
-        text = value.strip().decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    if status < 200 or status in (204, 304):
-        return status, headers, 0, "length"
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return status, headers, 0, "chunked"
-    if "content-length" in headers:
-        try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise HttpError("malformed Content-Length") from None
-        return status, headers, length, "length"
-    return status, headers, 0, "close"
-
-
-def _dechunk(buffer: bytearray, limit: int) -> bytes | None:
-    """The body if the chunked encoding in ``buffer`` is complete (consumed), else None."""
-    out = bytearray()
-    pos = 0
-    while True:
-        line_end = buffer.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        try:
-            size = int(bytes(buffer[pos:line_end]).split(b";", 1)[0], 16)
-        except ValueError:
-            raise HttpError("malformed chunk size") from None
-        if size == 0:
-            end = buffer.find(b"\r\n\r\n", line_end)  # optional trailers, then a blank line
-            if end < 0:
-                return None
-            del buffer[: end + 4]
-            return bytes(out)
-        start = line_end + 2
-        if len(buffer) < start + size + 2:
-            return None
-        out += buffer[start : start + size]
-        if len(out) > limit:
-            raise HttpError("response body over the limit")
-        pos = start + size + 2
+def _write(transport: asyncio.Transport, data: Request) -> None:
+    if isinstance(data, bytes):
+        transport.write(data)
+    else:
+        transport.writelines(data)
 
 
 class Pool:
@@ -222,19 +103,27 @@ class Pool:
 
     def __init__(self, limit: int = 256, max_body: int = 1024 * 1024 + 1) -> None:
         self.max_body = max_body
-        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._idle: dict[tuple[str, int], deque[Connection]] = {}
         self._open: dict[tuple[str, int], int] = {}
         self.slots = HostSlots(limit)
         self._tasks: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._deadlines: dict[_Connection, float] = {}
+        self._deadlines: dict[Connection, float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self._known = KnownHeads()
 
     async def post(
         self, target: Target, headers: list[tuple[str, str]], body: bytes, timeout: float
     ) -> Response:
         """POST and return the response; raises :class:`HttpError`, or ``TimeoutError``
         when no complete response arrived within ``timeout`` seconds."""
+        return await self.post_head(target, header_lines(headers), body, timeout)
+
+    async def post_head(self, target: Target, head: bytes, body: bytes, timeout: float) -> Response:
+        """:meth:`post` with the header lines as bytes (see :func:`header_lines`)."""
+        return await self._post(target, request(target, head, body), timeout)
+
+    async def _post(self, target: Target, data: Request, timeout: float) -> Response:
         key = (target.host, target.port)
         loop = self.loop()
         deadline = loop.time() + timeout
@@ -243,15 +132,14 @@ class Pool:
         except NoSlotError:
             raise NotSentError("not sent: the process is stopping") from None
         try:
-            request = _request_bytes(target, headers, body)
             conn, reused = await self._connection(key, deadline)
             try:
-                return await self._exchange(key, conn, request, deadline)
+                return await self._exchange(key, conn, data, deadline)
             except HttpError:
                 if not reused or conn.buffer:
                     raise
             conn, _ = await self._connection(key, deadline, fresh=True)
-            return await self._exchange(key, conn, request, deadline)
+            return await self._exchange(key, conn, data, deadline)
         finally:
             self._release(key)
 
@@ -280,7 +168,7 @@ class Pool:
         return self.slots.when_free((target.host, target.port), wake)
 
     async def _exchange(
-        self, key: tuple[str, int], conn: _Connection, request: bytes, deadline: float
+        self, key: tuple[str, int], conn: Connection, data: Request, deadline: float
     ) -> Response:
         # A deadline in the pool's sweep instead of an asyncio.timeout() context or a
         # timer per exchange: this runs for every delivery.
@@ -299,7 +187,7 @@ class Pool:
         self._watch(conn, deadline)
         assert conn.transport is not None
         try:
-            conn.transport.write(request)
+            _write(conn.transport, data)
             response = await waiter
         except BaseException:
             conn.on_done = None
@@ -311,7 +199,7 @@ class Pool:
         self._keep(key, conn)
         return response
 
-    def _keep(self, key: tuple[str, int], conn: _Connection) -> None:
+    def _keep(self, key: tuple[str, int], conn: Connection) -> None:
         if conn.reusable and not conn.closed:
             self._idle.setdefault(key, deque()).append(conn)
         else:
@@ -329,11 +217,18 @@ class Pool:
         """Send now on an idle keep-alive connection and call ``done`` with the response
         (or the exception) later, without a coroutine or a task; False (nothing sent)
         when that is not possible (no idle connection, or at the limit)."""
+        return self.try_post_head(target, header_lines(headers), body, timeout, done)
+
+    def try_post_head(
+        self, target: Target, head: bytes, body: bytes, timeout: float, done: Done
+    ) -> bool:
+        """:meth:`try_post` with the header lines as bytes (see :func:`header_lines`):
+        the delivery fast path."""
         key = (target.host, target.port)
         if self.slots.full(key):
             return False
         idle = self._idle.get(key)
-        conn: _Connection | None = None
+        conn: Connection | None = None
         while idle:
             candidate = idle.pop()
             if not candidate.closed:
@@ -343,9 +238,8 @@ class Pool:
         if conn is None or conn.transport is None:
             return False
         self.slots.take(key)
-        loop = self.loop()
-        request = _request_bytes(target, headers, body)
-        deadline = loop.time() + timeout
+        data = request(target, head, body)
+        deadline = self.loop().time() + timeout
 
         def finished(result: Response | BaseException) -> None:
             self._deadlines.pop(conn, None)
@@ -354,7 +248,7 @@ class Pool:
                 # like post() does; the caller still gets exactly one answer.
                 self._forget(key)
                 self._release(key)
-                task = asyncio.ensure_future(self._resend(target, headers, body, deadline, done))
+                task = asyncio.ensure_future(self._resend(target, data, deadline, done))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 return
@@ -368,21 +262,14 @@ class Pool:
 
         conn.on_done = finished
         self._watch(conn, deadline)
-        conn.transport.write(request)
+        _write(conn.transport, data)
         return True
 
-    async def _resend(
-        self,
-        target: Target,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        deadline: float,
-        done: Done,
-    ) -> None:
+    async def _resend(self, target: Target, data: Request, deadline: float, done: Done) -> None:
         result: Response | BaseException = HttpError("the client was closed")
         try:
-            result = await self.post(
-                target, headers, body, max(0.0, deadline - asyncio.get_running_loop().time())
+            result = await self._post(
+                target, data, max(0.0, deadline - asyncio.get_running_loop().time())
             )
         except (HttpError, TimeoutError) as exc:
             result = exc
@@ -396,7 +283,7 @@ class Pool:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    def _watch(self, conn: _Connection, deadline: float) -> None:
+    def _watch(self, conn: Connection, deadline: float) -> None:
         """Fail ``conn``'s exchange with TimeoutError once ``deadline`` passes, checked
         by a sweep every 50 ms (delivery timeouts are seconds; a timer per request cost
         a libuv timer start and stop on the hot path)."""
@@ -419,7 +306,7 @@ class Pool:
 
     async def _connection(
         self, key: tuple[str, int], deadline: float, fresh: bool = False
-    ) -> tuple[_Connection, bool]:
+    ) -> tuple[Connection, bool]:
         idle = self._idle.get(key)
         while idle and not fresh:
             conn = idle.pop()
@@ -429,7 +316,9 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline):
-                _, conn = await loop.create_connection(lambda: _Connection(self.max_body), *key)
+                _, conn = await loop.create_connection(
+                    lambda: Connection(self.max_body, self._known), *key
+                )
         except OSError as exc:
             raise HttpError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None
         self._open[key] = self._open.get(key, 0) + 1
@@ -453,20 +342,3 @@ class Pool:
             while idle:
                 idle.pop().abort()
         self._idle.clear()
-
-
-def _request_bytes(target: Target, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    head = [
-        b"POST ",
-        target.path,
-        b" HTTP/1.1\r\nHost: ",
-        target.host_header,
-        b"\r\nContent-Length: ",
-        str(len(body)).encode(),
-        b"\r\n",
-    ]
-    for name, value in headers:
-        head.append(f"{name}: {value}\r\n".encode())
-    head.append(b"\r\n")
-    head.append(body)
-    return b"".join(head)
