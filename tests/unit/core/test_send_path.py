@@ -221,3 +221,25 @@ async def test_try_send_times_out_at_its_deadline_not_before() -> None:
     finally:
         pool.close()
         await server.stop()
+
+
+async def test_a_large_body_goes_out_whole_beside_its_head() -> None:
+    requests: list[bytes] = []
+
+    def record(request: bytes) -> bytes:
+        requests.append(request)
+        return ACCEPTED
+
+    server = Server(record)
+    target = Target.parse(await server.start())
+    pool = Pool()
+    body = bytes(range(256)) * 400  # 100 KiB: written with writelines, not joined
+    try:
+        assert (await pool.post(target, [("ce-id", "1")], body, 5)).status == 202
+        assert (await pool.post(target, [], b"small", 5)).status == 202
+    finally:
+        pool.close()
+        await server.stop()
+    assert requests[0].endswith(b"\r\n\r\n" + body)
+    assert b"\r\nContent-Length: 102400\r\n" in requests[0]
+    assert requests[1].endswith(b"\r\n\r\nsmall")
