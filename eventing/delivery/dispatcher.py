@@ -4,46 +4,57 @@ An event is acked (removed from the trigger's backlog) only after the subscriber
 answered 2xx (and a reply, if any, was stored) or the event was kept by the
 dead-letter sink. Anything else leaves it pending, so a crash redelivers it.
 
+One delivery path: every attempt of an event (the first, a retry, one after a
+reroute) is started by :meth:`Dispatcher._start` and its outcome comes back to
+:meth:`Dispatcher._answered`, which decides: ack; publish the reply, then ack; retry
+after the policy's backoff (a loop timer, ``call_later``: no task waits); or dead-letter.
+The attempt is ``FastSend.try_send`` with a callback when the route has a fast sender
+and a connection is free; otherwise one small named task awaits ``wait_ready`` and
+``send`` and then calls the same handler. Only the genuinely asynchronous steps (such
+a send, publishing a reply, a dead letter) are tasks.
+
 Concurrency: at most ``limit`` attempts in flight (adaptive, see
-:mod:`eventing.delivery.limiter`). With ``ordering: ordered``, events that share a
-``partitionkey`` go one at a time in arrival order while other keys proceed; events
-held back that way count against a separate bound so memory stays bounded.
+:mod:`eventing.delivery.limiter`); an event that finds it full (or its subscriber's
+host full: connections are shared by every trigger) waits in a queue, not in a task,
+until an attempt ends (or the host frees a connection). With ``ordering: ordered``,
+events that share a ``partitionkey`` go one at a time in arrival order (the next
+starts when the previous is finished) while other keys proceed; every event held
+counts against a separate bound (:class:`~eventing.delivery.gate.Gate`) so memory
+stays bounded.
 
 A trigger's subscriber may be a canary split (:mod:`eventing.delivery.split`): the
 route is chosen once per event when it is taken, and its retries, its reply and its
 dead letter all go through that route's sink.
 
-Shutdown (``stop``): no new event is taken; attempts already on the wire may finish
-until the deadline; events waiting for a retry are left pending for the next run.
+Shutdown (``stop``): no new event is taken and no new attempt starts; events waiting
+for a retry are left pending for the next run at once; attempts on the wire may
+finish until the deadline; then what is left is cancelled (and stays pending).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime
-from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 from eventing import stages
 from eventing.broker.base import Delivery, Subscription
+from eventing.delivery.gate import Gate
 from eventing.delivery.limiter import AdaptiveLimit
 from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
 from eventing.delivery.sink import FastSend, Outcome, Sink
 from eventing.delivery.split import Route, Split
+from eventing.delivery.stamps import arrival, dead_letter, reply_ttl
 from eventing.errors import StoreError
-from eventing.events import ARRIVAL_TIME, PARTITION_KEY, TTL, Event
+from eventing.events import PARTITION_KEY, TTL, Event
 from eventing.metrics import LocalHistogram, Metrics
 
 logger = logging.getLogger(__name__)
 
-ERROR_DATA_MAX = 1024
 Publish = Callable[[Event], Awaitable[None]]
 
 
@@ -77,10 +88,6 @@ class Pushing(Protocol):
     def take_nowait(self) -> Delivery | None: ...
 
 
-_SENT, _FULL, _NOT_SENT = object(), object(), object()
-"""What :meth:`Dispatcher._try_fast` did."""
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -96,7 +103,7 @@ class Dispatcher:
         fast: FastSend | None = None,
         split: Split | None = None,
     ) -> None:
-        """``sink`` (with ``fast``, its task-free first attempt) is the subscriber; with
+        """``sink`` (with ``fast``, its task-free attempt) is the subscriber; with
         ``split``, the subscriber's targets are its routes and ``sink`` only names the
         whole (shown in status)."""
         self.trigger = trigger
@@ -109,28 +116,32 @@ class Dispatcher:
         self.metrics = metrics
         self.stats = DispatchStats()
         self.limit = AdaptiveLimit(policy.max_in_flight)
-        self._held = _Gate(policy.max_in_flight * 10)
+        self._held = Gate(policy.max_in_flight * 10)
         self.split = split if split is not None else Split([Route(sink, 100, fast)])
-        self._keys: dict[str, deque[_Taken]] = {}
+        # Ordered keys with an event being delivered: the events of that key behind it.
+        self._keys: dict[str, deque[_Job]] = {}
+        # Events waiting for a retry: the loop timer that starts the next attempt.
+        self._timers: dict[_Job, asyncio.TimerHandle] = {}
+        # The named tasks of the asynchronous steps (a send, a reply, a dead letter),
+        # and those of them whose attempt is not on the wire yet (wait_ready, the limit).
         self._tasks: set[asyncio.Task[None]] = set()
-        self._retrying: set[asyncio.Task[Any] | None] = set()
+        self._unsent: set[asyncio.Task[Any]] = set()
+        # Attempts on the wire by callback plus live tasks: stop() waits for zero.
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._stopping = False
+        self._stopped = False  # stop()'s deadline passed: late outcomes only ack or stay
         # Labelled metric children, looked up once (labels() costs a lock and a dict).
         self.latency = LocalHistogram()  # arrival -> delivered
         self.durations = LocalHistogram()  # one attempt
         self.attempts: dict[int | None, int] = {}  # by status (None: no response)
-        # The fast path: a sink that can send without a task (HttpSink.try_send), given
-        # by the composition root per route (a capability, not a probe).
-        self._fast_in_flight = 0
-        self._fast_idle = asyncio.Event()
-        self._fast_idle.set()
-        # Events taken while the concurrency limit is full wait here for the next
-        # attempt to finish, then go by the fast path: a batch of hundreds would
-        # otherwise make a task per event, each waiting on the limit.
-        self._parked: deque[_Taken] = deque()
+        # Events whose attempt cannot start now (the limit is full, or their fast
+        # target's host has no connection free, or others wait before them), in order:
+        # the end of an attempt or the host's wake-up starts them.
+        self._parked: deque[_Job] = deque()
         # The fast targets whose host was full when an event was tried (connections
-        # are shared by every trigger): each has our wake-up queued once, and the
-        # parked events wait for it instead of a task each waiting for a connection.
+        # are shared by every trigger): each has our wake-up queued once.
         self._host_waits: dict[int, Callable[[], None]] = {}
         # Events handed over by the subscription (Pushing) are taken by _pump, once per
         # loop turn for all that arrived, instead of waking the run loop per event.
@@ -138,7 +149,7 @@ class Dispatcher:
         self._pump_stalled = False
         self._take_nowait: Callable[[], Delivery | None] = lambda: None
 
-    # -- the loop ---------------------------------------------------------------
+    # -- taking events ------------------------------------------------------------
 
     async def run(self) -> None:
         """Take events until cancelled; the composition root runs this as a named task.
@@ -177,83 +188,216 @@ class Dispatcher:
         except Exception:
             logger.exception("dispatcher %s failed to take an event", self.trigger)
 
-    def _release_place(self) -> None:
-        self._held.release()
-        if self._pump_stalled and not self._pump_soon:
-            self._pump_soon = True
-            asyncio.get_running_loop().call_soon(self._pump)
-
     def _take(self, delivery: Delivery) -> None:
         """Start delivering one event taken from the subscription (holding a place)."""
         if stages.ON:
             stages.mark("dispatch", delivery.event)
         key = delivery.event.attributes.get(PARTITION_KEY) if self.policy.ordered else None
-        route = self.split.choose(None if key is None else str(key))
-        route.routed += 1
         if key is None:
-            if self._parked:  # in order behind those already waiting
-                self._parked.append(_Taken(delivery, route))
-                return
-            sent = self._try_fast(delivery, route)
-            if sent is _FULL:
-                self._parked.append(_Taken(delivery, route))
-            elif sent is not _SENT:
-                self._spawn(delivery, None, route)
+            route = self.split.choose(None)
+            route.routed += 1
+            self._start(_Job(self, delivery, route, None))
+            return
+        key = str(key)
+        route = self.split.choose(key)
+        route.routed += 1
+        job = _Job(self, delivery, route, key)
+        queue = self._keys.get(key)
+        if queue is None:
+            self._keys[key] = deque()
+            self._start(job)
         else:
-            queue = self._keys.get(str(key))
-            if queue is None:
-                self._keys[str(key)] = deque()
-                self._spawn(delivery, str(key), route)
-            else:
-                queue.append(_Taken(delivery, route))
+            queue.append(job)  # started when the one before it is finished
 
-    def _spawn(
-        self, delivery: Delivery, key: str | None, route: Route, first: Outcome | None = None
-    ) -> None:
-        task = asyncio.create_task(
-            self._deliver_chain(delivery, key, route, first),
-            name=f"deliver {self.trigger} id={delivery.event.attributes.get('id')}",
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # -- one attempt --------------------------------------------------------------
 
-    def _try_fast(self, delivery: Delivery, route: Route) -> object:
-        """First attempt without a task: most events succeed at once, and a task with
-        its chain of coroutines costs as much as the rest of the delivery. Anything but
-        a plain success (a failure, a reply) continues on the task path below.
-        ``_SENT``; ``_FULL`` when the concurrency limit is reached and something is in
-        flight (its end will make room: :meth:`_unpark`) or when the subscriber's host
-        has no connection free (its wake-up will: :meth:`_host_free`); ``_NOT_SENT``
-        otherwise."""
+    def _start(self, job: _Job) -> None:
+        """Start the next attempt of ``job`` now, or park it until there is room."""
+        if self._stopping:
+            self._finish(job)  # stays pending; the next run delivers it
+        elif self._parked or not self._attempt(job):
+            self._parked.append(job)  # in order behind those already waiting
+
+    def _attempt(self, job: _Job) -> bool:
+        """Start an attempt: by ``try_send`` with ``job`` as the callback when the
+        route has a fast sender, the limit has room and a connection is free; else
+        by a task (no fast sender, or a new connection is needed). False, starting
+        nothing, when the limit is full with something in flight (its end makes
+        room: :meth:`_unpark`) or the fast target's host is full (its wake-up will:
+        :meth:`_host_wake`). A route retired by :meth:`retarget` is chosen again first."""
+        route = job.route
+        if route.retired:
+            route = self._reroute(job)
         fast = route.fast
-        if fast is None or self._stopping:
-            return _NOT_SENT
-        if not self.limit.try_acquire():
-            return _FULL if self.stats.in_flight else _NOT_SENT
-        started = time.monotonic()
+        if fast is not None:
+            if not self.limit.try_acquire():
+                if self.stats.in_flight:
+                    return False
+            else:
+                job.started = time.monotonic()
+                policy = self.policy
+                event = job.delivery.event
+                if fast.try_send(
+                    event, timeout=policy.timeout, structured=policy.structured, done=job
+                ):
+                    self.stats.in_flight += 1
+                    self._active += 1
+                    self._idle.clear()
+                    return True
+                self.limit.release()
+                if id(fast) in self._host_waits:
+                    return False  # our turn at that host is queued already
+                wake = self._host_wake(fast)
+                if fast.when_free(wake):
+                    self._host_waits[id(fast)] = wake
+                    return False
+        self._spawn(self._send(job, route.sink), "deliver", job)
+        return True
 
-        def done(outcome: Outcome) -> None:
-            self._fast_done(delivery, route, outcome, started)
-
-        sent = fast.try_send(
-            delivery.event,
-            timeout=self.policy.timeout,
-            structured=self.policy.structured,
-            done=done,
-        )
-        if not sent:
+    async def _send(self, job: _Job, sink: Sink) -> None:
+        """The attempt of a route without a fast sender (or needing a new connection):
+        wait until the sink is ready (a workload activating from zero: no retry is
+        burnt meanwhile) and for a slot of the limit, send, then hand the outcome to
+        :meth:`_answered`. Until it sends, ``stop_taking`` cancels it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._unsent.add(task)
+        try:
+            await sink.wait_ready()
+            await self.limit.acquire()
+        except asyncio.CancelledError:
+            self._finish(job)  # stays pending
+            raise
+        finally:
+            self._unsent.discard(task)
+        if self._stopping:  # stopped while it waited: no new attempt
             self.limit.release()
-            if id(fast) in self._host_waits:
-                return _FULL  # our turn at that host is queued already
-            wake = self._host_wake(fast)
-            if fast.when_free(wake):
-                self._host_waits[id(fast)] = wake
-                return _FULL
-            return _NOT_SENT
+            self._finish(job)
+            return
         self.stats.in_flight += 1
-        self._fast_in_flight += 1
-        self._fast_idle.clear()
-        return _SENT
+        started = time.monotonic()
+        try:
+            outcome = await sink.send(
+                job.delivery.event, timeout=self.policy.timeout, structured=self.policy.structured
+            )
+        except asyncio.CancelledError:
+            self._finish(job)  # cancelled at the drain deadline: stays pending
+            raise
+        except Exception as exc:
+            logger.exception("sink %s failed", sink.target)
+            outcome = Outcome(None, error=f"sink error: {exc}")
+        finally:
+            self.stats.in_flight -= 1
+            self.limit.release()
+        self._answered(job, outcome, time.monotonic() - started)
+
+    def _fast_answered(self, job: _Job, outcome: Outcome) -> None:
+        """The callback of a ``try_send`` attempt (through ``_Job.__call__``)."""
+        self.stats.in_flight -= 1
+        self.limit.release()
+        self._answered(job, outcome, time.monotonic() - job.started)
+        self._active -= 1
+        if not self._active:
+            self._idle.set()
+
+    # -- the outcome ----------------------------------------------------------------
+
+    def _answered(self, job: _Job, outcome: Outcome, elapsed: float) -> None:
+        """The one handler of every attempt's outcome: ack; publish the reply, then
+        ack; retry after the backoff; or dead-letter. Then start parked events."""
+        self._record(outcome, elapsed)
+        job.attempts += 1
+        status = outcome.status
+        if status is not None and is_success(status):
+            if stages.ON:
+                stages.mark("subscriber answered", job.delivery.event)
+            reply = outcome.reply
+            if reply is None:
+                self._ack(job)
+            else:
+                self._reply(job, reply)
+        else:
+            self._failed(job, outcome)
+        if self._parked:
+            self._unpark()
+
+    def _reply(self, job: _Job, reply: Event) -> None:
+        ttl = reply_ttl(job.delivery.event)
+        if ttl <= 0:
+            self.metrics.dropped.labels(self.broker, self.trigger, "ttl").inc()
+            self._ack(job)
+        elif self._stopped:
+            self._finish(job)  # too late to store the reply: stays pending
+        else:
+            reply.attributes[TTL] = str(ttl)
+            self._spawn(self._publish(job, reply), "reply", job)
+
+    async def _publish(self, job: _Job, reply: Event) -> None:
+        """Store the reply in the broker, then ack (the reply is never lost)."""
+        try:
+            await self.publish_reply(reply)
+        except StoreError:
+            self._failed(job, Outcome(502, error="reply could not be stored"))
+            return
+        except asyncio.CancelledError:
+            self._finish(job)
+            raise
+        except Exception:
+            logger.exception("trigger %s: reply not published", self.trigger)
+            self._finish(job)  # stays pending
+            return
+        self.stats.replies += 1
+        self.metrics.replies.labels(self.trigger).inc()
+        self._ack(job)
+
+    def _failed(self, job: _Job, outcome: Outcome) -> None:
+        """Retry (a timer, not a task) while the policy allows; else dead-letter."""
+        if is_retryable(outcome.status):
+            if self._stopping:
+                self._finish(job)  # stays pending; the next run delivers it
+                return
+            if job.attempts <= self.policy.retry:
+                self.stats.retried += 1
+                delay = self.policy.backoff(job.attempts, outcome.retry_after)
+                loop = asyncio.get_running_loop()
+                self._timers[job] = loop.call_later(delay, self._retry_due, job)
+                return
+        if self._stopped:
+            self._finish(job)
+        else:
+            self._spawn(self._give_up(job, outcome), "dead-letter", job)
+
+    def _retry_due(self, job: _Job) -> None:
+        del self._timers[job]
+        self._start(job)
+
+    def _ack(self, job: _Job) -> None:
+        self.subscription.ack(job.delivery.receipt)
+        self._delivered(job.delivery.event, job.route)
+        self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        """``job`` is done here (acked, dead-lettered, or left pending): free its
+        place and start the next event of its key."""
+        job.route.routed -= 1
+        self._release_place()
+        key = job.key
+        if key is None:
+            return
+        queue = self._keys[key]
+        if queue and not self._stopping:
+            self._start(queue.popleft())
+            return
+        del self._keys[key]
+        for waiting in queue:  # stopping: they stay pending
+            waiting.route.routed -= 1
+            self._release_place()
+
+    def _release_place(self) -> None:
+        self._held.release()
+        if self._pump_stalled and not self._pump_soon:
+            self._pump_soon = True
+            asyncio.get_running_loop().call_soon(self._pump)
 
     def _host_wake(self, fast: FastSend) -> Callable[[], None]:
         def wake() -> None:
@@ -264,68 +408,105 @@ class Dispatcher:
         return wake
 
     def _unpark(self) -> None:
-        """An attempt finished (room under the limit): send parked events, in order,
-        while there is room."""
+        """Room under the limit or at a host: start parked events, in order, while
+        there is room; when stopping, leave them all pending."""
         parked = self._parked
         while parked:
             if self._stopping:
-                while parked:  # they stay pending; the next run delivers them
-                    taken = parked.popleft()
-                    taken.route.routed -= 1
-                    self._release_place()
+                while parked:
+                    self._finish(parked.popleft())
                 return
-            taken = parked[0]
-            if taken.route.retired:  # the subscriber changed while it waited
-                self._reroute(taken)
-            sent = self._try_fast(taken.delivery, taken.route)
-            if sent is _FULL:
+            if not self._attempt(parked[0]):
                 return
             parked.popleft()
-            if sent is not _SENT:
-                self._spawn(taken.delivery, None, taken.route)
 
-    def _fast_done(
-        self, delivery: Delivery, route: Route, outcome: Outcome, started: float
-    ) -> None:
-        self._fast_in_flight -= 1
-        if self._fast_in_flight == 0:
-            self._fast_idle.set()
-        self.stats.in_flight -= 1
-        self.limit.release()
-        self._record(outcome, time.monotonic() - started)
-        if outcome.status is not None and is_success(outcome.status) and outcome.reply is None:
-            if stages.ON:
-                stages.mark("subscriber answered", delivery.event)
-            self.subscription.ack(delivery.receipt)
-            self._delivered(delivery.event, route)
-            route.routed -= 1
-            self._release_place()
-        elif self._stopping:
-            route.routed -= 1
-            self._release_place()  # stays pending; the next run delivers it
+    def _reroute(self, job: _Job) -> Route:
+        route = self.split.choose(job.key)
+        job.route.routed -= 1
+        route.routed += 1
+        job.route = route
+        return route
+
+    def _spawn(self, step: Coroutine[Any, Any, None], name: str, job: _Job) -> None:
+        task = asyncio.create_task(
+            step, name=f"{name} {self.trigger} id={job.delivery.event.attributes.get('id')}"
+        )
+        self._tasks.add(task)
+        self._active += 1
+        self._idle.clear()
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._active -= 1
+        if not self._active:
+            self._idle.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "dispatcher %s: %s failed", self.trigger, task.get_name(), exc_info=task.exception()
+            )
+
+    def _record(self, outcome: Outcome, elapsed: float) -> None:
+        """Account for one finished attempt: limit, metrics, stats."""
+        self.limit.observe(outcome.status, elapsed)
+        self.durations.observe(elapsed)
+        status = outcome.status
+        self.attempts[status] = self.attempts.get(status, 0) + 1
+        if status is not None and is_success(status):
+            self.stats.service_times.append(elapsed)
         else:
-            self._spawn(delivery, None, route, outcome)  # retries, replies, dead letters
-        if self._parked:
-            self._unpark()
+            self.stats.last_error = outcome.error or f"HTTP {status}"
 
-    async def _deliver_chain(
-        self, delivery: Delivery, key: str | None, route: Route, first: Outcome | None
-    ) -> None:
-        current: _Taken | None = _Taken(delivery, route)
-        while current is not None:
-            try:
-                await self._deliver(current, first)
-                first = None
-            finally:
-                current.route.routed -= 1
-                self._release_place()
-            current = None
-            if key is not None:
-                queue = self._keys[key]
-                if queue and not self._stopping:
-                    current = queue.popleft()
-                else:
-                    del self._keys[key]
+    def _delivered(self, event: Event, route: Route) -> None:
+        self.stats.delivered += 1
+        route.delivered += 1
+        arrived = arrival(event)
+        if arrived is not None:
+            self.latency.observe(max(0.0, time.time() - arrived))
+
+    async def _give_up(self, job: _Job, outcome: Outcome) -> None:
+        """Send to the dead-letter sink, or keep in the broker's dead-letter store;
+        ack only once the dead letter is kept."""
+        try:
+            await self._dead_letter(job, outcome)
+        except asyncio.CancelledError:
+            self._finish(job)
+            raise
+        except Exception:
+            logger.exception("trigger %s: dead letter not kept", self.trigger)
+            self._finish(job)  # stays pending
+            return
+        self.stats.dead_lettered += 1
+        self._finish(job)
+
+    async def _dead_letter(self, job: _Job, outcome: Outcome) -> None:
+        self.stats.failed += 1
+        route, delivery = job.route, job.delivery
+        route.failed += 1
+        dead = dead_letter(
+            delivery.event,
+            dest=route.sink.target,
+            outcome=outcome,
+            attempts=job.attempts,
+            trigger=self.trigger,
+        )
+        reason = outcome.error or f"HTTP {outcome.status}"
+        target = self.dead_letter
+        if target is not None and target.sink is not None:
+            sent = await target.sink.send(dead, timeout=self.policy.timeout, structured=False)
+            if sent.status is not None and is_success(sent.status):
+                self.subscription.ack(delivery.receipt)
+                return
+            reason = f"{reason}; dead-letter sink {target.sink.target} failed too"
+        if target is None:
+            # No dead-letter sink: Knative drops the event. We keep it in the built-in
+            # store instead, so nothing is lost (see docs/delivery.md).
+            reason = f"{reason} (no deadLetterSink configured)"
+        await self.subscription.dead_letter(
+            delivery.receipt, dead, attempts=job.attempts, reason=reason, status=outcome.status
+        )
+
+    # -- changes and shutdown -------------------------------------------------------
 
     def retarget(
         self,
@@ -359,252 +540,60 @@ class Dispatcher:
             self.limit.resize(policy.max_in_flight)
             self._held.resize(policy.max_in_flight * 10 - self.policy.max_in_flight * 10)
         self.policy = policy
+        if self._parked:
+            self._unpark()  # a larger limit or a new route may have room now
 
     def stop_taking(self) -> None:
-        """Take no new event and start no new attempt (events waiting for a retry
-        stay pending); what is on the wire goes on. Synchronous, so the composition
-        root can stop every dispatcher before anything they wait for wakes up."""
+        """Take no new event and start no new attempt: parked events and events
+        waiting for a retry stay pending at once; what is on the wire goes on.
+        Synchronous, so the composition root can stop every dispatcher before
+        anything they wait for wakes up."""
         self._stopping = True
         self._unpark()  # releases the parked: they stay pending
-        for waiting in list(self._retrying):
-            if waiting is not None:
-                waiting.cancel()
+        timers, self._timers = self._timers, {}
+        for job, timer in timers.items():
+            timer.cancel()
+            self._finish(job)
+        for task in list(self._unsent):
+            task.cancel()
 
     async def stop(self, deadline: float) -> None:
-        """Stop taking events; let attempts on the wire finish until ``deadline``
-        (loop time); cancel the rest (their events stay pending)."""
+        """Stop taking events; let attempts on the wire (and the replies and dead
+        letters they lead to) finish until ``deadline`` (loop time); cancel the rest
+        (their events stay pending)."""
         self.stop_taking()
-        remaining = deadline - asyncio.get_running_loop().time()
-        if self._fast_in_flight and remaining > 0:
-            with contextlib.suppress(TimeoutError):
+        loop = asyncio.get_running_loop()
+        remaining = deadline - loop.time()
+        if self._active and remaining > 0:
+            try:
                 async with asyncio.timeout(remaining):
-                    await self._fast_idle.wait()
-        remaining = deadline - asyncio.get_running_loop().time()
-        if self._tasks and remaining > 0:
-            await asyncio.wait(list(self._tasks), timeout=remaining)
+                    await self._idle.wait()
+            except TimeoutError:
+                pass
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # -- one event ----------------------------------------------------------------
 
-    async def _deliver(self, taken: _Taken, first: Outcome | None = None) -> None:
-        """Deliver through ``taken.route`` with retries; ``first`` is the outcome of an
-        attempt the fast path already made. A route retired by :meth:`retarget` is
-        replaced before the next attempt by the new split's choice for the event."""
-        delivery, route = taken.delivery, taken.route
-        event = delivery.event
-        attempt = 0
-        outcome = Outcome(None, error="not attempted")
-        task: asyncio.Task[Any] | None = asyncio.current_task()
-        while True:
-            if first is not None:
-                outcome, first = first, None
-                attempt += 1
-            else:
-                if route.retired:
-                    route = self._reroute(taken)
-                await route.sink.wait_ready()
-                attempt += 1
-                outcome = await self._attempt(event, route.sink)
-            if outcome.status is not None and is_success(outcome.status):
-                if await self._accept(delivery, outcome, route):
-                    return
-                outcome = Outcome(502, error="reply could not be stored")
-            if self._stopping or not is_retryable(outcome.status) or attempt > self.policy.retry:
-                break
-            self.stats.retried += 1
-            self._retrying.add(task)  # stop() cancels these at once
-            try:
-                await asyncio.sleep(self.policy.backoff(attempt, outcome.retry_after))
-            finally:
-                self._retrying.discard(task)
-        if self._stopping and is_retryable(outcome.status):
-            return  # stays pending; the next run delivers it
-        await self._give_up(delivery, attempt, outcome, route)
+class _Job:
+    """One event being delivered: the route it goes through (which
+    :meth:`Dispatcher.retarget` may change before its next attempt), its ordering key,
+    the attempts made. Also the callback ``try_send`` calls with the outcome (no
+    closure per attempt)."""
 
-    def _reroute(self, taken: _Taken) -> Route:
-        attributes = taken.delivery.event.attributes
-        key = attributes.get(PARTITION_KEY) if self.policy.ordered else None
-        route = self.split.choose(None if key is None else str(key))
-        taken.route.routed -= 1
-        route.routed += 1
-        taken.route = route
-        return route
+    __slots__ = ("attempts", "delivery", "dispatcher", "key", "route", "started")
 
-    async def _attempt(self, event: Event, sink: Sink) -> Outcome:
-        await self.limit.acquire()
-        self.stats.in_flight += 1
-        started = time.monotonic()
-        try:
-            outcome = await sink.send(
-                event, timeout=self.policy.timeout, structured=self.policy.structured
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.exception("sink %s failed", sink.target)
-            outcome = Outcome(None, error=f"sink error: {exc}")
-        finally:
-            self.stats.in_flight -= 1
-            elapsed = time.monotonic() - started
-            self.limit.release()
-            if self._parked:
-                self._unpark()
-        self._record(outcome, elapsed)
-        return outcome
-
-    def _record(self, outcome: Outcome, elapsed: float) -> None:
-        """Account for one finished attempt: limit, metrics, stats."""
-        self.limit.observe(outcome.status, elapsed)
-        self.durations.observe(elapsed)
-        status = outcome.status
-        self.attempts[status] = self.attempts.get(status, 0) + 1
-        if outcome.status is not None and is_success(outcome.status):
-            self.stats.service_times.append(elapsed)
-        else:
-            self.stats.last_error = outcome.error or f"HTTP {outcome.status}"
-
-    async def _accept(self, delivery: Delivery, outcome: Outcome, route: Route) -> bool:
-        """Store the reply (if any), then ack. False if the reply could not be stored."""
-        event = delivery.event
-        if outcome.reply is not None:
-            reply = outcome.reply
-            ttl = _ttl(event) - 1
-            if ttl <= 0:
-                self.metrics.dropped.labels(self.broker, self.trigger, "ttl").inc()
-            else:
-                reply.attributes[TTL] = str(ttl)
-                try:
-                    await self.publish_reply(reply)
-                except StoreError:
-                    return False
-                self.stats.replies += 1
-                self.metrics.replies.labels(self.trigger).inc()
-        self.subscription.ack(delivery.receipt)
-        self._delivered(event, route)
-        return True
-
-    def _delivered(self, event: Event, route: Route) -> None:
-        self.stats.delivered += 1
-        route.delivered += 1
-        arrival = _arrival(event)
-        if arrival is not None:
-            self.latency.observe(max(0.0, time.time() - arrival))
-
-    async def _give_up(
-        self, delivery: Delivery, attempts: int, outcome: Outcome, route: Route
+    def __init__(
+        self, dispatcher: Dispatcher, delivery: Delivery, route: Route, key: str | None
     ) -> None:
-        self.stats.failed += 1
-        route.failed += 1
-        dead = delivery.event.copy()
-        ext = dead.attributes
-        ext["knativeerrordest"] = route.sink.target
-        if outcome.status is not None:
-            ext["knativeerrorcode"] = str(outcome.status)
-        if outcome.body:
-            ext["knativeerrordata"] = base64.b64encode(outcome.body[:ERROR_DATA_MAX]).decode()
-        ext["eventingattempts"] = str(attempts)
-        ext["eventingtrigger"] = self.trigger
-        reason = outcome.error or f"HTTP {outcome.status}"
-        target = self.dead_letter
-        if target is not None and target.sink is not None:
-            sent = await target.sink.send(dead, timeout=self.policy.timeout, structured=False)
-            if sent.status is not None and is_success(sent.status):
-                self.subscription.ack(delivery.receipt)
-                self._count_dead()
-                return
-            reason = f"{reason}; dead-letter sink {target.sink.target} failed too"
-        if target is None:
-            # No dead-letter sink: Knative drops the event. We keep it in the built-in
-            # store instead, so nothing is lost (see docs/delivery.md).
-            reason = f"{reason} (no deadLetterSink configured)"
-        await self.subscription.dead_letter(
-            delivery.receipt, dead, attempts=attempts, reason=reason, status=outcome.status
-        )
-        self._count_dead()
-
-    def _count_dead(self) -> None:
-        self.stats.dead_lettered += 1
-
-
-class _Taken:
-    """An event taken from the subscription and the route it goes through (which
-    :meth:`Dispatcher.retarget` may change before its next attempt)."""
-
-    __slots__ = ("delivery", "route")
-
-    def __init__(self, delivery: Delivery, route: Route) -> None:
+        self.dispatcher = dispatcher
         self.delivery = delivery
         self.route = route
+        self.key = key
+        self.attempts = 0
+        self.started = 0.0
 
-
-class _Gate:
-    """A counting gate cheaper than ``asyncio.Semaphore`` for one waiter (the run loop)."""
-
-    __slots__ = ("_free", "_opened")
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._opened = asyncio.Event()
-
-    @property
-    def free(self) -> int:
-        return self._free
-
-    async def wait_free(self) -> None:
-        """Until a place is free (not taking it: the pump may take it meanwhile)."""
-        while self._free <= 0:
-            self._opened.clear()
-            await self._opened.wait()
-
-    def take(self) -> None:
-        """Take a place; may go one below zero (the run loop's event that was being
-        fetched when the pump took the last place): the bound is held within one."""
-        self._free -= 1
-
-    def release(self) -> None:
-        self._free += 1
-        if self._free == 1:
-            self._opened.set()
-
-    def resize(self, delta: int) -> None:
-        """Grow (or shrink) the gate by ``delta`` places; held places stay held."""
-        self._free += delta
-        if self._free > 0:
-            self._opened.set()
-
-
-def _ttl(event: Event) -> int:
-    try:
-        return int(event.attributes.get(TTL, 255))
-    except ValueError:
-        return 255
-
-
-def _arrival(event: Event) -> float | None:
-    """The arrival time stamped by our ingress as epoch seconds (for the latency
-    histogram): as recorded in memory when the broker accepted it, or parsed from
-    ``knativearrivaltime`` (the whole-second part once per second) after a restart."""
-    if event.arrived:
-        return event.arrived
-    raw = event.attributes.get(ARRIVAL_TIME)
-    if not isinstance(raw, str):
-        return None
-    second, dot, fraction = raw.partition(".")
-    if dot and fraction.endswith("Z") and fraction[:-1].isdigit():
-        base = _epoch_second(second)
-        return None if base is None else base + float("0." + fraction[:-1])
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-@lru_cache(maxsize=64)
-def _epoch_second(text: str) -> float | None:
-    try:
-        return datetime.fromisoformat(text + "+00:00").timestamp()
-    except ValueError:
-        return None
+    def __call__(self, outcome: Outcome) -> None:
+        self.dispatcher._fast_answered(self, outcome)
