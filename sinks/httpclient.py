@@ -10,9 +10,10 @@ or missing a third of a bare HTTP handler's rate. The connection and its respons
 parser are :mod:`sinks.httpconn`.
 
 Callers that send many requests with the same headers hand over their header lines
-as bytes (:meth:`Pool.try_post_head`): the request is then one join of the target's
-request line and ``Host``, those lines, ``Content-Length`` and the body, written with
-one call (a large body is not copied: it goes out beside the head in one ``writev``).
+as bytes (:meth:`Pool.try_post_head`): the request's head is then one formatting of
+the target's request line, ``Host`` and fixed lines, those lines and
+``Content-Length``, written with the body in one call that does not copy the body
+(on uvloop one ``writev``).
 
 A request that fails on a *reused* connection before any byte of the response
 arrived is retried once on a fresh connection (the server closed the idle
@@ -41,11 +42,9 @@ from sinks.httpconn import (
 __all__ = ["Done", "HttpError", "NotSentError", "Pool", "Response", "Target", "header_lines"]
 
 SWEEP = 0.05  # seconds between deadline checks
-COPY_BELOW = 16 * 1024
-"""Bodies smaller than this are joined to the head (one small copy, one ``write``);
-larger ones go out beside it with ``writelines`` (one ``writev`` on uvloop)."""
 
-Request = bytes | tuple[bytes, bytes]
+Request = tuple[bytes, bytes]
+"""A request as written: its head (request line to the blank line) and its body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +84,13 @@ def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
 
 def request(target: Target, head: bytes, body: bytes) -> Request:
     """The request: ``head`` is its header lines but ``Host`` and ``Content-Length``."""
-    length = b"Content-Length: %d\r\n\r\n" % len(body)
-    if len(body) < COPY_BELOW:
-        return b"".join((target.start, head, length, body))
-    return b"".join((target.start, head, length)), body
+    return b"%s%sContent-Length: %d\r\n\r\n" % (target.start, head, len(body)), body
 
 
 def _write(transport: asyncio.Transport, data: Request) -> None:
-    if isinstance(data, bytes):
-        transport.write(data)
-    else:
-        transport.writelines(data)
+    """One call, and on uvloop one ``writev``: the body is not copied behind the head
+    (measured: no dearer than joining them for a 1 KiB body, bench_send.py)."""
+    transport.writelines(data)
 
 
 class Pool:

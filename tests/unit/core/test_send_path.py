@@ -233,7 +233,7 @@ async def test_a_large_body_goes_out_whole_beside_its_head() -> None:
     server = Server(record)
     target = Target.parse(await server.start())
     pool = Pool()
-    body = bytes(range(256)) * 400  # 100 KiB: written with writelines, not joined
+    body = bytes(range(256)) * 400  # 100 KiB: written beside the head, not joined to it
     try:
         assert (await pool.post(target, [("ce-id", "1")], body, 5)).status == 202
         assert (await pool.post(target, [], b"small", 5)).status == 202
