@@ -464,11 +464,25 @@ class SqliteStore:
                     break
                 batch.append(op)
             if batch:
-                self._commit_guarded(conn, batch)
+                self._commit_appends_first(conn, batch)
         if self._retry:  # a last attempt for acks that failed to commit
             batch, self._retry = self._retry, []
             self._commit_guarded(conn, batch)
         self._drain_closed()
+
+    def _commit_appends_first(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        """Commit the group's acks in a transaction after the rest. Why: delivery
+        starts at the commit of an append, and the acks' statements (deleting pending
+        rows and events) would otherwise run first inside the same transaction; each
+        statement lets go of the GIL and may wait for the event loop to give it back.
+        Nothing orders an ack before an append of the same group: an event is acked
+        only after it was committed (and offered), so always in an earlier group."""
+        acks = [op for op in batch if op.kind == "ack"]
+        if not acks or len(acks) == len(batch):
+            self._commit_guarded(conn, batch)
+            return
+        self._commit_guarded(conn, [op for op in batch if op.kind != "ack"])
+        self._commit_guarded(conn, acks)
 
     def _commit_guarded(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         """Commit ``batch``; whatever goes wrong, every future gets an answer and the
