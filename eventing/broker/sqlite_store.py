@@ -112,8 +112,10 @@ _EVENTS_CHUNK = 64  # rows per events INSERT (5 parameters each, far below SQLit
 _EVENTS = {
     size: "INSERT INTO events (seq, broker, attrs, data, size) VALUES "  # noqa: S608
     + ", ".join(["(?, ?, ?, ?, ?)"] * size)  # placeholders only: no value in the text
-    for size in (64, 32, 16, 8, 4, 2, 1)
+    for size in range(1, _EVENTS_CHUNK + 1)
 }
+# The writer's statement cache holds every _EVENTS text and the rest beside them.
+_CACHED_STATEMENTS = 256
 _ACK_RETRY = 1.0  # seconds between attempts to commit acks whose commit failed
 _UNWRITABLE_FOR = 5.0  # seconds a failed commit keeps the store "not writable"
 
@@ -397,7 +399,12 @@ class SqliteStore:
             conn.close()
 
     def _connect(self, triggers: list[str]) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.settings.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.settings.path,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=_CACHED_STATEMENTS,
+        )
         conn.execute("PRAGMA journal_mode = WAL")
         # SQLite never fsyncs inside a commit here: with FULL durability the syncer
         # thread fsyncs the WAL after each commit group instead (see _sync_loop).
@@ -734,21 +741,20 @@ def _durable(items: list[tuple[list[_Op], list[Any]]]) -> None:
 
 
 def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Event rows by multi-row ``VALUES`` statements of 64 rows (the remainder by the
-    binary sizes below 64, so seven statement texts in all, each cached by the sqlite3
-    module): one GIL retake per statement instead of per row (see ``_PENDING``), and
-    2.2 against 3.6 us of CPU per row by ``executemany`` (measured, 256-row groups)."""
+    """Event rows by multi-row ``VALUES`` statements of 64 rows and one for the
+    remainder (64 statement texts, each cached by the sqlite3 module): one GIL retake
+    per statement instead of per row (see ``_PENDING``), and 2.2 against 3.6 us of CPU
+    per row by ``executemany`` (measured, 256-row groups). The remainder is one
+    statement, not one per binary digit of its size: each statement lets go of the GIL
+    and may wait for the event loop to give it back, and delivery waits for the
+    commit."""
     chain = itertools.chain.from_iterable
     done, count = 0, len(rows)
     while count - done >= _EVENTS_CHUNK:
         conn.execute(_EVENTS[_EVENTS_CHUNK], tuple(chain(rows[done : done + _EVENTS_CHUNK])))
         done += _EVENTS_CHUNK
-    size = _EVENTS_CHUNK // 2
-    while size:
-        if count - done >= size:
-            conn.execute(_EVENTS[size], tuple(chain(rows[done : done + size])))
-            done += size
-        size //= 2
+    if count > done:
+        conn.execute(_EVENTS[count - done], tuple(chain(rows[done:])))
 
 
 def _runs(rows: Sequence[tuple[Any, ...]], key: int) -> dict[tuple[Any, ...], list[str]]:
