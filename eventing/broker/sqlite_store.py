@@ -239,13 +239,24 @@ class SqliteStore:
             raise StoreFullError(
                 f"store holds {counts.bytes} bytes (limit {self.settings.max_bytes})"
             )
+        # Reserved until the commit puts the rows in the counters (not until the fsync:
+        # they would count twice meanwhile, and the bound would bite early).
+        reserved = [len(routed), size]
+
+        def counted() -> None:
+            self._reserved_events -= reserved[0]
+            self._reserved_bytes -= reserved[1]
+            reserved[:] = [0, 0]
+            if committed is not None:
+                committed()
+
         self._reserved_events += len(routed)
         self._reserved_bytes += size
         try:
-            await self._submit("append", broker, routed, seen, forget, committed=committed)
+            await self._submit("append", broker, routed, seen, forget, committed=counted)
         finally:
-            self._reserved_events -= len(routed)
-            self._reserved_bytes -= size
+            self._reserved_events -= reserved[0]
+            self._reserved_bytes -= reserved[1]
 
     async def ack(self, trigger: str, seqs: Sequence[int]) -> None:
         if seqs:

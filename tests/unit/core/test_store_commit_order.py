@@ -181,3 +181,28 @@ async def test_without_a_separate_fsync_the_callback_runs_before_the_append_retu
         assert store.pending_count("a") == 1
     finally:
         await store.close()
+
+
+async def test_the_bound_counts_a_committed_append_once_while_its_fsync_waits(
+    tmp_path: Path,
+) -> None:
+    store = HeldSyncStore(SqliteSettings(tmp_path / "s.db", max_events=3))
+    await store.open(["a"])
+    try:
+        store.free.clear()
+        committed = asyncio.Event()
+        first = asyncio.create_task(
+            store.append(
+                "br", [Routed(event(1), ("a",)), Routed(event(2), ("a",))], committed=committed.set
+            )
+        )
+        await asyncio.wait_for(committed.wait(), DEADLINE)
+        # Two stored, none reserved any more: a third still fits (not 2 + 2 + 1 > 3).
+        second = asyncio.create_task(store.append("br", [Routed(event(3), ("a",))]))
+        await asyncio.sleep(0)  # let it pass the bound check (an ordering nudge)
+        store.free.set()
+        await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
+        assert store.stats().events == 3
+    finally:
+        store.free.set()
+        await store.close()
