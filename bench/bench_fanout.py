@@ -13,12 +13,18 @@ every one matches exactly one trigger (cycling over all of them):
 - ``suffix`` (routing only): ``suffix: {type: .<i>}``, a filter the index cannot use,
   so every trigger is asked: the linear cost, for comparison.
 
-Two measures:
+Three measures:
 
 1. **routing** (in process): microseconds per event through the broker's trigger index
    (:class:`eventing.broker.index.Router`) and through the linear scan
    (:func:`eventing.broker.routing.route`) in the same run;
-2. **e2e** (``eventing run`` as a subprocess, as bench_pipeline runs it): batched
+2. **store** (in process): the embedded broker's durable store path alone, publishes of
+   100 events into SQLite (fsync full) and every event acked by its trigger as the
+   dispatchers do (taken from memory, acked without waiting), a backlog of about 2,000
+   events; CPU microseconds per event of the process (event loop, writer, syncer) and
+   of the store's writer thread alone, so a change to how the store handles many
+   triggers can be compared without the noise of the e2e run;
+3. **e2e** (``eventing run`` as a subprocess, as bench_pipeline runs it): batched
    ingress, 100 events per request from ``wrk``, to a lean local subscriber that every
    trigger delivers to; events/s accepted and delivered end to end.
 
@@ -32,12 +38,15 @@ machine the rate moves with the other load, the CPU per event much less. Needs
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import platform
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,9 +55,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_pipeline import eventing_run, pipeline_rate, start, stop, wait_http
 
-from eventing.broker.base import Filter
+from eventing.broker.base import Filter, Receipt
+from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.index import Router
 from eventing.broker.routing import route
+from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
+from eventing.broker.subscription import StoreSubscription
 from eventing.events import Event
 from eventing.resources.trigger import TriggerSpec
 from eventing.workloads.replica import free_port
@@ -135,6 +147,87 @@ def routing_table(kinds: list[str], quick: bool) -> None:
             linear = per_event_us(lambda e, fs=fs: route(fs, e), few, rounds)  # type: ignore[misc]
             base = base or indexed
             print(f"{kind:<8} {n:>8} {indexed:>9.2f} {linear:>10.2f} {base / indexed:>10.2f}")
+
+
+def thread_cpu(native_id: int) -> float:
+    """CPU seconds of one thread of this process so far (10 ms ticks, from /proc)."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def store_path(kind: str, n: int, batches: int) -> tuple[float, float]:
+    """(process CPU us per event, writer thread CPU us per event) of publishing
+    ``batches`` x 100 events to ``n`` triggers (batch ``b`` to triggers ``100 b`` to
+    ``100 b + 99``, cycling) and acking each event."""
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-store-") as work:
+        store = SqliteStore(SqliteSettings(Path(work) / "store.db"))
+        broker = EmbeddedBroker("default/default", "MTChannelBasedBroker", SharedStore(store))
+        ready: list[StoreSubscription] = []
+        subs = []
+        for trigger, event_filter in filters(kind, n).items():
+            sub = broker.subscribe(trigger, event_filter)
+            sub.push_to(lambda sub=sub: ready.append(sub))  # type: ignore[misc]
+            subs.append(sub)
+        await broker.open()
+        made = []
+        for b in range(batches + 21):
+            batch = events(kind, n, 100)
+            for k, event in enumerate(batch):
+                event.attributes["type"] = event_type(kind, (b * 100 + k) % n)
+            made.append(batch)
+        backlog: list[tuple[StoreSubscription, Receipt]] = []
+
+        async def first(sub: StoreSubscription) -> None:
+            """As a dispatcher's run task: the first event comes through ``get`` (which
+            reads what the store has pending), the rest are pushed from memory."""
+            delivery = await sub.get()
+            backlog.append((sub, delivery.receipt))
+
+        firsts = [asyncio.create_task(first(sub), name="bench first take") for sub in subs]
+        try:
+            [writer] = [t for t in threading.enumerate() if t.name == "sqlite-writer"]
+            assert writer.native_id is not None
+            for number, batch in enumerate(made):
+                if number == 20:  # warmed up, backlog built
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    writer_cpu = thread_cpu(writer.native_id)
+                await broker.publish(batch)
+                while ready:  # as the dispatchers' pump: take what was offered
+                    sub = ready.pop()
+                    while (delivery := sub.take_nowait()) is not None:
+                        backlog.append((sub, delivery.receipt))
+                if len(backlog) > 2_000:  # acked as their deliveries end, oldest first
+                    done, backlog[:] = backlog[:100], backlog[100:]
+                    for sub, receipt in done:
+                        sub.ack(receipt)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            writer_cpu = thread_cpu(writer.native_id) - writer_cpu
+        finally:
+            for task in firsts:
+                task.cancel()
+            await asyncio.gather(*firsts, return_exceptions=True)
+            await broker.close()
+    count = batches * 100
+    return cpu / count * 1e6, writer_cpu / count * 1e6
+
+
+def store_table(kinds: list[str], counts: list[int], batches: int) -> None:
+    print(
+        f"\nstore path: publishes of 100 events, each acked (backlog ~2,000), {batches}"
+        f" batches, load {os.getloadavg()[0]:.1f}: CPU us per event"
+    )
+    print(f"{'kind':<8} {'triggers':>8} {'process':>8} {'1 / N':>6} {'writer':>7} {'1 / N':>6}")
+    for kind in kinds:
+        if kind == "suffix":
+            continue
+        base = base_writer = 0.0
+        for n in counts:
+            process, writer = asyncio.run(store_path(kind, n, batches))
+            base, base_writer = base or process, base_writer or writer
+            print(
+                f"{kind:<8} {n:>8} {process:>8.1f} {base / process:>6.2f}"
+                f" {writer:>7.1f} {base_writer / max(writer, 1e-9):>6.2f}"
+            )
 
 
 WRK_ROTATING = """
@@ -232,10 +325,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--ingress-workers", default="auto")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--store-batches", type=int, default=500)
     parser.add_argument("--counts", nargs="+", type=int, default=list(COUNTS))
     parser.add_argument("--quick", action="store_true", help="fewer routing samples")
     args = parser.parse_args()
     routing_table(args.kinds, args.quick)
+    if not args.skip_store:
+        store_table(args.kinds, args.counts, args.store_batches)
     if not args.skip_e2e:
         if shutil.which("wrk") is None:
             print("bench: the e2e part needs wrk (apt-get install wrk)", file=sys.stderr)
