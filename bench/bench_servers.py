@@ -10,6 +10,8 @@ build here: uvloop and httptools (llhttp, in C) behind a raw asyncio protocol, r
 the body and answering 202 (keep-alive; needs the ``bench`` extra).
 ``lean PORT``: the same subscriber on a raw asyncio protocol: a fast service, so the
 2-core machine's CPU goes to the system under test rather than to its subscriber.
+``flaky PORT``: the lean subscriber answering 503 to the first attempt of every event
+id and 202 to the next (counted), for the retry-heavy bench (``bench_retries.py``).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class _Lean(asyncio.Protocol):
             head = self.buffer[:end].decode("latin-1")
             length = 0
             sent = None
+            event_id = ""
             for line in head.split("\r\n")[1:]:
                 name, _, value = line.partition(":")
                 name = name.strip().lower()
@@ -90,12 +93,14 @@ class _Lean(asyncio.Protocol):
                     length = int(value)
                 elif name == "ce-sentat":
                     sent = float(value)
+                elif name == "ce-id":
+                    event_id = value.strip()
             if len(self.buffer) < end + 4 + length:
                 return
             self.buffer = self.buffer[end + 4 + length :]
-            self._answer(head.split(" ", 2)[:2], sent)
+            self._answer(head.split(" ", 2)[:2], sent, event_id)
 
-    def _answer(self, request_line: list[str], sent: float | None) -> None:
+    def _answer(self, request_line: list[str], sent: float | None, event_id: str) -> None:
         method, path = request_line
         if method == "GET":
             body = json.dumps({**self.state, "latencies": self.latencies}).encode()
@@ -116,6 +121,23 @@ class _Lean(asyncio.Protocol):
             if sent is not None:
                 self.latencies.append(now - sent)
         self.transport.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+
+
+class _Flaky(_Lean):
+    """The lean subscriber failing the first attempt of every event id (503)."""
+
+    failed: ClassVar[set[str]] = set()
+
+    def _answer(self, request_line: list[str], sent: float | None, event_id: str) -> None:
+        if request_line[0] == "POST" and request_line[1] != "/reset":
+            if event_id not in self.failed:
+                self.failed.add(event_id)
+                self.transport.write(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+                )
+                return
+            self.failed.discard(event_id)  # bounded: the ids waiting for their retry
+        super()._answer(request_line, sent, event_id)
 
 
 class _Fastest(asyncio.Protocol):
@@ -150,9 +172,9 @@ async def fastest(port: int) -> None:
         await server.serve_forever()
 
 
-async def lean(port: int) -> None:
+async def lean(port: int, protocol: type[_Lean] = _Lean) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Lean, "127.0.0.1", port, backlog=4096)
+    server = await loop.create_server(protocol, "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()
 
@@ -162,8 +184,11 @@ def main() -> None:
 
     kind, port = sys.argv[1], int(sys.argv[2])
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    if kind in ("lean", "fastest"):
-        asyncio.run(lean(port) if kind == "lean" else fastest(port))
+    if kind in ("lean", "fastest", "flaky"):
+        if kind == "fastest":
+            asyncio.run(fastest(port))
+        else:
+            asyncio.run(lean(port, _Flaky if kind == "flaky" else _Lean))
         return
     app = bare(port) if kind == "bare" else subscriber(port)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)

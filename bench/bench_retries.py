@@ -1,0 +1,115 @@
+"""Retry-heavy delivery benchmark (not a test): every event's first attempt fails.
+
+Batched ingress (100 events per request, every id unique) -> one trigger -> the
+``flaky`` subscriber of ``bench_servers.py``, which answers 503 to the first attempt of
+each event id and 202 to the second; the trigger retries after ``backoffDelay``
+(50 ms, exponential, with the default jitter). Prints accepted and delivered events/s
+and the CPU microseconds per delivered event of the main process (all its threads),
+over the phase and its drain: the cost of a delivery that needs one retry.
+
+    .venv/bin/python bench/bench_retries.py [--seconds 8] [--rounds 1]
+
+To compare two source trees, run each tree's copy through ``bench/run_tree.py`` (the
+``eventing run`` process imports from the tree the script lives in), alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_pipeline import eventing_run, pipeline_rate, start, stop, wait_http
+
+from eventing.workloads.replica import free_port
+
+# Each request a new batch: the counter goes into every id (no id seen twice).
+WRK_UNIQUE = """
+local template = [=[%s]=]
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/cloudevents-batch+json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, (template:gsub("@", tostring(i))))
+end
+"""
+
+
+def wrk_script() -> str:
+    events = [
+        {
+            "specversion": "1.0",
+            "id": f"r@-{k}",
+            "source": "/retry",
+            "type": "bench.event",
+            "datacontenttype": "application/json",
+            "data": {"n": k},
+        }
+        for k in range(100)
+    ]
+    return WRK_UNIQUE % json.dumps(events, separators=(",", ":"))
+
+
+def manifests(directory: Path, sub_url: str) -> None:
+    (directory / "retries.yaml").write_text(f"""apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {{name: default}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: flaky}}
+spec:
+  broker: default
+  subscriber: {{uri: "{sub_url}/events"}}
+  delivery: {{retry: 3, backoffPolicy: exponential, backoffDelay: PT0.05S}}
+""")
+
+
+def measure(seconds: int) -> tuple[float, float, float]:
+    """(accepted ev/s, delivered ev/s, main process CPU us per delivered event)."""
+    sub_port, port, admin_port = free_port(), free_port(), free_port()
+    sub_url = f"http://127.0.0.1:{sub_port}"
+    admin = f"http://127.0.0.1:{admin_port}"
+    work = Path(tempfile.mkdtemp(prefix="eventing-retries-"))
+    manifests(work, sub_url)
+    sub = start("bench/bench_servers.py", "flaky", str(sub_port))
+    system = start(*eventing_run(work, port, admin_port))
+    try:
+        wait_http(f"{sub_url}/stats")
+        wait_http(f"{admin}/healthz", timeout=120)
+        ingress = f"http://127.0.0.1:{port}/default/default"
+        accepted, delivered, cpu = pipeline_rate(
+            ingress, admin, sub_url, wrk_script(), seconds, 8, 100, {"main": system.pid}
+        )
+        return accepted, delivered, cpu["main"]
+    finally:
+        stop(system)
+        stop(sub)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+    print(f"\nretry-heavy: batched ingress (100/request, wrk -c8 -d{args.seconds}s), every")
+    print("event's first attempt answered 503, the retry 202")
+    print(f"{'round':>5} {'accepted/s':>11} {'delivered/s':>12} {'main us/ev':>11}")
+    for n in range(args.rounds):
+        accepted, delivered, cpu = measure(args.seconds)
+        print(f"{n + 1:>5} {accepted:>11,.0f} {delivered:>12,.0f} {cpu:>11.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
