@@ -215,8 +215,10 @@ class Dispatcher:
         """Start the next attempt of ``job`` now, or park it until there is room."""
         if self._stopping:
             self._finish(job)  # stays pending; the next run delivers it
-        elif self._parked or not self._attempt(job):
-            self._parked.append(job)  # in order behind those already waiting
+        elif (self._parked and job.route.fast is not None) or not self._attempt(job):
+            # In order behind those already waiting (a route without a fast sender
+            # does not park: its task waits for the limit itself).
+            self._parked.append(job)
 
     def _attempt(self, job: _Job) -> bool:
         """Start an attempt: by ``try_send`` with ``job`` as the callback when the

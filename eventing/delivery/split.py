@@ -47,7 +47,7 @@ class Route:
     sink: Sink
     percent: int = 100
     fast: FastSend | None = None
-    """The sink's task-free first attempt (an HTTP sink), or None."""
+    """The sink's task-free attempts (an HTTP sink), or None."""
     delivered: int = 0
     failed: int = 0
     """Events given up on here (dead-lettered after the retries)."""
