@@ -1,7 +1,7 @@
 """Retry-heavy delivery benchmark (not a test): every event's first attempt fails.
 
 Batched ingress (100 events per request, every id unique) -> one trigger -> the
-``flaky`` subscriber of ``bench_servers.py``, which answers 503 to the first attempt of
+``flaky`` subscriber of ``bench_servers.py``, which answers 500 to the first attempt of
 each event id and 202 to the second; the trigger retries after ``backoffDelay``
 (50 ms, exponential, with the default jitter). Prints accepted and delivered events/s
 and the CPU microseconds per delivered event of the main process (all its threads),
@@ -103,7 +103,7 @@ def main() -> int:
         print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
         return 2
     print(f"\nretry-heavy: batched ingress (100/request, wrk -c8 -d{args.seconds}s), every")
-    print("event's first attempt answered 503, the retry 202")
+    print("event's first attempt answered 500, the retry 202")
     print(f"{'round':>5} {'accepted/s':>11} {'delivered/s':>12} {'main us/ev':>11}")
     for n in range(args.rounds):
         accepted, delivered, cpu = measure(args.seconds)

@@ -10,7 +10,7 @@ build here: uvloop and httptools (llhttp, in C) behind a raw asyncio protocol, r
 the body and answering 202 (keep-alive; needs the ``bench`` extra).
 ``lean PORT``: the same subscriber on a raw asyncio protocol: a fast service, so the
 2-core machine's CPU goes to the system under test rather than to its subscriber.
-``flaky PORT``: the lean subscriber answering 503 to the first attempt of every event
+``flaky PORT``: the lean subscriber answering 500 to the first attempt of every event
 id and 202 to the next (counted), for the retry-heavy bench (``bench_retries.py``).
 """
 
@@ -124,7 +124,8 @@ class _Lean(asyncio.Protocol):
 
 
 class _Flaky(_Lean):
-    """The lean subscriber failing the first attempt of every event id (503)."""
+    """The lean subscriber failing the first attempt of every event id (500: an error,
+    not the overload signal 503 or 429, which would halve the adaptive limit)."""
 
     failed: ClassVar[set[str]] = set()
 
@@ -133,7 +134,7 @@ class _Flaky(_Lean):
             if event_id not in self.failed:
                 self.failed.add(event_id)
                 self.transport.write(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
                 )
                 return
             self.failed.discard(event_id)  # bounded: the ids waiting for their retry

@@ -233,7 +233,7 @@ class Dispatcher:
         fast = route.fast
         if fast is not None:
             if not self.limit.try_acquire():
-                if self.stats.in_flight:
+                if self.limit.in_use:  # the end of an attempt holding a slot unparks
                     return False
             else:
                 job.started = time.monotonic()
@@ -246,32 +246,39 @@ class Dispatcher:
                     self._active += 1
                     self._idle.clear()
                     return True
-                self.limit.release()
                 if id(fast) in self._host_waits:
+                    self.limit.release()
                     return False  # our turn at that host is queued already
                 wake = self._host_wake(fast)
                 if fast.when_free(wake):
+                    self.limit.release()
                     self._host_waits[id(fast)] = wake
                     return False
+                # A new connection is needed: the task sends with the slot taken
+                # here, so a burst makes at most ``limit`` such tasks, the rest park.
+                self._spawn(self._send(job, route.sink, holding=True), "deliver", job)
+                return True
         self._spawn(self._send(job, route.sink), "deliver", job)
         return True
 
-    async def _send(self, job: _Job, sink: Sink) -> None:
-        """The attempt of a route without a fast sender (or needing a new connection):
-        wait until the sink is ready (a workload activating from zero: no retry is
-        burnt meanwhile) and for a slot of the limit, send, then hand the outcome to
-        :meth:`_answered`. Until it sends, ``stop_taking`` cancels it."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._unsent.add(task)
-        try:
-            await sink.wait_ready()
-            await self.limit.acquire()
-        except asyncio.CancelledError:
-            self._finish(job)  # stays pending
-            raise
-        finally:
-            self._unsent.discard(task)
+    async def _send(self, job: _Job, sink: Sink, *, holding: bool = False) -> None:
+        """The attempt of a route without a fast sender (or, ``holding`` a slot of the
+        limit already, of a fast one that needs a new connection): wait until the sink
+        is ready (a workload activating from zero: no retry is burnt meanwhile) and
+        for a slot of the limit, send, then hand the outcome to :meth:`_answered`.
+        Until it sends, ``stop_taking`` cancels it."""
+        if not holding:
+            task = asyncio.current_task()
+            assert task is not None
+            self._unsent.add(task)
+            try:
+                await sink.wait_ready()
+                await self.limit.acquire()
+            except asyncio.CancelledError:
+                self._finish(job)  # stays pending
+                raise
+            finally:
+                self._unsent.discard(task)
         if self._stopping:  # stopped while it waited: no new attempt
             self.limit.release()
             self._finish(job)
