@@ -20,25 +20,11 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline import (
-    PAYLOAD,
-    ROOT,
-    WRK_BATCH,
-    children,
-    eventing_run,
-    manifests,
-    pipeline_rate,
-    start,
-    stop,
-    wait_http,
-)
-
-from eventing.workloads.replica import free_port
+from bench_pipeline import PAYLOAD, ROOT, WRK_BATCH, batched_phase, manifests
 
 
 def batch_script() -> str:
@@ -57,28 +43,12 @@ def batch_script() -> str:
 
 
 def one_round(tree: str | None, seconds: int) -> dict[str, float]:
-    sub_port, port, admin_port = free_port(), free_port(), free_port()
-    sub_url, admin = f"http://127.0.0.1:{sub_port}", f"http://127.0.0.1:{admin_port}"
-    work = Path(tempfile.mkdtemp(prefix="eventing-batched-cpu-"))
-    manifests(work, sub_url)
     runner = [str(ROOT / "bench" / "run_tree.py"), tree] if tree else []
-    sub = start("bench/bench_servers.py", "lean", str(sub_port))
-    system = start(*runner, *eventing_run(work, port, admin_port))
-    try:
-        wait_http(f"{sub_url}/stats")
-        wait_http(f"{admin}/healthz", timeout=120)
-        pids = {"main": system.pid}
-        for n, worker in enumerate(children(system.pid)):
-            pids[f"worker {n}"] = worker
-        ingress = f"http://127.0.0.1:{port}/default/default"
-        _, delivered, cpu = pipeline_rate(
-            ingress, admin, sub_url, batch_script(), seconds, 8, 100, pids
-        )
-        return {"delivered/s": delivered, **cpu}
-    finally:
-        stop(system)
-        stop(sub)
-        shutil.rmtree(work, ignore_errors=True)
+    _, delivered, cpu = batched_phase(
+        manifests, batch_script(), seconds, runner=runner, workers=True,
+        prefix="eventing-batched-cpu-",
+    )  # fmt: skip
+    return {"delivered/s": delivered, **cpu}
 
 
 def main() -> int:

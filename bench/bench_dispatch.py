@@ -18,30 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import uvloop
+from bench_send import events, subscriber
 
 from eventing.broker.base import Delivery
 from eventing.delivery.dispatcher import Dispatcher
 from eventing.delivery.policy import RetryPolicy
 from eventing.events import Event
 from eventing.metrics import Metrics
-from eventing.workloads.replica import free_port
 from sinks.http import HttpSink
 from sinks.httpclient import Pool
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = b'{"order":1,"note":"' + b"x" * 990 + b'"}'
 
 
 class MemorySubscription:
@@ -86,23 +78,6 @@ class MemorySubscription:
         return len(self._waiting)
 
 
-def events(n: int, round_: int) -> list[Event]:
-    return [
-        Event(
-            {
-                "specversion": "1.0",
-                "id": f"bench-{round_}-{i}",
-                "source": "/bench",
-                "type": "bench.event",
-                "datacontenttype": "application/json",
-                "knativearrivaltime": "2026-12-04T18:00:00.123456Z",
-            },
-            DATA,
-        )
-        for i in range(n)
-    ]
-
-
 async def run(url: str, batch: list[Event]) -> tuple[float, float]:
     """(CPU µs per delivered event, events/s)."""
     pool = Pool()
@@ -138,41 +113,20 @@ async def run(url: str, batch: list[Event]) -> tuple[float, float]:
     return cpu / len(batch) * 1e6, len(batch) / wall
 
 
-def wait_up(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/stats", timeout=1).read()
-            return
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flaky", action="store_true", help="fail every first attempt")
     args = parser.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     kind = "flaky" if args.flaky else "lean"
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "bench_servers.py"), kind, str(port)]
-    )
-    try:
-        wait_up(url)
+    with subscriber(kind) as url:
         cpus: list[float] = []
         for n in range(args.rounds):
-            cpu, rate = uvloop.run(run(f"{url}/events", events(args.events, n)))
+            cpu, rate = uvloop.run(run(f"{url}/events", events(args.events, f"bench-{n}")))
             cpus.append(cpu)
             print(f"round {n}: {cpu:6.1f} µs CPU per delivered event, {rate:8,.0f}/s")
         print(f"median {statistics.median(cpus):.1f} µs CPU per delivered event ({kind})")
-    finally:
-        server.terminate()
-        server.wait(10)
     return 0
 
 

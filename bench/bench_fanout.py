@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_pipeline import eventing_run, pipeline_rate, start, stop, wait_http
+from bench_pipeline import batched_phase
 
 from eventing.broker.base import Filter, Receipt
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
@@ -63,7 +63,6 @@ from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.subscription import StoreSubscription
 from eventing.events import Event
 from eventing.resources.trigger import TriggerSpec
-from eventing.workloads.replica import free_port
 from triggers.materialize import materialize
 
 COUNTS = (1, 10, 100, 1000)
@@ -277,25 +276,14 @@ def manifests(directory: Path, kind: str, n: int, sub_url: str) -> None:
 def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, float, float]:
     """(accepted ev/s, delivered ev/s, CPU us per delivered event of the main process,
     all its threads: the dispatchers, the delivery client, the store's writer)."""
-    sub_port, port, admin_port = free_port(), free_port(), free_port()
-    sub_url = f"http://127.0.0.1:{sub_port}"
-    admin = f"http://127.0.0.1:{admin_port}"
-    work = Path(tempfile.mkdtemp(prefix="eventing-fanout-"))
-    manifests(work, kind, n, sub_url)
-    sub = start("bench/bench_servers.py", "lean", str(sub_port))
-    system = start(*eventing_run(work, port, admin_port, "--ingress-workers", workers))
-    try:
-        wait_http(f"{sub_url}/stats")
-        wait_http(f"{admin}/healthz", timeout=120)
-        ingress = f"http://127.0.0.1:{port}/default/default"
-        accepted, delivered, cpu = pipeline_rate(
-            ingress, admin, sub_url, wrk_script(kind, n), seconds, 8, 100, {"main": system.pid}
-        )
-        return accepted, delivered, cpu["main"]
-    finally:
-        stop(system)
-        stop(sub)
-        shutil.rmtree(work, ignore_errors=True)
+    accepted, delivered, cpu = batched_phase(
+        lambda work, sub_url: manifests(work, kind, n, sub_url),
+        wrk_script(kind, n),
+        seconds,
+        extra=("--ingress-workers", workers),
+        prefix="eventing-fanout-",
+    )
+    return accepted, delivered, cpu["main"]
 
 
 def e2e_table(kinds: list[str], seconds: int, workers: str, counts: list[int]) -> None:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,44 @@ def pipeline_rate(
         for role, pid in (pids or {}).items()
     }
     return accepted_rate, delivered_rate, cpu
+
+
+def batched_phase(
+    write_manifests: Callable[[Path, str], None],
+    script: str,
+    seconds: int,
+    *,
+    subscriber: str = "lean",
+    extra: Sequence[str] = (),
+    runner: Sequence[str] = (),
+    workers: bool = False,
+    prefix: str = "eventing-bench-",
+) -> tuple[float, float, dict[str, float]]:
+    """One batched-ingress phase (``wrk -c8``, 100 events per request) through a fresh
+    ``eventing run`` (``extra`` arguments; ``runner`` in front of it, e.g. ``run_tree.py
+    TREE``) to the ``subscriber`` of ``bench_servers.py``, manifests written by
+    ``write_manifests(work, subscriber_url)``: :func:`pipeline_rate`'s (accepted ev/s,
+    delivered ev/s, CPU µs per delivered event) for the main process, and with
+    ``workers`` for each ingress worker too. Every process and file goes afterwards."""
+    sub_port, port, admin_port = free_port(), free_port(), free_port()
+    sub_url, admin = f"http://127.0.0.1:{sub_port}", f"http://127.0.0.1:{admin_port}"
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    write_manifests(work, sub_url)
+    sub = start("bench/bench_servers.py", subscriber, str(sub_port))
+    system = start(*runner, *eventing_run(work, port, admin_port, *extra))
+    try:
+        wait_http(f"{sub_url}/stats")
+        wait_http(f"{admin}/healthz", timeout=120)
+        pids = {"main": system.pid}
+        if workers:
+            for n, worker in enumerate(children(system.pid)):
+                pids[f"worker {n}"] = worker
+        ingress = f"http://127.0.0.1:{port}/default/default"
+        return pipeline_rate(ingress, admin, sub_url, script, seconds, 8, 100, pids)
+    finally:
+        stop(system)
+        stop(sub)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -19,14 +19,11 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_pipeline import eventing_run, pipeline_rate, start, stop, wait_http
-
-from eventing.workloads.replica import free_port
+from bench_pipeline import batched_phase
 
 # Each request a new batch: the counter goes into every id (no id seen twice).
 WRK_UNIQUE = """
@@ -73,25 +70,10 @@ spec:
 
 def measure(seconds: int) -> tuple[float, float, float]:
     """(accepted ev/s, delivered ev/s, main process CPU us per delivered event)."""
-    sub_port, port, admin_port = free_port(), free_port(), free_port()
-    sub_url = f"http://127.0.0.1:{sub_port}"
-    admin = f"http://127.0.0.1:{admin_port}"
-    work = Path(tempfile.mkdtemp(prefix="eventing-retries-"))
-    manifests(work, sub_url)
-    sub = start("bench/bench_servers.py", "flaky", str(sub_port))
-    system = start(*eventing_run(work, port, admin_port))
-    try:
-        wait_http(f"{sub_url}/stats")
-        wait_http(f"{admin}/healthz", timeout=120)
-        ingress = f"http://127.0.0.1:{port}/default/default"
-        accepted, delivered, cpu = pipeline_rate(
-            ingress, admin, sub_url, wrk_script(), seconds, 8, 100, {"main": system.pid}
-        )
-        return accepted, delivered, cpu["main"]
-    finally:
-        stop(system)
-        stop(sub)
-        shutil.rmtree(work, ignore_errors=True)
+    accepted, delivered, cpu = batched_phase(
+        manifests, wrk_script(), seconds, subscriber="flaky", prefix="eventing-retries-"
+    )
+    return accepted, delivered, cpu["main"]
 
 
 def main() -> int:

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import uvloop
+from bench_pipeline import wait_http
 
 from eventing.delivery.sink import Outcome
 from eventing.events import Event
@@ -36,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = b'{"order":1,"note":"' + b"x" * 990 + b'"}'
 
 
-def events(n: int) -> list[Event]:
+def events(n: int, prefix: str = "bench") -> list[Event]:
     return [
         Event(
             {
                 "specversion": "1.0",
-                "id": f"bench-{i}",
+                "id": f"{prefix}-{i}",
                 "source": "/bench",
                 "type": "bench.event",
                 "datacontenttype": "application/json",
@@ -91,16 +92,20 @@ async def run(url: str, batch: list[Event], concurrency: int) -> tuple[float, fl
     return cpu / len(batch) * 1e6, len(batch) / wall, state["failed"]
 
 
-def wait_up(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/stats", timeout=1).read()
-            return
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+@contextlib.contextmanager
+def subscriber(kind: str) -> Iterator[str]:
+    """``bench_servers.py KIND`` on a free port in its own process; its URL while up."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bench_servers.py"), kind, str(port)]
+    )
+    try:
+        wait_http(f"{url}/stats", timeout=20)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def main() -> int:
@@ -109,13 +114,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "bench_servers.py"), "lean", str(port)]
-    )
-    try:
-        wait_up(url)
+    with subscriber("lean") as url:
         batch = events(args.events)
         cpus: list[float] = []
         for n in range(args.rounds):
@@ -123,9 +122,6 @@ def main() -> int:
             cpus.append(cpu)
             print(f"round {n}: {cpu:6.1f} µs CPU per delivery, {rate:8,.0f}/s, failed {failed}")
         print(f"median {statistics.median(cpus):.1f} µs CPU per delivery")
-    finally:
-        server.terminate()
-        server.wait(10)
     return 0
 
 

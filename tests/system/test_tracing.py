@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from eventing.app.runtime import RuntimeSettings, start, stop
+from eventing.app.runtime import Running, RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
 from eventing.app.tracing import parse_traceparent
 from tests.support.subscriber import Answer, Received, RecordingSubscriber
@@ -102,13 +102,13 @@ def test_parse_traceparent() -> None:
     assert parse_traceparent(5) is None
 
 
-async def test_spans_are_children_of_the_producer_span(
-    tmp_path: Path, subscriber: RecordingSubscriber, collector: Collector
-) -> None:
-    subscriber.responder = lambda r, n: Answer(500 if r.path == "/bad" else 202)
+async def start_traced(
+    tmp_path: Path, text: str, collector: Collector
+) -> tuple[Running, RuntimeSettings]:
+    """A system of ``text`` exporting its spans to ``collector``."""
     directory = tmp_path / "m"
     directory.mkdir()
-    (directory / "system.yaml").write_text(manifests(subscriber.url))
+    (directory / "system.yaml").write_text(text)
     settings = RuntimeSettings(
         port=0,
         admin_port=0,
@@ -117,6 +117,14 @@ async def test_spans_are_children_of_the_producer_span(
         store=StoreSettings(data_dir=tmp_path / "d"),
     )
     running = await start(directory, settings)
+    return running, settings
+
+
+async def test_spans_are_children_of_the_producer_span(
+    tmp_path: Path, subscriber: RecordingSubscriber, collector: Collector
+) -> None:
+    subscriber.responder = lambda r, n: Answer(500 if r.path == "/bad" else 202)
+    running, settings = await start_traced(tmp_path, manifests(subscriber.url), collector)
     try:
         url = running.ingress_url + "/default/default"
         async with aiohttp.ClientSession() as http:
@@ -162,19 +170,9 @@ async def test_a_traced_duplicate_is_marked_on_its_publish_span(
 ) -> None:
     """A copy dropped as a duplicate (answered 202, not stored) still reports its
     ``publish`` span, marked ``eventing.duplicate``; only the stored copy is delivered."""
-    directory = tmp_path / "m"
-    directory.mkdir()
     deduplicating = "metadata: {name: default, annotations: {eventing.local/dedup-ingress: 'true'}}"
     text = manifests(subscriber.url).replace("metadata: {name: default}", deduplicating, 1)
-    (directory / "system.yaml").write_text(text)
-    settings = RuntimeSettings(
-        port=0,
-        admin_port=0,
-        drain_timeout=2.0,
-        otel_endpoint=collector.url,
-        store=StoreSettings(data_dir=tmp_path / "d"),
-    )
-    running = await start(directory, settings)
+    running, settings = await start_traced(tmp_path, text, collector)
     headers = {
         "ce-specversion": "1.0",
         "ce-id": "twice",

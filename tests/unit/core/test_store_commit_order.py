@@ -81,51 +81,56 @@ async def caught_up(broker: EmbeddedBroker, sub: StoreSubscription) -> None:
     sub.ack(delivery.receipt)
 
 
+HeldBroker = tuple[HeldSyncStore, EmbeddedBroker, StoreSubscription]
+
+
+@pytest.fixture
+async def held_broker(tmp_path: Path) -> AsyncIterator[HeldBroker]:
+    """An embedded broker on a :class:`HeldSyncStore` with one trigger ``a`` whose
+    subscription is caught up (reading from memory)."""
+    store = HeldSyncStore(SqliteSettings(tmp_path / "s.db"))
+    broker = EmbeddedBroker("ns/b", "Embedded", SharedStore(store))
+    sub = broker.subscribe("a", accept_all)
+    await broker.open()
+    try:
+        await caught_up(broker, sub)
+        yield store, broker, sub
+    finally:
+        store.free.set()
+        await broker.close()
+
+
 async def test_an_event_is_delivered_while_its_fsync_is_held_and_answered_after(
-    tmp_path: Path,
+    held_broker: HeldBroker,
 ) -> None:
-    store = HeldSyncStore(SqliteSettings(tmp_path / "s.db"))
-    broker = EmbeddedBroker("ns/b", "Embedded", SharedStore(store))
-    sub = broker.subscribe("a", accept_all)
-    await broker.open()
-    try:
-        await caught_up(broker, sub)
-        store.free.clear()
-        publish = asyncio.create_task(broker.publish([event(1)]))
-        delivery = await asyncio.wait_for(sub.get(), DEADLINE)
-        assert delivery.event.id == "e1"
-        assert not publish.done()  # the 202 waits for the held fsync
-        sub.ack(delivery.receipt)  # an ack before the fsync: queued behind the append
-        store.free.set()
-        await asyncio.wait_for(publish, DEADLINE)
-        await until(lambda: store.pending_count("a") == 0)
-        assert store.stats().events == 0
-    finally:
-        store.free.set()
-        await broker.close()
+    store, broker, sub = held_broker
+    store.free.clear()
+    publish = asyncio.create_task(broker.publish([event(1)]))
+    delivery = await asyncio.wait_for(sub.get(), DEADLINE)
+    assert delivery.event.id == "e1"
+    assert not publish.done()  # the 202 waits for the held fsync
+    sub.ack(delivery.receipt)  # an ack before the fsync: queued behind the append
+    store.free.set()
+    await asyncio.wait_for(publish, DEADLINE)
+    await until(lambda: store.pending_count("a") == 0)
+    assert store.stats().events == 0
 
 
-async def test_a_concurrent_copy_waits_until_the_first_is_durable(tmp_path: Path) -> None:
-    store = HeldSyncStore(SqliteSettings(tmp_path / "s.db"))
-    broker = EmbeddedBroker("ns/b", "Embedded", SharedStore(store))
-    sub = broker.subscribe("a", accept_all)
-    await broker.open()
-    try:
-        await caught_up(broker, sub)
-        store.free.clear()
-        first = asyncio.create_task(broker.publish([event(1, scope="src")]))
-        assert (await asyncio.wait_for(sub.get(), DEADLINE)).event.id == "e1"
-        second = asyncio.create_task(broker.publish([event(1, scope="src")]))
-        await asyncio.sleep(0)  # let it reach its wait (an ordering nudge, not a timing)
-        assert not first.done()
-        assert not second.done()
-        store.free.set()
-        await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
-        assert broker.drops()[("", "duplicate")] == 1
-        assert sub.take_nowait() is None  # the copy was never stored nor offered
-    finally:
-        store.free.set()
-        await broker.close()
+async def test_a_concurrent_copy_waits_until_the_first_is_durable(
+    held_broker: HeldBroker,
+) -> None:
+    store, broker, sub = held_broker
+    store.free.clear()
+    first = asyncio.create_task(broker.publish([event(1, scope="src")]))
+    assert (await asyncio.wait_for(sub.get(), DEADLINE)).event.id == "e1"
+    second = asyncio.create_task(broker.publish([event(1, scope="src")]))
+    await asyncio.sleep(0)  # let it reach its wait (an ordering nudge, not a timing)
+    assert not first.done()
+    assert not second.done()
+    store.free.set()
+    await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
+    assert broker.drops()[("", "duplicate")] == 1
+    assert sub.take_nowait() is None  # the copy was never stored nor offered
 
 
 async def test_a_failed_fsync_refuses_the_append_but_keeps_what_was_committed(
