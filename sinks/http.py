@@ -34,6 +34,9 @@ MAX_REPLY_BYTES = 1024 * 1024
 _ERROR_BODY = 1024
 _NO_CONTENT_TYPE = ("Content-Type",)
 _STRUCTURED_HEAD = f"Content-Type: {binding.STRUCTURED_JSON}\r\n".encode()
+PREFER_REPLY = b"Prefer: reply\r\n"
+"""The fixed line of every delivery request (:meth:`Target.with_fixed`): a reply is
+welcome."""
 _SUCCESS = {status: Outcome(status) for status in range(200, 300)}
 """The outcome of a 2xx without a reply or ``Retry-After``, made once per status
 (outcomes are frozen): what nearly every delivery gets."""
@@ -83,7 +86,7 @@ class HttpSink:
         self._auth = basic_auth(url) if self._plain is not None else None
         if self._plain is not None:
             # The lines every request to this subscriber carries, encoded once.
-            fixed = b"Prefer: reply\r\n"
+            fixed = PREFER_REPLY
             if self._auth is not None:
                 fixed += f"Authorization: {self._auth}\r\n".encode()
             self._plain = self._plain.with_fixed(fixed)
@@ -203,19 +206,6 @@ async def post_head(
     header lines beyond the target's fixed ones)."""
     try:
         response = await pool.post_head(target, head, body, timeout)
-    except TimeoutError:
-        return Outcome(None, error=f"timed out after {timeout:g}s")
-    except HttpError as exc:
-        return Outcome(None, error=str(exc)[:300])
-    return outcome(response.status, response.headers, response.body)
-
-
-async def post_plain(
-    pool: Pool, target: Target, headers: dict[str, str], body: bytes, timeout: float
-) -> Outcome:
-    """One POST over the lean keep-alive client, as an :class:`Outcome`."""
-    try:
-        response = await pool.post(target, list(headers.items()), body, timeout)
     except TimeoutError:
         return Outcome(None, error=f"timed out after {timeout:g}s")
     except HttpError as exc:

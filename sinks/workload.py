@@ -18,7 +18,7 @@ from eventing.events import Event
 from eventing.workloads.actuator import Router
 from eventing.workloads.replica import Replica
 from eventing.workloads.scaler import WorkloadScaler
-from sinks.http import post_plain, prepare
+from sinks.http import PREFER_REPLY, post_head, request_head
 from sinks.httpclient import Pool, Target
 
 #: Parsed targets kept per router URL; local replicas get a new port each, so bounded.
@@ -59,7 +59,7 @@ class WorkloadSink:
             await self.router.wait_ready()
 
     async def send(self, event: Event, *, timeout: float, structured: bool) -> Outcome:
-        headers, body = prepare(event, structured)
+        head, body = request_head(event, structured)
         if self.timeout is not None:
             timeout = self.timeout
         for _ in range(MAX_REDELIVERIES + 1):
@@ -68,10 +68,12 @@ class WorkloadSink:
             if target is None:
                 if len(self._targets) >= MAX_TARGETS:
                     self._targets.clear()
-                target = self._targets[endpoint.url] = Target.parse(endpoint.url + self.path)
+                target = self._targets[endpoint.url] = Target.parse(
+                    endpoint.url + self.path
+                ).with_fixed(PREFER_REPLY)
             started = time.monotonic()
             try:
-                result = await post_plain(self.client, target, headers, body, timeout)
+                result = await post_head(self.client, target, head, body, timeout)
             finally:
                 await self.router.release(endpoint)
             if result.status is not None and 200 <= result.status < 300:
