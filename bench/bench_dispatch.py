@@ -5,6 +5,15 @@ costs, measured in one process so that the load other processes put on the machi
 moves it less than it moves an end-to-end rate.
 
     .venv/bin/python bench/bench_dispatch.py [--events 30000] [--rounds 3] [--flaky]
+    .venv/bin/python bench/bench_dispatch.py --triggers 1 1000   # the fan-out shape
+
+``--triggers``: that many dispatchers (one trigger each) sharing the one ``Pool``, so
+its per-host limit (256 connections) is shared as in ``eventing run``; events are
+offered as the embedded broker offers a committed batch: 100 at a time, each to the
+next trigger in turn, a new batch whenever fewer than 2,000 are outstanding (so at
+1,000 triggers every dispatcher holds one or two events and the host limit, not
+``maxInFlight``, bounds what is in flight, as in bench_fanout's e2e run). One line per
+count and round, then the ratio of the medians 1st count / each count.
 
 ``--flaky``: the subscriber answers 500 to every event's first attempt (the retry
 path; ``retry: 3``, 10 ms linear backoff without jitter). The subscription is a
@@ -27,6 +36,7 @@ import aiohttp
 import uvloop
 from bench_send import events, subscriber
 
+from eventing.app.runtime import tune_gc
 from eventing.broker.base import Delivery
 from eventing.delivery.dispatcher import Dispatcher
 from eventing.delivery.policy import RetryPolicy
@@ -37,21 +47,36 @@ from sinks.httpclient import Pool
 
 
 class MemorySubscription:
-    """The events of one round, handed over without a task switch; counts acks."""
+    """The events of one round, handed over without a task switch; counts acks
+    (and tells ``on_ack``, the fan-out feed, of each)."""
 
-    def __init__(self, batch: list[Event], done: asyncio.Future[None]) -> None:
-        self.trigger = "bench/t"
+    def __init__(
+        self,
+        batch: list[Event],
+        done: asyncio.Future[None],
+        trigger: str = "bench/t",
+        on_ack: Callable[[], None] | None = None,
+    ) -> None:
+        self.trigger = trigger
         self.listeners: list[Callable[[], None]] = []
         self._waiting = deque(Delivery(e, n) for n, e in enumerate(batch))
         self._total = len(batch)
         self._done = done
+        self._on_ack = on_ack
         self.acked = 0
         self._ready: Callable[[], None] | None = None
 
     def push_to(self, ready: Callable[[], None]) -> bool:
         self._ready = ready
-        ready()
+        if self._waiting:
+            ready()
         return True
+
+    def offer(self, delivery: Delivery) -> None:
+        """One more event committed for this trigger (the fan-out feed)."""
+        self._waiting.append(delivery)
+        if self._ready is not None:
+            self._ready()
 
     def take_nowait(self) -> Delivery | None:
         return self._waiting.popleft() if self._waiting else None
@@ -62,7 +87,9 @@ class MemorySubscription:
 
     def ack(self, receipt: Any) -> None:
         self.acked += 1
-        if self.acked == self._total and not self._done.done():
+        if self._on_ack is not None:
+            self._on_ack()
+        elif self.acked == self._total and not self._done.done():
             self._done.set_result(None)
 
     async def dead_letter(self, receipt: Any, event: Event, **_: Any) -> None:
@@ -113,14 +140,124 @@ async def run(url: str, batch: list[Event]) -> tuple[float, float]:
     return cpu / len(batch) * 1e6, len(batch) / wall
 
 
+class Feed:
+    """Offers ``batch`` to the subscriptions as committed batches of the embedded broker
+    would: ``per_commit`` events at a time, event i to subscription i mod N, a next
+    batch (in a later loop turn) whenever fewer than ``window`` are outstanding."""
+
+    def __init__(
+        self,
+        subs: list[MemorySubscription],
+        batch: list[Event],
+        done: asyncio.Future[None],
+        window: int = 2000,
+        per_commit: int = 100,
+    ) -> None:
+        self.subs = subs
+        self.batch = batch
+        self.done = done
+        self.window = window
+        self.per_commit = per_commit
+        self.offered = 0
+        self.acked = 0
+        self._soon = False
+
+    def ack(self) -> None:
+        self.acked += 1
+        if self.acked == len(self.batch) and not self.done.done():
+            self.done.set_result(None)
+        self.wanted()
+
+    def wanted(self) -> None:
+        offered = self.offered
+        if not self._soon and offered < len(self.batch) and offered - self.acked < self.window:
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self.commit)
+
+    def commit(self) -> None:
+        self._soon = False
+        subs, n = self.subs, len(self.subs)
+        end = min(len(self.batch), self.offered + self.per_commit)
+        for i in range(self.offered, end):
+            subs[i % n].offer(Delivery(self.batch[i], i))
+        self.offered = end
+        self.wanted()
+
+
+async def fan_out(url: str, batch: list[Event], triggers: int) -> tuple[float, float]:
+    """(CPU µs per delivered event, events/s) through ``triggers`` dispatchers."""
+    pool = Pool()
+    session = aiohttp.ClientSession()
+    sink = HttpSink(url, pool, session)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    subs: list[MemorySubscription] = []
+    feed = Feed(subs, batch, done)
+    subs += [MemorySubscription([], done, f"bench/t{i}", feed.ack) for i in range(triggers)]
+
+    async def no_reply(_: Event) -> None:
+        return None
+
+    policy = RetryPolicy(retry=3, backoff_policy="linear", backoff_delay=0.01, jitter=0)
+    metrics = Metrics()
+    dispatchers = [
+        Dispatcher(
+            trigger=sub.trigger,
+            subscription=sub,
+            sink=sink,
+            policy=policy,
+            dead_letter=None,
+            publish_reply=no_reply,
+            metrics=metrics,
+            fast=sink,
+        )
+        for sub in subs
+    ]
+    runners = [loop.create_task(d.run()) for d in dispatchers]
+    await asyncio.sleep(0)  # every run() has registered its pump
+    tune_gc()  # as ``eventing run`` does once started
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    feed.wanted()
+    await done
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    deadline = loop.time() + 5
+    for d in dispatchers:
+        d.stop_taking()
+    await asyncio.gather(*(d.stop(deadline) for d in dispatchers))
+    for r in runners:
+        r.cancel()
+    await asyncio.gather(*runners, return_exceptions=True)
+    pool.close()
+    await session.close()
+    return cpu / len(batch) * 1e6, len(batch) / wall
+
+
+def fan_out_table(url: str, counts: list[int], events_: int, rounds: int) -> None:
+    medians: list[float] = []
+    for n in counts:
+        cpus: list[float] = []
+        for r in range(rounds):
+            cpu, rate = uvloop.run(fan_out(url, events(events_, f"fan-{n}-{r}"), n))
+            cpus.append(cpu)
+            print(f"{n:>5} triggers round {r}: {cpu:6.1f} µs CPU per event, {rate:8,.0f}/s")
+        medians.append(statistics.median(cpus))
+    print(f"{'triggers':>8} {'median us/ev':>13} {'1st / N':>8}")
+    for n, m in zip(counts, medians, strict=True):
+        print(f"{n:>8} {m:>13.1f} {medians[0] / m:>8.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flaky", action="store_true", help="fail every first attempt")
+    parser.add_argument("--triggers", nargs="+", type=int, help="fan-out: dispatcher counts")
     args = parser.parse_args()
     kind = "flaky" if args.flaky else "lean"
     with subscriber(kind) as url:
+        if args.triggers:
+            fan_out_table(f"{url}/events", args.triggers, args.events, args.rounds)
+            return 0
         cpus: list[float] = []
         for n in range(args.rounds):
             cpu, rate = uvloop.run(run(f"{url}/events", events(args.events, f"bench-{n}")))
