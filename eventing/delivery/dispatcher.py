@@ -46,6 +46,7 @@ from eventing.broker.base import Delivery, Subscription
 from eventing.delivery.gate import Gate
 from eventing.delivery.limiter import AdaptiveLimit
 from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
+from eventing.delivery.pumps import PumpRound, pump_round
 from eventing.delivery.sink import FastSend, Outcome, Sink
 from eventing.delivery.split import Route, Split
 from eventing.delivery.stamps import arrival, dead_letter, reply_ttl
@@ -144,9 +145,12 @@ class Dispatcher:
         # are shared by every trigger): each has our wake-up queued once.
         self._host_waits: dict[int, Callable[[], None]] = {}
         # Events handed over by the subscription (Pushing) are taken by _pump, once per
-        # loop turn for all that arrived, instead of waking the run loop per event.
+        # loop turn for all that arrived, instead of waking the run loop per event; the
+        # pumps of every dispatcher of the loop run in one callback (PumpRound).
         self._pump_soon = False
         self._pump_stalled = False
+        self._round: PumpRound | None = None
+        self._pump_now = self._pump  # bound once: registered per loop turn with work
         self._take_nowait: Callable[[], Delivery | None] = lambda: None
 
     # -- taking events ------------------------------------------------------------
@@ -156,6 +160,7 @@ class Dispatcher:
         With a subscription that pushes, events waiting in memory are taken by
         :meth:`_pump` and this loop takes the rest (paged from the store)."""
         subscription = self.subscription
+        self._round = pump_round(asyncio.get_running_loop())
         if isinstance(subscription, Pushing) and subscription.push_to(self._offered):
             self._take_nowait = subscription.take_nowait
         while not self._stopping:
@@ -166,10 +171,16 @@ class Dispatcher:
 
     def _offered(self) -> None:
         """An event waits in the subscription's memory: take it (and any others that
-        arrive in this loop turn) in one call soon, not a task switch each."""
+        arrive in this loop turn) in the loop's next pump round, not a task switch each."""
         if not self._pump_soon:
-            self._pump_soon = True
-            asyncio.get_running_loop().call_soon(self._pump)
+            self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        self._pump_soon = True
+        pumps = self._round
+        if pumps is None:
+            pumps = self._round = pump_round(asyncio.get_running_loop())
+        pumps.add(self._pump_now)
 
     def _pump(self) -> None:
         self._pump_soon = False
@@ -405,8 +416,7 @@ class Dispatcher:
     def _release_place(self) -> None:
         self._held.release()
         if self._pump_stalled and not self._pump_soon:
-            self._pump_soon = True
-            asyncio.get_running_loop().call_soon(self._pump)
+            self._schedule_pump()
 
     def _host_wake(self, fast: FastSend) -> Callable[[], None]:
         def wake() -> None:
