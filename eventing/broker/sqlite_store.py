@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eventing import stages
+from eventing.broker.sqlite_checkpoint import Checkpointer
 from eventing.broker.store import DeadLetter, Routed, SeenRow, StoreStats
 from eventing.errors import StoreClosedError, StoreError, StoreFullError
 from eventing.events import Event
@@ -139,6 +140,9 @@ class SqliteSettings:
     """Stored events (not yet delivered to every matching trigger) before 503."""
     max_bytes: int = 1024 * 1024 * 1024
     """Stored bytes (attributes + data) before 503."""
+    max_wal_bytes: int = 64 * 1024 * 1024
+    """The WAL file's size past which writes wait for a complete checkpoint (see
+    :mod:`eventing.broker.sqlite_checkpoint`); it is cut back to half of this."""
 
 
 @dataclass
@@ -155,21 +159,25 @@ class SqliteStore:
 
     def __init__(self, settings: SqliteSettings) -> None:
         self.settings = settings
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None  # the write connection (loop only)
+        self._ops: list[_Op] = []  # queued since the last group
+        self._scheduled = False  # a group is due on the loop (one call_soon per turn)
+        self._held = False  # writes wait for a complete checkpoint (the WAL's bound)
+        self._checkpointer: Checkpointer | None = None
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._read_conn: sqlite3.Connection | None = None
         self._counts = _Counters()
         self._closed = True
         self._reserved_events = 0
         self._reserved_bytes = 0
-        self._next_seq = 1  # owned by the writer thread once open
+        self._next_seq = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._syncer: threading.Thread | None = None
         self._sync_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wal_fd = -1
         self._acks: dict[str, list[int]] = {}
-        self._retry: list[_Op] = []  # acks whose commit failed (writer thread only)
+        self._retry: list[_Op] = []  # acks whose commit failed
+        self._retry_timer: asyncio.TimerHandle | None = None
         self._failed_at = 0.0  # monotonic time of the last failed commit (0: none)
         self._ok_at = 0.0  # monotonic time of the last successful commit
 
@@ -179,33 +187,53 @@ class SqliteStore:
         self.settings.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Created private: SQLite gives the WAL and shared-memory files the same mode.
         os.close(os.open(self.settings.path, os.O_RDWR | os.O_CREAT, 0o600))
-        loop = self._loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        self._writer = threading.Thread(
-            target=self._write_loop,
-            args=(loop, ready, list(triggers)),
-            name="sqlite-writer",
-            daemon=True,
-        )
-        self._writer.start()
-        await ready
+        self._loop = asyncio.get_running_loop()
+        try:
+            # Recovery, the clean-up of left triggers' rows and the first fsyncs: a
+            # thread's work, not the loop's.
+            self._conn = await asyncio.to_thread(self._connect, list(triggers))
+        except Exception as exc:
+            raise StoreError(f"cannot open store: {exc}") from exc
         self._closed = False
 
     async def close(self) -> None:
-        if self._writer is None:
+        conn = self._conn
+        if conn is None:
             return
         self._closed = True
-        self._flush_acks()  # queued acks commit before the writer stops
-        self._queue.put(None)
-        await asyncio.to_thread(self._writer.join)
-        self._writer = None
+        self._held = False  # a checkpoint in progress only competes with the last group
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        # Everything queued commits (acks included, and a last attempt for acks whose
+        # commit failed) and every waiting caller is answered before the store stops.
+        self._ops[:0], self._retry = self._retry, []
+        self._flush_acks()
+        while self._ops:
+            self._run()
+        self._conn = None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        syncer, self._syncer = self._syncer, None
 
-        def _close_reader() -> None:
+        def _stop() -> None:
+            if syncer is not None:
+                self._sync_queue.put(None)  # after every commit already queued
+                syncer.join()
+            if checkpointer is not None:
+                checkpointer.stop()
+            if self._wal_fd >= 0:
+                os.close(self._wal_fd)
+                self._wal_fd = -1
+            # The last connection to close checkpoints the WAL into the database and
+            # removes it: with syncs, as every checkpoint here.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.close()
             if self._read_conn is not None:
                 self._read_conn.close()
                 self._read_conn = None
 
-        await asyncio.get_running_loop().run_in_executor(self._reader, _close_reader)
+        await asyncio.get_running_loop().run_in_executor(self._reader, _stop)
         self._reader.shutdown(wait=True)
         # A store can open again (every embedded broker removed while running, then a
         # new one added): a fresh reader pool for that.
@@ -268,22 +296,21 @@ class SqliteStore:
         every queued ack before it returns."""
         if self._closed:
             raise StoreClosedError("the store is closed")
-        # Acks made in one event-loop iteration travel to the writer as one operation.
+        # Acks made in one event-loop iteration go into the next group as one operation.
         pending = self._acks.get(trigger)
         if pending is None:
-            if not self._acks:
-                assert self._loop is not None
-                self._loop.call_soon(self._flush_acks)
+            if not self._scheduled:
+                self._schedule()
             pending = self._acks[trigger] = []
         pending.append(seq)
 
     def _flush_acks(self) -> None:
         """One operation for the acks of every trigger made in this loop iteration
-        (not one per trigger: a thousand triggers would be a thousand queue puts)."""
+        (not one per trigger: a thousand triggers would be a thousand operations)."""
         acks, self._acks = self._acks, {}
         assert self._loop is not None
         if acks:
-            self._queue.put(_Op("ack", (acks,), None, self._loop))
+            self._ops.append(_Op("ack", (acks,), None, self._loop))
 
     async def dead_letter(
         self,
@@ -319,16 +346,23 @@ class SqliteStore:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Op(kind, args, future, loop, committed))
+        self._ops.append(_Op(kind, args, future, loop, committed))
+        if not self._scheduled:
+            self._schedule()
         return future
+
+    def _schedule(self) -> None:
+        assert self._loop is not None
+        self._scheduled = True
+        self._loop.call_soon(self._run)
 
     # -- reads -----------------------------------------------------------------
 
     def writable(self) -> bool:
-        """False when the writer thread is gone, or a commit failed and nothing has
-        committed since (for a few seconds at most, so traffic can try again): what
-        readiness reports, so a load balancer stops sending what would get 503."""
-        if self._closed or self._writer is None or not self._writer.is_alive():
+        """False when the store is closed, or a commit failed and nothing has committed
+        since (for a few seconds at most, so traffic can try again): what readiness
+        reports, so a load balancer stops sending what would get 503."""
+        if self._closed or self._conn is None:
             return False
         failed, ok = self._failed_at, self._ok_at
         return failed <= ok or time.monotonic() - failed > _UNWRITABLE_FOR
@@ -386,40 +420,26 @@ class SqliteStore:
             raise StoreClosedError("the store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
-    # -- the writer thread -------------------------------------------------------
-
-    def _write_loop(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        ready: asyncio.Future[None],
-        triggers: list[str],
-    ) -> None:
-        try:
-            conn = self._connect(triggers)
-        except Exception as exc:
-            loop.call_soon_threadsafe(_fail, ready, StoreError(f"cannot open store: {exc}"))
-            return
-        loop.call_soon_threadsafe(_resolve, ready, None)
-        try:
-            self._serve(conn)
-        finally:
-            if self._syncer is not None:
-                self._sync_queue.put(None)  # after every commit already queued
-                self._syncer.join()
-                os.close(self._wal_fd)
-            conn.close()
+    # -- the writes, on the loop -------------------------------------------------
 
     def _connect(self, triggers: list[str]) -> sqlite3.Connection:
+        """Open the write connection (in a thread, at ``open``)."""
         conn = sqlite3.connect(
             self.settings.path,
             isolation_level=None,
             check_same_thread=False,
             cached_statements=_CACHED_STATEMENTS,
         )
+        try:
+            self._prepare(conn, triggers)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection, triggers: list[str]) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
-        # SQLite never fsyncs inside a commit here: with FULL durability the syncer
-        # thread fsyncs the WAL after each commit group instead (see _sync_loop).
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # until the clean-up below is synced
         conn.executescript(_SCHEMA)
         conn.execute("BEGIN")
         if triggers:
@@ -432,19 +452,24 @@ class SqliteStore:
             conn.execute("DELETE FROM pending")
         conn.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM pending)")
         conn.execute("COMMIT")
-        if self.settings.synchronous == "FULL":
-            wal = f"{self.settings.path}-wal"
-            self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CREAT, 0o600)
-            os.fsync(self._wal_fd)
-            directory = os.open(self.settings.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)  # the WAL file's own directory entry
-            finally:
-                os.close(directory)
-            self._syncer = threading.Thread(
-                target=self._sync_loop, name="sqlite-syncer", daemon=True
-            )
-            self._syncer.start()
+        wal = f"{self.settings.path}-wal"
+        self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CREAT, 0o600)
+        os.fsync(self._wal_fd)
+        directory = os.open(self.settings.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the WAL file's own directory entry
+        finally:
+            os.close(directory)
+        # From here the write connection, which runs on the event loop, never syncs
+        # and never checkpoints: with FULL durability the syncer thread fsyncs the WAL
+        # after each group (see _sync_loop), and the checkpointer thread checkpoints
+        # (with syncs, on its own connection) so the WAL stays bounded. Safe with
+        # ``synchronous = OFF`` here because nothing copies WAL frames into the
+        # database but a connection that syncs the WAL first (the checkpointer, and
+        # the last connection to close, which ``close`` sets back to NORMAL).
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute(f"PRAGMA journal_size_limit = {self.settings.max_wal_bytes // 2:d}")
         # AUTOINCREMENT keeps the high-water mark in sqlite_sequence, so a seq is never
         # reused even after every event was deleted; we assign them ourselves.
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
@@ -455,46 +480,54 @@ class SqliteStore:
             self._counts.pending[trig] = n
         for trig, n in conn.execute("SELECT trigger, COUNT(*) FROM dead_letters GROUP BY trigger"):
             self._counts.dead_letters[trig] = n
-        return conn
+        if self.settings.synchronous == "FULL":
+            self._syncer = threading.Thread(
+                target=self._sync_loop, name="sqlite-syncer", daemon=True
+            )
+            self._syncer.start()
+        counts = self._counts
+        self._checkpointer = Checkpointer(self.settings.path, lambda: counts.commits)
+        self._checkpointer.start()
 
-    def _serve(self, conn: sqlite3.Connection) -> None:
-        stopping = False
-        while not stopping:
-            batch, self._retry = self._retry, []
-            try:
-                first = self._queue.get(timeout=_ACK_RETRY if batch else None)
-            except queue.Empty:
-                first = None
-                if not batch:
-                    continue
-            else:
-                if first is None:
-                    stopping = True
-                else:
-                    batch.append(first)
-            while not stopping and len(batch) < _MAX_GROUP:
-                try:
-                    op = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if op is None:
-                    stopping = True
-                    break
-                batch.append(op)
-            if batch:
-                self._commit_appends_first(conn, batch)
-        if self._retry:  # a last attempt for acks that failed to commit
-            batch, self._retry = self._retry, []
-            self._commit_guarded(conn, batch)
-        self._drain_closed()
+    def _run(self) -> None:
+        """Commit what was queued since the last group, on the loop: at most
+        ``_MAX_GROUP`` operations, then yield to the loop before the next group."""
+        self._scheduled = False
+        conn = self._conn
+        if conn is None or self._held:
+            return  # closed (``close`` commits what was queued), or resumed by _resume
+        self._flush_acks()
+        ops = self._ops
+        if len(ops) > _MAX_GROUP:
+            batch, self._ops = ops[:_MAX_GROUP], ops[_MAX_GROUP:]
+            self._schedule()
+        else:
+            batch, self._ops = ops, []
+        if batch:
+            self._commit_appends_first(conn, batch)
+            if not self._closed and os.fstat(self._wal_fd).st_size > self.settings.max_wal_bytes:
+                self._hold()
+
+    def _hold(self) -> None:
+        """The WAL passed its bound: no commits until a checkpoint copied all of it
+        (see :mod:`eventing.broker.sqlite_checkpoint`)."""
+        assert self._checkpointer is not None
+        assert self._loop is not None
+        self._held = True
+        loop = self._loop
+        self._checkpointer.complete(lambda: loop.call_soon_threadsafe(self._resume))
+
+    def _resume(self) -> None:
+        self._held = False
+        if (self._ops or self._acks) and not self._scheduled and self._conn is not None:
+            self._schedule()
 
     def _commit_appends_first(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        """Commit the group's acks in a transaction after the rest. Why: delivery
-        starts at the commit of an append, and the acks' statements (deleting pending
-        rows and events) would otherwise run first inside the same transaction; each
-        statement lets go of the GIL and may wait for the event loop to give it back.
-        Nothing orders an ack before an append of the same group: an event is acked
-        only after it was committed (and offered), so always in an earlier group."""
+        """Commit the group's acks in a transaction after the rest, so that an ack's
+        failure (which is retried) never fails the appends beside it, and the appends'
+        commit (where delivery starts) does not wait for the acks' statements. Nothing
+        orders an ack before an append of the same group: an event is acked only after
+        it was committed (and offered), so always in an earlier group."""
         acks = [op for op in batch if op.kind == "ack"]
         if not acks or len(acks) == len(batch):
             self._commit_guarded(conn, batch)
@@ -504,30 +537,24 @@ class SqliteStore:
 
     def _commit_guarded(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         """Commit ``batch``; whatever goes wrong, every future gets an answer and the
-        writer thread lives on (it is the only way into the store)."""
+        loop goes on."""
         try:
             self._commit(conn, batch)
         except Exception as exc:  # a bug or an input the checks missed
-            logger.exception("store writer: a commit group failed")
+            logger.exception("store: a commit group failed")
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             for op in batch:
                 if op.future is not None:
-                    op.loop.call_soon_threadsafe(
-                        _fail, op.future, StoreError(f"store error: {type(exc).__name__}")
-                    )
+                    _fail(op.future, StoreError(f"store error: {type(exc).__name__}"))
 
-    def _drain_closed(self) -> None:
-        while True:
-            try:
-                op = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if op is not None and op.future is not None:
-                op.loop.call_soon_threadsafe(
-                    _fail, op.future, StoreClosedError("the store is closed")
-                )
+    def _retry_acks(self) -> None:
+        self._retry_timer = None
+        if self._retry and self._conn is not None:
+            self._ops[:0], self._retry = self._retry, []
+            if not self._scheduled:
+                self._schedule()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         results: list[Any] = [None] * len(batch)
@@ -548,11 +575,14 @@ class SqliteStore:
             error = StoreFullError(str(exc)) if "full" in str(exc) else StoreError(str(exc))
             for op in batch:
                 if op.future is not None:
-                    op.loop.call_soon_threadsafe(_fail, op.future, error)
+                    _fail(op.future, error)
                 elif op.kind == "ack":
                     # Nobody waits on an ack: keep it and try again, or the delivered
                     # event would stay in the backlog (and be redelivered) until restart.
                     self._retry.append(op)
+            if self._retry and self._retry_timer is None and not self._closed:
+                assert self._loop is not None
+                self._retry_timer = self._loop.call_later(_ACK_RETRY, self._retry_acks)
             return
         except Exception:
             # One operation the checks let through (an id out of SQLite's range, ...):
@@ -566,13 +596,12 @@ class SqliteStore:
                 self._commit_guarded(conn, [op])
             return
         self._ok_at = time.monotonic()
-        loop = batch[0].loop
         if self._syncer is None:  # NORMAL: committed is as far as it goes
-            loop.call_soon_threadsafe(self._committed, batch, results, deltas, True)
+            self._committed(batch, results, deltas, True)
             return
         # FULL: counters and ``committed`` callbacks now, futures after the fsync. A
         # group nobody waits on (acks only) has no need of the syncer at all.
-        loop.call_soon_threadsafe(self._committed, batch, results, deltas, False)
+        self._committed(batch, results, deltas, False)
         if any(op.future is not None for op in batch):
             self._sync_queue.put((batch, results))
 
