@@ -13,18 +13,22 @@ nothing itself).
 
 Why the WAL stays bounded: once a checkpoint has copied every frame, the writer's
 next transaction starts the WAL over from its beginning and SQLite truncates the
-file to ``journal_size_limit``. Under writes back to back a checkpoint may never
-catch up with the last frame (frames land while it copies); the store then sees the
-file pass its bound after a commit, stops committing (the operations wait in
-memory), and asks for a :meth:`Checkpointer.complete` checkpoint, which, with no
-writer beside it, copies everything; then writes resume and restart the WAL. That
-pause costs the events queued meanwhile one checkpoint's time, and happens only when
-the periodic checkpoints fell behind.
+file to ``journal_size_limit``. Under a steady stream of commits a checkpoint
+running beside them almost never ends with every frame copied (frames land while it
+copies and syncs), so the WAL would grow for ever. Hence: when a checkpoint leaves
+the WAL longer than ``restart_bytes``, the checkpointer asks the store to pause its
+commits (the operations wait in memory) and runs a second checkpoint, which has only
+the frames committed during the first to copy, with no writer beside it; then
+commits resume and restart the WAL. The pause is that short second checkpoint (a
+few frames and two fsyncs); SQLite's own automatic checkpoint paused the writer
+for the whole copy instead. As a last resort the store itself pauses when the file
+passes its bound after a commit (see ``SqliteStore._run``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -41,9 +45,18 @@ class Checkpointer:
     written) from the thread: the store's commit counter, so an idle store costs one
     wake-up per period and no SQLite call."""
 
-    def __init__(self, path: Path, commits: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        commits: Callable[[], int],
+        restart: Callable[[], object],
+        restart_bytes: int,
+    ) -> None:
         self._path = path
         self._commits = commits
+        self._restart = restart  # asks the store to pause and call complete()
+        self._restart_bytes = restart_bytes
+        self._wal = f"{path}-wal"
         self._wake = threading.Event()
         self._complete: list[Callable[[], object]] = []  # done-callbacks of complete()
         self._lock = threading.Lock()
@@ -86,6 +99,12 @@ class Checkpointer:
                 if waiting or commits != seen:
                     seen = commits
                     self._checkpoint()
+                    if not waiting and self._wal_size() > self._restart_bytes:
+                        # The WAL did not start over since it grew past the limit: copy
+                        # what landed during the checkpoint above, so the pause for
+                        # the last frames is short, and ask for that pause.
+                        self._checkpoint()
+                        self._restart()
                 for done in waiting:
                     done()
                 if self._stop:
@@ -96,6 +115,7 @@ class Checkpointer:
                 self._conn = None
 
     def _checkpoint(self) -> None:
+        """A PASSIVE checkpoint: it copies the frames committed before it began."""
         assert self._conn is not None
         try:
             busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -104,3 +124,10 @@ class Checkpointer:
             return
         if busy:
             logger.debug("store: WAL checkpoint busy (%s of %s frames)", copied, frames)
+
+    def _wal_size(self) -> int:
+        """The WAL file's size: it shrinks only when the WAL starts over."""
+        try:
+            return os.stat(self._wal).st_size
+        except OSError:
+            return 0

@@ -141,8 +141,9 @@ class SqliteSettings:
     max_bytes: int = 1024 * 1024 * 1024
     """Stored bytes (attributes + data) before 503."""
     max_wal_bytes: int = 64 * 1024 * 1024
-    """The WAL file's size past which writes wait for a complete checkpoint (see
-    :mod:`eventing.broker.sqlite_checkpoint`); it is cut back to half of this."""
+    """The WAL file's size past which commits wait for a complete checkpoint; from a
+    quarter of it the checkpointer has them wait for its last few frames, and the file
+    is cut back to that quarter (see :mod:`eventing.broker.sqlite_checkpoint`)."""
 
 
 @dataclass
@@ -469,7 +470,7 @@ class SqliteStore:
         # the last connection to close, which ``close`` sets back to NORMAL).
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.execute(f"PRAGMA journal_size_limit = {self.settings.max_wal_bytes // 2:d}")
+        conn.execute(f"PRAGMA journal_size_limit = {self.settings.max_wal_bytes // 4:d}")
         # AUTOINCREMENT keeps the high-water mark in sqlite_sequence, so a seq is never
         # reused even after every event was deleted; we assign them ourselves.
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
@@ -485,8 +486,14 @@ class SqliteStore:
                 target=self._sync_loop, name="sqlite-syncer", daemon=True
             )
             self._syncer.start()
-        counts = self._counts
-        self._checkpointer = Checkpointer(self.settings.path, lambda: counts.commits)
+        counts, loop = self._counts, self._loop
+        assert loop is not None
+        self._checkpointer = Checkpointer(
+            self.settings.path,
+            lambda: counts.commits,
+            lambda: loop.call_soon_threadsafe(self._hold),
+            self.settings.max_wal_bytes // 4,
+        )
         self._checkpointer.start()
 
     def _run(self) -> None:
@@ -509,9 +516,10 @@ class SqliteStore:
                 self._hold()
 
     def _hold(self) -> None:
-        """The WAL passed its bound: no commits until a checkpoint copied all of it
-        (see :mod:`eventing.broker.sqlite_checkpoint`)."""
-        assert self._checkpointer is not None
+        """No commits until a checkpoint copied the whole WAL, so the next commit
+        starts it over (see :mod:`eventing.broker.sqlite_checkpoint`)."""
+        if self._held or self._closed or self._checkpointer is None:
+            return
         assert self._loop is not None
         self._held = True
         loop = self._loop
