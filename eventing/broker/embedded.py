@@ -6,7 +6,7 @@ trigger. That is what makes each trigger's backlog exact, keeps a trigger from e
 seeing an event its filter rejects (even after a crash), and means an event no
 trigger wants is never written at all (it is counted as dropped, not stored).
 
-Several durable brokers share one SQLite file (one writer thread, one group commit
+Several durable brokers share one SQLite file (one group commit on the event loop
 for all of them): :class:`SharedStore` opens it once, with every trigger of every
 broker on it, when the first of them opens, and closes it when the last one closes.
 

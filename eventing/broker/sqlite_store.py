@@ -1,28 +1,44 @@
-"""The embedded durable store: SQLite in WAL mode, one writer thread, group commit.
+"""The embedded durable store: SQLite in WAL mode, group commit on the event loop.
 
 Why this shape:
 
-* One writer thread owns the only write connection. Callers on the event loop put
-  operations on a queue and await a future; the thread takes *everything* queued,
-  runs it in one transaction and commits once (group commit), so a burst of
-  requests shares one fsync instead of paying one each.
-* Durability ``FULL`` (the default): a syncer thread fsyncs the WAL after each group,
-  pipelined with the writer's next group, and only then do the futures resolve: a 202
-  is never sent for an event that is not on disk, and it survives ``kill -9`` and
-  power loss. ``NORMAL`` resolves right after the commit: it survives ``kill -9``
-  (the commit is in the WAL file), not a power loss.
+* Group commit on the loop: operations queued during one turn of the event loop
+  (``append``, ``ack_nowait``, ...) are applied by one callback scheduled for the next
+  turn, in one transaction with one COMMIT, so a burst of requests shares one commit.
+  At most ``_MAX_GROUP`` operations a group; more wait for the next turn, so other
+  callbacks run in between.
+* Why on the loop and not on a writer thread (which it was until issue 14's fifth
+  session): the thread needed the GIL back after every statement (the sqlite3 module
+  lets go of it around each step) and to wake up at all, and while the loop runs
+  Python a thread waits up to the switch interval (5 ms) for it: several such waits
+  a group were the tail of delivery latency. On the loop the statements cost their C
+  time (a group appends to the WAL in the OS's page cache: tens of microseconds) and
+  nothing waits for the GIL. This is not the blocking client the loop must not run:
+  the write connection never syncs and never checkpoints (``synchronous = OFF``,
+  ``wal_autocheckpoint = 0``), there is no network, and the work per turn is bounded.
+  The risk: a ``write()`` into the page cache can block when the kernel throttles a
+  process dirtying pages faster than the disk takes them (sustained writes beyond the
+  disk's rate); the syncer's fsyncs keep the dirty pages of the WAL few.
+* Durability ``FULL`` (the default): the syncer thread fsyncs the WAL after each group
+  (while the loop goes on), and only then do the group's futures resolve: a 202 is
+  never sent for an event that is not on disk, and it survives ``kill -9`` and power
+  loss. ``NORMAL`` resolves right after the commit: it survives ``kill -9`` (the
+  commit is in the WAL file), not a power loss.
+* Checkpoints run on the checkpointer thread with a connection of their own that syncs
+  (see :mod:`eventing.broker.sqlite_checkpoint`, which also says how the WAL stays
+  bounded); the last connection to close checkpoints at ``close`` (in a thread).
 * Delivery need not wait for the fsync, only the 202 does. An append may carry a
-  ``committed`` callback; the writer has it run on the event loop right after the
-  group's COMMIT, before the group goes to the syncer, so the broker offers the events
-  to their triggers while the fsync runs. Why that keeps at-least-once: a committed
-  transaction survives ``kill -9`` (it is in the OS's page cache), and after a power
-  loss before the fsync the producer never got its 202 and sends again (the only case
-  with a duplicate delivery). The order per group is: COMMIT -> counters and
-  ``committed`` callbacks on the loop -> fsync -> futures resolve (the 202s). A failed
-  commit calls no callback; a failed fsync after a commit fails the futures (5xx) while
-  the committed rows stay pending and offered, as they are in the store.
-* Reads (recovery, spill, the dead-letter list) use a second connection on a second
-  thread; WAL lets them run beside the writer.
+  ``committed`` callback, run right after the group's COMMIT, before the group goes
+  to the syncer, so the broker offers the events to their triggers while the fsync
+  runs. Why that keeps at-least-once: a committed transaction survives ``kill -9`` (it
+  is in the OS's page cache), and after a power loss before the fsync the producer
+  never got its 202 and sends again (the only case with a duplicate delivery). The
+  order per group is: COMMIT -> counters and ``committed`` callbacks -> fsync ->
+  futures resolve (the 202s). A failed commit calls no callback; a failed fsync after
+  a commit fails the futures (5xx) while the committed rows stay pending and offered,
+  as they are in the store.
+* Reads (recovery, spill, the dead-letter list) use a second connection on a reader
+  thread; WAL lets them run beside the writes.
 * The store is bounded (events and bytes). At the bound ``append`` raises
   :class:`StoreFullError` and the ingress answers 503; stored events are never
   evicted.
@@ -74,12 +90,10 @@ CREATE TABLE IF NOT EXISTS seen (
 
 _MAX_GROUP = 2048
 
-# Pending rows as one JSON list of seqs per trigger, not ``executemany``: the sqlite3
-# module lets go of the GIL around every row's step and has to take it back each time;
-# with the event loop busy beside the writer thread, each take can wait for the GIL's
-# switch interval (5 ms) (measured: 256 rows, busy main thread, max 46-86 ms by
-# executemany against 11 ms as one statement), and it costs 2.5x the CPU (0.9 against
-# 2.3 us per row).
+# Pending rows as one JSON list of seqs per trigger, not ``executemany``: row by row
+# costs 2.5x the CPU (0.9 against 2.3 us per row, measured), and the commits run on
+# the event loop. (When they ran on a writer thread, every row's step also let go of
+# the GIL and had to wait to take it back.)
 _PENDING = "INSERT INTO pending (trigger, seq) SELECT ?, value FROM json_each(?)"
 # The rows of many triggers as one JSON object {trigger: [seq, ...]}: one statement per
 # group however many triggers it spans (one per trigger was ~100 statements a group at
@@ -178,6 +192,7 @@ class SqliteStore:
         self._wal_fd = -1
         self._acks: dict[str, list[int]] = {}
         self._retry: list[_Op] = []  # acks whose commit failed
+        self._late_acks: list[_Op] = []  # acks split from a group's appends (see below)
         self._retry_timer: asyncio.TimerHandle | None = None
         self._failed_at = 0.0  # monotonic time of the last failed commit (0: none)
         self._ok_at = 0.0  # monotonic time of the last successful commit
@@ -212,6 +227,7 @@ class SqliteStore:
         self._flush_acks()
         while self._ops:
             self._run()
+        self._commit_late_acks()
         self._conn = None
         checkpointer, self._checkpointer = self._checkpointer, None
         syncer, self._syncer = self._syncer, None
@@ -531,17 +547,28 @@ class SqliteStore:
             self._schedule()
 
     def _commit_appends_first(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        """Commit the group's acks in a transaction after the rest, so that an ack's
-        failure (which is retried) never fails the appends beside it, and the appends'
-        commit (where delivery starts) does not wait for the acks' statements. Nothing
-        orders an ack before an append of the same group: an event is acked only after
-        it was committed (and offered), so always in an earlier group."""
+        """Commit the group's acks in a transaction of their own, in a later callback:
+        an ack's failure (which is retried) then never fails the appends beside it, and
+        the deliveries the appends' commit woke run before the acks' statements.
+        Nothing orders an ack before an append of the same group: an event is acked
+        only after it was committed (and offered), so always in an earlier group."""
         acks = [op for op in batch if op.kind == "ack"]
         if not acks or len(acks) == len(batch):
             self._commit_guarded(conn, batch)
             return
         self._commit_guarded(conn, [op for op in batch if op.kind != "ack"])
-        self._commit_guarded(conn, acks)
+        if not self._late_acks:
+            assert self._loop is not None
+            self._loop.call_soon(self._commit_late_acks)
+        self._late_acks.extend(acks)
+
+    def _commit_late_acks(self) -> None:
+        acks, self._late_acks = self._late_acks, []
+        if self._held and not self._closed:  # after the checkpoint, with the next group
+            self._ops[:0] = acks
+            return
+        if acks and self._conn is not None:
+            self._commit_guarded(self._conn, acks)
 
     def _commit_guarded(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         """Commit ``batch``; whatever goes wrong, every future gets an answer and the
@@ -614,16 +641,16 @@ class SqliteStore:
             self._sync_queue.put((batch, results))
 
     def _sync_loop(self) -> None:
-        """Make commits durable in groups, beside the writer.
+        """Make commits durable in groups, beside the loop's commits.
 
-        Why not ``synchronous=FULL``: SQLite would fsync inside every COMMIT, and the
-        writer could not apply the next group until the disk answered; requests would
-        wait for the fsync of the group before theirs as well as their own. Here the
-        writer commits (into the WAL, no fsync) and moves on, while this thread fsyncs
+        Why not ``synchronous=FULL``: SQLite would fsync inside every COMMIT, on the
+        loop, and requests would wait for the fsync of the group before theirs as well
+        as their own. Here the loop commits (into the WAL, no fsync) and moves on,
+        while this thread fsyncs
         the WAL file and only then lets the commits' futures resolve (the 202s). The
         guarantee is FULL's: a 202'd event is on disk; SQLite's WAL checksums make a
-        torn tail after a power loss harmless; checkpoints sync the WAL and database
-        themselves under NORMAL.
+        torn tail after a power loss harmless; checkpoints (the checkpointer's
+        connection) sync the WAL and the database themselves.
         """
         while True:
             item = self._sync_queue.get()
@@ -790,12 +817,10 @@ def _durable(items: list[tuple[list[_Op], list[Any]]]) -> None:
 
 def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Event rows by multi-row ``VALUES`` statements of 64 rows and one for the
-    remainder (64 statement texts, each cached by the sqlite3 module): one GIL retake
-    per statement instead of per row (see ``_PENDING``), and 2.2 against 3.6 us of CPU
-    per row by ``executemany`` (measured, 256-row groups). The remainder is one
-    statement, not one per binary digit of its size: each statement lets go of the GIL
-    and may wait for the event loop to give it back, and delivery waits for the
-    commit."""
+    remainder (64 statement texts, each cached by the sqlite3 module): 2.2 against 3.6
+    us of CPU per row by ``executemany`` (measured, 256-row groups). The remainder is
+    one statement, not one per binary digit of its size: fewer statements, less work
+    on the loop before the commit that delivery waits for."""
     chain = itertools.chain.from_iterable
     done, count = 0, len(rows)
     while count - done >= _EVENTS_CHUNK:
@@ -865,7 +890,7 @@ def _size(event: Event) -> int:
 def _json_encoder(*, ascii_only: bool = True) -> Callable[[Any], str]:
     """Compact JSON, as ``json.dumps(..., separators=(",", ":"))`` gives it, through
     the C encoder made once: ``json.dumps`` builds an encoder object per call, which
-    was the largest per-event cost of the writer thread."""
+    was the largest per-event cost of the commits."""
     default = json.JSONEncoder(separators=(",", ":"), ensure_ascii=ascii_only)
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # an interpreter without the C accelerator
