@@ -19,16 +19,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
-from brokers.kafka.batches import Batches
-from brokers.kafka.binding import TARGET, to_record
+from brokers.kafka.binding import TARGET
 from brokers.kafka.config import KafkaSettings
 from brokers.kafka.dlq import KafkaDeadLetters
-from brokers.kafka.sticky import StickyPartitions
+from brokers.kafka.ingress import worker_spec
+from brokers.kafka.producing import PUBLISH_TIMEOUT, Producing
 from brokers.kafka.subscription import KafkaSubscription
 from brokers.support import Backoff, describe, merged_drops, publish_once
 from eventing.broker.base import BrokerStatus, BrokerTask, DeadLetterQueue, Filter
@@ -40,7 +40,6 @@ from eventing.settle import uncut
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 10.0
 CHECK_PERIOD = 2.0
 LAG_PERIOD = 1.0
@@ -61,7 +60,7 @@ class KafkaBroker:
         every trigger's consumer filters what it reads)."""
         self.dlq = KafkaDeadLetters(self)
         self.dead_letters: DeadLetterQueue | None = self.dlq
-        self.producer: Any = None
+        self.producing = Producing(key, settings, self.client_id("p"))
         self.admin: Any = None
         self.offsets: Any = None
         """A consumer outside every group, for end offsets (the lag)."""
@@ -71,10 +70,12 @@ class KafkaBroker:
         self._drops: dict[tuple[str, str], int] = {}
         self.dedup = Deduplicator()
         """Per process, in memory: see docs/brokers.md for what that guarantees."""
+        self.filtered_at_consume = False
+        """True when ingress workers produce this broker's HTTP events themselves
+        (:meth:`worker_spec`): the main process no longer sees them at publish, so each
+        trigger's consumer counts what its filter drops instead of the router."""
         self.opened = False
         """Set by :meth:`open`: later subscriptions are triggers added while running."""
-        self.sticky = StickyPartitions()
-        self._batches: Batches | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -158,21 +159,7 @@ class KafkaBroker:
                 bootstrap_servers=servers, client_id=self.client_id("o"), enable_auto_commit=False
             )
             await uncut(self.offsets.start())
-        if self.producer is None:
-            self.producer = AIOKafkaProducer(
-                bootstrap_servers=servers,
-                client_id=self.client_id("p"),
-                acks="all",
-                enable_idempotence=True,
-                # aiokafka keeps one produce request in flight per connection; what
-                # arrives meanwhile waits for the next one. Lingering when idle only
-                # adds latency, and batches large enough for everything that waited
-                # make each request carry all of it (one batch: StickyPartitions).
-                linger_ms=self.settings.linger_ms,
-                max_batch_size=self.settings.batch_size,
-                request_timeout_ms=int(PUBLISH_TIMEOUT * 1000),
-            )
-            await uncut(self.producer.start())
+        await self.producing.start()
         self._ready = True
         self._error = None
         self._connected.set()
@@ -199,10 +186,10 @@ class KafkaBroker:
         logger.info("broker %s: created topics %s", self.key, [t.name for t in missing])
 
     async def _drop_clients(self) -> None:
-        producer, admin, offsets = self.producer, self.admin, self.offsets
-        self.producer = self.admin = self.offsets = None
+        admin, offsets = self.admin, self.offsets
+        self.admin = self.offsets = None
         stops = (
-            producer.stop if producer else None,
+            self.producing.stop,
             admin.close if admin else None,
             offsets.stop if offsets else None,
         )
@@ -248,92 +235,31 @@ class KafkaBroker:
         await publish_once(self.dedup, events, self._publish, self._drops)
 
     async def _publish(self, events: Sequence[Event]) -> None:
+        if self.filtered_at_consume:
+            await self._producer().produce_batched(events, PUBLISH_TIMEOUT)
+            return
         routings = [self.router.route(e) for e in events]
-        await self._produce_events(events)
+        await self._producer().produce_batched(events, PUBLISH_TIMEOUT)
         self.router.record(routings)  # counted once accepted, as the embedded class does
 
-    async def _produce_events(self, events: Sequence[Event]) -> None:
-        """Produce to the broker's topic and wait for every acknowledgement: key-less
-        records in the batches formed by :class:`~brokers.kafka.batches.Batches` on the
-        sticky partition, keyed ones one by one on their key's partition."""
-        producer = self._producer()
-        topic = self.settings.topic
-        try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                partitions = await producer.partitions_for(topic)
-                batches = self._batches
-                if batches is None or batches.producer is not producer:
-                    batches = self._batches = Batches(producer, topic, self.key)
-                shared: list[asyncio.Future[None]] = []
-                alone: list[Any] = []
-                sticky: set[int] = set()
-                for event in events:
-                    key, value, headers = to_record(event)
-                    partition = None
-                    if key is None:
-                        partition = self.sticky.pick(topic, partitions)
-                    if partition is not None and value is not None:
-                        sticky.add(partition)
-                        done = batches.add(partition, value, headers)
-                        if done is not None:
-                            if not shared or shared[-1] is not done:
-                                shared.append(done)
-                            continue
-                    alone.append(
-                        await producer.send(
-                            topic, value, key=key, headers=headers, partition=partition
-                        )
-                    )
-                # shielded: a batch is shared with other publishers, whom this
-                # publisher's deadline must not cancel
-                await asyncio.gather(*(asyncio.shield(d) for d in shared), *alone)
-                for partition in sticky:
-                    self.sticky.acknowledged(topic, partition, partitions)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise self._not_acknowledged(exc) from exc
+    def worker_spec(self) -> dict[str, Any] | None:
+        """What an ingress worker needs to produce this broker's HTTP events itself
+        (:mod:`brokers.kafka.ingress`), or None when they must come through this
+        process: deduplicating ingress events needs this process's one window."""
+        if self.dedup.enabled and self.dedup.ingress:
+            return None
+        return worker_spec(self.key, self.settings, self.client_id("w"))
 
-    def _producer(self) -> Any:
-        producer = self.producer
-        if not self._ready or producer is None:
-            error = StoreError(f"broker {self.key}: Kafka is unreachable ({self._error})")
-            error.retry_after = 5.0
-            raise error
-        return producer
-
-    def _not_acknowledged(self, exc: BaseException) -> StoreError:
-        self._error = describe(exc)
-        error = StoreError(f"broker {self.key}: Kafka did not acknowledge: {self._error}")
-        error.retry_after = 2.0
-        return error
+    def _producer(self) -> Producing:
+        if not self._ready or self.producing.producer is None:
+            raise self.producing.unreachable(self._error)
+        return self.producing
 
     async def produce(
         self, topic: str, events: Sequence[Event], extra: dict[str, str] | None = None
     ) -> list[Any]:
         """Produce and wait for every acknowledgement; the records' metadata."""
-        producer = self._producer()
-        try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                partitions = await producer.partitions_for(topic)
-                futures = []
-                sticky: set[int] = set()
-                for event in events:
-                    key, value, headers = to_record(event, extra)
-                    partition = None
-                    if key is None:
-                        partition = self.sticky.pick(topic, partitions)
-                        if partition is not None:
-                            sticky.add(partition)
-                    futures.append(
-                        await producer.send(
-                            topic, value, key=key, headers=headers, partition=partition
-                        )
-                    )
-                written = list(await asyncio.gather(*futures))
-                for partition in sticky:
-                    self.sticky.acknowledged(topic, partition, partitions)
-                return written
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise self._not_acknowledged(exc) from exc
+        return await self._producer().produce(topic, events, extra)
 
     async def replay(self, trigger: str, event: Event) -> None:
         await self.produce(self.settings.topic, [event], {TARGET: trigger})

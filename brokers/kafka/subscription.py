@@ -21,6 +21,7 @@ again by the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -76,6 +77,8 @@ class KafkaSubscription:
         self.tracker = OffsetTracker()
         self._ready: deque[Delivery] = deque()
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        """Set by :meth:`get` when a paused consumer's queue is down to half."""
         self._epochs: dict[Any, int] = {}
         self._next_epoch = 0
         self._consumer: Any = None
@@ -91,7 +94,10 @@ class KafkaSubscription:
         while not self._ready:
             self._wake.clear()
             await self._wake.wait()
-        return self._ready.popleft()
+        delivery = self._ready.popleft()
+        if self._paused and len(self._ready) <= self.buffer // 2:
+            self._drained.set()
+        return delivery
 
     def ack(self, receipt: Receipt) -> None:
         tp, offset, epoch = cast(tuple[Any, int, int], receipt)
@@ -194,7 +200,16 @@ class KafkaSubscription:
         while True:
             if self._unanchored:
                 await self._anchor(consumer)
-            self._flow(consumer)
+            if self._flow(consumer):
+                # Paused: wait until half the buffer is delivered (not a fetch
+                # timeout: a paused fetch returns nothing only after it), then resume.
+                self._drained.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FETCH_TIMEOUT_MS / 1000):
+                        await self._drained.wait()
+                if time.monotonic() - self._last_commit >= COMMIT_PERIOD:
+                    await self._commit(consumer, None)
+                continue
             batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)
             queued = len(self._ready)
             for tp, records in batch.items():
@@ -210,15 +225,17 @@ class KafkaSubscription:
             if time.monotonic() - self._last_commit >= COMMIT_PERIOD:
                 await self._commit(consumer, None)
 
-    def _flow(self, consumer: Any) -> None:
-        """Pause fetching while :attr:`buffer` deliveries wait; resume below it."""
-        full = len(self._ready) >= self.buffer
-        if full and not self._paused:
+    def _flow(self, consumer: Any) -> bool:
+        """Pause fetching while :attr:`buffer` deliveries wait; resume once half of
+        them are delivered. True while paused."""
+        waiting = len(self._ready)
+        if waiting >= self.buffer and not self._paused:
             consumer.pause(*consumer.assignment())
             self._paused = True
-        elif not full and self._paused:
+        elif waiting <= self.buffer // 2 and self._paused:
             consumer.resume(*consumer.assignment())
             self._paused = False
+        return self._paused
 
     def _take(self, tp: Any, epoch: int, record: Any) -> str | None:
         """Queue one record's delivery (or mark it done: another trigger's replay, or
@@ -234,8 +251,12 @@ class KafkaSubscription:
         if event is None:  # a replay for another trigger
             self.tracker.done(tp, offset)
             return None
-        if self.filter(event.attributes) is not None:  # counted by the publisher
+        dropped = self.filter(event.attributes)
+        if dropped is not None:  # counted by the publisher, unless it is not here
             self.tracker.done(tp, offset)
+            if self.broker.filtered_at_consume:
+                key = (self.trigger, dropped)
+                self.drops[key] = self.drops.get(key, 0) + 1
             return None
         for listener in self.listeners:
             listener()

@@ -270,6 +270,8 @@ class Reconciler:
         if broker is None:
             return
         cast(dict[str, Publisher], running.ingress.brokers).pop(key, None)
+        if running.workers is not None:
+            running.workers.forget(key)
         for name, _ in broker.tasks():
             await running.supervisor.cancel(name, TASK_STOP)
         if broker in system.opened:

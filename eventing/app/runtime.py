@@ -39,6 +39,8 @@ from eventing.admin import AdminHooks, admin_app
 from eventing.admin_auth import AdminAccess, load_or_create_token
 from eventing.app.broker_classes import broker_classes
 from eventing.app.ingress_auth_config import ingress_auth
+from eventing.app.ingress_worker import MODULE as WORKER_MODULE
+from eventing.app.ingress_worker import direct_specs
 from eventing.app.kube_status import status_writer
 from eventing.app.lock import DataDirLock
 from eventing.app.observatory import Observatory, TappedBroker
@@ -201,6 +203,9 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
                 metrics,
                 settings.log_level,
                 auth,
+                direct=direct_specs(system.brokers),
+                worker_module=WORKER_MODULE,
+                on_tap=observatory.tap.offer,
             )
             ingress_url = await workers.start(settings.host, settings.port, settings.tls)
         else:
@@ -212,7 +217,9 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
             metrics=metrics,
             status=lambda: {},
             ready=lambda: (
-                ingress.accepting and all(b.status().ready for b in system.brokers.values())
+                ingress.accepting
+                and all(b.status().ready for b in system.brokers.values())
+                and (workers is None or workers.ready())
             ),
             dead_letters=system.dead_letter_queues,
             replay=system.replay,

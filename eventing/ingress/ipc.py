@@ -16,8 +16,11 @@ the form the store writes, so the main process does not encode them again.
 
 Worker -> main: ``P`` publish (broker key, mode, events), ``W`` a webhook request,
 ``A`` a webhook request's headers to authenticate before its body is read, ``S``
-counters. Main -> worker: ``R`` a publish result, ``H`` a webhook response,
-``X`` stop accepting and exit once in-flight requests are answered.
+counters, ``T`` events the worker produced to a broker itself (for the main process's
+tap: the dashboard, ``eventing tail``, ``explain``, the trace exporter; no answer).
+Main -> worker: ``R`` a publish result, ``H`` a webhook response, ``X`` stop accepting
+and exit once in-flight requests are answered, ``F`` a broker removed while running
+(the worker stops publishing to it itself; its requests go to the main process).
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ PUBLISH: Final = b"P"
 WEBHOOK: Final = b"W"
 AUTH: Final = b"A"
 STATS: Final = b"S"
+TAP: Final = b"T"
 RESULT: Final = b"R"
 RESPONSE: Final = b"H"
 STOP: Final = b"X"
+FORGET: Final = b"F"
 
 OK: Final = 0
 FULL: Final = 1
@@ -123,6 +128,32 @@ def decode_publish(payload: bytes | memoryview) -> tuple[str, str, list[Event]]:
             raise ValueError("an event in a publish frame is (json, attributes, data)")
         events.append(Event(attributes, data, encoded=encoded))
     return broker, mode, events
+
+
+def encode_tap(broker: str, events: Sequence[Event]) -> bytes:
+    return marshal.dumps((broker, [(e.attributes, e.data) for e in events]), MARSHAL_VERSION)
+
+
+def decode_tap(payload: bytes | memoryview) -> tuple[str, list[Event]]:
+    """The broker key and events of a tap payload; ``ValueError`` for anything else."""
+    try:
+        value = marshal.loads(payload)  # noqa: S302 - written by our own worker process
+    except (EOFError, TypeError) as exc:
+        raise ValueError(f"undecodable tap frame: {exc}") from None
+    if type(value) is not tuple or len(value) != 2:
+        raise ValueError("a tap frame is (broker, events)")
+    broker, items = value
+    if type(broker) is not str or type(items) is not list:
+        raise ValueError("a tap frame is (broker, events)")
+    events: list[Event] = []
+    for item in items:
+        if type(item) is not tuple or len(item) != 2:
+            raise ValueError("an event in a tap frame is (attributes, data)")
+        attributes, data = item
+        if type(attributes) is not dict or not (data is None or type(data) is bytes):
+            raise ValueError("an event in a tap frame is (attributes, data)")
+        events.append(Event(attributes, data))
+    return broker, events
 
 
 def encode_result(status: int, retry_after: float = 0.0, message: str = "") -> bytes:

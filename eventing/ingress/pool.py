@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from eventing import stages
@@ -46,6 +46,8 @@ class _Main(asyncio.Protocol):
         self.ready = asyncio.Event()
         self.closed = asyncio.Event()
         self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
+        self.direct: dict[str, bool] = {}
+        """The readiness of each broker this worker publishes to itself."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -66,6 +68,8 @@ class _Main(asyncio.Protocol):
                 self.owner.spawn(self._authenticate(request_id, payload))
             elif kind == ipc.STATS:
                 self._stats(payload)
+            elif kind == ipc.TAP:
+                self._tapped(payload)
         if publishes:
             # Everything that arrived together is stored together: one store operation
             # (and one task) for the lot, each request still answered on its own.
@@ -166,8 +170,25 @@ class _Main(asyncio.Protocol):
             out = b'{"error":"internal error"}'
         self.reply(ipc.RESPONSE, request_id, ipc.encode_json_and_body(answer, out))
 
+    def _tapped(self, payload: bytes) -> None:
+        """Events the worker produced itself: told to the tap, never answered."""
+        try:
+            key, events = ipc.decode_tap(payload)
+        except ValueError as exc:
+            logger.error("ingress worker %d sent a bad tap frame: %s", self.index, exc)
+            return
+        tap = self.owner.on_tap
+        if tap is not None:
+            try:
+                tap(key, events)
+            except Exception:  # the tap never stops the ingress
+                logger.exception("the tap failed on events of ingress worker %d", self.index)
+
     def _stats(self, payload: bytes) -> None:
         message = json.loads(payload)
+        direct = message.get("direct")
+        if isinstance(direct, dict):
+            self.direct = {str(k): bool(v) for k, v in direct.items()}
         if message.get("ready"):
             self.ready.set()
         for name, labels, value in message.get("counters", []):
@@ -188,8 +209,19 @@ class IngressWorkers:
         metrics: Metrics,
         log_level: str = "WARNING",
         auth: IngressAuth | None = None,
+        direct: Sequence[Mapping[str, Any]] = (),
+        worker_module: str = "eventing.ingress.worker",
+        on_tap: Callable[[str, Sequence[Event]], None] | None = None,
     ) -> None:
         self.auth = auth
+        self.direct = list(direct)
+        """Specs of the brokers the workers publish to themselves
+        (:mod:`eventing.ingress.direct`); the rest come through this process."""
+        self.worker_module = worker_module
+        """The workers' entry module (their composition root, which knows the
+        factories of ``direct``)."""
+        self.on_tap = on_tap
+        """Told of the events the workers stored themselves."""
         self.tls: ServerTls | None = None
         self.count_workers = count
         self.brokers = brokers
@@ -260,11 +292,12 @@ class IngressWorkers:
             log_level=self.log_level,
             auth=self.auth,
             tls=self.tls,
+            direct=self.direct,
         )
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "eventing.ingress.worker",
+            self.worker_module,
             env={**os.environ, ENV: config},
             pass_fds=(self.listener.fileno(), theirs.fileno()),
         )
@@ -305,6 +338,21 @@ class IngressWorkers:
             delay = min(RESTART_MAX, delay * 2)
             with contextlib.suppress(StoreError, OSError):
                 await self._start_worker(index)
+
+    def ready(self) -> bool:
+        """Whether every running worker can publish to the brokers it publishes to
+        itself (a worker being restarted is not counted: its port stays open)."""
+        return all(
+            all(channel.direct.values())
+            for channel in self.channels
+            if channel is not None and not channel.closed.is_set()
+        )
+
+    def forget(self, key: str) -> None:
+        """Broker ``key`` was removed: the workers stop publishing to it themselves."""
+        for channel in self.channels:
+            if channel is not None:
+                channel.reply(ipc.FORGET, 0, key.encode())
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting; let in-flight requests be answered; wait for the workers."""

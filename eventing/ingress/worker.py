@@ -32,11 +32,13 @@ from typing import Any
 from aiohttp import web
 
 from eventing import stages
+from eventing.broker.base import Publisher
 from eventing.connections import raise_open_file_limit
 from eventing.errors import StoreError, StoreFullError
 from eventing.events import Event
 from eventing.ingress import ipc
 from eventing.ingress.auth import IngressAuth
+from eventing.ingress.direct import DirectBrokers, DirectFactory
 from eventing.ingress.fastpath import FastPath
 from eventing.ingress.server import Ingress, IngressSettings
 from eventing.metrics import Metrics
@@ -76,6 +78,8 @@ class _Channel(asyncio.Protocol):
         # per request (a timer start and stop, and a context manager, on every event).
         self._deadlines: dict[int, float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self.forget: Callable[[str], None] = lambda key: None
+        """Called with a broker's key when the main process removed it."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -93,6 +97,9 @@ class _Channel(asyncio.Protocol):
         for kind, request_id, payload in ipc.split(self.buffer):
             if kind == ipc.STOP:
                 self.stop.set()
+                continue
+            if kind == ipc.FORGET:
+                self.forget(payload.decode(errors="replace"))
                 continue
             waiter = self.pending.pop(request_id, None)
             if isinstance(waiter, asyncio.Future):
@@ -167,6 +174,10 @@ class _Channel(asyncio.Protocol):
     def send(self, kind: bytes, payload: bytes) -> None:
         if self.transport is not None and not self.lost.is_set():
             self.writer.send(ipc.frame(kind, 0, payload))
+
+    def tell(self, broker: str, events: Sequence[Event]) -> None:
+        """Tell the main process of events this worker stored itself (its tap)."""
+        self.send(ipc.TAP, ipc.encode_tap(broker, events))
 
 
 def _refusal(payload: bytes) -> StoreError | None:
@@ -286,12 +297,31 @@ def _counters(metrics: Metrics) -> list[tuple[str, list[str], float]]:
     return samples
 
 
-async def _serve(config: dict[str, Any]) -> None:
+async def _report(channel: _Channel, metrics: Metrics, direct: DirectBrokers) -> None:
+    """Counters every second; the direct brokers' readiness when it changes (the main
+    process's ``/readyz`` includes it), checked every 0.1 s."""
+    told: dict[str, bool] = {}
+    ticks = 0
+    while True:
+        readiness = direct.readiness()
+        if ticks % 10 == 0 or readiness != told:
+            stats = {"counters": _counters(metrics), "direct": readiness}
+            channel.send(ipc.STATS, json.dumps(stats).encode())
+            told = readiness
+        ticks += 1
+        await asyncio.sleep(0.1)
+
+
+async def _serve(config: dict[str, Any], factories: Mapping[str, DirectFactory]) -> None:
     loop = asyncio.get_running_loop()
-    channel = _Channel(float(config["ingress"].get("answer_timeout", ipc.ANSWER_TIMEOUT)))
+    answer_timeout = float(config["ingress"].get("answer_timeout", ipc.ANSWER_TIMEOUT))
+    channel = _Channel(answer_timeout)
     ipc_sock = socket.socket(fileno=config["ipc_fd"])
     await loop.create_connection(lambda: channel, sock=ipc_sock)
-    brokers = {key: RemoteBroker(key, channel) for key in config["brokers"]}
+    brokers: dict[str, Publisher] = {key: RemoteBroker(key, channel) for key in config["brokers"]}
+    direct = DirectBrokers()
+    await direct.start(config.get("direct", []), factories, answer_timeout)
+    direct.install(brokers, channel.tell)
     webhooks = [
         (RemoteWebhook(w["name"], w["path"], w["maxBodyBytes"], channel), _no_emit)
         for w in config["webhooks"]
@@ -303,6 +333,9 @@ async def _serve(config: dict[str, Any]) -> None:
     runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     fast = FastPath(ingress, server)
+
+    channel.forget = lambda key: direct.forget(key, RemoteBroker(key, channel), brokers,
+                                               fast.routes)  # fmt: skip
     listener = socket.socket(fileno=config["listen_fd"])
     tls = (
         ServerTls(Path(config["tls"]["cert"]), Path(config["tls"]["key"]))
@@ -315,18 +348,13 @@ async def _serve(config: dict[str, Any]) -> None:
     listening = await loop.create_server(fast, sock=listener, backlog=1024, ssl=context)
     if context is not None and tls is not None:
         reloader = asyncio.create_task(watch(context, tls), name="tls reload")
-    channel.send(ipc.STATS, json.dumps({"ready": True}).encode())
+    channel.send(ipc.STATS, json.dumps({"ready": True, "direct": direct.readiness()}).encode())
     gc.collect()
     gc.freeze()  # see eventing.app.runtime.tune_gc
     gc.set_threshold(20_000, 20, 20)
     stages.start("worker")
 
-    async def report() -> None:
-        while True:
-            channel.send(ipc.STATS, json.dumps({"counters": _counters(metrics)}).encode())
-            await asyncio.sleep(1.0)
-
-    reporter = asyncio.create_task(report(), name="ingress worker stats")
+    reporter = asyncio.create_task(_report(channel, metrics, direct), name="ingress worker stats")
     await channel.stop.wait()
     if channel.lost.is_set():
         os._exit(0)  # the main process is gone: answer nothing more, at once
@@ -339,10 +367,13 @@ async def _serve(config: dict[str, Any]) -> None:
     listening.close()  # stop accepting; in-flight requests are answered below
     await fast.shutdown(5.0)
     await runner.cleanup()
+    await direct.close()
     channel.send(ipc.STATS, json.dumps({"counters": _counters(metrics)}).encode())
 
 
-def main() -> None:
+def main(factories: Mapping[str, DirectFactory] | None = None) -> None:
+    """The worker process; ``factories`` build the brokers it publishes to itself
+    (given by its composition root, ``eventing.app.ingress_worker``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when we stop
     config = json.loads(os.environ[ENV])
     logging.basicConfig(
@@ -356,7 +387,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         pass
     raise_open_file_limit()
-    asyncio.run(_serve(config))
+    asyncio.run(_serve(config, factories or {}))
 
 
 def worker_config(
@@ -369,6 +400,7 @@ def worker_config(
     log_level: str,
     auth: IngressAuth | None = None,
     tls: ServerTls | None = None,
+    direct: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     return json.dumps(
         {
@@ -387,6 +419,7 @@ def worker_config(
             "logLevel": log_level,
             "auth": auth.to_json() if auth is not None else {},
             "tls": None if tls is None else {"cert": str(tls.cert), "key": str(tls.key)},
+            "direct": list(direct),
         }
     )
 

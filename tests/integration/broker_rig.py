@@ -80,10 +80,12 @@ def write(directory: Path, text: str) -> Path:
 
 
 def two_processes(
-    kind: str, tmp_path: Path, subscriber_url: str
+    kind: str, tmp_path: Path, subscriber_url: str, workers: int = 0
 ) -> tuple[EventingProcess, EventingProcess, Created]:
     """Two ``eventing run`` processes (not started) on one broker of ``kind`` with the
-    same manifests and each its own data dir; ``Created`` names what to delete after."""
+    same manifests and each its own data dir, with ``workers`` ingress workers each (a
+    Kafka broker's are then the ones producing); ``Created`` names what to delete
+    after."""
     text, config = broker_manifests(kind, subscriber_url)
     manifests = write(tmp_path / "manifests", text)
     created = Created()
@@ -91,8 +93,8 @@ def two_processes(
         created.kafka_topics += [config["topic"], config["topic"] + ".dlq"]
     else:
         created.rabbit_exchanges.append(config["exchange"])
-    a = EventingProcess(manifests, tmp_path / "a", "--ingress-workers", "0")
-    b = EventingProcess(manifests, tmp_path / "b", "--ingress-workers", "0")
+    a = EventingProcess(manifests, tmp_path / "a", "--ingress-workers", str(workers))
+    b = EventingProcess(manifests, tmp_path / "b", "--ingress-workers", str(workers))
     return a, b, created
 
 

@@ -87,10 +87,24 @@ async def _lag_is(sub: Any, n: int) -> bool:
     return bool(await sub.backlog() == n)
 
 
-@pytest.mark.parametrize("kind", ["kafka", "rabbitmq"])
+@pytest.mark.parametrize(
+    ("kind", "workers"),
+    [
+        pytest.param("kafka", 0, id="kafka"),
+        pytest.param("kafka", 1, id="kafka-worker-produces"),
+        pytest.param("rabbitmq", 0, id="rabbitmq"),
+    ],
+)
 async def test_server_unreachable_at_start_answers_503_then_recovers_by_itself(
-    kind: str, tmp_path: Path, subscriber: RecordingSubscriber, kafka_bootstrap: str, amqp_url: str
+    kind: str,
+    workers: int,
+    tmp_path: Path,
+    subscriber: RecordingSubscriber,
+    kafka_bootstrap: str,
+    amqp_url: str,
 ) -> None:
+    """The 503 with Retry-After and the readiness hold in an ingress worker that
+    produces to Kafka itself as in the main process."""
     port = free_port()
     if kind == "kafka":
         real = KAFKA_BOOTSTRAP.rsplit(":", 1)[1]
@@ -102,7 +116,8 @@ async def test_server_unreachable_at_start_answers_503_then_recovers_by_itself(
     created = _created(kind, config)
     proxy = Proxy(port, ("127.0.0.1", int(real)))
     try:
-        async with run_system(tmp_path / "m", _with_config(text, **address)) as running:
+        manifests = _with_config(text, **address)
+        async with run_system(tmp_path / "m", manifests, ingress_workers=workers) as running:
             assert not await _ready(running)
             async with aiohttp.ClientSession() as http:
                 headers = {

@@ -5,7 +5,9 @@ Two processes get the same manifests (one broker, triggers ``match`` and ``other
 with exact type filters) and each its own data dir. A load posts to both ingresses
 all the time; one process is ``kill -9``-ed and restarted three times while it runs.
 Then every event that got a 202 must reach each matching trigger at least once, and
-no trigger may receive an event its filter rejects (the id sets are compared).
+no trigger may receive an event its filter rejects (the id sets are compared). The
+Kafka class runs it twice: without ingress workers, and with one per process (which
+then produces the HTTP events itself, :mod:`brokers.kafka.ingress`).
 """
 
 from __future__ import annotations
@@ -26,17 +28,23 @@ from tests.integration.support import eventually_async, restart_server
 from tests.support.subscriber import RecordingSubscriber
 
 KILLS = 3
+SHAPES = [
+    pytest.param("kafka", 0, id="kafka"),
+    pytest.param("kafka", 1, id="kafka-worker-produces"),
+    pytest.param("rabbitmq", 0, id="rabbitmq"),
+]
 
 
-@pytest.mark.parametrize("kind", ["kafka", "rabbitmq"])
+@pytest.mark.parametrize(("kind", "workers"), SHAPES)
 async def test_kill_9_of_one_process_loses_nothing(
     kind: str,
+    workers: int,
     tmp_path: Path,
     subscriber: RecordingSubscriber,
     kafka_bootstrap: str,
     amqp_url: str,
 ) -> None:
-    a, b, created = two_processes(kind, tmp_path, subscriber.url)
+    a, b, created = two_processes(kind, tmp_path, subscriber.url, workers)
     load = Load([lambda: a.url() if a.brokers else None, lambda: b.url() if b.brokers else None])
     try:
         await a.start()
@@ -70,9 +78,10 @@ async def _metrics(admin_url: str) -> str:
         return await response.text()
 
 
-@pytest.mark.parametrize("kind", ["kafka", "rabbitmq"])
+@pytest.mark.parametrize(("kind", "workers"), SHAPES)
 async def test_server_restart_mid_stream_loses_nothing(
     kind: str,
+    workers: int,
     tmp_path: Path,
     subscriber: RecordingSubscriber,
     kafka_bootstrap: str,
@@ -81,7 +90,7 @@ async def test_server_restart_mid_stream_loses_nothing(
     """The Kafka or RabbitMQ server itself restarts under load (``scripts/servers
     restart``; the shared test server, so this runs last): both processes answer 503
     meanwhile, recover by themselves, and every 202'd event is delivered."""
-    a, b, created = two_processes(kind, tmp_path, subscriber.url)
+    a, b, created = two_processes(kind, tmp_path, subscriber.url, workers)
     load = Load([a.url, b.url])
     try:
         await a.start()

@@ -53,6 +53,31 @@ def test_malformed_publish_is_refused(payload: bytes) -> None:
         ipc.decode_publish(payload)
 
 
+def test_tap_round_trip() -> None:
+    sent = events()
+    broker, got = ipc.decode_tap(ipc.encode_tap("ns/b", sent))
+    assert broker == "ns/b"
+    assert got == sent
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        marshal.dumps(("ns/b", [({}, b"")]))[:-3],  # truncated
+        marshal.dumps(["ns/b", []]),
+        marshal.dumps((1, [])),
+        marshal.dumps(("ns/b", [({}, b"", 1)])),
+        marshal.dumps(("ns/b", [([], b"")])),
+        marshal.dumps(("ns/b", [({}, "text")])),
+        marshal.dumps(("ns/b", [compile("1", "f", "eval")])),
+    ],
+)
+def test_malformed_tap_is_refused(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        ipc.decode_tap(payload)
+
+
 def test_split_keeps_partial_frames_and_refuses_bad_lengths() -> None:
     frames = ipc.frame(ipc.PUBLISH, 1, b"abc") + ipc.frame(ipc.RESULT, 2, ipc.OK_RESULT)
     buffer = bytearray()
