@@ -205,7 +205,7 @@ async def start(directory: Path | None, settings: RuntimeSettings) -> Running:
                 auth,
                 direct=direct_specs(system.brokers),
                 worker_module=WORKER_MODULE,
-                on_tap=observatory.tap.offer,
+                on_tap=observatory.tap.offer_later,
             )
             ingress_url = await workers.start(settings.host, settings.port, settings.tls)
         else:

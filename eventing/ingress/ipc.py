@@ -131,29 +131,46 @@ def decode_publish(payload: bytes | memoryview) -> tuple[str, str, list[Event]]:
 
 
 def encode_tap(broker: str, events: Sequence[Event]) -> bytes:
-    return marshal.dumps((broker, [(e.attributes, e.data) for e in events]), MARSHAL_VERSION)
+    """(broker, count, items): the items (attributes and data size of each event: the
+    tap keeps no data) marshalled on their own, so the main process can count them
+    without decoding them (:func:`decode_tap_items` when somebody looks)."""
+    items = marshal.dumps([(e.attributes, len(e.data or b"")) for e in events], MARSHAL_VERSION)
+    return marshal.dumps((broker, len(events), items), MARSHAL_VERSION)
 
 
-def decode_tap(payload: bytes | memoryview) -> tuple[str, list[Event]]:
-    """The broker key and events of a tap payload; ``ValueError`` for anything else."""
+def decode_tap(payload: bytes | memoryview) -> tuple[str, int, bytes]:
+    """The broker key, event count and undecoded items of a tap payload; ``ValueError``
+    for anything else."""
     try:
         value = marshal.loads(payload)  # noqa: S302 - written by our own worker process
     except (EOFError, TypeError) as exc:
         raise ValueError(f"undecodable tap frame: {exc}") from None
-    if type(value) is not tuple or len(value) != 2:
-        raise ValueError("a tap frame is (broker, events)")
-    broker, items = value
-    if type(broker) is not str or type(items) is not list:
-        raise ValueError("a tap frame is (broker, events)")
-    events: list[Event] = []
-    for item in items:
-        if type(item) is not tuple or len(item) != 2:
-            raise ValueError("an event in a tap frame is (attributes, data)")
-        attributes, data = item
-        if type(attributes) is not dict or not (data is None or type(data) is bytes):
-            raise ValueError("an event in a tap frame is (attributes, data)")
-        events.append(Event(attributes, data))
-    return broker, events
+    if type(value) is not tuple or len(value) != 3:
+        raise ValueError("a tap frame is (broker, count, items)")
+    broker, count, items = value
+    if type(broker) is not str or type(count) is not int or type(items) is not bytes:
+        raise ValueError("a tap frame is (broker, count, items)")
+    return broker, count, items
+
+
+def decode_tap_items(items: bytes) -> list[tuple[dict[str, Any], int]]:
+    """(attributes, data size) of each event of a tap frame's items; ``ValueError``
+    for anything else."""
+    try:
+        value = marshal.loads(items)  # noqa: S302 - written by our own worker process
+    except (EOFError, TypeError) as exc:
+        raise ValueError(f"undecodable tap items: {exc}") from None
+    if type(value) is not list:
+        raise ValueError("tap items are a list")
+    for item in value:
+        if (
+            type(item) is not tuple
+            or len(item) != 2
+            or type(item[0]) is not dict
+            or type(item[1]) is not int
+        ):
+            raise ValueError("an event in a tap frame is (attributes, data size)")
+    return value
 
 
 def encode_result(status: int, retry_after: float = 0.0, message: str = "") -> bytes:

@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from eventing import stages
@@ -171,16 +172,17 @@ class _Main(asyncio.Protocol):
         self.reply(ipc.RESPONSE, request_id, ipc.encode_json_and_body(answer, out))
 
     def _tapped(self, payload: bytes) -> None:
-        """Events the worker produced itself: told to the tap, never answered."""
+        """Events the worker produced itself: counted by the tap, their attributes
+        decoded only when the tap needs them; never answered."""
         try:
-            key, events = ipc.decode_tap(payload)
+            key, count, items = ipc.decode_tap(payload)
         except ValueError as exc:
             logger.error("ingress worker %d sent a bad tap frame: %s", self.index, exc)
             return
         tap = self.owner.on_tap
         if tap is not None:
             try:
-                tap(key, events)
+                tap(key, count, partial(ipc.decode_tap_items, items))
             except Exception:  # the tap never stops the ingress
                 logger.exception("the tap failed on events of ingress worker %d", self.index)
 
@@ -211,7 +213,7 @@ class IngressWorkers:
         auth: IngressAuth | None = None,
         direct: Sequence[Mapping[str, Any]] = (),
         worker_module: str = "eventing.ingress.worker",
-        on_tap: Callable[[str, Sequence[Event]], None] | None = None,
+        on_tap: Callable[[str, int, Callable[[], Any]], None] | None = None,
     ) -> None:
         self.auth = auth
         self.direct = list(direct)
@@ -221,7 +223,8 @@ class IngressWorkers:
         """The workers' entry module (their composition root, which knows the
         factories of ``direct``)."""
         self.on_tap = on_tap
-        """Told of the events the workers stored themselves."""
+        """Told of the events the workers stored themselves: the broker, how many, and
+        a call that decodes their (attributes, data size)."""
         self.tls: ServerTls | None = None
         self.count_workers = count
         self.brokers = brokers

@@ -55,27 +55,44 @@ def test_malformed_publish_is_refused(payload: bytes) -> None:
 
 def test_tap_round_trip() -> None:
     sent = events()
-    broker, got = ipc.decode_tap(ipc.encode_tap("ns/b", sent))
-    assert broker == "ns/b"
-    assert got == sent
+    broker, count, items = ipc.decode_tap(ipc.encode_tap("ns/b", sent))
+    assert (broker, count) == ("ns/b", len(sent))
+    assert ipc.decode_tap_items(items) == [(e.attributes, len(e.data or b"")) for e in sent]
 
 
 @pytest.mark.parametrize(
     "payload",
     [
         b"",
-        marshal.dumps(("ns/b", [({}, b"")]))[:-3],  # truncated
-        marshal.dumps(["ns/b", []]),
-        marshal.dumps((1, [])),
-        marshal.dumps(("ns/b", [({}, b"", 1)])),
-        marshal.dumps(("ns/b", [([], b"")])),
-        marshal.dumps(("ns/b", [({}, "text")])),
-        marshal.dumps(("ns/b", [compile("1", "f", "eval")])),
+        marshal.dumps(("ns/b", 1, b"x"))[:-3],  # truncated
+        marshal.dumps(["ns/b", 1, b""]),
+        marshal.dumps((1, 1, b"")),
+        marshal.dumps(("ns/b", "1", b"")),
+        marshal.dumps(("ns/b", 1, [])),
+        marshal.dumps(("ns/b", 1, b"", 1)),
+        marshal.dumps(("ns/b", 1, compile("1", "f", "eval"))),
     ],
 )
 def test_malformed_tap_is_refused(payload: bytes) -> None:
     with pytest.raises(ValueError):
         ipc.decode_tap(payload)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        b"",
+        marshal.dumps([({}, 1)])[:-3],  # truncated
+        marshal.dumps((({}, 1),)),
+        marshal.dumps([({}, 1, 1)]),
+        marshal.dumps([([], 1)]),
+        marshal.dumps([({}, b"data")]),
+        marshal.dumps([compile("1", "f", "eval")]),
+    ],
+)
+def test_malformed_tap_items_are_refused(items: bytes) -> None:
+    with pytest.raises(ValueError):
+        ipc.decode_tap_items(items)
 
 
 def test_split_keeps_partial_frames_and_refuses_bad_lengths() -> None:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from eventing.events import Event
-from eventing.ui.tap import Tap
+from collections.abc import Callable
+
+from eventing.events import AttributeValue, Event
+from eventing.ui.tap import Sized, Tap
 
 
 def _events(n: int) -> list[Event]:
@@ -57,3 +59,56 @@ def test_a_duplicate_is_shown_marked_but_not_counted_or_found_as_stored() -> Non
     assert found is not None
     assert "copy" not in found.attributes
     assert not found.duplicate
+
+
+def _sized(events: list[Event]) -> list[tuple[dict[str, AttributeValue], int]]:
+    return [(dict(e.attributes), len(e.data or b"")) for e in events]
+
+
+def test_an_ingress_workers_events_are_counted_now_and_decoded_only_when_looked_at() -> None:
+    tap = Tap(recent=5)
+    decoded: list[int] = []
+
+    def later(events: list[Event]) -> Callable[[], Sized]:
+        def items() -> list[tuple[dict[str, AttributeValue], int]]:
+            decoded.append(len(events))
+            return _sized(events)
+
+        return items
+
+    batches = _events(12)
+    for start in range(0, 12, 3):
+        tap.offer_later("ns/a", 3, later(batches[start : start + 3]))
+    assert tap.entered == {"ns/a": 12}
+    assert decoded == []  # nobody looked
+    found = tap.find("e11")
+    assert found is not None
+    assert (found.broker, found.data_bytes) == ("ns/a", 2)
+    assert tap.find("e0") is None  # about as many as recent keeps: older batches dropped
+    assert tap.find("e11", broker="ns/b") is None
+
+
+def test_an_ingress_workers_events_go_to_watchers_at_once_and_bad_ones_are_skipped() -> None:
+    tap = Tap()
+    events = _events(2)
+
+    def bad() -> list[tuple[dict[str, AttributeValue], int]]:
+        raise ValueError("undecodable")
+
+    with tap.watch() as watcher:
+        tap.offer_later("ns/a", 2, lambda: _sized(events))
+        tap.offer_later("ns/a", 1, bad)
+        assert watcher.queue.qsize() == 2
+    tap.offer_later("ns/a", 1, bad)
+    assert tap.find("nothing") is None
+    assert tap.find("e1") is not None
+
+
+def test_the_latest_of_a_worker_batch_and_a_main_process_offer_is_found() -> None:
+    tap = Tap()
+    first = _events(1)
+    tap.offer("ns/main", first)
+    tap.offer_later("ns/worker", 1, lambda: _sized(first))
+    found = tap.find("e0")
+    assert found is not None
+    assert found.broker == "ns/worker"
