@@ -12,8 +12,9 @@ its per-host limit (256 connections) is shared as in ``eventing run``; events ar
 offered as the embedded broker offers a committed batch: 100 at a time, each to the
 next trigger in turn, a new batch whenever fewer than 2,000 are outstanding (so at
 1,000 triggers every dispatcher holds one or two events and the host limit, not
-``maxInFlight``, bounds what is in flight, as in bench_fanout's e2e run). One line per
-count and round, then the ratio of the medians 1st count / each count.
+``maxInFlight``, bounds what is in flight, as in bench_fanout's e2e run). Each round runs
+every count in turn; per count the median CPU per event and the median of the
+rounds' ratios 1st count / that count.
 
 ``--flaky``: the subscriber answers 500 to every event's first attempt (the retry
 path; ``retry: 3``, 10 ms linear backoff without jitter). The subscription is a
@@ -233,17 +234,20 @@ async def fan_out(url: str, batch: list[Event], triggers: int) -> tuple[float, f
 
 
 def fan_out_table(url: str, counts: list[int], events_: int, rounds: int) -> None:
-    medians: list[float] = []
-    for n in counts:
-        cpus: list[float] = []
-        for r in range(rounds):
+    """Each round runs every count in turn (so a change in the machine's load hits all
+    of them alike); per count the median, and the median over rounds of the round's
+    ratio 1st count / that count."""
+    cpus: dict[int, list[float]] = {n: [] for n in counts}
+    for r in range(rounds):
+        for n in counts:
             cpu, rate = uvloop.run(fan_out(url, events(events_, f"fan-{n}-{r}"), n))
-            cpus.append(cpu)
-            print(f"{n:>5} triggers round {r}: {cpu:6.1f} µs CPU per event, {rate:8,.0f}/s")
-        medians.append(statistics.median(cpus))
+            cpus[n].append(cpu)
+            print(f"round {r} {n:>5} triggers: {cpu:6.1f} µs CPU per event, {rate:8,.0f}/s")
     print(f"{'triggers':>8} {'median us/ev':>13} {'1st / N':>8}")
-    for n, m in zip(counts, medians, strict=True):
-        print(f"{n:>8} {m:>13.1f} {medians[0] / m:>8.2f}")
+    first = cpus[counts[0]]
+    for n in counts:
+        ratio = statistics.median(a / b for a, b in zip(first, cpus[n], strict=True))
+        print(f"{n:>8} {statistics.median(cpus[n]):>13.1f} {ratio:>8.2f}")
 
 
 def main() -> int:

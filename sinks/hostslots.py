@@ -59,6 +59,14 @@ class HostSlots:
             self._granted = None  # one slot per turn in the queue
         return True
 
+    def taken(self, key: Key) -> None:
+        """Count a slot taken by a caller that has just seen :meth:`full` say False in
+        the same synchronous step (the delivery fast path): :meth:`take` without its
+        second check."""
+        self.busy[key] = self.busy.get(key, 0) + 1
+        if self._granted == key:
+            self._granted = None  # one slot per turn in the queue
+
     def release(self, key: Key) -> None:
         self.busy[key] -= 1
         if self._queues.get(key):

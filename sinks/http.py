@@ -110,14 +110,23 @@ class HttpSink:
         """The delivery fast path: send on an idle keep-alive connection and call
         ``done`` with the outcome later, without a task; False if it cannot right now."""
         target = self._plain
-        if target is None or self.pool.full(target):
+        if target is None:
+            return False
+        pool = self.pool
+        conn = pool.idle_connection(target)
+        if conn is None:
             return False  # before encoding: at a full host that would be wasted
-        head, body = request_head(event, structured)
+        try:
+            head, body = request_head(event, structured)
+        except BaseException:
+            pool.give_back(target, conn)  # an event that cannot be encoded keeps no connection
+            raise
 
         def answered(result: Response | BaseException) -> None:
             done(_as_outcome(result, timeout))
 
-        return self.pool.try_post_head(target, head, body, timeout, answered)
+        pool.post_on(conn, target, head, body, timeout, answered)
+        return True
 
     def when_free(self, wake: Callable[[], None]) -> bool:
         """After a ``try_send`` that sent nothing: have ``wake`` called in turn when the

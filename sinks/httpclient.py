@@ -217,22 +217,42 @@ class Pool:
     def try_post_head(
         self, target: Target, head: bytes, body: bytes, timeout: float, done: Done
     ) -> bool:
-        """:meth:`try_post` with the header lines as bytes (see :func:`header_lines`):
-        the delivery fast path."""
+        """:meth:`try_post` with the header lines as bytes (see :func:`header_lines`)."""
+        conn = self.idle_connection(target)
+        if conn is None:
+            return False
+        self.post_on(conn, target, head, body, timeout, done)
+        return True
+
+    def idle_connection(self, target: Target) -> Connection | None:
+        """The delivery fast path, first half: an idle keep-alive connection to
+        ``target``'s host that a new request may use now (its host has a slot for a
+        newcomer), taken out of the pool; None if there is none. The caller must hand
+        it to :meth:`post_on` in the same synchronous step (the slot is counted there,
+        without a second check: nothing can take it in between)."""
         key = (target.host, target.port)
         if self.slots.full(key):
-            return False
+            return None
         idle = self._idle.get(key)
-        conn: Connection | None = None
         while idle:
-            candidate = idle.pop()
-            if not candidate.closed:
-                conn = candidate
-                break
+            conn = idle.pop()
+            if not conn.closed:
+                return conn if conn.transport is not None else None
             self._forget(key)
-        if conn is None or conn.transport is None:
-            return False
-        self.slots.take(key)
+        return None
+
+    def give_back(self, target: Target, conn: Connection) -> None:
+        """An idle connection taken by :meth:`idle_connection` and not used."""
+        self._keep((target.host, target.port), conn)
+
+    def post_on(
+        self, conn: Connection, target: Target, head: bytes, body: bytes, timeout: float, done: Done
+    ) -> None:
+        """The second half: send on ``conn`` (from :meth:`idle_connection`), holding
+        one of the host's slots until the exchange ends, and call ``done`` with the
+        response (or the exception) later, without a coroutine or a task."""
+        key = (target.host, target.port)
+        self.slots.taken(key)
         data = request(target, head, body)
         deadline = self.loop().time() + timeout
 
@@ -257,8 +277,8 @@ class Pool:
 
         conn.on_done = finished
         self._watch(conn, deadline)
+        assert conn.transport is not None
         _write(conn.transport, data)
-        return True
 
     async def _resend(self, target: Target, data: Request, deadline: float, done: Done) -> None:
         result: Response | BaseException = HttpError("the client was closed")

@@ -243,6 +243,8 @@ class Dispatcher:
             route = self._reroute(job)
         fast = route.fast
         if fast is not None:
+            if id(fast) in self._host_waits:
+                return False  # our turn at that host is queued: it is full for us till then
             if not self.limit.try_acquire():
                 if self.limit.in_use:  # the end of an attempt holding a slot unparks
                     return False
@@ -257,9 +259,6 @@ class Dispatcher:
                     self._active += 1
                     self._idle.clear()
                     return True
-                if id(fast) in self._host_waits:
-                    self.limit.release()
-                    return False  # our turn at that host is queued already
                 wake = self._host_wake(fast)
                 if fast.when_free(wake):
                     self.limit.release()

@@ -243,3 +243,38 @@ async def test_a_large_body_goes_out_whole_beside_its_head() -> None:
     assert requests[0].endswith(b"\r\n\r\n" + body)
     assert b"\r\nContent-Length: 102400\r\n" in requests[0]
     assert requests[1].endswith(b"\r\n\r\nsmall")
+
+
+EVENT_BASE: dict[str, AttributeValue] = {
+    "specversion": "1.0",
+    "id": "1",
+    "source": "/s",
+    "type": "t",
+    "datacontenttype": "application/json",
+}
+
+
+async def test_an_event_that_cannot_be_encoded_keeps_no_connection_or_slot() -> None:
+    """``try_send`` takes the idle connection before encoding (at a full host encoding
+    would be wasted); an event whose headers cannot be encoded gives it back."""
+    server = Server(fixed(ACCEPTED))
+    url = await server.start()
+    target = Target.parse(url)
+    pool = Pool()
+    session = aiohttp.ClientSession()
+    sink = HttpSink(f"{url}/", pool, session)
+    answers: asyncio.Queue[Outcome] = asyncio.Queue()
+    try:
+        await pool.post(target, [], b"", 5)  # one idle keep-alive connection
+        bad = Event({**EVENT_BASE, "traceparent": "\ud800"}, b"{}")  # not encodable
+        with pytest.raises(UnicodeEncodeError):
+            sink.try_send(bad, timeout=5, structured=False, done=answers.put_nowait)
+        assert not pool.full(target)
+        good = Event(dict(EVENT_BASE), b"{}")
+        # Sent on the same keep-alive connection: it was given back.
+        assert sink.try_send(good, timeout=5, structured=False, done=answers.put_nowait)
+        assert (await asyncio.wait_for(answers.get(), 5)).status == 202
+    finally:
+        pool.close()
+        await session.close()
+        await server.stop()
