@@ -13,9 +13,10 @@ Why this shape:
   Python a thread waits up to the switch interval (5 ms) for it: several such waits
   a group were the tail of delivery latency. On the loop the statements cost their C
   time (a group of a few 1 KiB events appends to the WAL in the OS's page cache:
-  0.1-0.2 ms at the median, measured) and nothing waits for the GIL. This is not the blocking client the loop must not run:
-  the write connection never syncs and never checkpoints (``synchronous = OFF``,
-  ``wal_autocheckpoint = 0``), there is no network, and the work per turn is bounded.
+  0.1-0.2 ms at the median, measured) and nothing waits for the GIL. This is not
+  the blocking client the loop must not run: the write connection never syncs and
+  never checkpoints (``synchronous = OFF``, ``wal_autocheckpoint = 0``), there is no
+  network, and the work per turn is bounded.
   The risk: a ``write()`` into the page cache can block when the kernel throttles a
   process dirtying pages faster than the disk takes them (sustained writes beyond the
   disk's rate); the syncer's fsyncs keep the dirty pages of the WAL few.
@@ -132,6 +133,8 @@ _EVENTS = {
 # The writer's statement cache holds every _EVENTS text and the rest beside them.
 _CACHED_STATEMENTS = 256
 _ACK_RETRY = 1.0  # seconds between attempts to commit acks whose commit failed
+_ACK_EVERY = 0.01  # seconds: acks made meanwhile commit together (see _commit_acks)
+_ACKS_MAX = 256  # ... or as soon as there are this many
 _UNWRITABLE_FOR = 5.0  # seconds a failed commit keeps the store "not writable"
 
 
@@ -193,6 +196,8 @@ class SqliteStore:
         self._acks: dict[str, list[int]] = {}
         self._retry: list[_Op] = []  # acks whose commit failed
         self._late_acks: list[_Op] = []  # acks split from a group's appends (see below)
+        self._ack_timer: asyncio.Handle | None = None
+        self._ack_count = 0  # acks in _acks
         self._retry_timer: asyncio.TimerHandle | None = None
         self._failed_at = 0.0  # monotonic time of the last failed commit (0: none)
         self._ok_at = 0.0  # monotonic time of the last successful commit
@@ -218,9 +223,10 @@ class SqliteStore:
             return
         self._closed = True
         self._held = False  # a checkpoint in progress only competes with the last group
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
+        for timer in (self._retry_timer, self._ack_timer):
+            if timer is not None:
+                timer.cancel()
+        self._retry_timer = self._ack_timer = None
         # Everything queued commits (acks included, and a last attempt for acks whose
         # commit failed) and every waiting caller is answered before the store stops.
         self._ops[:0], self._retry = self._retry, []
@@ -304,7 +310,10 @@ class SqliteStore:
             self._reserved_bytes -= reserved[1]
 
     async def ack(self, trigger: str, seqs: Sequence[int]) -> None:
+        """Commit an ack and wait for it; the acks queued by ``ack_nowait`` before it
+        commit with it (not after)."""
         if seqs:
+            self._flush_acks()
             await self._submit("ack", {trigger: list(seqs)})
 
     def ack_nowait(self, trigger: str, seq: int) -> None:
@@ -313,18 +322,46 @@ class SqliteStore:
         every queued ack before it returns."""
         if self._closed:
             raise StoreClosedError("the store is closed")
-        # Acks made in one event-loop iteration go into the next group as one operation.
+        # The acks of every trigger made within _ACK_EVERY commit as one operation, or
+        # sooner once there are _ACKS_MAX of them (a bounded commit).
         pending = self._acks.get(trigger)
         if pending is None:
-            if not self._scheduled:
-                self._schedule()
+            if self._ack_timer is None:
+                assert self._loop is not None
+                self._ack_timer = self._loop.call_later(_ACK_EVERY, self._commit_acks)
             pending = self._acks[trigger] = []
         pending.append(seq)
+        self._ack_count += 1
+        if self._ack_count == _ACKS_MAX:
+            assert self._loop is not None
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
+            self._ack_timer = self._loop.call_soon(self._commit_acks)
+
+    def _commit_acks(self) -> None:
+        """Commit the acks made since the first of them, ``_ACK_EVERY`` ago, in a
+        transaction of their own. Why not with the next group, as the appends: acks
+        come in every loop turn the subscribers answer, and one commit for many turns'
+        acks is a fraction of the loop's time and of the WAL's pages (the same pending
+        and events pages, rewritten by every commit); the price is that a crash
+        redelivers the events acked in the last ``_ACK_EVERY``."""
+        self._ack_timer = None
+        self._flush_acks()
+        if not self._held and self._conn is not None:
+            ops, self._ops = self._ops, []  # retried acks too, if the loop is idle
+            if all(op.kind == "ack" for op in ops):
+                self._commit_guarded(self._conn, ops)
+                self._bound_wal()
+                return
+            self._ops = ops
+        if not self._scheduled and self._conn is not None:
+            self._schedule()
 
     def _flush_acks(self) -> None:
-        """One operation for the acks of every trigger made in this loop iteration
-        (not one per trigger: a thousand triggers would be a thousand operations)."""
+        """One operation for the acks of every trigger (not one per trigger: a
+        thousand triggers would be a thousand operations)."""
         acks, self._acks = self._acks, {}
+        self._ack_count = 0
         assert self._loop is not None
         if acks:
             self._ops.append(_Op("ack", (acks,), None, self._loop))
@@ -519,7 +556,6 @@ class SqliteStore:
         conn = self._conn
         if conn is None or self._held:
             return  # closed (``close`` commits what was queued), or resumed by _resume
-        self._flush_acks()
         ops = self._ops
         if len(ops) > _MAX_GROUP:
             batch, self._ops = ops[:_MAX_GROUP], ops[_MAX_GROUP:]
@@ -528,8 +564,12 @@ class SqliteStore:
             batch, self._ops = ops, []
         if batch:
             self._commit_appends_first(conn, batch)
-            if not self._closed and os.fstat(self._wal_fd).st_size > self.settings.max_wal_bytes:
-                self._hold()
+            self._bound_wal()
+
+    def _bound_wal(self) -> None:
+        """After a commit: past its bound the WAL has to start over before the next."""
+        if not self._closed and os.fstat(self._wal_fd).st_size > self.settings.max_wal_bytes:
+            self._hold()
 
     def _hold(self) -> None:
         """No commits until a checkpoint copied the whole WAL, so the next commit
@@ -543,7 +583,7 @@ class SqliteStore:
 
     def _resume(self) -> None:
         self._held = False
-        if (self._ops or self._acks) and not self._scheduled and self._conn is not None:
+        if self._ops and not self._scheduled and self._conn is not None:
             self._schedule()
 
     def _commit_appends_first(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
@@ -569,6 +609,7 @@ class SqliteStore:
             return
         if acks and self._conn is not None:
             self._commit_guarded(self._conn, acks)
+            self._bound_wal()
 
     def _commit_guarded(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         """Commit ``batch``; whatever goes wrong, every future gets an answer and the
