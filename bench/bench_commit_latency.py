@@ -9,7 +9,10 @@ alternated runs::
     .venv/bin/python bench/run_tree.py /tmp/before bench/bench_commit_latency.py ...
 
 Percentiles move with the machine's load: compare only alternated runs, with
-``uptime`` beside.
+``uptime`` beside. The last line is the CPU time the store's commit groups took per
+event, on whichever thread runs them (the event loop's since issue 14's fifth
+session, a writer thread's before): measured by wrapping the store's private
+``_commit_guarded``, which both designs have.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
@@ -39,6 +42,7 @@ def percentile(values: list[float], p: float) -> float:
 async def run(seconds: float, fsync: Literal["FULL", "NORMAL"]) -> None:
     directory = Path(tempfile.mkdtemp(prefix="bench-commit-"))
     store = SqliteStore(SqliteSettings(directory / "s.db", synchronous=fsync))
+    commit_cpu = _time_commits(store)
     broker = EmbeddedBroker("default/bench", "Embedded", SharedStore(store))
     sub = broker.subscribe("t", lambda attributes: None)
     await broker.open()
@@ -99,6 +103,23 @@ async def run(seconds: float, fsync: Literal["FULL", "NORMAL"]) -> None:
     for name, values in (("consumer has it", delivered), ("publish returned (202)", answered)):
         cells = " ".join(f"{percentile(values, p):>7.2f}" for p in (50, 90, 99, 100))
         print(f"{name:<28} {cells}")
+    print(f"CPU in commit groups: {commit_cpu[0] / n * 1e6:.1f} us per event")
+
+
+def _time_commits(store: SqliteStore) -> list[float]:
+    """Sum the thread CPU time of every commit group into the returned cell."""
+    total = [0.0]
+    real = store._commit_guarded
+
+    def timed(conn: Any, batch: Any) -> None:
+        began = time.thread_time()
+        try:
+            real(conn, batch)
+        finally:
+            total[0] += time.thread_time() - began
+
+    store._commit_guarded = timed  # type: ignore[method-assign]
+    return total
 
 
 def main() -> None:
