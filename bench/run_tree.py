@@ -5,12 +5,17 @@ module: ``python bench/run_tree.py TREE -m MODULE [ARGS...]``.
 The virtualenv's editable install would always import this checkout; this drops its
 finder and puts TREE first on the path. Make TREE with, for example,
 ``mkdir /tmp/before && git archive main | tar -x -C /tmp/before``.
+
+Give SCRIPT as TREE's copy (``TREE/bench/X.py``): its directory goes first on the
+path, so the helpers it imports, and the ``eventing run`` processes they start (in
+their tree's root), are TREE's as well.
 """
 
 from __future__ import annotations
 
 import runpy
 import sys
+from pathlib import Path
 
 if __name__ == "__main__":
     tree, script, *args = sys.argv[1:]
@@ -21,5 +26,9 @@ if __name__ == "__main__":
         sys.argv = [module, *args]
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     else:
+        # The script's own directory first, as ``python SCRIPT`` would have it: its
+        # helper imports (bench_pipeline, whose ROOT is the cwd every ``eventing run``
+        # it starts gets) must come from TREE too, not from this checkout's bench/.
+        sys.path.insert(0, str(Path(script).resolve().parent))
         sys.argv = [script, *args]
         runpy.run_path(script, run_name="__main__")
