@@ -129,8 +129,10 @@ class Dispatcher:
         self._unsent: set[asyncio.Task[Any]] = set()
         # Attempts on the wire by callback plus live tasks: stop() waits for zero.
         self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # What stop() waits on while attempts end (made only then: at 1,000 triggers a
+        # dispatcher goes idle after nearly every event, and an Event set and cleared
+        # per event was a cost the run never needed).
+        self._idle: asyncio.Future[None] | None = None
         self._stopping = False
         self._stopped = False  # stop()'s deadline passed: late outcomes only ack or stay
         # Labelled metric children, looked up once (labels() costs a lock and a dict).
@@ -257,7 +259,6 @@ class Dispatcher:
                 ):
                     self.stats.in_flight += 1
                     self._active += 1
-                    self._idle.clear()
                     return True
                 wake = self._host_wake(fast)
                 if fast.when_free(wake):
@@ -316,8 +317,8 @@ class Dispatcher:
         self.limit.release()
         self._answered(job, outcome, time.monotonic() - job.started)
         self._active -= 1
-        if not self._active:
-            self._idle.set()
+        if not self._active and self._idle is not None:
+            self._became_idle()
 
     # -- the outcome ----------------------------------------------------------------
 
@@ -451,14 +452,18 @@ class Dispatcher:
         )
         self._tasks.add(task)
         self._active += 1
-        self._idle.clear()
         task.add_done_callback(self._task_done)
+
+    def _became_idle(self) -> None:
+        idle = self._idle
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._active -= 1
-        if not self._active:
-            self._idle.set()
+        if not self._active and self._idle is not None:
+            self._became_idle()
         if not task.cancelled() and task.exception() is not None:
             logger.error(
                 "dispatcher %s: %s failed", self.trigger, task.get_name(), exc_info=task.exception()
@@ -583,9 +588,12 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         remaining = deadline - loop.time()
         if self._active and remaining > 0:
+            idle = self._idle
+            if idle is None or idle.done():
+                idle = self._idle = loop.create_future()
             try:
                 async with asyncio.timeout(remaining):
-                    await self._idle.wait()
+                    await asyncio.shield(idle)
             except TimeoutError:
                 pass
         self._stopped = True
