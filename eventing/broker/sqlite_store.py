@@ -317,9 +317,10 @@ class SqliteStore:
             await self._submit("ack", {trigger: list(seqs)})
 
     def ack_nowait(self, trigger: str, seq: int) -> None:
-        """Queue an ack without waiting for its commit. It commits with the next group;
-        a crash before that redelivers the event (at-least-once), and ``close`` commits
-        every queued ack before it returns."""
+        """Queue an ack without waiting for its commit. It commits within
+        ``_ACK_EVERY`` (see :meth:`_commit_acks`); a crash before that redelivers the
+        event (at-least-once), and ``close`` commits every queued ack before it
+        returns."""
         if self._closed:
             raise StoreClosedError("the store is closed")
         # The acks of every trigger made within _ACK_EVERY commit as one operation, or
@@ -350,8 +351,9 @@ class SqliteStore:
         if not self._held and self._conn is not None:
             ops, self._ops = self._ops, []  # retried acks too, if the loop is idle
             if all(op.kind == "ack" for op in ops):
-                self._commit_guarded(self._conn, ops)
-                self._bound_wal()
+                if ops:  # none when a waited ack took them first
+                    self._commit_guarded(self._conn, ops)
+                    self._bound_wal()
                 return
             self._ops = ops
         if not self._scheduled and self._conn is not None:

@@ -85,3 +85,33 @@ async def test_what_was_pending_at_close_is_there_after_reopening(tmp_path: Path
         assert [e.id for e in loaded] == kept
     finally:
         await again.close()
+
+
+async def test_appends_waiting_for_a_checkpoint_commit_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteStore(SqliteSettings(path, max_wal_bytes=256 * 1024))
+    await store.open(["a"])
+    # The checkpoint the store asks for when the WAL passes its bound never ends here
+    # (test only): commits stay paused until close.
+    asked: list[object] = []
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    checkpointer.complete = asked.append  # type: ignore[method-assign,assignment]
+    first = [event(n) for n in range(200)]  # ~400 KiB in one group: past the bound
+    await asyncio.wait_for(store.append("br", [Routed(e, ("a",)) for e in first]), DEADLINE)
+    assert asked  # commits paused
+    waiting = [
+        asyncio.ensure_future(store.append("br", [Routed(event(n), ("a",))]))
+        for n in range(200, 210)
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)
+    await store.close()
+    await asyncio.wait_for(asyncio.gather(*waiting), DEADLINE)  # all committed, none failed
+    again = SqliteStore(SqliteSettings(path))
+    await again.open(["a"])
+    try:
+        assert again.pending_count("a") == 210
+    finally:
+        await again.close()
