@@ -39,7 +39,9 @@ try:
 except ImportError:
     HAVE_HTTPTOOLS = False
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("EVENTING_BENCH_TREE") or Path(__file__).resolve().parents[1])
+"""Where the processes this starts run (and so whose ``eventing`` they import): the
+tree ``bench/run_tree.py`` was given, else this checkout."""
 PAYLOAD = json.dumps({"order": 1, "note": "x" * 990}, separators=(",", ":"))[:1024]
 
 # A static request (no Lua callback per request), so the generator costs the 2-core

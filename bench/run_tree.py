@@ -7,12 +7,15 @@ finder and puts TREE first on the path. Make TREE with, for example,
 ``mkdir /tmp/before && git archive main | tar -x -C /tmp/before``.
 
 Give SCRIPT as TREE's copy (``TREE/bench/X.py``): its directory goes first on the
-path, so the helpers it imports, and the ``eventing run`` processes they start (in
-their tree's root), are TREE's as well.
+path, so the helpers it imports are TREE's too. The processes ``bench_pipeline``
+starts (every ``eventing run``) run in TREE (``EVENTING_BENCH_TREE``) either way;
+benches that start processes in their own ``ROOT`` (bench_sources, bench_shutdown,
+bench_ingress_worker) need TREE's copy of the script.
 """
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -21,6 +24,9 @@ if __name__ == "__main__":
     tree, script, *args = sys.argv[1:]
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
     sys.path.insert(0, tree)
+    # bench_pipeline starts every ``eventing run`` (and subscriber) in this directory,
+    # so they import TREE's code even when SCRIPT is this checkout's copy.
+    os.environ["EVENTING_BENCH_TREE"] = str(Path(tree).resolve())
     if script == "-m":
         module, *args = args
         sys.argv = [module, *args]
