@@ -9,14 +9,21 @@ tests/integration/test_broker_faults.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from brokers.kafka.config import KafkaSettings
+from brokers.kafka.ingress import IngressProducer
+from eventing.errors import StoreError
+from eventing.events import Event
 from tests.integration.broker_rig import MATCH, OTHER, SKIPPED, broker_manifests
-from tests.integration.support import eventually_async
+from tests.integration.support import eventually_async, unique
 from tests.support.broker_classes import Created, cleanup
 from tests.support.mesh import run_system, send
 from tests.support.subscriber import RecordingSubscriber
@@ -92,3 +99,59 @@ async def test_a_broker_deduplicating_ingress_events_publishes_through_the_main_
             assert sorted(subscriber.ids("/match")) == ["after", "same"]
     finally:
         await cleanup(created)
+
+
+async def test_the_worker_side_producer_answers_each_request_after_its_batch_is_acknowledged(
+    kafka_bootstrap: str,
+) -> None:
+    """300 requests of one event each, all in flight at once, key-less ones batched
+    on the sticky partition and keyed ones on their key's: every request is answered
+    once, and every answered event is on the topic (a key on one partition)."""
+    topic = unique("ingress-producer")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 4, 1)])
+    settings = KafkaSettings((kafka_bootstrap,), topic, topic + ".dlq", 4, 1, topic + "-", 500)
+    producer = IngressProducer("default/default", settings, "test-ingress", 30.0)
+    answers: list[tuple[str, StoreError | None]] = []
+    all_answered = asyncio.Event()
+    events = []
+    for i in range(300):
+        attributes = {"specversion": "1.0", "id": f"e{i}", "source": "/t", "type": "t"}
+        if i % 10 == 0:
+            attributes["partitionkey"] = f"k{i % 3}"
+        events.append(Event(dict(attributes), b"x" * 200))
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    try:
+        await producer.start()
+        assert producer.ready
+        for event in events:  # one request per event, all in flight at once
+
+            def answered(error: StoreError | None, ident: str = event.id) -> None:
+                answers.append((ident, error))
+                if len(answers) >= len(events):
+                    all_answered.set()
+
+            producer.publish_soon([event], answered)
+        async with asyncio.timeout(30):
+            await all_answered.wait()
+        assert sorted(i for i, _ in answers) == sorted(e.id for e in events)  # each once
+        assert {error for _, error in answers} == {None}
+        await consumer.start()
+        seen: dict[str, int] = {}
+        async with asyncio.timeout(30):
+            while len(seen) < len(events):
+                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                    for record in records:
+                        seen[dict(record.headers)["ce_id"].decode()] = tp.partition
+        assert set(seen) == {e.id for e in events}
+        for key in ("k0", "k1", "k2"):
+            ids = [e.id for e in events if e.attributes.get("partitionkey") == key]
+            assert len({seen[i] for i in ids}) == 1
+    finally:
+        await consumer.stop()
+        await producer.close()
+        await admin.delete_topics([topic])
+        await admin.close()
