@@ -6,6 +6,7 @@ moves it less than it moves an end-to-end rate.
 
     .venv/bin/python bench/bench_dispatch.py [--events 30000] [--rounds 3] [--flaky]
     .venv/bin/python bench/bench_dispatch.py --triggers 1 1000   # the fan-out shape
+    .venv/bin/python bench/bench_dispatch.py --triggers 1 1000 --calls --events 20000
 
 ``--triggers``: that many dispatchers (one trigger each) sharing the one ``Pool``, so
 its per-host limit (256 connections) is shared as in ``eventing run``; events are
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import statistics
 import time
 from collections import deque
@@ -250,15 +253,37 @@ def fan_out_table(url: str, counts: list[int], events_: int, rounds: int) -> Non
         print(f"{n:>8} {statistics.median(cpus[n]):>13.1f} {ratio:>8.2f}")
 
 
+def calls_table(url: str, counts: list[int], events_: int) -> None:
+    """Python function calls (cProfile, builtins included) per delivered event: the
+    calls for ``2 * events_`` minus those for ``events_``, so set-up and shutdown cancel
+    out. The machine's load does not move it; how events batch per loop turn does."""
+    for n in counts:
+        uvloop.run(fan_out(url, events(2000, f"warm-{n}"), n))
+        totals = []
+        for size in (events_, 2 * events_):
+            profile = cProfile.Profile()
+            profile.enable()
+            uvloop.run(fan_out(url, events(size, f"calls-{n}-{size}"), n))
+            profile.disable()
+            totals.append(pstats.Stats(profile).total_calls)  # type: ignore[attr-defined]
+        print(f"{n:>5} triggers: {(totals[1] - totals[0]) / events_:6.1f} calls per event")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flaky", action="store_true", help="fail every first attempt")
     parser.add_argument("--triggers", nargs="+", type=int, help="fan-out: dispatcher counts")
+    parser.add_argument(
+        "--calls", action="store_true", help="with --triggers: Python calls per event instead"
+    )
     args = parser.parse_args()
     kind = "flaky" if args.flaky else "lean"
     with subscriber(kind) as url:
+        if args.triggers and args.calls:
+            calls_table(f"{url}/events", args.triggers, args.events)
+            return 0
         if args.triggers:
             fan_out_table(f"{url}/events", args.triggers, args.events, args.rounds)
             return 0
