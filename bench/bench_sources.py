@@ -21,6 +21,12 @@ Every cell starts from a fresh queue / 3-partition topic pre-loaded with
   ``bench/bench_servers.py lean`` (a raw asyncio HTTP responder in its own process).
   Timed by the subscriber, from its first delivery to its last; the process start-up
   and the source's connect are not counted.
+
+Why the system row is where it is, in CPU: the table after the rates gives CPU
+microseconds per event of the raw client loop (this process), of the source alone, and,
+for the system path, of the ``eventing run`` process (all its threads) and of the
+subscriber, read from /proc between the subscriber's first delivery and its last (on 2
+cores the system path's rate is bounded by the sum).
 """
 
 from __future__ import annotations
@@ -58,6 +64,20 @@ PAYLOAD = b'{"order": 12345, "status": "paid", "amount": 99.5}'
 PREFETCH = 100
 
 
+CPU: dict[str, list[float]] = {}
+"""Measure (or process) -> CPU microseconds per event of each round."""
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_event(name: str, seconds: float, events: int) -> None:
+    CPU.setdefault(name, []).append(seconds / max(events, 1) * 1e6)
+
+
 class CountingEmit:
     def __init__(self, target: int) -> None:
         self.count = 0
@@ -73,9 +93,11 @@ class CountingEmit:
 async def timed_source(source: Source, n: int) -> float:
     emit = CountingEmit(n)
     task = asyncio.create_task(source.run(emit), name=f"bench:{source.name}")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         await asyncio.wait_for(emit.done.wait(), 300)
+        kind = source.name.split("/", 1)[0]
+        cpu_per_event(f"{kind} alone (this process)", time.process_time() - cpu, n)
         return n / (time.perf_counter() - start)
     finally:
         task.cancel()
@@ -180,7 +202,7 @@ async def kafka_raw(topic: str, n: int) -> float:
     )
     await consumer.start()
     try:
-        seen, start = 0, time.perf_counter()
+        seen, start, cpu = 0, time.perf_counter(), time.process_time()
         while seen < n:
             batches = await consumer.getmany(timeout_ms=500, max_records=kafka.BATCH)
             offsets = {}
@@ -189,6 +211,7 @@ async def kafka_raw(topic: str, n: int) -> float:
                 offsets[tp] = records[-1].offset + 1
             if offsets:
                 await consumer.commit(offsets)
+        cpu_per_event("raw aiokafka loop (this process)", time.process_time() - cpu, n)
         return n / (time.perf_counter() - start)
     finally:
         await consumer.stop()
@@ -292,13 +315,22 @@ async def timed_system(source: dict[str, Any], n: int) -> float:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
             )
+            assert SUBSCRIBER.proc is not None
+            pids = {"eventing run": proc.pid, "subscriber": SUBSCRIBER.proc.pid}
+            first: tuple[int, dict[str, float]] | None = None
             try:
                 deadline = time.monotonic() + 300
                 while (stats := await SUBSCRIBER.stats())["count"] < n:
+                    if first is None and stats["count"] > 0:
+                        first = (stats["count"], {k: proc_cpu(p) for k, p in pids.items()})
                     if proc.returncode is not None or time.monotonic() > deadline:
                         tail = log_path.read_text(errors="replace")[-3000:]
                         raise SystemExit(f"eventing run: {stats['count']}/{n} delivered\n{tail}")
                     await asyncio.sleep(0.2)
+                if first is not None:
+                    for name, pid in pids.items():
+                        spent = proc_cpu(pid) - first[1][name]
+                        cpu_per_event(f"system: {name}", spent, stats["count"] - first[0])
             finally:
                 if proc.returncode is None:
                     proc.send_signal(signal.SIGTERM)
@@ -406,6 +438,10 @@ async def main() -> None:
             f"{server:<10} {raw:>11,.0f} {source:>9,.0f} {whole:>9,.0f} "
             f"{source / raw:>11.2f} {whole / raw:>11.2f}"
         )
+    print("\nCPU microseconds per event (median of the rounds; every round in brackets):")
+    for name, values in CPU.items():
+        each = ", ".join(f"{v:.1f}" for v in values)
+        print(f"  {name:<42} {statistics.median(values):>7.1f}  [{each}]")
 
 
 if __name__ == "__main__":
