@@ -149,7 +149,7 @@ class IngressProducer:
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        task = asyncio.create_task(self._publish_pending(pending))
+        task = asyncio.create_task(self._publish_pending(pending), name=f"kafka produce {self.key}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
