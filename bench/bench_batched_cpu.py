@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline import PAYLOAD, ROOT, WRK_BATCH, batched_phase, manifests
+from bench_pipeline import PAYLOAD, ROOT, WRK_BATCH, batched_phase, manifests, wrk_missing
 
 
 def batch_script() -> str:
@@ -57,8 +56,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--against", metavar="TREE", help="another source tree (before)")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
     sides = [("before", args.against), ("after", None)] if args.against else [("this", None)]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in sides}

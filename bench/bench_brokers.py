@@ -38,7 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import PAYLOAD, eventing_run, start, stop, subscriber_stats
+from bench_pipeline import PAYLOAD, eventing_run, start, stop, subscriber_stats, wrk_missing
 from bench_pipeline import WRK_SINGLE as WRK
 
 from eventing.workloads.replica import free_port
@@ -372,8 +372,7 @@ def main() -> int:
         help="also the embedded class through the same pipeline (its ceiling without a server)",
     )
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
     # path -> one (accepted/s, delivered/s or None) per round
     runs: dict[str, list[tuple[float, float | None]]] = {}

@@ -42,7 +42,6 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -53,7 +52,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_pipeline import batched_phase
+from bench_pipeline import batched_phase, wrk_missing
 
 from eventing.broker.base import Filter, Receipt
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
@@ -323,8 +322,7 @@ def main() -> int:
     if not args.skip_store:
         store_table(args.kinds, args.counts, args.store_batches)
     if not args.skip_e2e:
-        if shutil.which("wrk") is None:
-            print("bench: the e2e part needs wrk (apt-get install wrk)", file=sys.stderr)
+        if wrk_missing("bench: the e2e part"):
             return 2
         e2e_table(args.kinds, args.seconds, args.ingress_workers, args.counts)
     return 0

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 from bench_brokers import _cleanup, manifests, raw_kafka, wait_http, wrk, wrk_accepted
-from bench_pipeline import eventing_run, start, stop, subscriber_stats
+from bench_pipeline import eventing_run, start, stop, subscriber_stats, wrk_missing
 
 from eventing.workloads.replica import free_port
 
@@ -118,8 +118,7 @@ def main() -> int:
     parser.add_argument("--raw-events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
     classes: list[dict[str, float]] = []
     raws: list[dict[str, float]] = []

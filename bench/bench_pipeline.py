@@ -219,6 +219,15 @@ def batched_phase(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def wrk_missing(what: str = "bench") -> bool:
+    """True (after saying so on stderr) when ``wrk``, the load generator, is not
+    installed: the caller exits with 2."""
+    if shutil.which("wrk") is not None:
+        return False
+    print(f"{what}: needs wrk (apt-get install wrk)", file=sys.stderr)
+    return True
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its children's threads so far (from
     /proc; 10 ms ticks, fine over a phase of seconds)."""
@@ -363,8 +372,7 @@ def main() -> int:
         help="only the latency phase, at this rate (no baselines, no throughput phases)",
     )
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
     single = WRK_SINGLE % PAYLOAD
     batch_body = json.dumps(

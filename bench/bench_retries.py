@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_pipeline import batched_phase
+from bench_pipeline import batched_phase, wrk_missing
 
 # Each request a new batch: the counter goes into every id (no id seen twice).
 WRK_UNIQUE = """
@@ -81,8 +80,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+    if wrk_missing():
         return 2
     print(f"\nretry-heavy: batched ingress (100/request, wrk -c8 -d{args.seconds}s), every")
     print("event's first attempt answered 500, the retry 202")

@@ -787,7 +787,7 @@ class SqliteStore:
         d: _Counters,
     ) -> None:
         """The rows of one append; assigns the seqs. Per event: one tuple per row and
-        nothing more (this loop holds the GIL beside the event loop)."""
+        nothing more (this loop runs on the event loop, in every commit)."""
         add_event = event_rows.append
         pending_counts = d.pending
         seq = self._next_seq
@@ -888,8 +888,8 @@ def _runs(rows: Sequence[tuple[Any, ...]], key: int) -> dict[tuple[Any, ...], li
 
 def _remember(conn: sqlite3.Connection, rows: list[tuple[str, str, str, str, float]]) -> None:
     """Write deduplication keys. A publish's keys share broker, scope, source (a Kafka
-    topic's) and time: those runs go as one statement over a JSON list of ids (the row
-    by row way retakes the GIL per row, see ``_PENDING``); short runs (plain POSTs from
+    topic's) and time: those runs go as one statement over a JSON list of ids (row
+    by row costs more CPU per row, see ``_PENDING``); short runs (plain POSTs from
     many sources) stay row by row, which is cheaper for them."""
     single: list[tuple[str, str, str, str, float]] = []
     for (broker, scope, source, at), ids in _runs(rows, 3).items():

@@ -106,13 +106,9 @@ def encode_publish(broker: str, mode: str, events: Sequence[Event]) -> bytes:
 def decode_publish(payload: bytes | memoryview) -> tuple[str, str, list[Event]]:
     """The broker key, mode and events of a publish payload; ``ValueError`` for a
     payload that is not one (truncated, or of another shape)."""
-    try:
-        value = marshal.loads(payload)  # noqa: S302 - written by our own worker process
-    except (EOFError, TypeError) as exc:
-        raise ValueError(f"undecodable publish frame: {exc}") from None
-    if type(value) is not tuple or len(value) != 3:
-        raise ValueError("a publish frame is (broker, mode, events)")
-    broker, mode, items = value
+    broker, mode, items = _triple(
+        _loads(payload, "publish frame"), "a publish frame is (broker, mode, events)"
+    )
     if type(broker) is not str or type(mode) is not str or type(items) is not list:
         raise ValueError("a publish frame is (broker, mode, events)")
     events: list[Event] = []
@@ -141,13 +137,9 @@ def encode_tap(broker: str, events: Sequence[Event]) -> bytes:
 def decode_tap(payload: bytes | memoryview) -> tuple[str, int, bytes]:
     """The broker key, event count and undecoded items of a tap payload; ``ValueError``
     for anything else."""
-    try:
-        value = marshal.loads(payload)  # noqa: S302 - written by our own worker process
-    except (EOFError, TypeError) as exc:
-        raise ValueError(f"undecodable tap frame: {exc}") from None
-    if type(value) is not tuple or len(value) != 3:
-        raise ValueError("a tap frame is (broker, count, items)")
-    broker, count, items = value
+    broker, count, items = _triple(
+        _loads(payload, "tap frame"), "a tap frame is (broker, count, items)"
+    )
     if type(broker) is not str or type(count) is not int or type(items) is not bytes:
         raise ValueError("a tap frame is (broker, count, items)")
     return broker, count, items
@@ -156,10 +148,7 @@ def decode_tap(payload: bytes | memoryview) -> tuple[str, int, bytes]:
 def decode_tap_items(items: bytes) -> list[tuple[dict[str, Any], int]]:
     """(attributes, data size) of each event of a tap frame's items; ``ValueError``
     for anything else."""
-    try:
-        value = marshal.loads(items)  # noqa: S302 - written by our own worker process
-    except (EOFError, TypeError) as exc:
-        raise ValueError(f"undecodable tap items: {exc}") from None
+    value = _loads(items, "tap items")
     if type(value) is not list:
         raise ValueError("tap items are a list")
     for item in value:
@@ -170,6 +159,21 @@ def decode_tap_items(items: bytes) -> list[tuple[dict[str, Any], int]]:
             or type(item[1]) is not int
         ):
             raise ValueError("an event in a tap frame is (attributes, data size)")
+    return value
+
+
+def _loads(payload: bytes | memoryview, what: str) -> Any:
+    """A marshalled value from our own worker process; ``ValueError`` when it is not
+    one (truncated, or not marshal at all)."""
+    try:
+        return marshal.loads(payload)  # noqa: S302 - written by our own worker process
+    except (EOFError, TypeError, ValueError) as exc:
+        raise ValueError(f"undecodable {what}: {exc}") from None
+
+
+def _triple(value: Any, shape: str) -> tuple[Any, Any, Any]:
+    if type(value) is not tuple or len(value) != 3:
+        raise ValueError(shape)
     return value
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 from tests.integration.support import AMQP_URL, KAFKA_BOOTSTRAP, eventually, unique
@@ -22,6 +23,13 @@ from tests.support.subscriber import RecordingSubscriber
 MATCH = "com.example.match"
 OTHER = "com.example.other"
 SKIPPED = "com.example.nobody"
+SHAPES = [
+    pytest.param("kafka", 0, id="kafka"),
+    pytest.param("kafka", 1, id="kafka-worker-produces"),
+    pytest.param("rabbitmq", 0, id="rabbitmq"),
+]
+"""(broker class, ingress workers) of the multi-process and fault tests: with one worker
+a Kafka broker's HTTP events are produced by the worker itself."""
 
 
 def broker_manifests(

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from eventing.workloads.replica import free_port
-from tests.integration.broker_rig import MATCH, Proxy, broker_manifests
+from tests.integration.broker_rig import MATCH, SHAPES, Proxy, broker_manifests
 from tests.integration.support import AMQP_URL, KAFKA_BOOTSTRAP, eventually, eventually_async
 from tests.support.broker_classes import Created, cleanup
 from tests.support.mesh import broker_url, post, run_system, send, settled
@@ -87,14 +87,7 @@ async def _lag_is(sub: Any, n: int) -> bool:
     return bool(await sub.backlog() == n)
 
 
-@pytest.mark.parametrize(
-    ("kind", "workers"),
-    [
-        pytest.param("kafka", 0, id="kafka"),
-        pytest.param("kafka", 1, id="kafka-worker-produces"),
-        pytest.param("rabbitmq", 0, id="rabbitmq"),
-    ],
-)
+@pytest.mark.parametrize(("kind", "workers"), SHAPES)
 async def test_server_unreachable_at_start_answers_503_then_recovers_by_itself(
     kind: str,
     workers: int,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.broker_rig import (
+    SHAPES,
     Load,
     admin_get,
     delivered_to_matching_only,
@@ -28,11 +29,6 @@ from tests.integration.support import eventually_async, restart_server
 from tests.support.subscriber import RecordingSubscriber
 
 KILLS = 3
-SHAPES = [
-    pytest.param("kafka", 0, id="kafka"),
-    pytest.param("kafka", 1, id="kafka-worker-produces"),
-    pytest.param("rabbitmq", 0, id="rabbitmq"),
-]
 
 
 @pytest.mark.parametrize(("kind", "workers"), SHAPES)

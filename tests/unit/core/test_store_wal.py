@@ -14,6 +14,7 @@ import pytest
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.store import Routed
 from eventing.events import Event
+from tests.support.live import until
 
 DEADLINE = 10.0
 BOUND = 1024 * 1024
@@ -56,9 +57,7 @@ async def test_the_wal_stays_bounded_under_writes_back_to_back(
         # waits for the checkpoint): 16 appended events, or at most 256 acked ones of
         # 2 KiB (the pages they leave), in 4 KiB pages.
         assert largest <= BOUND + 1024 * 1024, largest
-        async with asyncio.timeout(DEADLINE):
-            while store.stats().events:  # noqa: ASYNC110 - acks commit in later groups
-                await asyncio.sleep(0.01)
+        await until(lambda: store.stats().events == 0, "acks committed in later groups")
     finally:
         await store.close()
     assert size(wal) == 0  # checkpointed into the database at close
@@ -104,8 +103,7 @@ async def test_appends_waiting_for_a_checkpoint_commit_at_close(tmp_path: Path) 
         asyncio.ensure_future(store.append("br", [Routed(event(n), ("a",))]))
         for n in range(200, 210)
     ]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await until(lambda: len(store._ops) == len(waiting), "appends queued behind the pause")
     assert not any(task.done() for task in waiting)
     await store.close()
     await asyncio.wait_for(asyncio.gather(*waiting), DEADLINE)  # all committed, none failed
