@@ -40,6 +40,11 @@ Why this shape:
   as they are in the store.
 * Reads (recovery, spill, the dead-letter list) use a second connection on a reader
   thread; WAL lets them run beside the writes.
+* Rows are kept in ``seq`` order only, an event of one trigger on its own row (the
+  layout and why: :mod:`eventing.broker.sqlite_schema`); which seqs each trigger has
+  pending is kept in memory (:mod:`eventing.broker.pending_index`), changed only
+  after a COMMIT from what its statements returned, and rebuilt at open. The
+  statements and row helpers are in :mod:`eventing.broker.sqlite_rows`.
 * The store is bounded (events and bytes). At the bound ``append`` raises
   :class:`StoreFullError` and the ingress answers 503; stored events are never
   evicted.
@@ -49,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -57,7 +61,6 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,71 +68,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eventing import stages
+from eventing.broker import sqlite_rows as rows
+from eventing.broker.pending_index import PendingIndex
 from eventing.broker.sqlite_checkpoint import Checkpointer
+from eventing.broker.sqlite_rows import Deltas
+from eventing.broker.sqlite_schema import prepare
 from eventing.broker.store import DeadLetter, Routed, SeenRow, StoreStats
 from eventing.errors import StoreClosedError, StoreError, StoreFullError
 from eventing.events import Event
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, broker TEXT NOT NULL, attrs TEXT NOT NULL,
-    data BLOB, size INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS pending (
-    trigger TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (trigger, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS pending_by_seq ON pending(seq);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, broker TEXT NOT NULL, trigger TEXT NOT NULL,
-    attrs TEXT NOT NULL, data BLOB, failed_at REAL NOT NULL, attempts INTEGER NOT NULL,
-    reason TEXT NOT NULL, status INTEGER);
-CREATE INDEX IF NOT EXISTS dead_letters_by_trigger ON dead_letters(trigger, id);
-CREATE TABLE IF NOT EXISTS seen (
-    broker TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL,
-    at REAL NOT NULL, PRIMARY KEY (broker, scope, source, id)) WITHOUT ROWID;
-"""
-
 _MAX_GROUP = 2048
 
-# Pending rows as one JSON list of seqs per trigger, not ``executemany``: row by row
-# costs 2.5x the CPU (0.9 against 2.3 us per row, measured), and the commits run on
-# the event loop. (When they ran on a writer thread, every row's step also let go of
-# the GIL and had to wait to take it back.)
-_PENDING = "INSERT INTO pending (trigger, seq) SELECT ?, value FROM json_each(?)"
-# The rows of many triggers as one JSON object {trigger: [seq, ...]}: one statement per
-# group however many triggers it spans (one per trigger was ~100 statements a group at
-# 1,000 triggers). A group of one trigger keeps the plainer statement above.
-_PENDING_MANY = (
-    "INSERT INTO pending (trigger, seq)"
-    " SELECT t.key, s.value FROM json_each(?) AS t, json_each(t.value) AS s"
-)
-_ACK_ONE = (
-    "DELETE FROM pending WHERE trigger = ? AND seq IN (SELECT value FROM json_each(?))"
-    " RETURNING seq"
-)
-# Row values against the (trigger, seq) key: SQLite searches the key per pair (EXPLAIN
-# QUERY PLAN: SEARCH pending USING COVERING INDEX). The rows come back with their
-# trigger so each trigger's pending count stays exact (an ack may find its row gone).
-_ACK_MANY = (
-    "DELETE FROM pending WHERE (trigger, seq) IN"
-    " (SELECT t.key, s.value FROM json_each(?) AS t, json_each(t.value) AS s)"
-    " RETURNING trigger, seq"
-)
-_SEEN_RUN = (
-    "INSERT OR REPLACE INTO seen (broker, scope, source, id, at)"
-    " SELECT ?1, ?2, ?3, value, ?4 FROM json_each(?5)"
-)
-_FORGET_RUN = (
-    "DELETE FROM seen WHERE broker = ? AND scope = ? AND source = ?"
-    " AND id IN (SELECT value FROM json_each(?))"
-)
-_RUN = 8  # dedup keys sharing all but the id, from which one statement is cheaper
-_EVENTS_CHUNK = 64  # rows per events INSERT (5 parameters each, far below SQLite's limit)
-_EVENTS = {
-    size: "INSERT INTO events (seq, broker, attrs, data, size) VALUES "  # noqa: S608
-    + ", ".join(["(?, ?, ?, ?, ?)"] * size)  # placeholders only: no value in the text
-    for size in range(1, _EVENTS_CHUNK + 1)
-}
 # The writer's statement cache holds every _EVENTS text and the rest beside them.
 _CACHED_STATEMENTS = 256
 _ACK_RETRY = 1.0  # seconds between attempts to commit acks whose commit failed
@@ -168,7 +119,6 @@ class _Counters:
     events: int = 0
     bytes: int = 0
     commits: int = 0
-    pending: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
 
 
@@ -185,6 +135,7 @@ class SqliteStore:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._read_conn: sqlite3.Connection | None = None
         self._counts = _Counters()
+        self._index = PendingIndex()  # what each trigger has pending (committed)
         self._closed = True
         self._reserved_events = 0
         self._reserved_bytes = 0
@@ -424,25 +375,34 @@ class SqliteStore:
         return failed <= ok or time.monotonic() - failed > _UNWRITABLE_FOR
 
     def pending_count(self, trigger: str) -> int:
-        return self._counts.pending.get(trigger, 0)
+        return self._index.count(trigger)
 
     def stats(self) -> StoreStats:
         c = self._counts
-        return StoreStats(c.events, c.bytes, c.commits, dict(c.pending), dict(c.dead_letters))
+        return StoreStats(c.events, c.bytes, c.commits, self._index.counts(), dict(c.dead_letters))
 
     async def load_pending(self, trigger: str, after_seq: int, limit: int) -> list[Event]:
-        rows = await self._read(
-            "SELECT e.seq, e.attrs, e.data FROM pending p JOIN events e ON e.seq = p.seq "
-            "WHERE p.trigger = ? AND p.seq > ? ORDER BY p.seq LIMIT ?",
-            (trigger, after_seq, limit),
+        """The seqs come from the index (what is committed now), the events by seq
+        from the reader: no per-trigger structure on disk (see sqlite_schema). Rows
+        after ``after_seq`` are not handed out yet, so no ack removes them meanwhile;
+        a release might (then they are not returned)."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        seqs = self._index.page(trigger, after_seq, limit)
+        if not seqs:
+            return []
+        found = await self._read(
+            "SELECT seq, attrs, data FROM events WHERE seq IN (SELECT value FROM json_each(?))"
+            " ORDER BY seq",
+            (rows.encode_rows(seqs),),
         )
-        return [Event(json.loads(attrs), data, seq) for seq, attrs, data in rows]
+        return [Event(json.loads(attrs), data, seq) for seq, attrs, data in found]
 
     async def load_seen(self, broker: str) -> list[SeenRow]:
-        rows = await self._read(
+        found = await self._read(
             "SELECT scope, source, id, at FROM seen WHERE broker = ? ORDER BY at", (broker,)
         )
-        return [(scope, source, event_id, at) for scope, source, event_id, at in rows]
+        return [(scope, source, event_id, at) for scope, source, event_id, at in found]
 
     async def list_dead_letters(
         self, trigger: str | None, limit: int, after_id: int = 0
@@ -454,16 +414,15 @@ class SqliteStore:
         else:
             sql = f"{columns} FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?"
             params = (after_id, limit)
-        rows = await self._read(sql, params)
-        return [_dead_letter(row) for row in rows]
+        return [rows.dead_letter(row) for row in await self._read(sql, params)]
 
     async def get_dead_letter(self, dl_id: int) -> DeadLetter | None:
-        rows = await self._read(
+        found = await self._read(
             "SELECT id, broker, trigger, attrs, data, failed_at, attempts, reason, status "
             "FROM dead_letters WHERE id = ?",
             (dl_id,),
         )
-        return _dead_letter(rows[0]) if rows else None
+        return rows.dead_letter(found[0]) if found else None
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         def run() -> list[tuple[Any, ...]]:
@@ -496,18 +455,8 @@ class SqliteStore:
     def _prepare(self, conn: sqlite3.Connection, triggers: list[str]) -> None:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # until the clean-up below is synced
-        conn.executescript(_SCHEMA)
-        conn.execute("BEGIN")
-        if triggers:
-            marks = ",".join("?" * len(triggers))
-            conn.execute(
-                f"DELETE FROM pending WHERE trigger NOT IN ({marks})",  # noqa: S608
-                triggers,
-            )
-        else:
-            conn.execute("DELETE FROM pending")
-        conn.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM pending)")
-        conn.execute("COMMIT")
+        # Tables made or migrated, left triggers' rows removed, the state read back.
+        loaded = prepare(conn, triggers)
         wal = f"{self.settings.path}-wal"
         self._wal_fd = os.open(wal, os.O_RDONLY | os.O_CREAT, 0o600)
         os.fsync(self._wal_fd)
@@ -526,16 +475,10 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute(f"PRAGMA journal_size_limit = {self.settings.max_wal_bytes // 4:d}")
-        # AUTOINCREMENT keeps the high-water mark in sqlite_sequence, so a seq is never
-        # reused even after every event was deleted; we assign them ourselves.
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        self._next_seq = (row[0] if row else 0) + 1
-        count, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
-        self._counts.events, self._counts.bytes = count, size
-        for trig, n in conn.execute("SELECT trigger, COUNT(*) FROM pending GROUP BY trigger"):
-            self._counts.pending[trig] = n
-        for trig, n in conn.execute("SELECT trigger, COUNT(*) FROM dead_letters GROUP BY trigger"):
-            self._counts.dead_letters[trig] = n
+        self._next_seq = loaded.next_seq
+        self._counts.events, self._counts.bytes = loaded.events, loaded.bytes
+        self._counts.dead_letters = loaded.dead_letters
+        self._index = loaded.index
         if self.settings.synchronous == "FULL":
             self._syncer = threading.Thread(
                 target=self._sync_loop, name="sqlite-syncer", daemon=True
@@ -636,7 +579,7 @@ class SqliteStore:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         results: list[Any] = [None] * len(batch)
-        deltas = _Counters()
+        deltas = Deltas()
         if stages.ON:
             _mark("store writer took it", batch)
         try:
@@ -734,108 +677,68 @@ class SqliteStore:
         os.fsync(self._wal_fd)
 
     def _apply(
-        self, conn: sqlite3.Connection, batch: list[_Op], results: list[Any], d: _Counters
+        self, conn: sqlite3.Connection, batch: list[_Op], results: list[Any], d: Deltas
     ) -> None:
-        """Apply one group with a handful of set-based statements, not one per event:
-        inserts by ``executemany``, acks and garbage collection by ``json_each`` lists."""
+        """Apply one group with a handful of set-based statements, not one per event
+        (see :mod:`eventing.broker.sqlite_rows`)."""
         event_rows: list[tuple[Any, ...]] = []
-        pending_rows: dict[str, list[int]] = {}
-        acked: dict[str, list[int]] = {}
+        many: dict[str, list[int]] = {}  # rows of the events of several triggers
+        acked: list[dict[str, list[int]]] = []  # the ack ops' maps, as they are
         seen_rows: list[tuple[str, str, str, str, float]] = []
         forget_rows: list[tuple[str, str, str, str]] = []
-        for index, op in enumerate(batch):
+        for number, op in enumerate(batch):
             if op.kind == "append":
                 broker, routed, seen, forget = op.args
                 if seen:
                     seen_rows.extend([(broker, *row) for row in seen])
                 if forget:
                     forget_rows.extend([(broker, *row) for row in forget])
-                self._rows(broker, routed, event_rows, pending_rows, d)
-            elif op.kind == "ack":  # {trigger: [seq, ...]}, copied: a retry reuses op
-                for trigger, seqs in op.args[0].items():
-                    acked.setdefault(trigger, []).extend(seqs)
+                self._next_seq = rows.add_rows(broker, routed, self._next_seq, event_rows, many, d)
+            elif op.kind == "ack":  # {trigger: [seq, ...]}: only read, a retry reuses it
+                acked.append(op.args[0])
             elif op.kind == "dead_letter":
-                _insert_dead_letter(conn, d, *op.args)
+                rows.insert_dead_letter(conn, d, *op.args)
                 event = op.args[2]
                 if event.seq:
-                    acked.setdefault(op.args[1], []).append(event.seq)
+                    acked.append({op.args[1]: [event.seq]})
             elif op.kind == "release":
                 if event_rows:  # rows appended earlier in this group go first
-                    self._insert(conn, event_rows, pending_rows)
-                    event_rows, pending_rows = [], {}
+                    rows.insert_events(conn, event_rows)
+                    rows.insert_many(conn, many)
+                    event_rows, many = [], {}
                 if acked:
-                    _apply_acks(conn, d, acked)
-                    acked = {}
-                results[index] = _apply_release(conn, d, *op.args)
+                    rows.apply_acks(conn, d, self._index, acked)
+                    acked = []
+                results[number] = rows.apply_release(conn, d, self._index, *op.args)
             else:
-                results[index] = _apply_delete_dl(conn, d, *op.args)
+                results[number] = rows.delete_dead_letters(conn, d, *op.args)
         if event_rows:
-            self._insert(conn, event_rows, pending_rows)
+            rows.insert_events(conn, event_rows)
+            rows.insert_many(conn, many)
         if forget_rows:  # before the inserts: a key evicted and seen again is kept
-            _forget(conn, forget_rows)
+            rows.forget(conn, forget_rows)
         if seen_rows:
-            _remember(conn, seen_rows)
+            rows.remember(conn, seen_rows)
         if acked:
-            _apply_acks(conn, d, acked)
-
-    def _rows(
-        self,
-        broker: str,
-        routed: Sequence[Routed],
-        event_rows: list[tuple[Any, ...]],
-        pending_rows: dict[str, list[int]],
-        d: _Counters,
-    ) -> None:
-        """The rows of one append; assigns the seqs. Per event: one tuple per row and
-        nothing more (this loop runs on the event loop, in every commit)."""
-        add_event = event_rows.append
-        pending_counts = d.pending
-        seq = self._next_seq
-        size_sum = 0
-        for r in routed:
-            event = r.event
-            event.seq = seq
-            data = event.data
-            size = (len(data) if data else 0) + 64 * len(event.attributes)
-            size_sum += size
-            add_event((seq, broker, event.encoded or _encode(event.attributes), data, size))
-            for t in r.triggers:
-                seqs = pending_rows.get(t)
-                if seqs is None:
-                    pending_rows[t] = [seq]
-                else:
-                    seqs.append(seq)
-                pending_counts[t] = pending_counts.get(t, 0) + 1
-            seq += 1
-        self._next_seq = seq
-        d.events += len(routed)
-        d.bytes += size_sum
-
-    @staticmethod
-    def _insert(
-        conn: sqlite3.Connection,
-        event_rows: list[tuple[Any, ...]],
-        pending: dict[str, list[int]],
-    ) -> None:
-        _insert_events(conn, event_rows)
-        if len(pending) == 1:
-            [(trigger, seqs)] = pending.items()
-            conn.execute(_PENDING, (trigger, _encode_rows(seqs)))
-        elif pending:  # every trigger's rows in one statement, not one per trigger
-            conn.execute(_PENDING_MANY, (_encode_rows(pending),))
+            rows.apply_acks(conn, d, self._index, acked)
 
     def _committed(
-        self, batch: list[_Op], results: list[Any], deltas: _Counters, durable: bool
+        self, batch: list[_Op], results: list[Any], deltas: Deltas, durable: bool
     ) -> None:
-        """On the event loop, once ``batch`` committed: apply counter deltas, run the
-        ``committed`` callbacks, then (``durable``: no fsync to wait for) resolve the
-        waiting futures."""
+        """On the event loop, once ``batch`` committed: apply counter deltas and the
+        index's changes (appended before removed: a row may be both in one group),
+        run the ``committed`` callbacks, then (``durable``: no fsync to wait for)
+        resolve the waiting futures."""
         counts = self._counts
         counts.events += deltas.events
         counts.bytes += deltas.bytes
         counts.commits += 1
-        for key, n in deltas.pending.items():
-            counts.pending[key] = counts.pending.get(key, 0) + n
+        index = self._index
+        for trigger, seqs in deltas.added.items():
+            index.add(trigger, seqs)
+        remove = index.remove
+        for trigger, seq in deltas.removed:
+            remove(trigger, seq)
         for key, n in deltas.dead_letters.items():
             counts.dead_letters[key] = counts.dead_letters.get(key, 0) + n
         for op in batch:
@@ -858,66 +761,6 @@ def _durable(items: list[tuple[list[_Op], list[Any]]]) -> None:
                 _resolve(op.future, result)
 
 
-def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Event rows by multi-row ``VALUES`` statements of 64 rows and one for the
-    remainder (64 statement texts, each cached by the sqlite3 module): 2.2 against 3.6
-    us of CPU per row by ``executemany`` (measured, 256-row groups). The remainder is
-    one statement, not one per binary digit of its size: fewer statements, less work
-    on the loop before the commit that delivery waits for."""
-    chain = itertools.chain.from_iterable
-    done, count = 0, len(rows)
-    while count - done >= _EVENTS_CHUNK:
-        conn.execute(_EVENTS[_EVENTS_CHUNK], tuple(chain(rows[done : done + _EVENTS_CHUNK])))
-        done += _EVENTS_CHUNK
-    if count > done:
-        conn.execute(_EVENTS[count - done], tuple(chain(rows[done:])))
-
-
-def _runs(rows: Sequence[tuple[Any, ...]], key: int) -> dict[tuple[Any, ...], list[str]]:
-    """Rows by everything but the id (column ``key`` of each row), ids in row order."""
-    runs: dict[tuple[Any, ...], list[str]] = {}
-    for row in rows:
-        head = row[:key] + row[key + 1 :]
-        ids = runs.get(head)
-        if ids is None:
-            runs[head] = [row[key]]
-        else:
-            ids.append(row[key])
-    return runs
-
-
-def _remember(conn: sqlite3.Connection, rows: list[tuple[str, str, str, str, float]]) -> None:
-    """Write deduplication keys. A publish's keys share broker, scope, source (a Kafka
-    topic's) and time: those runs go as one statement over a JSON list of ids (row
-    by row costs more CPU per row, see ``_PENDING``); short runs (plain POSTs from
-    many sources) stay row by row, which is cheaper for them."""
-    single: list[tuple[str, str, str, str, float]] = []
-    for (broker, scope, source, at), ids in _runs(rows, 3).items():
-        if len(ids) >= _RUN:
-            conn.execute(_SEEN_RUN, (broker, scope, source, at, _encode_rows(ids)))
-        else:
-            single.extend((broker, scope, source, event_id, at) for event_id in ids)
-    if single:
-        conn.executemany(
-            "INSERT OR REPLACE INTO seen (broker, scope, source, id, at) VALUES (?, ?, ?, ?, ?)",
-            single,
-        )
-
-
-def _forget(conn: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> None:
-    """Delete deduplication keys evicted from memory, by runs like :func:`_remember`."""
-    single: list[tuple[str, str, str, str]] = []
-    for (broker, scope, source), ids in _runs(rows, 3).items():
-        if len(ids) >= _RUN:
-            conn.execute(_FORGET_RUN, (broker, scope, source, _encode_rows(ids)))
-        else:
-            single.extend((broker, scope, source, event_id) for event_id in ids)
-    if single:
-        conn.executemany(
-            "DELETE FROM seen WHERE broker = ? AND scope = ? AND source = ? AND id = ?", single
-        )
-
-
 def _mark(stage: str, batch: list[_Op]) -> None:
     """Stage times of the appended events (only with ``EVENTING_STAGE_TIMES``)."""
     for op in batch:
@@ -928,125 +771,6 @@ def _mark(stage: str, batch: list[_Op]) -> None:
 
 def _size(event: Event) -> int:
     return len(event.data or b"") + 64 * len(event.attributes)
-
-
-def _json_encoder(*, ascii_only: bool = True) -> Callable[[Any], str]:
-    """Compact JSON, as ``json.dumps(..., separators=(",", ":"))`` gives it, through
-    the C encoder made once: ``json.dumps`` builds an encoder object per call, which
-    was the largest per-event cost of the commits."""
-    default = json.JSONEncoder(separators=(",", ":"), ensure_ascii=ascii_only)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # an interpreter without the C accelerator
-        return default.encode
-    chunks = make(
-        None,
-        default.default,
-        json.encoder.encode_basestring_ascii if ascii_only else json.encoder.encode_basestring,
-        None,
-        ":",
-        ",",
-        False,
-        False,
-        True,
-    )
-
-    def encode(value: Any) -> str:
-        return "".join(chunks(value, 0))
-
-    return encode
-
-
-_encode = _json_encoder()
-_encode_rows = _json_encoder(ascii_only=False)  # rows for json_each: no \u escapes to undo
-
-
-def _apply_acks(conn: sqlite3.Connection, d: _Counters, acked: dict[str, list[int]]) -> None:
-    """Delete the acked pending rows of every trigger in one statement, then every
-    event no trigger has pending any more. Counts go down by the rows deleted, not by
-    the acks: an ack whose row is gone (the trigger released, a repeated ack) counts
-    nothing."""
-    pending = d.pending
-    if len(acked) == 1:
-        [(trigger, seqs)] = acked.items()
-        rows = conn.execute(_ACK_ONE, (trigger, _encode_rows(seqs))).fetchall()
-        if rows:
-            pending[trigger] = pending.get(trigger, 0) - len(rows)
-        released = [row[0] for row in rows]
-    else:
-        pairs = conn.execute(_ACK_MANY, (_encode_rows(acked),)).fetchall()
-        for trigger, n in Counter(row[0] for row in pairs).items():
-            pending[trigger] = pending.get(trigger, 0) - n
-        released = [row[1] for row in pairs]
-    _collect(conn, d, released)
-
-
-def _apply_release(conn: sqlite3.Connection, d: _Counters, trigger: str) -> int:
-    rows = conn.execute(
-        "DELETE FROM pending WHERE trigger = ? RETURNING seq", (trigger,)
-    ).fetchall()
-    d.pending[trigger] = d.pending.get(trigger, 0) - len(rows)
-    _collect(conn, d, [row[0] for row in rows])
-    return len(rows)
-
-
-def _collect(conn: sqlite3.Connection, d: _Counters, released: list[int]) -> None:
-    """Delete the events among ``released`` that no trigger has pending any more."""
-    if not released:
-        return
-    gone = conn.execute(
-        "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
-        "(SELECT 1 FROM pending p WHERE p.seq = events.seq) RETURNING size",
-        (_encode_rows(released),),
-    ).fetchall()
-    d.events -= len(gone)
-    d.bytes -= sum(row[0] for row in gone)
-
-
-def _insert_dead_letter(
-    conn: sqlite3.Connection,
-    d: _Counters,
-    broker: str,
-    trigger: str,
-    event: Event,
-    attempts: int,
-    reason: str,
-    status: int | None,
-    failed_at: float,
-) -> None:
-    conn.execute(
-        "INSERT INTO dead_letters (broker, trigger, attrs, data, failed_at, attempts, reason,"
-        " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            broker,
-            trigger,
-            json.dumps(event.attributes, separators=(",", ":")),
-            event.data,
-            failed_at,
-            attempts,
-            reason,
-            status,
-        ),
-    )
-    d.dead_letters[trigger] = d.dead_letters.get(trigger, 0) + 1
-
-
-def _apply_delete_dl(conn: sqlite3.Connection, d: _Counters, ids: list[int]) -> int:
-    deleted = 0
-    for dl_id in ids:
-        row = conn.execute(
-            "DELETE FROM dead_letters WHERE id = ? RETURNING trigger", (dl_id,)
-        ).fetchone()
-        if row is not None:
-            deleted += 1
-            d.dead_letters[row[0]] = d.dead_letters.get(row[0], 0) - 1
-    return deleted
-
-
-def _dead_letter(row: tuple[Any, ...]) -> DeadLetter:
-    dl_id, broker, trigger, attrs, data, failed_at, attempts, reason, status = row
-    return DeadLetter(
-        dl_id, broker, trigger, Event(json.loads(attrs), data), failed_at, attempts, reason, status
-    )
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from eventing.app.runtime import Running, RuntimeSettings, start, stop
 from eventing.app.system import StoreSettings
-from eventing.broker import sqlite_store
+from eventing.broker import sqlite_rows
 from eventing.events import Event
 from eventing.ingress.server import IngressSettings
 from tests.support.mesh import (
@@ -188,7 +188,7 @@ async def test_a_request_the_broker_never_answers_gets_503_within_the_deadline(
 async def test_readiness_is_false_while_the_store_cannot_write(
     run: Runner, subscriber: RecordingSubscriber, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = sqlite_store._apply_acks
+    real = sqlite_rows.apply_acks
     failing = True
 
     def disk_full(*args: Any) -> None:
@@ -196,7 +196,7 @@ async def test_readiness_is_false_while_the_store_cannot_write(
             raise sqlite3.OperationalError("database or disk is full")
         real(*args)
 
-    monkeypatch.setattr(sqlite_store, "_apply_acks", disk_full)
+    monkeypatch.setattr(sqlite_rows, "apply_acks", disk_full)
     text = manifests(broker_doc(), trigger_doc("all", f"{subscriber.url}/all"))
     async with run(text) as system, aiohttp.ClientSession() as http:
 

@@ -11,7 +11,8 @@ import pytest
 
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.memory_store import MemoryStore
-from eventing.broker.sqlite_store import SqliteSettings, SqliteStore, _encode
+from eventing.broker.sqlite_rows import encode
+from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.store import Routed, Store
 from eventing.errors import StoreFullError
 from eventing.events import AttributeValue, Event
@@ -145,7 +146,7 @@ async def test_attributes_read_back_as_written(tmp_path: Path) -> None:
         await store.append("br", [Routed(Event(dict(attributes), b"d"), ("a",))])
         (back,) = await store.load_pending("a", 0, 10)
         assert back.attributes == attributes
-        assert _encode(attributes) == json.dumps(attributes, separators=(",", ":"))
+        assert encode(attributes) == json.dumps(attributes, separators=(",", ":"))
     finally:
         await store.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from eventing.broker import sqlite_store
+from eventing.broker import sqlite_rows
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.store import Routed
 from eventing.events import Event
@@ -28,15 +28,15 @@ def event(n: int) -> Event:
 
 @pytest.fixture
 def groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many triggers each call of ``_apply_acks`` covered (one call per group)."""
+    """How many triggers each call of ``apply_acks`` covered (one call per group)."""
     sizes: list[int] = []
-    real: Callable[..., None] = sqlite_store._apply_acks
+    real: Callable[..., None] = sqlite_rows.apply_acks
 
-    def counting(conn: Any, d: Any, acked: dict[str, list[int]]) -> None:
-        sizes.append(len(acked))
-        real(conn, d, acked)
+    def counting(conn: Any, d: Any, index: Any, acked: list[dict[str, list[int]]]) -> None:
+        sizes.append(len({trigger for acks in acked for trigger in acks}))
+        real(conn, d, index, acked)
 
-    monkeypatch.setattr(sqlite_store, "_apply_acks", counting)
+    monkeypatch.setattr(sqlite_rows, "apply_acks", counting)
     return sizes
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from eventing.broker import sqlite_store
+from eventing.broker import sqlite_rows
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.memory_store import MemoryStore
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
@@ -155,7 +155,7 @@ async def test_a_failed_commit_offers_nothing(
     def disk_full(*args: Any) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(sqlite_store, "_insert_events", disk_full)
+    monkeypatch.setattr(sqlite_rows, "insert_events", disk_full)
     offered: list[int] = []
     with pytest.raises(StoreError):
         await asyncio.wait_for(

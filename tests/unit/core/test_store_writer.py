@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from eventing.broker import sqlite_store
+from eventing.broker import sqlite_rows
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.store import Routed
 from eventing.errors import StoreError
@@ -56,7 +56,7 @@ async def test_acks_whose_commit_failed_are_retried_and_readiness_follows(
 ) -> None:
     first = event(1)
     await store.append("br", [Routed(first, ("a",))])
-    real = sqlite_store._apply_acks
+    real = sqlite_rows.apply_acks
     failing = True
 
     def disk_full(*args: Any) -> None:
@@ -64,7 +64,7 @@ async def test_acks_whose_commit_failed_are_retried_and_readiness_follows(
             raise sqlite3.OperationalError("database or disk is full")
         real(*args)
 
-    monkeypatch.setattr(sqlite_store, "_apply_acks", disk_full)
+    monkeypatch.setattr(sqlite_rows, "apply_acks", disk_full)
     store.ack_nowait("a", first.seq)
     await wait_for(lambda: not store.writable(), "the store to say it cannot write")
     assert store.pending_count("a") == 1
