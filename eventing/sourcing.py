@@ -17,7 +17,7 @@ the top (the supervisor restarts it with backoff when it raises).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -32,6 +32,24 @@ class Emit(Protocol):
     """Store events in the broker; return once stored, raise ``StoreError`` if not."""
 
     async def __call__(self, events: Sequence[Event], /) -> None: ...
+
+
+@runtime_checkable
+class Recall(Protocol):
+    """What an ``emit`` may offer besides storing: the ids of events from ``source``
+    that the broker remembers having stored (its deduplication window for the
+    source, kept with the events by a durable store).
+
+    Why: a source whose ids are positions (a Kafka record's ``partition:<p>/offset:<o>``)
+    and whose records reach the broker in order needs one remembered id per stored
+    batch and partition, not one per record: after a restart the highest stored
+    position says which records read again are stored already
+    (:mod:`sources.kafka.positions`)."""
+
+    def stored_ids(self, source: str, /) -> Iterable[str] | None:
+        """The remembered ids of ``source``'s events; None when this emit cannot tell
+        (deduplication is off for the source or its broker, or ``source`` is too long
+        for its ids to be remembered as they are)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ from eventing.app.aging import AgingSubscription
 from eventing.app.broker_classes import broker_classes
 from eventing.app.canary import build_split, split_families
 from eventing.app.dedup_config import SourceDedup, configure_broker
+from eventing.app.emitter import SourceEmitter
 from eventing.app.workloads import Workloads, external_metrics
 from eventing.broker.base import Broker, DeadLetterQueue, Subscription
 from eventing.broker.registry import BrokerClasses
@@ -120,19 +121,9 @@ class System:
     def emitter(self, broker_key: str, dedup: SourceDedup | None = None) -> Emit:
         """``emit`` for sources: stamp, mark for deduplication as the source's
         settings say (``None``: never), and publish into ``broker_key``."""
-        broker = self.brokers[broker_key]
-        marks = dedup or SourceDedup("")
-
-        async def emit(events: Sequence[Event], /) -> None:
-            arrival = now_rfc3339()
-            for event in events:
-                stamp(event, arrival)
-                event.dedup = marks.mark(event.dedup)
-            await broker.publish(list(events))
-            if self.on_publish is not None:
-                self.on_publish(broker_key, events)
-
-        return emit
+        return SourceEmitter(
+            self.brokers[broker_key], broker_key, dedup or SourceDedup(""), lambda: self.on_publish
+        )
 
     async def replay(self, trigger_key: str, event: Event) -> None:
         """Put a dead letter back into its trigger's backlog (that trigger only)."""

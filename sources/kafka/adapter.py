@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -48,10 +48,11 @@ from eventing.errors import ConfigError, InvalidEventError
 from eventing.events import Event
 from eventing.settle import uncut
 from sources.kafka.ahead import Fetched, merged, rewind
-from sources.kafka.binding import KafkaRecord, record_to_event
+from sources.kafka.binding import KafkaRecord, PlainWrap, record_to_event
 from sources.kafka.commits import Committer
 from sources.kafka.model import KafkaSourceResource
-from sources.support.base import Emit, SourceHealth, SourceState
+from sources.kafka.positions import Skips, highest_stored, key_last, position_id
+from sources.support.base import Emit, Recall, SourceHealth, SourceState
 from sources.support.emitting import Outcome, emit_prefix, refuse, too_large
 from sources.support.reconnect import Backoff, close_quietly, describe, keep_connected
 from sources.support.source_spec import apply_overrides, source_path
@@ -72,10 +73,14 @@ COMMIT_INTERVAL: Final = 0.25
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Remembers newly assigned partitions so the loop can commit their start."""
+    """Remembers newly assigned partitions so the loop can commit their start and
+    skip what of them is stored already (:mod:`sources.kafka.positions`)."""
 
     def __init__(self, committer: Committer) -> None:
         self.pending: set[Any] = set()
+        self.unchecked: set[Any] = set()
+        """Assigned partitions whose stored position was not looked up yet."""
+        self.skips = Skips()
         self.committer = committer
         self.storing: asyncio.Task[Outcome[Any]] | None = None
         """The ``emit`` in flight (it hands its offsets to the committer when stored)."""
@@ -84,6 +89,8 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.pending.difference_update(revoked)
+        self.unchecked.difference_update(revoked)
+        self.skips.forget(revoked)
         self.revoked = True
         # What was stored is committed before the partitions go to another member.
         try:
@@ -95,6 +102,7 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.pending.update(assigned)
+        self.unchecked.update(assigned)
 
 
 class KafkaAdapter:
@@ -116,9 +124,17 @@ class KafkaAdapter:
         self._store_backoff = Backoff(initial=0.1, maximum=5.0)
         self._key_type = resource.key_type
         self._overrides = spec.ce_overrides
+        self._plain = PlainWrap(self._source_prefix, resource.key_type)
+        self.drops: dict[str, int] = {}
+        """Records not emitted on purpose, by reason (``duplicate``: stored already)."""
+        self._recall: Recall | None = None
+        self._by_position: dict[str, bool] = {}
+        """Per topic: its wrapped records are deduplicated by position (one key per
+        ``emit`` and partition) because the emit can recall stored ids."""
 
     async def run(self, emit: Emit) -> None:
         """Consume until cancelled, with ``spec.consumers`` members of the group."""
+        self._recall = emit if isinstance(emit, Recall) else None
         count = self.resource.spec.consumers
         if count == 1:
             await self._member(emit)
@@ -211,23 +227,47 @@ class KafkaAdapter:
         if offsets:
             await consumer.commit(offsets)
 
-    def _prepare(self, batches: dict[Any, Sequence[Any]]) -> Fetched:
-        """Decode one ``getmany`` result (refused records are counted, not kept)."""
+    def _prepare(self, batches: Mapping[Any, Sequence[Any]], assignments: _Assignments) -> Fetched:
+        """Decode one ``getmany`` result (refused records are counted, not kept; those
+        of a newly assigned partition stored already are skipped and counted)."""
         fetched = Fetched()
         items = fetched.items
-        for tp, records in batches.items():
-            fetched.add(tp, records[0].offset, records[-1].offset)
+        health = self.health
+        for tp, fetched_records in batches.items():
+            fetched.add(tp, fetched_records[0].offset, fetched_records[-1].offset)
+            if tp in assignments.unchecked:
+                self._look_up(tp, assignments)
+            records = fetched_records
+            skipped = assignments.skips.first_new(tp, records) if assignments.skips.stored else 0
+            if skipped:
+                health.received += skipped
+                self.drops["duplicate"] = self.drops.get("duplicate", 0) + skipped
+                records = records[skipped:]
+            positional = self._by_position.get(tp.topic, False)
             for record in records:
-                self.health.received += 1
-                event = self._decode(record)
+                health.received += 1
+                event = self._decode(record, positional)
                 if event is not None:
                     items.append((record, event))
         return fetched
 
+    def _look_up(self, tp: Any, assignments: _Assignments) -> None:
+        """A newly assigned partition: the highest offset its broker remembers storing
+        (:mod:`sources.kafka.positions`), and whether its topic goes by position."""
+        assignments.unchecked.discard(tp)
+        ids = None
+        if self._recall is not None:
+            ids = self._recall.stored_ids(f"{self._source_prefix}#{tp.topic}")
+        self._by_position[tp.topic] = ids is not None
+        highest = None if ids is None else highest_stored(ids).get(tp.partition)
+        assignments.skips.learn(tp, highest)
+        if highest is not None:
+            log.info("%s: %s is stored up to offset %d", self.name, _where_tp(tp), highest)
+
     async def _store(self, committer: Committer, batch: Fetched, emit: Emit) -> Outcome[Any]:
         """Emit ``batch``; once it is stored its offsets go to the committer (before
         this task ends, so a revocation that waits for it sees them)."""
-        outcome = await emit_prefix(emit, batch.items, self.health, log)
+        outcome = await emit_prefix(emit, batch.items, self.health, log, before=key_last)
         if outcome.error is None:
             self._store_backoff.reset()
             committer.add(batch.offsets)  # stored: committed in the background, in order
@@ -258,9 +298,22 @@ class KafkaAdapter:
         log.warning("%s: emit failed (%s); retrying in %.1fs", self.name, error, delay)
         await asyncio.sleep(delay)
 
-    def _decode(self, raw: Any) -> Event | None:
+    def _decode(self, raw: Any, positional: bool = False) -> Event | None:
         """Record -> Event, or None when refused (counted). Per record: what does not
-        change per record is looked up once (``__init__``)."""
+        change per record is looked up once (``__init__``); a plain record without
+        headers takes :class:`~sources.kafka.binding.PlainWrap`. ``positional``: a
+        wrapped event carries no deduplication key of its own (``dedup = ""``) unless
+        :func:`~sources.kafka.positions.key_last` gives it one."""
+        if not raw.headers:
+            value, key = raw.value, raw.key
+            if (len(value) if value else 0) + (len(key) if key else 0) <= self._limit:
+                event = self._plain(raw.topic, raw.partition, raw.offset, value, key, raw.timestamp)
+                if event is not None:
+                    if self._overrides is not None:
+                        apply_overrides(event.attributes, self._overrides)
+                    if positional:
+                        event.dedup = ""
+                    return event
         headers = tuple((k, v or b"") for k, v in raw.headers) if raw.headers else ()
         size = len(raw.value or b"") + len(raw.key or b"")
         if headers:
@@ -285,7 +338,17 @@ class KafkaAdapter:
             return None
         if self._overrides is not None:
             apply_overrides(event.attributes, self._overrides)
+        if positional and _is_position(event, raw, self._source_prefix):
+            event.dedup = ""
         return event
+
+
+def _is_position(event: Event, raw: Any, prefix: str) -> bool:
+    """Whether ``event``'s deduplication key is its record's position."""
+    attributes = event.attributes
+    return attributes.get("id") == position_id(raw.partition, raw.offset) and attributes.get(
+        "source"
+    ) == (f"{prefix}#{raw.topic}")
 
 
 class _Loop:
@@ -351,7 +414,7 @@ class _Loop:
         adapter = self.adapter
         if batches:
             adapter._mark("connected")
-            self.ahead.append(adapter._prepare(batches))
+            self.ahead.append(adapter._prepare(batches, self.assignments))
             self.idle_since = time.monotonic()
         elif self.ahead or self.assignments.storing is not None:
             return
@@ -366,7 +429,7 @@ class _Loop:
         again after the rewind), once the fetch in flight has ended."""
         if self.fetch is not None:
             await asyncio.wait({self.fetch})
-            self.ahead.append(self.adapter._prepare(self.fetch.result()))
+            self.ahead.append(self.adapter._prepare(self.fetch.result(), self.assignments))
             self.fetch = None
         dropped, self.ahead = self.ahead, []
         await self.adapter._rewind(self.consumer, self.committer, self.batch, outcome, dropped)
@@ -383,6 +446,10 @@ class _Loop:
 
 def _where(raw: Any) -> str:
     return f"{raw.topic}/{raw.partition}@{raw.offset}"
+
+
+def _where_tp(tp: Any) -> str:
+    return f"{tp.topic}/{tp.partition}"
 
 
 def build(resource: KafkaSourceResource) -> KafkaAdapter:

@@ -149,6 +149,62 @@ def wrap(record: KafkaRecord, source_prefix: str, key_type: KeyType = "string") 
     return Event(attributes, record.value)
 
 
+class PlainWrap:
+    """:func:`wrap` of a record without headers, for one source and key type: the
+    per-record part of decoding for the usual plain record, with the source string of
+    each topic made once. Returns None where :func:`wrap` must decide (a key that is
+    not printable ASCII text, a key type other than ``string``, a topic name no Kafka
+    server would send): the result is otherwise exactly :func:`wrap`'s."""
+
+    __slots__ = ("_key_type", "_prefix", "_sources")
+
+    def __init__(self, source_prefix: str, key_type: KeyType = "string") -> None:
+        self._prefix = source_prefix
+        self._key_type = key_type
+        self._sources: dict[str, str | None] = {}
+
+    def __call__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        key: bytes | None,
+        timestamp_ms: int | None,
+    ) -> Event | None:
+        source = self._sources.get(topic)
+        if source is None:
+            if topic in self._sources or len(self._sources) >= 1024:
+                return None
+            valid = _TOPIC.fullmatch(topic) is not None
+            source = f"{self._prefix}#{topic}" if valid else None
+            self._sources[topic] = source
+            if source is None:
+                return None
+        attributes: dict[str, AttributeValue] = {
+            "specversion": "1.0",
+            "id": f"partition:{partition}/offset:{offset}",
+            "source": source,
+            "type": EVENT_TYPE,
+            "subject": f"partition:{partition}#{offset}",
+        }
+        if timestamp_ms is not None and timestamp_ms >= 0:
+            attributes["time"] = _time(timestamp_ms)
+        if key is not None:
+            if self._key_type != "string":
+                return None
+            try:
+                text = key.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            if text:
+                if not (text.isascii() and text.isprintable()):
+                    return None
+                attributes["key"] = text
+                attributes[PARTITION_KEY] = text
+        return Event(attributes, value)
+
+
 @functools.lru_cache(maxsize=64)
 def _time(ms: int) -> str:
     """:func:`from_epoch_ms`, remembered: the records of one produced batch usually

@@ -6,6 +6,7 @@ its ingress without importing this package); adapters import them from here.
 
 from eventing.sourcing import (
     Emit,
+    Recall,
     Source,
     SourceHealth,
     SourceState,
@@ -16,6 +17,7 @@ from eventing.sourcing import (
 
 __all__ = [
     "Emit",
+    "Recall",
     "Source",
     "SourceHealth",
     "SourceState",

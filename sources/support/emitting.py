@@ -77,11 +77,15 @@ async def emit_prefix(
     items: Sequence[tuple[T, Event]],
     health: SourceHealth,
     log: logging.Logger,
+    *,
+    before: Callable[[Sequence[tuple[T, Event]]], None] | None = None,
 ) -> Outcome[T]:
     """Emit the batch like :func:`emit_batch`; when the store is full before all of it
     fits, store the longest prefix that fits (see the module docstring). Never raises
     what ``emit`` raised: the error is in the outcome, and ``health.failed`` counts the
-    items left unstored (once, however many halvings it took)."""
+    items left unstored (once, however many halvings it took). ``before`` is called
+    with each part of the batch just before it is emitted (what one ``emit`` stores
+    together: :func:`sources.kafka.positions.key_last`)."""
     done = 0
     refused: list[T] = []
     size = len(items)
@@ -93,6 +97,8 @@ async def emit_prefix(
     while done < len(items):
         start = done
         chunk = items[start : start + size]
+        if before is not None:
+            before(chunk)
         try:
             refused.extend(await _emit(emit, chunk, health, log, stored))
         except StoreFullError as exc:
