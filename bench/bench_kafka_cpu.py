@@ -2,6 +2,7 @@
 client's CPU per record (not a test): where bench_brokers.py's rate ratio goes.
 
     .venv/bin/python bench/bench_kafka_cpu.py [--seconds 8] [--connections 32] [--rounds 3]
+        [--profile DIR]
 
 Each round: (1) the class as bench_brokers.py runs it (wrk -> ``eventing run`` with a
 Kafka-class Broker, one Trigger -> the lean subscriber), reading /proc for the CPU
@@ -11,6 +12,10 @@ delivered, divided by the events delivered; (2) bench_brokers.py's raw aiokafka
 produce (acks=all, idempotence) + consume loop in this process, its own CPU and the
 Kafka server's divided by the records. Run it through ``bench/run_tree.py`` to
 compare two trees. Needs ``wrk`` and the Kafka server of ``scripts/servers``.
+
+With ``--profile DIR``, py-spy (``pip install py-spy``) samples the main process and
+each ingress worker at 200 Hz while wrk runs (``DIR/<process>-<round>.txt``, raw
+collapsed stacks); ``bench/profile_parts.py`` turns them into µs per event per part.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from bench_brokers import _cleanup, manifests, raw_kafka, wait_http, wrk, wrk_accepted
 from bench_pipeline import eventing_run, start, stop, subscriber_stats, wrk_missing
@@ -59,7 +65,34 @@ def kafka_pid() -> int | None:
     return int(out.split()[0]) if out.split() else None
 
 
-def class_round(seconds: int, connections: int) -> dict[str, float]:
+def spy(pids: dict[str, int], seconds: int, into: Path | None, tag: str) -> list[Any]:
+    """Sample the main process and the workers for ``seconds`` (none without ``into``):
+    py-spy (Python frames; a thread waiting for a CPU counts as busy, so on a loaded
+    machine it over-counts where threads get preempted) or, with EVENTING_BENCH_PERF=1,
+    ``perf record`` (CPU time only; C frames, syscalls and the kernel)."""
+    if into is None:
+        return []
+    into.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, pid in pids.items():
+        if name != "main" and not name.startswith("worker"):
+            continue
+        out = into / f"{name.replace(' ', '')}-{tag}"
+        if os.environ.get("EVENTING_BENCH_PERF") == "1":
+            command = ["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o",
+                       f"{out}.perf", "--", "sleep", str(seconds)]  # fmt: skip
+        else:
+            binary = str(Path(sys.executable).with_name("py-spy"))
+            command = [binary, "record", "--nonblocking", "-f", "raw", "-r", "200", "-d",
+                       str(seconds), "-p", str(pid), "-o", f"{out}.txt"]  # fmt: skip
+        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))  # fmt: skip
+    return procs
+
+
+def class_round(
+    seconds: int, connections: int, profile: Path | None = None, tag: str = "1"
+) -> dict[str, float]:
     """CPU µs per delivered event by process, and the rate, for one class run."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="eventing-bench-kcpu-"))
@@ -82,8 +115,11 @@ def class_round(seconds: int, connections: int) -> dict[str, float]:
         urllib.request.urlopen(urllib.request.Request(f"{sub_url}/reset", method="POST"))
         before = {k: cpu(p) for k, p in pids.items()}
         started = time.time()
-        accepted = wrk_accepted(wrk(f"http://127.0.0.1:{port}/default/default", seconds,
-                                    connections))  # fmt: skip
+        load = wrk(f"http://127.0.0.1:{port}/default/default", seconds, connections)
+        spies = spy(pids, max(1, seconds - 2), profile, tag)
+        accepted = wrk_accepted(load)
+        for proc in spies:
+            proc.wait(timeout=60)
         deadline = time.monotonic() + 120
         while subscriber_stats(sub_url)["count"] < accepted and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -92,6 +128,8 @@ def class_round(seconds: int, connections: int) -> dict[str, float]:
         n = max(1, stats["count"])
         out = {k: 1e6 * (after[k] - before[k]) / n for k in pids}
         out["rate"] = min(accepted / seconds, n / max(1e-9, stats["last"] - started))
+        if profile is not None:  # for profile_parts.py: samples -> µs per event
+            (profile / f"rate-{tag}.txt").write_text(f"{out['rate']}\n")
         return out
     finally:
         if system is not None:
@@ -117,6 +155,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--raw-events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy raw stacks into this directory")
     args = parser.parse_args()
     if wrk_missing():
         return 2
@@ -124,7 +163,7 @@ def main() -> int:
     raws: list[dict[str, float]] = []
     for round_ in range(args.rounds):
         load = os.getloadavg()[0]
-        classes.append(class_round(args.seconds, args.connections))
+        classes.append(class_round(args.seconds, args.connections, args.profile, str(round_ + 1)))
         raws.append(raw_round(args.raw_events))
         print(f"round {round_ + 1} done, load {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
     print(f"\nCPU µs per event (median of {args.rounds} rounds; every round in brackets)\n")
