@@ -13,43 +13,64 @@ Pure and synchronous: the subscription calls it from the consume loop and from a
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Collection, Hashable
+from collections import deque
+from collections.abc import Collection, Hashable, Iterable
 
 
 class PartitionOffsets:
-    """The consumed, not yet committable records of one partition."""
+    """The consumed, not yet committable records of one partition.
 
-    __slots__ = ("_records", "committed", "consumed_up_to")
+    Kept as the offsets in the order consumed from the first one not done (a deque)
+    and the set of those behind it that are done: in the common case a record is
+    finished while it is the oldest one (an ordered trigger, a prompt subscriber) and
+    costs an append and a popleft; a record finished out of order waits in the set
+    until the ones before it are done. Offsets only grow within a partition's
+    assignment (a new assignment gets a new instance)."""
+
+    __slots__ = ("_done", "_pending", "committed", "consumed_up_to")
 
     def __init__(self) -> None:
-        self._records: OrderedDict[int, bool] = OrderedDict()
+        self._pending: deque[int] = deque()
+        self._done: set[int] = set()
         self.consumed_up_to = -1
         """One past the highest offset consumed (-1: none yet)."""
         self.committed = -1
         """The last commit point handed out (-1: none)."""
 
     def consumed(self, offset: int) -> None:
-        self._records[offset] = False
-        self.consumed_up_to = max(self.consumed_up_to, offset + 1)
+        if offset >= self.consumed_up_to:  # a record read again is tracked once
+            self._pending.append(offset)
+            self.consumed_up_to = offset + 1
+
+    def consumed_many(self, offsets: Iterable[int]) -> None:
+        """:meth:`consumed` for a fetched batch's offsets, in order."""
+        for offset in offsets:
+            if offset >= self.consumed_up_to:
+                self._pending.append(offset)
+                self.consumed_up_to = offset + 1
 
     def done(self, offset: int) -> None:
-        if offset in self._records:
-            self._records[offset] = True
-            while self._records:
-                first, finished = next(iter(self._records.items()))
-                if not finished:
-                    break
-                del self._records[first]
+        pending = self._pending
+        if not pending:
+            return
+        first = pending[0]
+        if offset == first:
+            pending.popleft()
+            done = self._done
+            if done:
+                while pending and pending[0] in done:
+                    done.discard(pending.popleft())
+        elif first < offset < self.consumed_up_to:
+            self._done.add(offset)
 
     def commit_point(self) -> int:
         """The next offset to read after a restart: the first record not done."""
-        if self._records:
-            return next(iter(self._records))
+        if self._pending:
+            return self._pending[0]
         return self.consumed_up_to
 
     def outstanding(self) -> int:
-        return len(self._records)
+        return len(self._pending)
 
 
 class OffsetTracker:
@@ -63,6 +84,12 @@ class OffsetTracker:
         if offsets is None:
             offsets = self.partitions[partition] = PartitionOffsets()
         offsets.consumed(offset)
+
+    def consumed_many(self, partition: Hashable, offsets: Iterable[int]) -> None:
+        found = self.partitions.get(partition)
+        if found is None:
+            found = self.partitions[partition] = PartitionOffsets()
+        found.consumed_many(offsets)
 
     def done(self, partition: Hashable, offset: int) -> None:
         offsets = self.partitions.get(partition)

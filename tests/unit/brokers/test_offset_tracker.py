@@ -69,3 +69,44 @@ def test_commit_point_is_never_past_a_record_not_done(done: list[int]) -> None:
     point = p.commit_point()
     assert all(o in done for o in range(point))
     assert point == 50 or point not in done
+
+
+def test_a_batch_marked_consumed_at_once_commits_like_one_by_one() -> None:
+    t = OffsetTracker()
+    t.consumed_many("a", [3, 4, 6, 7])  # 5: a gap (compacted)
+    t.done("a", 4)
+    t.done("a", 6)
+    assert t.to_commit() == {"a": 3}
+    t.done("a", 3)
+    assert t.to_commit() == {"a": 7}
+    t.done("a", 7)
+    assert t.to_commit() == {"a": 8}
+
+
+def test_a_record_read_again_is_tracked_once_and_stray_acks_change_nothing() -> None:
+    p = PartitionOffsets()
+    p.consumed_many([0, 1, 2])
+    p.consumed(1)  # fetched again (e.g. after a fetch error): still one record
+    p.done(1)
+    p.done(9)  # never consumed here
+    p.done(1)  # acked twice
+    assert p.commit_point() == 0
+    p.done(0)
+    assert p.commit_point() == 2
+    p.done(0)  # behind the commit point: nothing
+    assert p.outstanding() == 1
+    p.done(2)
+    assert (p.commit_point(), p.outstanding()) == (3, 0)
+
+
+@given(st.permutations(list(range(30))))
+def test_any_order_of_acks_commits_everything_once_all_are_done(order: list[int]) -> None:
+    p = PartitionOffsets()
+    p.consumed_many(range(30))
+    for i, offset in enumerate(order):
+        p.done(offset)
+        done = set(order[: i + 1])
+        point = p.commit_point()
+        assert all(o in done for o in range(point))
+        assert point == 30 or point not in done
+    assert p.outstanding() == 0
