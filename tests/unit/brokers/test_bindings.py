@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from brokers.kafka.binding import TARGET, from_record, header_map, read_record, to_record
+from brokers.kafka import binding
+from brokers.kafka.binding import TARGET, Known, from_record, header_map, read_record, to_record
 from brokers.rabbitmq.binding import from_message, own_headers, to_message
 from eventing.errors import InvalidEventError
 from eventing.events import Event
@@ -82,6 +83,7 @@ def test_kafka_structured_record_is_read() -> None:
         (b"plain text", [], "not a CloudEvent"),
         (b"x", [("ce_id", b"1")], "required attribute"),
         (b"x", [("ce_specversion", b"\xff")], "UTF-8"),
+        (b"x", [("ce_specversion", None)], "UTF-8"),  # a null header value
         (b"{", [("content-type", b"application/cloudevents+json")], "JSON"),
     ],
 )
@@ -95,3 +97,49 @@ def test_foreign_kafka_records_are_refused_with_a_reason(
 def test_foreign_amqp_message_is_refused() -> None:
     with pytest.raises(InvalidEventError, match="not a CloudEvent"):
         from_message(b"hello", {"foo": "bar"}, None)
+
+
+GOOD = [("ce_specversion", b"1.0"), ("ce_source", b"/s"), ("ce_type", b"t"), ("ce_x", b"y")]
+
+
+def test_headers_seen_before_are_read_the_same_and_new_values_still_checked() -> None:
+    for i in range(3):  # the second and third read the kept headers
+        event = read_record(b"d", [*GOOD, ("ce_id", b"%d" % i)], None)
+        assert event is not None
+        assert event.attributes == {"specversion": "1.0", "source": "/s", "type": "t",
+                                    "x": "y", "id": str(i)}  # fmt: skip
+    with pytest.raises(InvalidEventError, match="control"):
+        read_record(b"d", [*GOOD, ("ce_id", b"1"), ("ce_z", b"a\x01")], None)
+    with pytest.raises(InvalidEventError, match="time"):
+        read_record(b"d", [*GOOD, ("ce_id", b"1"), ("ce_time", b"yesterday")], None)
+    with pytest.raises(InvalidEventError, match="required attribute 'id'"):
+        read_record(b"d", GOOD, None)  # every header kept, the id missing
+    with pytest.raises(InvalidEventError, match="specversion"):
+        read_record(b"d", [*GOOD[1:], ("ce_id", b"1"), ("ce_specversion", b"9")], None)
+    assert ("ce_x", b"y") in binding._READ
+    assert not any(h[0] == "ce_id" for h in binding._READ)  # per event: never kept
+    assert ("ce_z", b"a\x01") not in binding._READ  # refused: never kept
+
+
+def test_typed_extensions_are_checked_whole_and_not_kept() -> None:
+    event = Event({"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "n": 2**40}, b"")
+    _, value, headers = to_record(event)
+    with pytest.raises(InvalidEventError, match="32-bit"):
+        from_record(value, headers)
+
+
+def test_written_headers_are_kept_by_value_and_type() -> None:
+    one = Event({"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "f": True}, b"")
+    other = Event({"specversion": "1.0", "id": "2", "source": "/s", "type": "t", "f": 1}, b"")
+    text = Event({"specversion": "1.0", "id": "3", "source": "/s", "type": "t", "f": "1"}, b"")
+    for event in (one, other, text, one, other, text):
+        _, value, headers = to_record(event)
+        assert from_record(value, headers) == event
+
+
+def test_known_headers_are_bounded() -> None:
+    known: Known[str, int] = Known(limit=3)
+    for i in range(7):
+        known.keep(str(i), i)
+        assert len(known) <= 3
+    assert known == {"6": 6}
