@@ -36,6 +36,7 @@ from brokers.kafka.tracker import OffsetTracker
 from brokers.support import Backoff, describe
 from eventing.broker.base import Delivery, Filter, Receipt
 from eventing.broker.deadletter_log import new_meta
+from eventing.delivery.stamps import arrival
 from eventing.errors import InvalidEventError
 from eventing.events import Event
 from eventing.settle import uncut
@@ -77,6 +78,8 @@ class KafkaSubscription:
         self.tracker = OffsetTracker()
         self._ready: deque[Delivery] = deque()
         self._wake = asyncio.Event()
+        self._push: Callable[[], None] | None = None
+        """The dispatcher's hook when it takes deliveries with :meth:`take_nowait`."""
         self._drained = asyncio.Event()
         """Set by :meth:`get` when a paused consumer's queue is down to half."""
         self._epochs: dict[Any, int] = {}
@@ -94,6 +97,21 @@ class KafkaSubscription:
         while not self._ready:
             self._wake.clear()
             await self._wake.wait()
+        delivery = self._ready.popleft()
+        if self._paused and len(self._ready) <= self.buffer // 2:
+            self._drained.set()
+        return delivery
+
+    def push_to(self, ready: Callable[[], None]) -> bool:
+        """Call ``ready`` once per fetched batch with deliveries (instead of waking
+        :meth:`get`); the dispatcher takes them with :meth:`take_nowait` in its pump
+        round, without a task switch and two awaits per event."""
+        self._push = ready
+        return True
+
+    def take_nowait(self) -> Delivery | None:
+        if not self._ready:
+            return None
         delivery = self._ready.popleft()
         if self._paused and len(self._ready) <= self.buffer // 2:
             self._drained.set()
@@ -216,12 +234,16 @@ class KafkaSubscription:
                 epoch = self._epochs.get(tp)
                 if epoch is None:
                     continue  # revoked while this batch was in the air
+                self.tracker.consumed_many(tp, [record.offset for record in records])
                 for record in records:
                     foreign = self._take(tp, epoch, record)
                     if foreign is not None:
                         await self._not_a_cloudevent(tp, record, foreign)
-            if len(self._ready) > queued:
-                self._wake.set()  # once per batch, not per record
+            if len(self._ready) > queued:  # once per batch, not per record
+                if self._push is not None:
+                    self._push()
+                else:
+                    self._wake.set()
             if time.monotonic() - self._last_commit >= COMMIT_PERIOD:
                 await self._commit(consumer, None)
 
@@ -241,9 +263,8 @@ class KafkaSubscription:
         """Queue one record's delivery (or mark it done: another trigger's replay, or
         filtered out). Synchronous, so a fetched batch is taken without a suspension
         per record; returns why a record is not a CloudEvent, for the caller to
-        dead-letter it."""
+        dead-letter it. The caller marked the batch's offsets consumed."""
         offset = record.offset
-        self.tracker.consumed(tp, offset)
         try:
             event = read_record(record.value, record.headers or (), self.trigger)
         except InvalidEventError as exc:
@@ -260,6 +281,7 @@ class KafkaSubscription:
             return None
         for listener in self.listeners:
             listener()
+        event.arrived = arrival(event) or 0.0  # read once here, not by every stage
         self._ready.append(Delivery(event, (tp, offset, epoch)))
         return None
 
