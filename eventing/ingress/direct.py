@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 Done = Callable[[StoreError | None], None]
 
+TELL_AT_MOST = 4096
+"""Events in one tap frame at most (a loop turn's answers are told together)."""
+
 
 class DirectPublisher(Protocol):
     """A broker's publisher living in the ingress worker."""
@@ -56,7 +59,10 @@ DirectFactory = Callable[[Mapping[str, Any], float], DirectPublisher]
 
 class Tapped:
     """A :class:`DirectPublisher` as the worker's :class:`Ingress` sees it: what it
-    stored is also told to the main process (``tell``, fire and forget)."""
+    stored is also told to the main process (``tell``, fire and forget), once per
+    loop turn for all the requests answered in it (one frame for a produced batch of
+    one-event requests, not one per request: each frame costs both processes a
+    marshal and a dispatch)."""
 
     def __init__(
         self, inner: DirectPublisher, tell: Callable[[str, Sequence[Event]], None]
@@ -64,18 +70,31 @@ class Tapped:
         self.inner = inner
         self.key = inner.key
         self.tell = tell
+        self._stored: list[Event] = []
 
     async def publish(self, events: Sequence[Event]) -> None:
         await self.inner.publish(events)
-        self.tell(self.key, events)
+        self._told(events)
 
     def publish_soon(self, events: Sequence[Event], done: Done) -> None:
         def stored(error: StoreError | None) -> None:
             if error is None:
-                self.tell(self.key, events)
+                self._told(events)
             done(error)
 
         self.inner.publish_soon(events, stored)
+
+    def _told(self, events: Sequence[Event]) -> None:
+        if not self._stored:
+            asyncio.get_running_loop().call_soon(self._tell)
+        self._stored.extend(events)
+        if len(self._stored) >= TELL_AT_MOST:
+            self._tell()
+
+    def _tell(self) -> None:
+        events, self._stored = self._stored, []
+        if events:  # (a full list was told early; the scheduled call finds none)
+            self.tell(self.key, events)
 
     def drops(self) -> Mapping[tuple[str, str], int]:
         return {}
