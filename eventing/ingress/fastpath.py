@@ -65,7 +65,20 @@ PAUSE_AT: Final = 256 * 1024
 
 _SERVER: Final = SERVER_SOFTWARE.encode("ascii")
 _TOKEN: Final = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_NOT_PLAIN: Final = re.compile(rb"[^\t\r\n\x20-\x7e]")
+_NOT_PLAIN: Final = re.compile(rb"[^\t\x20-\x7e]")
+"""Anything but visible ASCII, space and tab in a line of the head (a CR or LF there
+is one not part of the CRLF the head was split on)."""
+_LINES_KEPT: Final = 1024
+_KEEP_LINE: Final = 256
+_PER_REQUEST: Final = frozenset(
+    {b"ce-id", b"ce-time", b"ce-traceparent", b"ce-tracestate", b"traceparent", b"tracestate",
+     b"authorization", b"content-length"}
+)  # fmt: skip
+"""Header lines new with nearly every request, or credentials: never kept."""
+_LINES: dict[bytes, tuple[bytes, str, str]] = {}
+"""Header lines seen before (bounded: emptied when full) -> (lowercased name, name,
+value): the head's lines of one client's requests repeat but for an id or a time, so
+each is checked and split once, not per request."""
 _HANDED_TO_AIOHTTP: Final = frozenset(
     {b"transfer-encoding", b"content-encoding", b"expect", b"upgrade", b"sec-websocket-key1"}
 )
@@ -135,6 +148,17 @@ class _Fields:
         elif name == b"authorization":
             self.authorization = value
         return True
+
+
+def _header_line(line: bytes) -> tuple[bytes, str, str] | None:
+    """(lowercased name, name, value) of a plain ``Name: value`` header line; None for
+    anything this path leaves to aiohttp."""
+    if _NOT_PLAIN.search(line) is not None:
+        return None
+    raw_name, colon, raw_value = line.partition(b":")
+    if not colon or not raw_name or raw_name.strip(_TOKEN):
+        return None
+    return raw_name.lower(), raw_name.decode("ascii"), raw_value.strip(b" \t").decode("ascii")
 
 
 class FastPath:
@@ -315,19 +339,13 @@ class FastConnection(asyncio.Protocol):
         end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD)
         if end < 0:
             return None
-        head = bytes(buffer[:end])
-        if (
-            _NOT_PLAIN.search(head) is not None
-            or head.count(b"\r") != head.count(b"\n")
-            or head.count(b"\r\n") != head.count(b"\n")
-        ):
-            return None
-        lines = head.split(b"\r\n")
+        lines = bytes(buffer[:end]).split(b"\r\n")
         request_line = lines[0]
         if (
             len(lines) > MAX_HEADERS + 1
             or not request_line.startswith(b"POST ")
             or not request_line.endswith(b" HTTP/1.1")
+            or _NOT_PLAIN.search(request_line) is not None
         ):
             return None
         broker = self.owner.routes.get(request_line[5:-9])
@@ -336,18 +354,24 @@ class FastConnection(asyncio.Protocol):
         headers: list[tuple[str, str]] = []
         fields = _Fields()
         seen: set[bytes] = set()
+        known = _LINES
         for line in lines[1:]:
-            raw_name, colon, raw_value = line.partition(b":")
-            if not colon or not raw_name or raw_name.strip(_TOKEN):
-                return None
-            name = raw_name.lower()
+            header = known.get(line)
+            if header is None:
+                header = _header_line(line)
+                if header is None:
+                    return None
+                if len(line) <= _KEEP_LINE and header[0] not in _PER_REQUEST:
+                    if len(known) >= _LINES_KEPT:
+                        known.clear()
+                    known[line] = header
+            name = header[0]
             if name in seen:  # aiohttp refuses some repeated headers: let it decide
                 return None
             seen.add(name)
-            value = raw_value.strip(b" \t").decode("ascii")
-            if not fields.take(name, value):
+            if not fields.take(name, header[2]):
                 return None
-            headers.append((raw_name.decode("ascii"), value))
+            headers.append((header[1], header[2]))
         if b"host" not in seen:  # aiohttp refuses an HTTP/1.1 request without one
             return None
         length = fields.length

@@ -18,7 +18,7 @@ import pytest
 
 from eventing.errors import StoreFullError
 from eventing.events import Event
-from eventing.ingress import ipc
+from eventing.ingress import fastpath, ipc
 from eventing.ingress.auth import IngressAuth, Rule, digest
 from eventing.ingress.fastpath import FastPath
 from eventing.ingress.server import Ingress, IngressSettings
@@ -432,3 +432,25 @@ async def test_a_workers_remote_broker_is_published_to_without_a_task() -> None:
             stub.transport.close()
         if channel.transport is not None:
             channel.transport.close()
+
+
+async def test_header_lines_are_kept_but_never_ids_lengths_or_credentials() -> None:
+    """Lines of the head are checked and split once, then looked up: a kept line
+    never lets a bad one through, and ids, lengths and credentials are never kept."""
+    extra = b"X-Extra: 1\r\nAuthorization: Bearer t\r\n"
+    async with serving(True) as (port, memory, front):
+        assert front is not None
+        answers = await exchange(port, [binary("k1", extra=extra), binary("k2", extra=extra)])
+        assert [a[0] for a in answers] == [202, 202]
+        assert (front.served, front.handed_over) == (2, 0)
+        assert [(e.id, e.source) for e in memory.events] == [("k1", "/t"), ("k2", "/t")]
+        assert fastpath._LINES[b"X-Extra: 1"] == (b"x-extra", "X-Extra", "1")
+        assert b"ce-source: /t" in fastpath._LINES
+        kept = b"\n".join(fastpath._LINES)
+        assert b"ce-id" not in kept
+        assert b"Authorization" not in kept
+        assert b"Content-Length" not in kept
+        # the same kept lines with one bad line among them: aiohttp answers
+        [(status, _, _)] = await exchange(port, [binary("k3", extra=b"X-Extra: 1\x01\r\n")])
+        assert status == 400
+        assert front.handed_over == 1
