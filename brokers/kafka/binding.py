@@ -75,6 +75,8 @@ _WRITTEN: Known[tuple[str, str], tuple[str, bytes]] = Known()
 _READ: Known[tuple[str, bytes], tuple[str, AttributeValue]] = Known()
 """A header (name, raw value) -> (attribute name, value) that decoded and validated,
 for :func:`read_record`."""
+_CONTENT_TYPES: Known[str, None] = Known()
+"""``content-type`` values that passed as ``datacontenttype``."""
 
 
 def to_record(
@@ -195,19 +197,27 @@ def _validate_new(
     """:func:`~eventing.events.validate` of ``attributes`` (plus ``datacontenttype``)
     where every attribute but those of the ``fresh`` headers passed it before: the
     required ones and the spec version are checked here, the values only of the
-    fresh headers; those are then kept. Any doubt: the whole check."""
-    if attributes.get("specversion") not in SPECVERSIONS or not all(
-        attributes.get(name) for name in REQUIRED
-    ):
+    fresh headers (and a content type not seen before); those are then kept. Any
+    doubt: the whole check."""
+    complete = attributes.get("specversion") in SPECVERSIONS
+    for name in REQUIRED:
+        if not attributes.get(name):
+            complete = False
+    if not complete:
         if content_type is not None:
             attributes["datacontenttype"] = content_type
         validate(attributes)  # raises, naming every problem
         return
-    new: dict[str, AttributeValue] = {h[0][_CE_LEN:]: attributes[h[0][_CE_LEN:]] for h in fresh}
-    if content_type is not None:
+    new: dict[str, AttributeValue] = {}
+    for name, _ in fresh:
+        new[name[_CE_LEN:]] = attributes[name[_CE_LEN:]]
+    if content_type is not None and content_type not in _CONTENT_TYPES:
         new["datacontenttype"] = content_type
-    validate_some(new)
+    if new:
+        validate_some(new)
     for header in fresh:
         name = header[0][_CE_LEN:]
         if name not in PER_EVENT and len(header[1]) <= KEEP_BYTES:
             _READ.keep(header, (name, attributes[name]))
+    if content_type is not None and len(content_type) <= KEEP_BYTES:
+        _CONTENT_TYPES.keep(content_type, None)

@@ -75,38 +75,43 @@ _PER_REQUEST: Final = frozenset(
      b"authorization", b"content-length"}
 )  # fmt: skip
 """Header lines new with nearly every request, or credentials: never kept."""
-_LINES: dict[bytes, tuple[bytes, str, str]] = {}
+_LINES: dict[bytes, tuple[bytes, str, str, bool]] = {}
 """Header lines seen before (bounded: emptied when full) -> (lowercased name, name,
-value): the head's lines of one client's requests repeat but for an id or a time, so
-each is checked and split once, not per request."""
+value, whether :meth:`_Fields.take` reads it): the head's lines of one client's
+requests repeat but for an id or a time, so each is checked and split once, not per
+request."""
 _HANDED_TO_AIOHTTP: Final = frozenset(
     {b"transfer-encoding", b"content-encoding", b"expect", b"upgrade", b"sec-websocket-key1"}
 )
 
 
 class _Date:
-    """The ``Date`` header's value, formatted once a second (as aiohttp does)."""
+    """The ``Date`` header's value, formatted once a second (as aiohttp does), and the
+    whole ``202`` answer with it."""
 
     second = -1
     value = b""
+    accepted = b""
 
     @classmethod
     def now(cls) -> bytes:
         second = int(time.time())
         if second != cls.second:
             cls.value = formatdate(second, usegmt=True).encode("ascii")
+            cls.accepted = (
+                b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nDate: "
+                + cls.value
+                + b"\r\nServer: "
+                + _SERVER
+                + b"\r\n\r\n"
+            )
             cls.second = second
         return cls.value
 
 
 def _accepted() -> bytes:
-    return (
-        b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nDate: "
-        + _Date.now()
-        + b"\r\nServer: "
-        + _SERVER
-        + b"\r\n\r\n"
-    )
+    _Date.now()
+    return _Date.accepted
 
 
 def _serialize(response: web.Response) -> bytes:
@@ -125,6 +130,11 @@ class _Fields:
     """What the fast path reads from the headers."""
 
     __slots__ = ("authorization", "content_type", "length")
+
+    READ: Final = frozenset(
+        {b"content-length", b"connection", b"content-type", b"authorization"} | _HANDED_TO_AIOHTTP
+    )
+    """The names :meth:`take` looks at (it takes any other as it is)."""
 
     def __init__(self) -> None:
         self.length: int | None = None
@@ -150,15 +160,17 @@ class _Fields:
         return True
 
 
-def _header_line(line: bytes) -> tuple[bytes, str, str] | None:
-    """(lowercased name, name, value) of a plain ``Name: value`` header line; None for
-    anything this path leaves to aiohttp."""
+def _header_line(line: bytes) -> tuple[bytes, str, str, bool] | None:
+    """(lowercased name, name, value, read by :meth:`_Fields.take`) of a plain
+    ``Name: value`` header line; None for anything this path leaves to aiohttp."""
     if _NOT_PLAIN.search(line) is not None:
         return None
     raw_name, colon, raw_value = line.partition(b":")
     if not colon or not raw_name or raw_name.strip(_TOKEN):
         return None
-    return raw_name.lower(), raw_name.decode("ascii"), raw_value.strip(b" \t").decode("ascii")
+    name = raw_name.lower()
+    value = raw_value.strip(b" \t").decode("ascii")
+    return name, raw_name.decode("ascii"), value, name in _Fields.READ
 
 
 class FastPath:
@@ -369,7 +381,7 @@ class FastConnection(asyncio.Protocol):
             if name in seen:  # aiohttp refuses some repeated headers: let it decide
                 return None
             seen.add(name)
-            if not fields.take(name, header[2]):
+            if header[3] and not fields.take(name, header[2]):
                 return None
             headers.append((header[1], header[2]))
         if b"host" not in seen:  # aiohttp refuses an HTTP/1.1 request without one

@@ -444,7 +444,7 @@ async def test_header_lines_are_kept_but_never_ids_lengths_or_credentials() -> N
         assert [a[0] for a in answers] == [202, 202]
         assert (front.served, front.handed_over) == (2, 0)
         assert [(e.id, e.source) for e in memory.events] == [("k1", "/t"), ("k2", "/t")]
-        assert fastpath._LINES[b"X-Extra: 1"] == (b"x-extra", "X-Extra", "1")
+        assert fastpath._LINES[b"X-Extra: 1"] == (b"x-extra", "X-Extra", "1", False)
         assert b"ce-source: /t" in fastpath._LINES
         kept = b"\n".join(fastpath._LINES)
         assert b"ce-id" not in kept

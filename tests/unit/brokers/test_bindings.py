@@ -143,3 +143,14 @@ def test_known_headers_are_bounded() -> None:
         known.keep(str(i), i)
         assert len(known) <= 3
     assert known == {"6": 6}
+
+
+def test_a_content_type_is_kept_only_once_it_passed() -> None:
+    for _ in range(2):
+        event = read_record(b"{}", [*GOOD, ("ce_id", b"1"), ("content-type", b"text/x")], None)
+        assert event is not None
+        assert event.attributes["datacontenttype"] == "text/x"
+        with pytest.raises(InvalidEventError, match="control"):
+            read_record(b"{}", [*GOOD, ("ce_id", b"1"), ("content-type", b"text/\x01")], None)
+    assert "text/x" in binding._CONTENT_TYPES
+    assert "text/\x01" not in binding._CONTENT_TYPES
