@@ -77,7 +77,8 @@ class Event:
     #: since (an ingress worker's frame): the store writes it instead of encoding again.
     encoded: str | None = field(default=None, compare=False, repr=False)
     #: When the broker accepted it (``time.time()``), for the latency metric without
-    #: parsing ``knativearrivaltime``; 0 for an event read back from the store.
+    #: parsing ``knativearrivaltime``; 0 for an event read back from the store until
+    #: that is parsed (once: :func:`eventing.delivery.stamps.arrival`).
     arrived: float = field(default=0.0, compare=False, repr=False)
     #: Whether the broker deduplicates it on (source, id), and in which window
     #: (:mod:`eventing.broker.dedup`): a scope name (a source's), ``""`` never (an id

@@ -15,25 +15,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Protocol
 
 from eventing.broker.base import Delivery, Receipt, Subscription
+from eventing.delivery import stamps
 from eventing.delivery.dispatcher import Pushing
-from eventing.events import ARRIVAL_TIME, Event
+from eventing.events import Event
 
 
 def arrival(event: Event) -> float | None:
-    """When the broker accepted ``event`` (epoch seconds), if known."""
-    if event.arrived:
-        return event.arrived
-    raw = event.attributes.get(ARRIVAL_TIME)
-    if not isinstance(raw, str):
-        return None
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    """When the broker accepted ``event`` (epoch seconds), if known: the dispatcher's
+    reading, parsed at most once per event (:func:`eventing.delivery.stamps.arrival`)."""
+    return stamps.arrival(event)
 
 
 class DeliveryObserver(Protocol):

@@ -41,8 +41,10 @@ def dead_letter(event: Event, *, dest: str, outcome: Outcome, attempts: int, tri
 
 def arrival(event: Event) -> float | None:
     """The arrival time stamped by our ingress as epoch seconds (for the latency
-    histogram): as recorded in memory when the broker accepted it, or parsed from
-    ``knativearrivaltime`` (the whole-second part once per second) after a restart."""
+    histogram and the oldest-age metric): as recorded in memory when the broker
+    accepted it, or parsed from ``knativearrivaltime`` (the whole-second part once per
+    second) for an event read back from the store, and then kept in ``event.arrived``
+    (both readers of a delivered event ask: it is parsed once)."""
     if event.arrived:
         return event.arrived
     raw = event.attributes.get(ARRIVAL_TIME)
@@ -51,11 +53,16 @@ def arrival(event: Event) -> float | None:
     second, dot, fraction = raw.partition(".")
     if dot and fraction.endswith("Z") and fraction[:-1].isdigit():
         base = _epoch_second(second)
-        return None if base is None else base + float("0." + fraction[:-1])
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+        if base is None:
+            return None
+        parsed = base + float("0." + fraction[:-1])
+    else:
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    event.arrived = parsed
+    return parsed
 
 
 @lru_cache(maxsize=64)
