@@ -81,6 +81,9 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
         self.unchecked: set[Any] = set()
         """Assigned partitions whose stored position was not looked up yet."""
         self.skips = Skips()
+        self.stored: dict[str, dict[int, int] | None] = {}
+        """Per topic, since the last assignment: the highest stored offset of each
+        partition (None: not known), read from the broker once per topic."""
         self.committer = committer
         self.storing: asyncio.Task[Outcome[Any]] | None = None
         """The ``emit`` in flight (it hands its offsets to the committer when stored)."""
@@ -103,6 +106,7 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.pending.update(assigned)
         self.unchecked.update(assigned)
+        self.stored.clear()
 
 
 class KafkaAdapter:
@@ -255,11 +259,14 @@ class KafkaAdapter:
         """A newly assigned partition: the highest offset its broker remembers storing
         (:mod:`sources.kafka.positions`), and whether its topic goes by position."""
         assignments.unchecked.discard(tp)
-        ids = None
-        if self._recall is not None:
-            ids = self._recall.stored_ids(f"{self._source_prefix}#{tp.topic}")
-        self._by_position[tp.topic] = ids is not None
-        highest = None if ids is None else highest_stored(ids).get(tp.partition)
+        if tp.topic not in assignments.stored:  # one look per topic and assignment
+            ids = None
+            if self._recall is not None:
+                ids = self._recall.stored_ids(f"{self._source_prefix}#{tp.topic}")
+            assignments.stored[tp.topic] = None if ids is None else highest_stored(ids)
+        stored = assignments.stored[tp.topic]
+        self._by_position[tp.topic] = stored is not None
+        highest = None if stored is None else stored.get(tp.partition)
         assignments.skips.learn(tp, highest)
         if highest is not None:
             log.info("%s: %s is stored up to offset %d", self.name, _where_tp(tp), highest)

@@ -59,6 +59,7 @@ class RecallingEmit:
         self.keyed: list[tuple[str, str]] = []
         self.calls: list[list[Event]] = []
         self.full_above = full_above
+        self.looks = 0
 
     async def __call__(self, events: Sequence[Event], /) -> None:
         if self.full_above is not None and len(events) > self.full_above:
@@ -71,6 +72,7 @@ class RecallingEmit:
         self.stored.extend(events)
 
     def stored_ids(self, source: str, /) -> Iterable[str] | None:
+        self.looks += 1
         return [i for s, i in self.keyed if s == source]
 
 
@@ -131,7 +133,9 @@ async def test_each_emit_keys_one_event_per_partition_and_a_new_assignment_skips
         tps[0]: [consumer_record(o, partition=0) for o in range(1, 6)],
         tps[1]: [consumer_record(o, partition=1) for o in range(0, 4)],
     }
+    looks = emit.looks
     fetched = source._prepare(reread, again)
+    assert emit.looks == looks + 1  # one look for the topic's two partitions
     assert [(r.partition, r.offset) for r, _ in fetched.items] == [(0, 4), (0, 5)]
     assert fetched.offsets == {tps[0]: 6, tps[1]: 4}  # committed past the skipped ones
     assert source.drops == {"duplicate": 7}
