@@ -7,8 +7,10 @@ Run against the servers of ``scripts/servers``::
 
     scripts/servers up rabbitmq kafka   # or: scripts/servers up
     .venv/bin/python bench/bench_sources.py [--messages 20000] [--rounds 3] [--only kafka]
+        [--cells raw source system] [--dedup default|on|off]
 
-Every cell starts from a fresh queue / 3-partition topic pre-loaded with
+``--cells`` measures only some columns (the others print as 0); ``--dedup`` sets the
+source's ``eventing.local/dedup`` annotation in the system cell. Every cell starts from a fresh queue / 3-partition topic pre-loaded with
 ``--messages`` messages before its clock starts, and reports the median of
 ``--rounds`` rounds (the 2-core machine is shared, so single runs vary).
 
