@@ -10,9 +10,10 @@ Run against the servers of ``scripts/servers``::
         [--cells raw source system] [--dedup default|on|off]
 
 ``--cells`` measures only some columns (the others print as 0); ``--dedup`` sets the
-source's ``eventing.local/dedup`` annotation in the system cell. Every cell starts from a fresh queue / 3-partition topic pre-loaded with
-``--messages`` messages before its clock starts, and reports the median of
-``--rounds`` rounds (the 2-core machine is shared, so single runs vary).
+source's ``eventing.local/dedup`` annotation in the system cell. Every cell starts
+from a fresh queue / 3-partition topic pre-loaded with ``--messages`` messages before
+its clock starts, and reports the median of ``--rounds`` rounds (the 2-core machine
+is shared, so single runs vary).
 
 - **raw**: aio-pika ``consume`` (prefetch 100, ack per message) / aiokafka ``getmany``
   with a manual commit of each batch: receive and acknowledge, nothing else.
