@@ -110,7 +110,10 @@ class PendingIndex:
         else:
             return
         if head == len(have):
-            del self._slots[trigger]  # nothing pending: the slot goes (a released trigger)
+            # Nothing pending: the slot stays, empty (at 1,000 triggers with a short
+            # backlog each trigger empties and fills again all the time).
+            del have[:]
+            slot.head = 0
             return
         if head > _COMPACT and 2 * head > len(have):
             del have[:head]

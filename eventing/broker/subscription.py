@@ -79,8 +79,8 @@ class StoreSubscription:
     def take_nowait(self) -> Delivery | None:
         """The next event if it is in memory now; None while paging from the store
         (those come first, through :meth:`get`)."""
-        if self._spill or self._refilling:
-            return None
+        if self._spill or self._refilling or not self._buffer:
+            return None  # (the pump asks once more after its last event: kept cheap)
         return self._pop()
 
     def _pop(self) -> Delivery | None:
