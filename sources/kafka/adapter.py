@@ -316,9 +316,12 @@ class KafkaAdapter:
             if (len(value) if value else 0) + (len(key) if key else 0) <= self._limit:
                 event = self._plain(raw.topic, raw.partition, raw.offset, value, key, raw.timestamp)
                 if event is not None:
-                    if self._overrides is not None:
-                        apply_overrides(event.attributes, self._overrides)
-                    if positional:
+                    if self._overrides is None:
+                        if positional:
+                            event.dedup = ""
+                        return event
+                    apply_overrides(event.attributes, self._overrides)
+                    if positional and _is_position(event, raw, self._source_prefix):
                         event.dedup = ""
                     return event
         headers = tuple((k, v or b"") for k, v in raw.headers) if raw.headers else ()

@@ -32,13 +32,14 @@ def consumer_record(
     )
 
 
-def adapter() -> kafka.KafkaAdapter:
+def adapter(overrides: dict[str, str] | None = None) -> kafka.KafkaAdapter:
     resource = kafka.MODEL.model_validate(
         {
             "apiVersion": "sources.knative.dev/v1",
             "kind": "KafkaSource",
             "metadata": {"name": "src", "namespace": "ns"},
             "spec": {
+                **({"ceOverrides": {"extensions": overrides}} if overrides else {}),
                 "bootstrapServers": ["127.0.0.1:9092"],
                 "topics": ["orders"],
                 "sink": {
@@ -226,3 +227,14 @@ def test_plain_wrap_is_wrap(
     assert fast.attributes == slow.attributes
     assert list(fast.attributes) == list(slow.attributes)
     assert fast.data == slow.data
+
+
+async def test_an_override_of_the_id_takes_the_event_off_its_position() -> None:
+    tp = TopicPartition("orders", 0)
+    for overrides, marks in (({"team": "a"}, ["", ""]), ({"id": "fixed"}, [None, None])):
+        source = adapter(overrides)
+        source._recall = RecallingEmit()
+        assignments = kafka._Assignments(None)  # type: ignore[arg-type]
+        await assignments.on_partitions_assigned({tp})
+        fetched = source._prepare({tp: [consumer_record(0), consumer_record(1)]}, assignments)
+        assert [e.dedup for _, e in fetched.items] == marks
