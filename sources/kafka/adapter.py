@@ -6,18 +6,19 @@ At-least-once, step by step: a ``getmany`` batch is decoded (pure,
 are exactly the batch's offsets (last + 1 per partition) handed to the
 :class:`~sources.kafka.commits.Committer`, which commits them in the background, one
 commit at a time. While one ``emit`` stores, the next batches are fetched and decoded
-(at most :data:`AHEAD`) and then stored together by the next ``emit``: one ``emit`` in
-flight at a time, so each partition's records reach the broker in order
-(:mod:`sources.kafka.ahead`). If ``emit`` raises, nothing more is committed, every
-partition is rewound (``seek``) to its first record not stored (what was fetched
-ahead is thrown away and read again), and the source backs off before fetching
-again, so the same records come back. When the store fills part-way through a batch,
-the prefix that fit is committed and each partition is rewound to its first unstored
-record (:func:`sources.support.emitting.emit_prefix`). A failed commit or a lost
-connection restarts the session: the group resumes from its last commit, so records
-may be emitted twice, never lost (their ids are ``partition:<p>/offset:<o>``, so the
-broker can dedupe them). A revocation waits for the ``emit`` in flight and commits
-what it stored before the partitions go; what was fetched ahead is read again.
+(at most :data:`sources.kafka.session.AHEAD`) and then stored together by the next
+``emit``: one ``emit`` in flight at a time, so each partition's records reach the
+broker in order (:mod:`sources.kafka.ahead`; the loop is :mod:`sources.kafka.session`).
+If ``emit`` raises, nothing more is committed, every partition is rewound (``seek``)
+to its first record not stored (what was fetched ahead is thrown away and read
+again), and the source backs off before fetching again, so the same records come
+back. When the store fills part-way through a batch, the prefix that fit is committed
+and each partition is rewound to its first unstored record
+(:func:`sources.support.emitting.emit_prefix`). A failed commit or a lost connection
+restarts the session: the group resumes from its last commit, so records may be read
+twice, never lost; what of them the broker stored already is skipped by position
+(:mod:`sources.kafka.positions`). A revocation waits for the ``emit`` in flight and
+commits what it stored before the partitions go; what was fetched ahead is read again.
 
 Records that cannot become events (over the size limit, or claiming to be a
 CloudEvent but invalid) are refused: counted, logged without payload, and committed
@@ -37,21 +38,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from eventing.errors import ConfigError, InvalidEventError
 from eventing.events import Event
 from eventing.settle import uncut
-from sources.kafka.ahead import Fetched, merged, rewind
+from sources.kafka.ahead import Fetched, rewind
 from sources.kafka.binding import KafkaRecord, PlainWrap, record_to_event
 from sources.kafka.commits import Committer
 from sources.kafka.model import KafkaSourceResource
-from sources.kafka.positions import Skips, highest_stored, key_last, position_id
+from sources.kafka.positions import highest_stored, key_last, position_id
+from sources.kafka.session import Assignments, Loop
 from sources.support.base import Emit, Recall, SourceHealth, SourceState
 from sources.support.emitting import Outcome, emit_prefix, refuse, too_large
 from sources.support.reconnect import Backoff, close_quietly, describe, keep_connected
@@ -61,52 +62,11 @@ log = logging.getLogger(__name__)
 
 MODEL = KafkaSourceResource
 BATCH: Final = 256
-#: Batches fetched and decoded ahead while one ``emit`` stores (:mod:`sources.kafka.ahead`).
-AHEAD: Final = 4
-POLL_MS: Final = 500
-PROBE_AFTER: Final = 2.0
 FINAL_COMMIT_TIMEOUT: Final = 2.0
 PROBE_TIMEOUT: Final = 3.0
 COMMIT_PATIENCE: Final = 3.0
 #: Least time between two offset commits while records flow (:class:`Committer`).
 COMMIT_INTERVAL: Final = 0.25
-
-
-class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Remembers newly assigned partitions so the loop can commit their start and
-    skip what of them is stored already (:mod:`sources.kafka.positions`)."""
-
-    def __init__(self, committer: Committer) -> None:
-        self.pending: set[Any] = set()
-        self.unchecked: set[Any] = set()
-        """Assigned partitions whose stored position was not looked up yet."""
-        self.skips = Skips()
-        self.stored: dict[str, dict[int, int] | None] = {}
-        """Per topic, since the last assignment: the highest stored offset of each
-        partition (None: not known), read from the broker once per topic."""
-        self.committer = committer
-        self.storing: asyncio.Task[Outcome[Any]] | None = None
-        """The ``emit`` in flight (it hands its offsets to the committer when stored)."""
-        self.revoked = False
-        """Set on a revocation: what was fetched ahead and not stored is read again."""
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.pending.difference_update(revoked)
-        self.unchecked.difference_update(revoked)
-        self.skips.forget(revoked)
-        self.revoked = True
-        # What was stored is committed before the partitions go to another member.
-        try:
-            if self.storing is not None:
-                await asyncio.wait({self.storing})
-            await self.committer.flush()
-        except (KafkaError, OSError) as exc:
-            log.info("commit before a rebalance failed (%s): read again", describe(exc))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.pending.update(assigned)
-        self.unchecked.update(assigned)
-        self.stored.clear()
 
 
 class KafkaAdapter:
@@ -173,9 +133,9 @@ class KafkaAdapter:
             await self._commit(consumer, offsets)
 
         committer = Committer(commit, self.name, interval=COMMIT_INTERVAL)
-        assignments = _Assignments(committer)
+        assignments = Assignments(committer)
         consumer.subscribe(topics=list(spec.topics), listener=assignments)
-        loop = _Loop(self, consumer, committer, assignments, emit)
+        loop = Loop(self, consumer, committer, assignments, emit)
         try:
             await uncut(consumer.start())
             self.health.set_state("connected")
@@ -221,7 +181,7 @@ class KafkaAdapter:
         if self.health.state != state:
             self.health.set_state(state, error)
 
-    async def _commit_start(self, consumer: Any, assignments: _Assignments) -> None:
+    async def _commit_start(self, consumer: Any, assignments: Assignments) -> None:
         """Commit the reset position of partitions the group never committed."""
         offsets = {}
         for tp in list(assignments.pending):
@@ -231,7 +191,7 @@ class KafkaAdapter:
         if offsets:
             await consumer.commit(offsets)
 
-    def _prepare(self, batches: Mapping[Any, Sequence[Any]], assignments: _Assignments) -> Fetched:
+    def _prepare(self, batches: Mapping[Any, Sequence[Any]], assignments: Assignments) -> Fetched:
         """Decode one ``getmany`` result (refused records are counted, not kept; those
         of a newly assigned partition stored already are skipped and counted)."""
         fetched = Fetched()
@@ -255,7 +215,7 @@ class KafkaAdapter:
                     items.append((record, event))
         return fetched
 
-    def _look_up(self, tp: Any, assignments: _Assignments) -> None:
+    def _look_up(self, tp: Any, assignments: Assignments) -> None:
         """A newly assigned partition: the highest offset its broker remembers storing
         (:mod:`sources.kafka.positions`), and whether its topic goes by position."""
         assignments.unchecked.discard(tp)
@@ -359,99 +319,6 @@ def _is_position(event: Event, raw: Any, prefix: str) -> bool:
     return attributes.get("id") == position_id(raw.partition, raw.offset) and attributes.get(
         "source"
     ) == (f"{prefix}#{raw.topic}")
-
-
-class _Loop:
-    """One session's fetch -> store loop: while one ``emit`` stores, the next batches
-    are fetched and decoded (up to :data:`AHEAD`), then stored together by the next
-    ``emit`` (:mod:`sources.kafka.ahead`)."""
-
-    def __init__(
-        self,
-        adapter: KafkaAdapter,
-        consumer: Any,
-        committer: Committer,
-        assignments: _Assignments,
-        emit: Emit,
-    ) -> None:
-        self.adapter = adapter
-        self.consumer = consumer
-        self.committer = committer
-        self.assignments = assignments
-        self.emit = emit
-        self.fetch: asyncio.Task[dict[Any, Sequence[Any]]] | None = None
-        self.ahead: list[Fetched] = []
-        self.batch = Fetched()  # what the emit in flight stores
-        self.idle_since = time.monotonic()
-
-    async def run(self) -> None:
-        adapter, assignments = self.adapter, self.assignments
-        while True:
-            if assignments.revoked:  # read again from the group's commits
-                assignments.revoked = False
-                self.ahead.clear()
-            storing = assignments.storing
-            if storing is None:
-                if self.ahead:
-                    self.batch = merged(self.ahead)
-                    self.ahead = []
-                    storing = assignments.storing = asyncio.create_task(
-                        adapter._store(self.committer, self.batch, self.emit),
-                        name=f"{adapter.name} emit",
-                    )
-                elif assignments.pending and self.fetch is None:
-                    await adapter._commit_start(self.consumer, assignments)  # all stored
-            if self.fetch is None and len(self.ahead) < AHEAD:
-                self.fetch = asyncio.create_task(
-                    self.consumer.getmany(timeout_ms=POLL_MS, max_records=adapter.batch),
-                    name=f"{adapter.name} fetch",
-                )
-            await asyncio.wait(
-                [t for t in (self.fetch, storing) if t is not None],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if storing is not None and storing.done():
-                assignments.storing = None
-                outcome = storing.result()
-                if outcome.error is not None:
-                    await self._failed(outcome)
-                    continue
-            if self.fetch is not None and self.fetch.done():
-                await self._fetched(self.fetch.result())
-
-    async def _fetched(self, batches: dict[Any, Sequence[Any]]) -> None:
-        self.fetch = None
-        adapter = self.adapter
-        if batches:
-            adapter._mark("connected")
-            self.ahead.append(adapter._prepare(batches, self.assignments))
-            self.idle_since = time.monotonic()
-        elif self.ahead or self.assignments.storing is not None:
-            return
-        elif self.committer.pending():
-            await self.committer.flush()  # idle: the last commit is done or raised
-        elif time.monotonic() - self.idle_since > PROBE_AFTER:
-            await adapter._probe(self.consumer)
-            self.idle_since = time.monotonic()
-
-    async def _failed(self, outcome: Outcome[Any]) -> None:
-        """The emit in flight failed: what was fetched after it is thrown away (read
-        again after the rewind), once the fetch in flight has ended."""
-        if self.fetch is not None:
-            await asyncio.wait({self.fetch})
-            self.ahead.append(self.adapter._prepare(self.fetch.result(), self.assignments))
-            self.fetch = None
-        dropped, self.ahead = self.ahead, []
-        await self.adapter._rewind(self.consumer, self.committer, self.batch, outcome, dropped)
-
-    async def cancel(self) -> None:
-        """Session end: stop the fetch and the emit in flight (nothing more is committed
-        for it; its records are read again)."""
-        for task in (self.fetch, self.assignments.storing):
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait({task})
-        self.fetch = self.assignments.storing = None
 
 
 def _where(raw: Any) -> str:

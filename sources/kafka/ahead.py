@@ -4,7 +4,7 @@ Why: the source used to fetch a batch, wait for the broker to store it, then fet
 next; the store's latency (group commit, fsync) left the source idle for most of each
 batch. Now the next batches are fetched and decoded while one ``emit`` is storing, and
 everything fetched meanwhile is stored by the *next* ``emit``, merged into one call
-(bounded by :data:`sources.kafka.adapter.AHEAD` batches). One ``emit`` at a time keeps
+(bounded by :data:`sources.kafka.session.AHEAD` batches). One ``emit`` at a time keeps
 the order of every partition in the broker exactly as before (a second concurrent
 ``emit`` could overtake the first in a broker that does not take publishes in call
 order, or after a failure), and the slower the store answers, the larger the next

@@ -17,6 +17,7 @@ from eventing.events import Event
 from sources.kafka import adapter as kafka
 from sources.kafka.binding import KafkaRecord, PlainWrap, wrap
 from sources.kafka.positions import Skips, highest_stored, key_last, position_id
+from sources.kafka.session import Assignments
 from sources.support.emitting import emit_prefix
 
 PREFIX = "/apis/v1/namespaces/ns/kafkasources/src"
@@ -112,7 +113,7 @@ async def test_each_emit_keys_one_event_per_partition_and_a_new_assignment_skips
     source = adapter()
     emit = RecallingEmit()
     source._recall = emit
-    assignments = kafka._Assignments(None)  # type: ignore[arg-type]
+    assignments = Assignments(None)  # type: ignore[arg-type]
     tps = [TopicPartition("orders", p) for p in (0, 1)]
     await assignments.on_partitions_assigned(set(tps))
     batch = {tp: [consumer_record(o, partition=tp.partition) for o in range(4)] for tp in tps}
@@ -128,7 +129,7 @@ async def test_each_emit_keys_one_event_per_partition_and_a_new_assignment_skips
     ]
     # A restart (a new session) reads from the last commit, offset 1 of partition 0
     # and 0 of partition 1: what is stored is skipped, the rest decoded.
-    again = kafka._Assignments(None)  # type: ignore[arg-type]
+    again = Assignments(None)  # type: ignore[arg-type]
     await again.on_partitions_assigned(set(tps))
     reread = {
         tps[0]: [consumer_record(o, partition=0) for o in range(1, 6)],
@@ -147,7 +148,7 @@ async def test_a_store_full_prefix_keys_each_part_it_stored() -> None:
     source = adapter()
     emit = RecallingEmit(full_above=2)
     source._recall = emit
-    assignments = kafka._Assignments(None)  # type: ignore[arg-type]
+    assignments = Assignments(None)  # type: ignore[arg-type]
     tp = TopicPartition("orders", 0)
     await assignments.on_partitions_assigned({tp})
     fetched = source._prepare({tp: [consumer_record(o) for o in range(5)]}, assignments)
@@ -166,7 +167,7 @@ async def test_a_store_full_prefix_keys_each_part_it_stored() -> None:
 
 async def test_without_recall_every_event_keeps_its_key() -> None:
     source = adapter()
-    assignments = kafka._Assignments(None)  # type: ignore[arg-type]
+    assignments = Assignments(None)  # type: ignore[arg-type]
     tp = TopicPartition("orders", 0)
     await assignments.on_partitions_assigned({tp})
     fetched = source._prepare({tp: [consumer_record(o) for o in range(3)]}, assignments)
@@ -176,7 +177,7 @@ async def test_without_recall_every_event_keeps_its_key() -> None:
 async def test_cloudevent_records_keep_their_own_keys() -> None:
     source = adapter()
     source._recall = RecallingEmit()
-    assignments = kafka._Assignments(None)  # type: ignore[arg-type]
+    assignments = Assignments(None)  # type: ignore[arg-type]
     tp = TopicPartition("orders", 0)
     await assignments.on_partitions_assigned({tp})
     headers = [
@@ -234,7 +235,7 @@ async def test_an_override_of_the_id_takes_the_event_off_its_position() -> None:
     for overrides, marks in (({"team": "a"}, ["", ""]), ({"id": "fixed"}, [None, None])):
         source = adapter(overrides)
         source._recall = RecallingEmit()
-        assignments = kafka._Assignments(None)  # type: ignore[arg-type]
+        assignments = Assignments(None)  # type: ignore[arg-type]
         await assignments.on_partitions_assigned({tp})
         fetched = source._prepare({tp: [consumer_record(0), consumer_record(1)]}, assignments)
         assert [e.dedup for _, e in fetched.items] == marks
