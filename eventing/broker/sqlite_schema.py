@@ -107,23 +107,21 @@ def prepare(conn: sqlite3.Connection, triggers: list[str]) -> Loaded:
 
 def _forget_left(conn: sqlite3.Connection, triggers: list[str]) -> None:
     """Remove the pending rows of triggers that are gone, then every event no trigger
-    has pending any more."""
+    has pending any more (one pass over the events)."""
     if triggers:
         marks = ",".join("?" * len(triggers))
         conn.execute(
             f"DELETE FROM pending_many WHERE trigger NOT IN ({marks})",  # noqa: S608
             triggers,
         )
-        conn.execute(
-            f"DELETE FROM events WHERE trigger IS NOT NULL AND trigger NOT IN ({marks})",  # noqa: S608
-            triggers,
-        )
+        left = f"trigger NOT IN ({marks})"
     else:
         conn.execute("DELETE FROM pending_many")
-        conn.execute("DELETE FROM events WHERE trigger IS NOT NULL")
+        left = "1"
     conn.execute(
-        "DELETE FROM events WHERE trigger IS NULL"
-        " AND NOT EXISTS (SELECT 1 FROM pending_many p WHERE p.seq = events.seq)"
+        f"DELETE FROM events WHERE CASE WHEN trigger IS NOT NULL THEN {left} ELSE NOT EXISTS"  # noqa: S608
+        " (SELECT 1 FROM pending_many p WHERE p.seq = events.seq) END",
+        triggers,
     )
 
 
@@ -133,19 +131,26 @@ def _load(conn: sqlite3.Connection) -> Loaded:
     # reused even after every event was deleted; the store assigns them itself.
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
     loaded.next_seq = (row[0] if row else 0) + 1
-    loaded.events, loaded.bytes = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events"
+    (
+        loaded.events,
+        loaded.bytes,
+        singles,
+        low,
+        high,
+        first,
+        last,
+    ) = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), COUNT(trigger), MIN(IIF(trigger IS NULL,"
+        " NULL, seq)), MAX(IIF(trigger IS NULL, NULL, seq)), MIN(trigger), MAX(trigger)"
+        " FROM events"
     ).fetchone()
-    # One array per trigger, made by SQLite (group_concat) rather than a Python step
-    # per row. The order inside a group is not promised: checked, and sorted if not.
     by_trigger: dict[str, array[int]] = {}
-    for trigger, text in conn.execute(
-        "SELECT trigger, group_concat(seq) FROM events WHERE trigger IS NOT NULL GROUP BY trigger"
-    ):
-        seqs = array("q", map(int, text.split(",")))
-        if not all(map(operator.lt, seqs, itertools.islice(seqs, 1, None))):
-            seqs = array("q", sorted(seqs))
-        by_trigger[trigger] = seqs
+    if singles and first == last and high - low + 1 == singles:
+        # One trigger's unbroken run of seqs (a backlog that was never acked out of
+        # order): no row needs reading.
+        by_trigger[first] = array("q", range(low, high + 1))
+    elif singles:
+        by_trigger = _seqs_by_trigger(conn, one=first == last)
     many: dict[str, list[int]] = {}
     for seq, trigger in conn.execute("SELECT seq, trigger FROM pending_many"):
         many.setdefault(trigger, []).append(seq)
@@ -157,3 +162,18 @@ def _load(conn: sqlite3.Connection) -> Loaded:
     for trigger, n in conn.execute("SELECT trigger, COUNT(*) FROM dead_letters GROUP BY trigger"):
         loaded.dead_letters[trigger] = n
     return loaded
+
+
+def _seqs_by_trigger(conn: sqlite3.Connection, *, one: bool) -> dict[str, array[int]]:
+    """Each trigger's seqs of the events that carry it, as one array per trigger made
+    by SQLite (``group_concat``) rather than a Python step per row; with ``one``
+    trigger without the GROUP BY, whose sort is most of the time. The order inside a
+    group is not promised: checked, and sorted if need be."""
+    sql = "SELECT trigger, group_concat(seq) FROM events WHERE trigger IS NOT NULL"
+    out: dict[str, array[int]] = {}
+    for trigger, text in conn.execute(sql if one else f"{sql} GROUP BY trigger"):
+        seqs = array("q", map(int, text.split(",")))
+        if not all(map(operator.lt, seqs, itertools.islice(seqs, 1, None))):
+            seqs = array("q", sorted(seqs))
+        out[trigger] = seqs
+    return out

@@ -105,3 +105,34 @@ async def test_a_version_0_file_is_migrated_on_open(tmp_path: Path) -> None:
         assert [e.seq for e in await again.load_pending("c", 0, 10)] == [7, 8]
     finally:
         await again.close()
+
+
+async def test_reopen_reads_back_each_backlog_shape(tmp_path: Path) -> None:
+    """The index is rebuilt at open however the backlog looks: one trigger's unbroken
+    run of seqs, the same with a gap, and with a shared event after it."""
+    path = tmp_path / "s.db"
+    expected: list[int] = []
+    for step in ("run", "gap", "shared"):
+        store = SqliteStore(SqliteSettings(path))
+        await store.open(["a", "b"])
+        try:
+            assert [e.seq for e in await store.load_pending("a", 0, 100)] == expected
+            assert store.pending_count("a") == len(expected)
+            routed = [Routed(Event(attrs(n), b"x"), ("a",)) for n in range(5)]
+            if step == "shared":
+                routed.append(Routed(Event(attrs(9), b"y"), ("a", "b")))
+            await store.append("br", routed)
+            expected += [r.event.seq for r in routed]
+            if step == "gap":
+                await store.ack("a", [expected[2]])
+                del expected[2]
+        finally:
+            await store.close()
+    again = SqliteStore(SqliteSettings(path))
+    await again.open(["a", "b"])
+    try:
+        assert [e.seq for e in await again.load_pending("a", 0, 100)] == expected
+        assert [e.seq for e in await again.load_pending("b", 0, 100)] == expected[-1:]
+        assert again.stats().events == len(expected)
+    finally:
+        await again.close()
