@@ -35,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,15 @@ def _measure(
         time.sleep(0.2)
     stats = subscriber_stats(sub_url)
     return accepted / seconds, stats["count"] / max(1e-9, stats["last"] - started)
+
+
+def _add_ratio(
+    ratios: dict[str, list[float | None]], name: str, value: float, baseline: float
+) -> None:
+    """Append value / baseline to ``ratios[name]``, or None (printed "invalid", left out
+    of the median) when the baseline measured nothing: a pipeline that failed to start
+    must not show as a ratio of 5e12."""
+    ratios.setdefault(name, []).append(value / baseline if baseline > 0 else None)
 
 
 def raw_http_rate(kind: str, processes: int, seconds: int, connections: int) -> tuple[float, float]:
@@ -376,7 +386,7 @@ def main() -> int:
         return 2
     # path -> one (accepted/s, delivered/s or None) per round
     runs: dict[str, list[tuple[float, float | None]]] = {}
-    ratios: dict[str, list[float]] = {}
+    ratios: dict[str, list[float | None]] = {}
     for round_ in range(args.rounds):
         for kind in ("kafka", "rabbitmq"):
             if args.only not in (None, kind):
@@ -404,23 +414,18 @@ def main() -> int:
             two = eventing_rate(kind, 2, args.seconds, args.connections)
             runs.setdefault(f"{kind} class, 1 process", []).append(one)
             runs.setdefault(f"{kind} class, 2 processes", []).append(two)
-            ratios.setdefault(f"{kind}: 1 process / raw", []).append(min(one) / raw)
-            ratios.setdefault(f"{kind}: 1 process / raw HTTP pipeline", []).append(
-                min(one) / max(1e-9, min(by_hand))
-            )
-            ratios.setdefault(f"{kind}: 1 process / raw HTTP pipeline, 2 processes", []).append(
-                min(one) / max(1e-9, min(by_hand2))
-            )
-            ratios.setdefault(f"{kind}: 2 processes / raw HTTP pipeline, 2 processes", []).append(
-                min(two) / max(1e-9, min(by_hand2))
-            )
-            ratios.setdefault(f"{kind}: 2 processes / 1 process", []).append(
-                min(two) / max(1e-9, min(one))
-            )
+            add = partial(_add_ratio, ratios)
+            add(f"{kind}: 1 process / raw", min(one), raw)
+            add(f"{kind}: 1 process / raw HTTP pipeline", min(one), min(by_hand))
+            add(f"{kind}: 1 process / raw HTTP pipeline, 2 processes", min(one), min(by_hand2))
+            add(f"{kind}: 2 processes / raw HTTP pipeline, 2 processes", min(two), min(by_hand2))
+            add(f"{kind}: 2 processes / 1 process", min(two), min(one))
             if kind == "kafka":
-                ratios.setdefault(
-                    f"kafka: 1 process / raw with {args.connections} awaited sends", []
-                ).append(min(one) / closed)
+                add(
+                    f"kafka: 1 process / raw with {args.connections} awaited sends",
+                    min(one),
+                    closed,
+                )
             print(f"round {round_ + 1} {kind} done ({time.strftime('%H:%M:%S')})", flush=True)
     print(
         f"\n1 KiB JSON events, wrk -t1 -c{args.connections} -d{args.seconds}s per run "
@@ -437,8 +442,10 @@ def main() -> int:
         print(f"{name:<48} {accepted:>11,.0f} {shown:>12}  [{each}]")
     print()
     for name, series in ratios.items():
-        listed = ", ".join(f"{v:.2f}" for v in series)
-        print(f"{name} = {statistics.median(series):.2f}  [{listed}]")
+        listed = ", ".join("invalid" if v is None else f"{v:.2f}" for v in series)
+        valid = [v for v in series if v is not None]
+        median = f"{statistics.median(valid):.2f}" if valid else "invalid"
+        print(f"{name} = {median}  [{listed}]")
     print("(a raw client row is end to end: first send to last consume; its accepted/s is that")
     print(" rate; the raw HTTP pipeline is bench/raw_http_pipeline.py under the same wrk load,")
     print(" one OS process per pipeline process; one eventing run is its main process and")
