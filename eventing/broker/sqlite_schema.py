@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS seen (
 # index go.
 _MIGRATE_0 = (
     "ALTER TABLE events ADD COLUMN trigger TEXT",
-    "CREATE TEMP TABLE single AS SELECT seq, MIN(trigger) AS trigger FROM pending"
+    # Keyed by seq, so the UPDATE below looks each event up instead of scanning.
+    "CREATE TEMP TABLE single (seq INTEGER PRIMARY KEY, trigger TEXT NOT NULL)",
+    "INSERT INTO temp.single SELECT seq, MIN(trigger) FROM pending"
     " GROUP BY seq HAVING COUNT(*) = 1",
     "UPDATE events SET trigger = (SELECT s.trigger FROM temp.single s WHERE s.seq = events.seq)"
     " WHERE seq IN (SELECT seq FROM temp.single)",
