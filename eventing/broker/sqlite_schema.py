@@ -33,6 +33,18 @@ from eventing.broker.pending_index import PendingIndex
 
 VERSION = 1
 
+# ``pending`` is a view of every (trigger, seq) still pending, as the version-0 table
+# was. Why it exists: an older release opening this file runs ``CREATE TABLE IF NOT
+# EXISTS pending`` (a no-op: the name is taken) and then ``CREATE INDEX ... ON
+# pending(seq)``, which fails on a view, so it stops at open with an error instead of
+# finding no version-0 rows and deleting every event as delivered. (And SQL written
+# against the old table, by an operator, still reads the same rows.)
+_VIEW = (
+    "CREATE VIEW IF NOT EXISTS pending (trigger, seq) AS"
+    " SELECT trigger, seq FROM events WHERE trigger IS NOT NULL"
+    " UNION ALL SELECT trigger, seq FROM pending_many"
+)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, broker TEXT NOT NULL, attrs TEXT NOT NULL,
@@ -48,6 +60,7 @@ CREATE TABLE IF NOT EXISTS seen (
     broker TEXT NOT NULL, scope TEXT NOT NULL, source TEXT NOT NULL, id TEXT NOT NULL,
     at REAL NOT NULL, PRIMARY KEY (broker, scope, source, id)) WITHOUT ROWID;
 """
+SCHEMA += _VIEW + ";\n"
 
 # Version 0 -> 1, in one transaction: an event with one pending row keeps its trigger
 # on its own row, the others' rows move to pending_many; the old table and its seq
@@ -64,6 +77,7 @@ _MIGRATE_0 = (
     " WHERE seq NOT IN (SELECT seq FROM temp.single) ORDER BY seq, trigger",
     "DROP TABLE temp.single",
     "DROP TABLE pending",
+    _VIEW,
 )
 
 

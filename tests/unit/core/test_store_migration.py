@@ -8,6 +8,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.store import Routed
 from eventing.events import AttributeValue, Event
@@ -95,9 +97,14 @@ async def test_a_version_0_file_is_migrated_on_open(tmp_path: Path) -> None:
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        assert "pending" not in tables
-        assert "pending_by_seq" not in tables
+        kinds = dict(conn.execute("SELECT name, type FROM sqlite_master").fetchall())
+        assert kinds["pending"] == "view"  # the version-0 table went; see the next test
+        assert "pending_by_seq" not in kinds
+        assert sorted(conn.execute("SELECT trigger, seq FROM pending")) == [
+            ("a", 8),
+            ("c", 7),
+            ("c", 8),
+        ]
     again = SqliteStore(SqliteSettings(path))
     await again.open(["a", "b", "c"])
     try:
@@ -134,5 +141,45 @@ async def test_reopen_reads_back_each_backlog_shape(tmp_path: Path) -> None:
         assert [e.seq for e in await again.load_pending("a", 0, 100)] == expected
         assert [e.seq for e in await again.load_pending("b", 0, 100)] == expected[-1:]
         assert again.stats().events == len(expected)
+    finally:
+        await again.close()
+
+
+def open_as_version_0(path: Path) -> None:
+    """What a release before the migration runs when it opens a store: its schema with
+    IF NOT EXISTS, then it forgets every event without a version-0 pending row."""
+    old_schema = _VERSION_0.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ").replace(
+        "CREATE INDEX ", "CREATE INDEX IF NOT EXISTS "
+    )
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.executescript(old_schema)
+        conn.execute("BEGIN")
+        conn.execute("DELETE FROM pending WHERE trigger NOT IN ('a', 'b', 'c')")
+        conn.execute("DELETE FROM events WHERE seq NOT IN (SELECT seq FROM pending)")
+        conn.execute("COMMIT")
+
+
+async def test_an_older_release_cannot_open_a_migrated_file_and_so_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Going back to a release from before the migration must not lose the backlog: it
+    finds ``pending`` a view, fails at its schema (a view cannot be indexed) before its
+    clean-up, and the newer release still has every event."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(SqliteSettings(path))
+    await store.open(["a", "b"])
+    try:
+        await store.append("br", [Routed(Event(attrs(n), b"x"), ("a",)) for n in range(3)])
+        await store.append("br", [Routed(Event(attrs(9), b"y"), ("a", "b"))])
+    finally:
+        await store.close()
+    with pytest.raises(sqlite3.OperationalError, match="views may not be indexed"):
+        open_as_version_0(path)
+    again = SqliteStore(SqliteSettings(path))
+    await again.open(["a", "b"])
+    try:
+        assert again.stats().events == 4
+        assert again.pending_count("a") == 4
+        assert again.pending_count("b") == 1
     finally:
         await again.close()
