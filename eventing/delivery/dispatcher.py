@@ -146,6 +146,12 @@ class Dispatcher:
         # The fast targets whose host was full when an event was tried (connections
         # are shared by every trigger): each has our wake-up queued once.
         self._host_waits: dict[int, Callable[[], None]] = {}
+        # The fast targets whose host was full at our last try (by id), and our wake-up
+        # for each, made once: while a host stays full (a thousand triggers sharing its
+        # connections), a new event queues for its turn at once instead of first
+        # taking a slot of the limit, trying to send and giving the slot back.
+        self._crowded: set[int] = set()
+        self._wakes: dict[int, Callable[[], None]] = {}
         # Events handed over by the subscription (Pushing) are taken by _pump, once per
         # loop turn for all that arrived, instead of waking the run loop per event; the
         # pumps of every dispatcher of the loop run in one callback (PumpRound).
@@ -228,10 +234,31 @@ class Dispatcher:
         """Start the next attempt of ``job`` now, or park it until there is room."""
         if self._stopping:
             self._finish(job)  # stays pending; the next run delivers it
-        elif (self._parked and job.route.fast is not None) or not self._attempt(job):
+            return
+        fast = job.route.fast
+        if fast is not None and (self._parked or self._queued_at_host(fast)):
             # In order behind those already waiting (a route without a fast sender
-            # does not park: its task waits for the limit itself).
+            # does not park: its task waits for the limit itself), or at a host that
+            # was full at our last try and still is (queued for our turn there).
             self._parked.append(job)
+        elif not self._attempt(job):
+            self._parked.append(job)
+
+    def _queued_at_host(self, fast: FastSend) -> bool:
+        """True when ``fast``'s host was full at our last try and still is: our
+        wake-up is (or already was) queued there, so the event is to park. A host
+        found with room again is forgotten as full (the next event tries at once)."""
+        key = id(fast)
+        if key not in self._crowded:
+            return False
+        if key in self._host_waits:
+            return True
+        wake = self._wakes[key]
+        if fast.when_free(wake):
+            self._host_waits[key] = wake
+            return True
+        self._crowded.discard(key)
+        return False
 
     def _attempt(self, job: _Job) -> bool:
         """Start an attempt: by ``try_send`` with ``job`` as the callback when the
@@ -260,10 +287,14 @@ class Dispatcher:
                     self.stats.in_flight += 1
                     self._active += 1
                     return True
-                wake = self._host_wake(fast)
+                key = id(fast)
+                wake = self._wakes.get(key)
+                if wake is None:
+                    wake = self._wakes[key] = self._host_wake(fast)
                 if fast.when_free(wake):
                     self.limit.release()
-                    self._host_waits[id(fast)] = wake
+                    self._host_waits[key] = wake
+                    self._crowded.add(key)
                     return False
                 # A new connection is needed: the task sends with the slot taken
                 # here, so a burst makes at most ``limit`` such tasks, the rest park.
@@ -559,6 +590,8 @@ class Dispatcher:
         for r in self.split.routes:
             r.retired = True
         self.split = new
+        self._crowded.clear()  # (wake-ups already queued still work: they hold their target)
+        self._wakes = {k: w for k, w in self._wakes.items() if k in self._host_waits}
         if policy.max_in_flight != self.policy.max_in_flight:
             self.limit.resize(policy.max_in_flight)
             self._held.resize(policy.max_in_flight * 10 - self.policy.max_in_flight * 10)

@@ -133,3 +133,53 @@ async def test_events_waiting_for_the_host_stay_pending_at_stop(tmp_path: Path) 
             )
     finally:
         await runner.cleanup()
+
+
+async def test_a_full_host_queues_new_events_for_a_turn_and_is_forgotten_once_free(
+    tmp_path: Path,
+) -> None:
+    """While the host stays full, an event new to a trigger that found it full parks
+    at once (queued for the trigger's turn there, holding no slot of its own limit);
+    once the host has room again, the trigger's next event goes straight out."""
+    subscriber = Subscriber()
+    runner, url = await serve("/{trigger}", subscriber.handle)
+    try:
+        async with run_system(tmp_path, _text(url)) as running:
+            running.system.pool.slots.limit = HOST_LIMIT
+            await post_batch(running, _batch("w", TRIGGERS))
+            await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
+            dispatchers = [t.dispatcher for t in running.system.triggers.values()]
+            assert not any(d._crowded for d in dispatchers)
+            subscriber.gate.clear()
+            await post_batch(running, _batch("e", TRIGGERS * 2))
+            await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
+            parked = TRIGGERS * 2 - HOST_LIMIT
+            await wait_until(
+                lambda: sum(len(d._parked) for d in dispatchers) == parked, 30, "parked"
+            )
+            assert sum(bool(d._crowded) for d in dispatchers) >= TRIGGERS - HOST_LIMIT
+            await post_batch(running, _batch("f", TRIGGERS))
+            await wait_until(
+                lambda: sum(len(d._parked) for d in dispatchers) == parked + TRIGGERS,
+                30,
+                "the new ones parked",
+            )
+            assert sum(d.limit.in_use for d in dispatchers) == HOST_LIMIT
+            subscriber.gate.set()
+            total = TRIGGERS * 4
+            await wait_until(lambda: len(subscriber.got) == total, 60, "every one")
+            # As many as the host takes at once: none finds it full.
+            await post_batch(running, _batch("g", HOST_LIMIT))
+            await wait_until(lambda: len(subscriber.got) == total + HOST_LIMIT, 30, "the last")
+            again = [d for d in dispatchers if d.stats.delivered == 5]
+            assert len(again) == HOST_LIMIT
+            assert not any(d._crowded for d in again)
+    finally:
+        await runner.cleanup()
+    assert sorted(subscriber.got) == sorted(
+        _expected("w", TRIGGERS)
+        + _expected("e", TRIGGERS * 2)
+        + _expected("f", TRIGGERS)
+        + _expected("g", HOST_LIMIT)
+    )
+    assert subscriber.most <= HOST_LIMIT
