@@ -72,7 +72,7 @@ class MemorySubscription:
 
     def push_to(self, ready: Callable[[], None]) -> bool:
         self._ready = ready
-        if self._waiting:
+        for _ in self._waiting:  # once per event, as the store's subscription does
             ready()
         return True
 

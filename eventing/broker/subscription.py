@@ -69,7 +69,7 @@ class StoreSubscription:
         self._wake.set()
 
     def push_to(self, ready: Callable[[], None]) -> bool:
-        """Call ``ready`` (instead of waking :meth:`get`) when an event is waiting in
+        """Call ``ready`` (instead of waking :meth:`get`) once for each event put in
         memory, to be taken with :meth:`take_nowait`. Why: with events spread over
         a thousand triggers, each event would otherwise cost its dispatcher a task
         switch. :meth:`get` still pages from the store (and is woken for that)."""
@@ -80,7 +80,7 @@ class StoreSubscription:
         """The next event if it is in memory now; None while paging from the store
         (those come first, through :meth:`get`)."""
         if self._spill or self._refilling or not self._buffer:
-            return None  # (the pump asks once more after its last event: kept cheap)
+            return None  # (the pump asks no more than it was offered: rare)
         return self._pop()
 
     def _pop(self) -> Delivery | None:

@@ -81,8 +81,9 @@ class DeadLetterTarget:
 @runtime_checkable
 class Pushing(Protocol):
     """A subscription that hands events over without a task switch: it calls the
-    hook given to ``push_to`` when an event waits in memory, and ``take_nowait``
-    returns it (``StoreSubscription``)."""
+    hook given to ``push_to`` once for each event it puts in memory, and
+    ``take_nowait`` returns it (``StoreSubscription``). The dispatcher takes as many
+    as it was offered (fewer if ``take_nowait`` says None: its ``get`` took some)."""
 
     def push_to(self, ready: Callable[[], None]) -> bool: ...
 
@@ -157,6 +158,11 @@ class Dispatcher:
         # pumps of every dispatcher of the loop run in one callback (PumpRound).
         self._pump_soon = False
         self._pump_stalled = False
+        # Events offered and not yet taken by _pump (at least: the run loop's get()
+        # may take some): the pump stops at zero, without asking the subscription once
+        # more for nothing (with events spread over a thousand triggers, nearly every
+        # pump takes one event, and that last call was one more per event).
+        self._offers = 0
         self._round: PumpRound | None = None
         self._pump_now = self._pump  # bound once: registered per loop turn with work
         self._take_nowait: Callable[[], Delivery | None] = lambda: None
@@ -180,6 +186,7 @@ class Dispatcher:
     def _offered(self) -> None:
         """An event waits in the subscription's memory: take it (and any others that
         arrive in this loop turn) in the loop's next pump round, not a task switch each."""
+        self._offers += 1
         if not self._pump_soon:
             self._schedule_pump()
 
@@ -197,13 +204,17 @@ class Dispatcher:
             return
         take_nowait = self._take_nowait
         try:
-            while self._held.free > 0:
-                delivery = take_nowait()
-                if delivery is None:
+            while self._offers > 0:
+                if self._held.free <= 0:
+                    self._pump_stalled = True  # the next release of a place pumps again
                     return
+                delivery = take_nowait()
+                if delivery is None:  # taken by the run loop meanwhile (or paging)
+                    self._offers = 0
+                    return
+                self._offers -= 1
                 self._held.take()
                 self._take(delivery)
-            self._pump_stalled = True  # the next release of a place pumps again
         except Exception:
             logger.exception("dispatcher %s failed to take an event", self.trigger)
 

@@ -9,6 +9,8 @@ import asyncio
 import random
 from pathlib import Path
 
+import pytest
+
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.events import Event
@@ -18,7 +20,11 @@ def event(n: int) -> Event:
     return Event({"specversion": "1.0", "id": f"e{n}", "source": "/s", "type": "t"}, b"x")
 
 
-async def test_pushed_and_pulled_events_come_once_in_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("counted", [False, True], ids=["drained", "counted"])
+async def test_pushed_and_pulled_events_come_once_in_order(tmp_path: Path, counted: bool) -> None:
+    """``counted``: as the dispatcher's pump takes them, in a later loop turn and no
+    more than it was offered (one per call of ``ready``), stopping at the first None;
+    else every call of ``ready`` takes all there are at once."""
     store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
     broker = EmbeddedBroker("ns/b", "Embedded", SharedStore(store))
     sub = broker.subscribe("a", lambda attrs: None)
@@ -33,9 +39,26 @@ async def test_pushed_and_pulled_events_come_once_in_order(tmp_path: Path) -> No
     pushes = 0
     total = 0
 
+    offers = 0
+
+    def take_offered() -> None:
+        nonlocal offers
+        while offers > 0:
+            delivery = sub.take_nowait()
+            if delivery is None:
+                offers = 0
+                return
+            offers -= 1
+            record(delivery.event)
+
     def ready() -> None:
-        nonlocal pushes
+        nonlocal pushes, offers
         pushes += 1
+        if counted:
+            offers += 1
+            if offers == 1:
+                asyncio.get_running_loop().call_soon(take_offered)
+            return
         while (delivery := sub.take_nowait()) is not None:
             record(delivery.event)
 
