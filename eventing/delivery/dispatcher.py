@@ -247,7 +247,7 @@ class Dispatcher:
             self._finish(job)  # stays pending; the next run delivers it
             return
         fast = job.route.fast
-        if fast is not None and (self._parked or self._queued_at_host(fast)):
+        if fast is not None and (self._parked or (self._crowded and self._queued_at_host(fast))):
             # In order behind those already waiting (a route without a fast sender
             # does not park: its task waits for the limit itself), or at a host that
             # was full at our last try and still is (queued for our turn there).
