@@ -103,9 +103,10 @@ class KafkaSubscription:
         return delivery
 
     def push_to(self, ready: Callable[[], None]) -> bool:
-        """Call ``ready`` once per fetched batch with deliveries (instead of waking
-        :meth:`get`); the dispatcher takes them with :meth:`take_nowait` in its pump
-        round, without a task switch and two awaits per event."""
+        """Call ``ready`` once per delivery queued (instead of waking :meth:`get`; the
+        dispatcher takes as many as it was offered); it takes them with
+        :meth:`take_nowait` in its pump round, without a task switch and two awaits
+        per event."""
         self._push = ready
         return True
 
@@ -239,11 +240,14 @@ class KafkaSubscription:
                     foreign = self._take(tp, epoch, record)
                     if foreign is not None:
                         await self._not_a_cloudevent(tp, record, foreign)
-            if len(self._ready) > queued:  # once per batch, not per record
-                if self._push is not None:
-                    self._push()
-                else:
-                    self._wake.set()
+            added = len(self._ready) - queued
+            if added > 0:
+                push = self._push
+                if push is None:
+                    self._wake.set()  # once per batch, not per record
+                else:  # the Pushing contract: one call per event queued
+                    for _ in range(added):
+                        push()
             if time.monotonic() - self._last_commit >= COMMIT_PERIOD:
                 await self._commit(consumer, None)
 
