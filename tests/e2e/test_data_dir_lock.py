@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.process import EventingProcess
+from tests.support.process import EventingProcess, run_command
 
 pytestmark = pytest.mark.e2e
 
@@ -29,17 +28,7 @@ def manifests(tmp_path: Path) -> Path:
 async def second_run(directory: Path, data_dir: Path) -> tuple[int, str]:
     """``eventing run`` on ``data_dir``: its exit status and output."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "eventing.app.cli",
-        "run",
-        str(directory),
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--data-dir",
-        str(data_dir),
+        *run_command(directory, data_dir),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

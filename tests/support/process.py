@@ -49,6 +49,24 @@ def kill_leftovers() -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+def run_command(manifests: Path | None, data_dir: Path, *extra: str) -> list[str]:
+    """``eventing run`` on free ports (0) with ``data_dir``: the command line."""
+    return [
+        sys.executable,
+        "-m",
+        "eventing.app.cli",
+        "run",
+        *([] if manifests is None else [str(manifests)]),
+        "--port",
+        "0",
+        "--admin-port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
+
+
 class EventingProcess:
     def __init__(self, manifests: Path | None, data_dir: Path, *extra: str) -> None:
         """``manifests`` None: no directory (``--kubernetes`` reads the API server)."""
@@ -64,18 +82,7 @@ class EventingProcess:
     async def start(self, timeout: float = 60.0) -> None:
         self.brokers.clear()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "eventing.app.cli",
-            "run",
-            *([] if self.manifests is None else [str(self.manifests)]),
-            "--port",
-            "0",
-            "--admin-port",
-            "0",
-            "--data-dir",
-            str(self.data_dir),
-            *self.extra,
+            *run_command(self.manifests, self.data_dir, *self.extra),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +21,9 @@ from tests.support.mesh import (
     trigger_doc,
     wait_until,
 )
+
+if TYPE_CHECKING:
+    from eventing.app.runtime import Running
 
 TRIGGERS = 12
 HOST_LIMIT = 4
@@ -80,6 +84,18 @@ def _expected(prefix: str, count: int) -> list[tuple[str, str]]:
     return sorted((f"t{n % TRIGGERS}", f"{prefix}{n}") for n in range(count))
 
 
+async def fill_the_host(running: Running, subscriber: Subscriber, prefix: str, count: int) -> None:
+    """Warm the keep-alive connections (the fast path sends on idle ones only) with one
+    event per trigger, then hold the subscriber's answers and post ``count`` more
+    (named ``prefix``): return once HOST_LIMIT of them are on the wire."""
+    running.system.pool.slots.limit = HOST_LIMIT
+    await post_batch(running, _batch("w", TRIGGERS))
+    await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
+    subscriber.gate.clear()  # hold the next HOST_LIMIT; the rest wait their turn
+    await post_batch(running, _batch(prefix, count))
+    await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
+
+
 async def test_triggers_share_the_host_limit_and_deliver_every_event_once(
     tmp_path: Path,
 ) -> None:
@@ -87,13 +103,7 @@ async def test_triggers_share_the_host_limit_and_deliver_every_event_once(
     runner, url = await serve("/{trigger}", subscriber.handle)
     try:
         async with run_system(tmp_path, _text(url)) as running:
-            running.system.pool.slots.limit = HOST_LIMIT
-            # Keep-alive connections first (the fast path sends on idle ones only).
-            await post_batch(running, _batch("w", TRIGGERS))
-            await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
-            subscriber.gate.clear()  # hold the next HOST_LIMIT; the rest wait their turn
-            await post_batch(running, _batch("e", TRIGGERS * PER_TRIGGER))
-            await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
+            await fill_the_host(running, subscriber, "e", TRIGGERS * PER_TRIGGER)
             dispatchers = [t.dispatcher for t in running.system.triggers.values()]
             await wait_until(
                 lambda: (
@@ -120,12 +130,7 @@ async def test_events_waiting_for_the_host_stay_pending_at_stop(tmp_path: Path) 
     text = _text(url)
     try:
         async with run_system(tmp_path, text, drain_timeout=0.5) as running:
-            running.system.pool.slots.limit = HOST_LIMIT
-            await post_batch(running, _batch("w", TRIGGERS))
-            await wait_until(lambda: len(subscriber.got) == TRIGGERS, 30, "the first ones")
-            subscriber.gate.clear()
-            await post_batch(running, _batch("e", TRIGGERS * 3))
-            await wait_until(lambda: subscriber.now == HOST_LIMIT, 30, "the host limit")
+            await fill_the_host(running, subscriber, "e", TRIGGERS * 3)
         subscriber.gate.set()
         async with run_system(tmp_path, text) as running:
             await wait_until(
