@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -396,7 +395,8 @@ class SqliteStore:
             " ORDER BY seq",
             (rows.encode_rows(seqs),),
         )
-        return [Event(json.loads(attrs), data, seq) for seq, attrs, data in found]
+        decode = rows.decode
+        return [Event(decode(attrs), data, seq) for seq, attrs, data in found]
 
     async def load_seen(self, broker: str) -> list[SeenRow]:
         found = await self._read(

@@ -77,9 +77,12 @@ class StoreSubscription:
         return True
 
     def take_nowait(self) -> Delivery | None:
-        """The next event if it is in memory now; None while paging from the store
-        (those come first, through :meth:`get`)."""
-        if self._spill or self._refilling or not self._buffer:
+        """The next event if it is in memory now: offered there, or already read from
+        the store by :meth:`get` (in spill mode the buffer holds only a page read back,
+        in ``seq`` order from the cursor, so the rest of a page can be handed out
+        without a ``get`` each); None when the buffer is empty or while a page is
+        being read (what is offered meanwhile must not overtake it)."""
+        if self._refilling or not self._buffer:
             return None  # (the pump asks no more than it was offered: rare)
         return self._pop()
 

@@ -83,7 +83,9 @@ class Pushing(Protocol):
     """A subscription that hands events over without a task switch: it calls the
     hook given to ``push_to`` once for each event it puts in memory, and
     ``take_nowait`` returns it (``StoreSubscription``). The dispatcher takes as many
-    as it was offered (fewer if ``take_nowait`` says None: its ``get`` took some)."""
+    as it was offered (fewer if ``take_nowait`` says None: its ``get`` took some), and
+    after each ``get`` whatever else ``take_nowait`` has (the rest of a page the
+    ``get`` read from disk)."""
 
     def push_to(self, ready: Callable[[], None]) -> bool: ...
 
@@ -177,11 +179,22 @@ class Dispatcher:
         self._round = pump_round(asyncio.get_running_loop())
         if isinstance(subscription, Pushing) and subscription.push_to(self._offered):
             self._take_nowait = subscription.take_nowait
+        held = self._held
         while not self._stopping:
-            await self._held.wait_free()
+            await held.wait_free()
             delivery = await subscription.get()
-            self._held.take()  # with a pump, the one place may have gone meanwhile
+            held.take()  # with a pump, the one place may have gone meanwhile
             self._take(delivery)
+            # The rest of what that get() read (a page from the store, when the backlog
+            # outgrew the subscription's memory), as many as there are places for: one
+            # call each instead of the awaits of a get() each.
+            take_nowait = self._take_nowait
+            while held.free > 0 and not self._stopping:
+                more = take_nowait()
+                if more is None:
+                    break
+                held.take()
+                self._take(more)
 
     def _offered(self) -> None:
         """An event waits in the subscription's memory: take it (and any others that

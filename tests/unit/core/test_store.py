@@ -11,7 +11,7 @@ import pytest
 
 from eventing.broker.embedded import EmbeddedBroker, SharedStore
 from eventing.broker.memory_store import MemoryStore
-from eventing.broker.sqlite_rows import encode
+from eventing.broker.sqlite_rows import decode, encode
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
 from eventing.broker.store import Routed, Store
 from eventing.errors import StoreFullError
@@ -149,6 +149,26 @@ async def test_attributes_read_back_as_written(tmp_path: Path) -> None:
         assert encode(attributes) == json.dumps(attributes, separators=(",", ":"))
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id":"e1","n":-3,"f":true,"u":"\\u00e9\\ud83d\\ude00"}',
+        '{"id": "e1", "n": 2}',  # spaces (json.dumps' default separators)
+        ' {"id":"e1"} ',
+        "{}",
+    ],
+)
+def test_read_back_decoding_is_json_loads(text: str) -> None:
+    """The reader's decoder gives what ``json.loads`` gives, whitespace and all."""
+    assert decode(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"id":"e1"}x', '{"id":', "", "nope", '{"a":1}{"b":2}'])
+def test_read_back_decoding_refuses_what_json_loads_refuses(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        decode(text)
 
 
 @pytest.mark.parametrize("count", [3, 20])  # row by row, and one statement per run

@@ -20,11 +20,16 @@ def event(n: int) -> Event:
     return Event({"specversion": "1.0", "id": f"e{n}", "source": "/s", "type": "t"}, b"x")
 
 
+@pytest.mark.parametrize("rest", [False, True], ids=["get", "get+rest"])
 @pytest.mark.parametrize("counted", [False, True], ids=["drained", "counted"])
-async def test_pushed_and_pulled_events_come_once_in_order(tmp_path: Path, counted: bool) -> None:
+async def test_pushed_and_pulled_events_come_once_in_order(
+    tmp_path: Path, counted: bool, rest: bool
+) -> None:
     """``counted``: as the dispatcher's pump takes them, in a later loop turn and no
     more than it was offered (one per call of ``ready``), stopping at the first None;
-    else every call of ``ready`` takes all there are at once."""
+    else every call of ``ready`` takes all there are at once. ``rest``: as the
+    dispatcher's run loop, after each ``get`` the puller takes what ``take_nowait``
+    has (the rest of a page read from disk), up to a random number of places."""
     store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
     broker = EmbeddedBroker("ns/b", "Embedded", SharedStore(store))
     sub = broker.subscribe("a", lambda attrs: None)
@@ -64,9 +69,17 @@ async def test_pushed_and_pulled_events_come_once_in_order(tmp_path: Path, count
 
     assert sub.push_to(ready)
 
+    places = random.Random(8)
+
     async def pull() -> None:
         while True:
             record((await sub.get()).event)
+            if rest:
+                for _ in range(places.randint(0, 40)):
+                    delivery = sub.take_nowait()
+                    if delivery is None:
+                        break
+                    record(delivery.event)
             await asyncio.sleep(0)
 
     real_load = store.load_pending
@@ -107,3 +120,35 @@ async def test_pushed_and_pulled_events_come_once_in_order(tmp_path: Path, count
     assert len(seqs) == len(set(seqs))
     assert sorted(i for _, i in seen) == sorted(f"e{n}" for n in range(total))  # none skipped
     assert pushes > 0  # some came by the push path
+
+
+async def test_the_rest_of_a_page_is_taken_without_get(tmp_path: Path) -> None:
+    """In spill mode one ``get`` reads a page from the store; ``take_nowait`` hands
+    out the rest of it in order, then None (not an event offered meanwhile, which is
+    on disk after the page), and the next ``get`` reads on from the cursor."""
+    store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
+    broker = EmbeddedBroker("ns/b", "Embedded", SharedStore(store))
+    sub = broker.subscribe("a", lambda attrs: None)
+    sub._limit_events = 4
+    assert sub.push_to(lambda: None)
+    await broker.open()
+    try:
+        count = 700  # more than two pages of 256
+        await broker.publish([event(n) for n in range(count)])
+        first = await sub.get()
+        page = [first.event.id]
+        while (delivery := sub.take_nowait()) is not None:
+            page.append(delivery.event.id)
+        assert page == [f"e{n}" for n in range(256)]
+        await broker.publish([event(count)])  # offered while spilling: read from disk
+        assert sub.take_nowait() is None
+        ids = []
+        while len(ids) < count + 1 - 256:
+            ids.append((await sub.get()).event.id)
+            while (delivery := sub.take_nowait()) is not None:
+                ids.append(delivery.event.id)
+        assert ids == [f"e{n}" for n in range(256, count + 1)]
+        for n in range(count + 1):
+            sub.ack(n + 1)
+    finally:
+        await broker.close()
