@@ -204,3 +204,32 @@ async def test_every_event_of_a_large_append_is_stored_in_order(tmp_path: Path, 
         assert store.stats().events == count
     finally:
         await store.close()
+
+
+async def test_pages_by_range_and_by_list_read_the_same_rows(tmp_path: Path) -> None:
+    """A page whose seqs are contiguous is read by a range of the key, another by the
+    list of its seqs: either way exactly the trigger's pending events, in order."""
+    store = SqliteStore(SqliteSettings(tmp_path / "s.db"))
+    await store.open(["a", "b"])
+    try:
+        # 0-9 for a only (contiguous), then a/b alternating, then both.
+        routed = [Routed(event(n), ("a",)) for n in range(10)]
+        routed += [Routed(event(n), ("a",) if n % 2 else ("b",)) for n in range(10, 20)]
+        routed += [Routed(event(n), ("a", "b")) for n in range(20, 25)]
+        await store.append("br", routed)
+
+        async def ids(trigger: str, after: int, limit: int) -> list[str]:
+            return [e.id for e in await store.load_pending(trigger, after, limit)]
+
+        assert await ids("a", 0, 10) == [f"e{n}" for n in range(10)]
+        assert await ids("a", 10, 100) == [f"e{n}" for n in range(11, 20, 2)] + [
+            f"e{n}" for n in range(20, 25)
+        ]
+        assert await ids("b", 0, 100) == [f"e{n}" for n in range(10, 20, 2)] + [
+            f"e{n}" for n in range(20, 25)
+        ]
+        assert await ids("a", 20, 100) == [f"e{n}" for n in range(20, 25)]
+        await store.ack("a", [3, 4])  # a gap: the list again
+        assert await ids("a", 0, 6) == ["e0", "e1", "e4", "e5", "e6", "e7"]
+    finally:
+        await store.close()

@@ -142,7 +142,7 @@ async def test_the_rest_of_a_page_is_taken_without_get(tmp_path: Path) -> None:
         assert page == [f"e{n}" for n in range(256)]
         await broker.publish([event(count)])  # offered while spilling: read from disk
         assert sub.take_nowait() is None
-        ids = []
+        ids: list[str] = []
         while len(ids) < count + 1 - 256:
             ids.append((await sub.get()).event.id)
             while (delivery := sub.take_nowait()) is not None:
