@@ -7,6 +7,7 @@ moves it less than it moves an end-to-end rate.
     .venv/bin/python bench/bench_dispatch.py [--events 30000] [--rounds 3] [--flaky]
     .venv/bin/python bench/bench_dispatch.py --triggers 1 1000   # the fan-out shape
     .venv/bin/python bench/bench_dispatch.py --triggers 1 1000 --calls --events 20000
+    .venv/bin/python bench/bench_dispatch.py --backlog --events 100000 --rounds 3
 
 ``--triggers``: that many dispatchers (one trigger each) sharing the one ``Pool``, so
 its per-host limit (256 connections) is shared as in ``eventing run``; events are
@@ -16,6 +17,12 @@ next trigger in turn, a new batch whenever fewer than 2,000 are outstanding (so 
 ``maxInFlight``, bounds what is in flight, as in bench_fanout's e2e run). Each round runs
 every count in turn; per count the median CPU per event and the median of the
 rounds' ratios 1st count / that count.
+
+``--backlog``: the spill path instead: a real durable ``SqliteStore`` holding
+``--events`` events of one trigger (Kafka-source attributes, stamped as stored) before
+the clock starts, drained through ``StoreSubscription`` (paging from disk, since the
+backlog is larger than its memory) and ``AgingSubscription`` as in ``eventing run``:
+reading back, taking, delivering and acking, with the store's threads in the CPU.
 
 ``--flaky``: the subscriber answers 500 to every event's first attempt (the retry
 path; ``retry: 3``, 10 ms linear backoff without jitter). The subscription is a
@@ -31,17 +38,24 @@ import asyncio
 import cProfile
 import pstats
 import statistics
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import uvloop
 from bench_send import events, subscriber
 
+from eventing.app.aging import AgingSubscription
 from eventing.app.runtime import tune_gc
 from eventing.broker.base import Delivery
+from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
+from eventing.broker.stamps import now_rfc3339, stamp
+from eventing.broker.store import Routed
+from eventing.broker.subscription import StoreSubscription
 from eventing.delivery.dispatcher import Dispatcher
 from eventing.delivery.policy import RetryPolicy
 from eventing.events import Event
@@ -142,6 +156,87 @@ async def run(url: str, batch: list[Event]) -> tuple[float, float]:
     pool.close()
     await session.close()
     return cpu / len(batch) * 1e6, len(batch) / wall
+
+
+def source_events(n: int, prefix: str) -> list[Event]:
+    """Events as the Kafka source stores them (``PlainWrap`` + the emit's stamps)."""
+    source = f"/apis/v1/namespaces/bench/kafkasources/{prefix}#{prefix}-topic"
+    arrival = now_rfc3339()
+    out = []
+    for i in range(n):
+        partition, offset = i % 3, i // 3
+        event = Event(
+            {
+                "specversion": "1.0",
+                "id": f"partition:{partition}/offset:{offset}",
+                "source": source,
+                "type": "dev.knative.kafka.event",
+                "subject": f"partition:{partition}#{offset}",
+                "time": "2026-12-05T02:20:11.123Z",
+            },
+            b'{"order": 12345, "status": "paid", "amount": 99.5}',
+        )
+        stamp(event, arrival)
+        out.append(event)
+    return out
+
+
+async def drain(url: str, count: int, prefix: str) -> tuple[float, float]:
+    """(CPU µs per delivered event, events/s): a stored backlog of ``count`` events
+    drained through the store's subscription (see ``--backlog``)."""
+    trigger = "bench/t"
+    with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as work:
+        store = SqliteStore(SqliteSettings(Path(work) / "store.db"))
+        await store.open([trigger])
+        batch = source_events(count, prefix)
+        for start in range(0, count, 1024):
+            await store.append(
+                "bench/b", [Routed(e, (trigger,)) for e in batch[start : start + 1024]]
+            )
+        del batch
+        pool = Pool()
+        session = aiohttp.ClientSession()
+        sink = HttpSink(url, pool, session)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        acked = 0
+        real_ack = store.ack_nowait
+
+        def ack_nowait(trigger: str, seq: int) -> None:
+            nonlocal acked
+            real_ack(trigger, seq)
+            acked += 1
+            if acked == count and not done.done():
+                done.set_result(None)
+
+        store.ack_nowait = ack_nowait  # type: ignore[method-assign]
+
+        async def no_reply(_: Event) -> None:
+            return None
+
+        subscription = AgingSubscription(StoreSubscription(store, "bench/b", trigger))
+        dispatcher = Dispatcher(
+            trigger=trigger,
+            subscription=subscription,
+            sink=sink,
+            policy=RetryPolicy(retry=3, backoff_policy="linear", backoff_delay=0.01, jitter=0),
+            dead_letter=None,
+            publish_reply=no_reply,
+            metrics=Metrics(),
+            fast=sink,
+        )
+        tune_gc()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        runner = loop.create_task(dispatcher.run())
+        await done
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        await dispatcher.stop(loop.time() + 5)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        pool.close()
+        await session.close()
+        await store.close()
+    return cpu / count * 1e6, count / wall
 
 
 class Feed:
@@ -274,6 +369,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flaky", action="store_true", help="fail every first attempt")
+    parser.add_argument("--backlog", action="store_true", help="drain a stored backlog")
     parser.add_argument("--triggers", nargs="+", type=int, help="fan-out: dispatcher counts")
     parser.add_argument(
         "--calls", action="store_true", help="with --triggers: Python calls per event instead"
@@ -288,8 +384,13 @@ def main() -> int:
             fan_out_table(f"{url}/events", args.triggers, args.events, args.rounds)
             return 0
         cpus: list[float] = []
+        if args.backlog:
+            kind = "a stored backlog drained"
         for n in range(args.rounds):
-            cpu, rate = uvloop.run(run(f"{url}/events", events(args.events, f"bench-{n}")))
+            if args.backlog:
+                cpu, rate = uvloop.run(drain(f"{url}/events", args.events, f"bench-{n}"))
+            else:
+                cpu, rate = uvloop.run(run(f"{url}/events", events(args.events, f"bench-{n}")))
             cpus.append(cpu)
             print(f"round {n}: {cpu:6.1f} µs CPU per delivered event, {rate:8,.0f}/s")
         print(f"median {statistics.median(cpus):.1f} µs CPU per delivered event ({kind})")
