@@ -38,8 +38,20 @@ Why this shape:
   futures resolve (the 202s). A failed commit calls no callback; a failed fsync after
   a commit fails the futures (5xx) while the committed rows stay pending and offered,
   as they are in the store.
-* Reads (recovery, spill, the dead-letter list) use a second connection on a reader
-  thread; WAL lets them run beside the writes.
+* A page of a trigger's backlog (``load_pending``: recovery and spill, at most a
+  page of rows by their key) is read on the loop through the write connection,
+  between groups. Why not on the reader thread, as it was until issue 14's seventh
+  session: under a backlog larger than a subscription's memory every delivered event
+  is read back, and the hop (waking the thread, the sqlite3 module giving the GIL
+  back and taking it again at each row while the loop wants it, the result sent
+  back to the loop) cost more than the read: the drain of a stored backlog
+  (``bench/bench_dispatch.py --backlog``) took ~3-5 us less CPU per event on the
+  loop (docs/benchmarks.md, "Issue 14: the Kafka source and the spill path
+  (session 7)"). A page of 256 rows of about 0.5 KiB is ~0.3 ms of C time when its
+  pages are in the OS's cache, a few random reads when they are not (the first
+  pages after a restart). The other reads (deduplication keys at open, the
+  dead-letter list) use a second connection on a reader thread; WAL lets them run
+  beside the writes.
 * Rows are kept in ``seq`` order only, an event of one trigger on its own row (the
   layout and why: :mod:`eventing.broker.sqlite_schema`); which seqs each trigger has
   pending is kept in memory (:mod:`eventing.broker.pending_index`), changed only
@@ -386,9 +398,9 @@ class SqliteStore:
 
     async def load_pending(self, trigger: str, after_seq: int, limit: int) -> list[Event]:
         """The seqs come from the index (what is committed now), the events by seq
-        from the reader: no per-trigger structure on disk (see sqlite_schema). Rows
-        after ``after_seq`` are not handed out yet, so no ack removes them meanwhile;
-        a release might (then they are not returned)."""
+        from the write connection on the loop: no per-trigger structure on disk (see
+        sqlite_schema). Rows after ``after_seq`` are not handed out yet, so no ack
+        removes them meanwhile; a release might (then they are not returned)."""
         if self._closed:
             raise StoreClosedError("the store is closed")
         seqs = self._index.page(trigger, after_seq, limit)
@@ -398,9 +410,16 @@ class SqliteStore:
             # Every seq between the first and the last (one trigger's backlog, or
             # events matching all): the same rows by one range of the key, without
             # the list to parse and look up (~25 % less CPU per row read, measured).
-            found = await self._read(_PAGE_RANGE, (seqs[0], seqs[-1]))
+            sql = _PAGE_RANGE
+            params: tuple[Any, ...] = (seqs[0], seqs[-1])
         else:
-            found = await self._read(_PAGE_LIST, (rows.encode_rows(seqs),))
+            sql, params = _PAGE_LIST, (rows.encode_rows(seqs),)
+        conn = self._conn
+        if conn is not None and not conn.in_transaction:
+            # On the loop, through the write connection (see the module docstring).
+            found = conn.execute(sql, params).fetchall()
+        else:
+            found = await self._read(sql, params)
         decode = rows.decode
         return [Event(decode(attrs), data, seq) for seq, attrs, data in found]
 
