@@ -285,14 +285,24 @@ def manifests(directory: Path, kind: str, n: int, sub_url: str) -> None:
 def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, float, float]:
     """(accepted ev/s, delivered ev/s, CPU us per delivered event of the main process,
     all its threads: the dispatchers, the delivery client, the store's commits and fsyncs)."""
-    accepted, delivered, cpu = batched_phase(
+    accepted, delivered, cpu = e2e_phase(kind, n, seconds, workers)
+    return accepted, delivered, cpu["main"]
+
+
+def e2e_phase(
+    kind: str, n: int, seconds: int, workers: str, every_process: bool = False
+) -> tuple[float, float, dict[str, float]]:
+    """:func:`e2e_rate` with the CPU us per delivered event by process: ``main``, and
+    with ``every_process`` each ingress worker's and the subscriber's too."""
+    return batched_phase(
         lambda work, sub_url: manifests(work, kind, n, sub_url),
         wrk_script(kind, n),
         seconds,
         extra=("--ingress-workers", workers),
         prefix="eventing-fanout-",
+        workers=every_process,
+        subscriber_cpu=every_process,
     )
-    return accepted, delivered, cpu["main"]
 
 
 def e2e_table(kinds: list[str], seconds: int, workers: str, counts: list[int]) -> None:
@@ -329,53 +339,68 @@ def e2e_repeated(
     machine's load hits the one-trigger phases as much as the others. A round's phases
     of one kind are a pair (a set with ``--counts`` of more than two): its ratios are
     against that round's first count. Prints every phase as it ends, then per kind and
-    count the median ratio with its spread over the rounds, for the sustained rate and
-    for the main process's CPU per delivered event."""
+    count the median ratio with its spread over the rounds, for the sustained rate, for
+    the main process's CPU per delivered event and for that of every process of the
+    pipeline (main, ingress workers, subscriber; not wrk): on a machine with fewer cores
+    than busy processes the rate is bound by the latter."""
     kinds = [kind for kind in kinds if kind != "suffix"]
     print(
         f"\ne2e, {repeat} rounds of alternated phases: batched ingress (100/request,"
-        f" wrk -c8 -d{seconds}s) -> N triggers -> subscriber"
+        f" wrk -c8 -d{seconds}s) -> N triggers -> subscriber; CPU us per delivered event"
+        " of the main process, the subscriber and all (main + ingress workers + subscriber)"
     )
     print(
         f"{'round':>5} {'kind':<8} {'triggers':>8} {'load':>5} {'accepted/s':>11}"
-        f" {'delivered/s':>12} {'N / 1':>7} {'main us/ev':>11} {'1 / N':>6}"
+        f" {'delivered/s':>12} {'N / 1':>6} {'main':>6} {'1 / N':>6} {'sub':>5}"
+        f" {'all':>6} {'1 / N':>6}"
     )
-    rates: dict[tuple[str, int], list[float]] = {}
-    cpus: dict[tuple[str, int], list[float]] = {}
-    rate_ratios: dict[tuple[str, int], list[float]] = {}
-    cpu_ratios: dict[tuple[str, int], list[float]] = {}
+    samples: dict[tuple[str, int], dict[str, list[float]]] = {}
     for number in range(1, repeat + 1):
         for kind in kinds:
-            base = base_cpu = 0.0
+            base: dict[str, float] = {}
             for n in counts:
                 load = os.getloadavg()[0]
-                accepted, delivered, cpu = e2e_rate(kind, n, seconds, workers)
-                sustained = min(accepted, delivered)
-                base, base_cpu = base or sustained, base_cpu or cpu
-                rates.setdefault((kind, n), []).append(sustained)
-                cpus.setdefault((kind, n), []).append(cpu)
-                rate_ratios.setdefault((kind, n), []).append(sustained / base)
-                cpu_ratios.setdefault((kind, n), []).append(base_cpu / cpu)
+                accepted, delivered, cpu = e2e_phase(kind, n, seconds, workers, True)
+                row = {
+                    "rate": min(accepted, delivered),
+                    "main": cpu["main"],
+                    "all": sum(cpu.values()),
+                }
+                base = base or row
+                got = samples.setdefault((kind, n), {})
+                for name, value in row.items():
+                    got.setdefault(name, []).append(value)
+                ratios = {
+                    "rate": row["rate"] / base["rate"],
+                    "main": base["main"] / row["main"],
+                    "all": base["all"] / row["all"],
+                }
+                for name, value in ratios.items():
+                    got.setdefault(f"{name} ratio", []).append(value)
                 print(
                     f"{number:>5} {kind:<8} {n:>8} {load:>5.1f} {accepted:>11,.0f}"
-                    f" {delivered:>12,.0f} {sustained / base:>7.2f} {cpu:>11.1f}"
-                    f" {base_cpu / cpu:>6.2f}",
+                    f" {delivered:>12,.0f} {ratios['rate']:>6.2f} {row['main']:>6.1f}"
+                    f" {ratios['main']:>6.2f} {cpu.get('subscriber', 0.0):>5.1f}"
+                    f" {row['all']:>6.1f} {ratios['all']:>6.2f}",
                     flush=True,
                 )
     print(
-        f"\nover {repeat} rounds, median [min-max]: sustained ev/s, its ratio N / 1 per"
-        " round; main CPU us per delivered event, its ratio 1 / N per round"
+        f"\nover {repeat} rounds, median [min-max]: sustained ev/s and its ratio N / 1 per"
+        " round; CPU us per delivered event (main process; all processes) and its ratio"
+        " 1 / N per round"
     )
     print(
-        f"{'kind':<8} {'triggers':>8} {'ev/s':>8} {'rate N / 1':>18} {'us/ev':>6} {'CPU 1 / N':>18}"
+        f"{'kind':<8} {'triggers':>8} {'ev/s':>7} {'rate N / 1':>17} {'main':>5}"
+        f" {'main 1 / N':>17} {'all':>5} {'all 1 / N':>17}"
     )
     for kind in kinds:
         for n in counts:
-            key = (kind, n)
+            got = samples[(kind, n)]
             print(
-                f"{kind:<8} {n:>8} {statistics.median(rates[key]):>8,.0f}"
-                f" {spread(rate_ratios[key]):>18} {statistics.median(cpus[key]):>6.1f}"
-                f" {spread(cpu_ratios[key]):>18}"
+                f"{kind:<8} {n:>8} {statistics.median(got['rate']):>7,.0f}"
+                f" {spread(got['rate ratio']):>17} {statistics.median(got['main']):>5.1f}"
+                f" {spread(got['main ratio']):>17} {statistics.median(got['all']):>5.1f}"
+                f" {spread(got['all ratio']):>17}"
             )
 
 

@@ -191,13 +191,15 @@ def batched_phase(
     runner: Sequence[str] = (),
     workers: bool = False,
     prefix: str = "eventing-bench-",
+    subscriber_cpu: bool = False,
 ) -> tuple[float, float, dict[str, float]]:
     """One batched-ingress phase (``wrk -c8``, 100 events per request) through a fresh
     ``eventing run`` (``extra`` arguments; ``runner`` in front of it, e.g. ``run_tree.py
     TREE``) to the ``subscriber`` of ``bench_servers.py``, manifests written by
     ``write_manifests(work, subscriber_url)``: :func:`pipeline_rate`'s (accepted ev/s,
     delivered ev/s, CPU µs per delivered event) for the main process, and with
-    ``workers`` for each ingress worker too. Every process and file goes afterwards."""
+    ``workers`` for each ingress worker too (``worker N``), with ``subscriber_cpu`` for
+    the subscriber (``subscriber``). Every process and file goes afterwards."""
     sub_port, port, admin_port = free_port(), free_port(), free_port()
     sub_url, admin = f"http://127.0.0.1:{sub_port}", f"http://127.0.0.1:{admin_port}"
     work = Path(tempfile.mkdtemp(prefix=prefix))
@@ -211,6 +213,8 @@ def batched_phase(
         if workers:
             for n, worker in enumerate(children(system.pid)):
                 pids[f"worker {n}"] = worker
+        if subscriber_cpu:
+            pids["subscriber"] = sub.pid
         ingress = f"http://127.0.0.1:{port}/default/default"
         return pipeline_rate(ingress, admin, sub_url, script, seconds, 8, 100, pids)
     finally:

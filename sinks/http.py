@@ -77,6 +77,8 @@ def basic_auth(url: str) -> str | None:
 
 
 class HttpSink:
+    __slots__ = ("_auth", "_host", "_plain", "pool", "session", "target", "url")
+
     def __init__(self, url: str, pool: Pool, session: aiohttp.ClientSession) -> None:
         self.target = redact_url(url)
         self.url = url

@@ -87,6 +87,17 @@ class KnownHeads:
 
 
 class Connection(asyncio.Protocol):
+    __slots__ = (
+        "_head",
+        "buffer",
+        "closed",
+        "known",
+        "max_body",
+        "on_done",
+        "reusable",
+        "transport",
+    )
+
     def __init__(self, max_body: int, known: KnownHeads | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()

@@ -38,7 +38,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from eventing import stages
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[Event], Awaitable[None]]
 
 
-@dataclass
+@dataclass(slots=True)
 class DispatchStats:
     delivered: int = 0
     failed: int = 0
@@ -68,7 +68,6 @@ class DispatchStats:
     replies: int = 0
     in_flight: int = 0
     last_error: str | None = None
-    service_times: deque[float] = field(default_factory=lambda: deque(maxlen=256))
 
 
 @dataclass
@@ -93,6 +92,45 @@ class Pushing(Protocol):
 
 
 class Dispatcher:
+    # Slots, not a __dict__: with a thousand triggers every event goes to a different
+    # dispatcher whose state is cold in the CPU's caches, and each object touched per
+    # event is a few more cache misses; slots keep the attributes in the object itself.
+    __slots__ = (
+        "_active",
+        "_crowded",
+        "_held",
+        "_host_waits",
+        "_idle",
+        "_keys",
+        "_offers",
+        "_parked",
+        "_pump_now",
+        "_pump_soon",
+        "_pump_stalled",
+        "_round",
+        "_stopped",
+        "_stopping",
+        "_take_nowait",
+        "_tasks",
+        "_timers",
+        "_unsent",
+        "_wakes",
+        "attempts",
+        "broker",
+        "dead_letter",
+        "durations",
+        "latency",
+        "limit",
+        "metrics",
+        "policy",
+        "publish_reply",
+        "sink",
+        "split",
+        "stats",
+        "subscription",
+        "trigger",
+    )
+
     def __init__(
         self,
         *,
@@ -530,9 +568,7 @@ class Dispatcher:
         self.durations.observe(elapsed)
         status = outcome.status
         self.attempts[status] = self.attempts.get(status, 0) + 1
-        if status is not None and is_success(status):
-            self.stats.service_times.append(elapsed)
-        else:
+        if status is None or not is_success(status):
             self.stats.last_error = outcome.error or f"HTTP {status}"
 
     def _delivered(self, event: Event, route: Route) -> None:

@@ -13,6 +13,8 @@ from collections import deque
 
 
 class AdaptiveLimit:
+    __slots__ = ("_floor", "_recent", "_seen", "_waiters", "in_use", "limit", "maximum")
+
     def __init__(self, maximum: int, initial: int | None = None) -> None:
         self.maximum = max(1, maximum)
         self.limit = float(min(self.maximum, initial or self.maximum))

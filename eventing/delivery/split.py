@@ -40,7 +40,7 @@ from eventing.delivery.sink import FastSend, Outcome, Sink
 from eventing.events import Event
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Route:
     """One target of a trigger and what went there."""
 
@@ -72,6 +72,8 @@ class Route:
 
 class Split:
     """The routes of one trigger and the rule that chooses among them."""
+
+    __slots__ = ("_ends", "_rng", "routes", "single")
 
     def __init__(self, routes: Sequence[Route], *, seed: int | None = None) -> None:
         if not routes:
