@@ -78,8 +78,12 @@ class HostSlots:
         need to wait (a slot is free for a newcomer) or the client stopped queueing."""
         if not self.queueing or not self.full(key):
             return False
-        self._queues.setdefault(key, deque()).append(wake)
-        self._schedule(key)
+        queue = self._queues.get(key)
+        if queue is None:  # (not setdefault: a new deque per call, made for nothing)
+            queue = self._queues[key] = deque()
+        queue.append(wake)
+        if self.busy.get(key, 0) < self.limit:  # full only by others queued: serve them
+            self._schedule(key)
         return True
 
     async def acquire(self, key: Key, deadline: float) -> None:

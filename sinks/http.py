@@ -134,7 +134,8 @@ class HttpSink:
         """After a ``try_send`` that sent nothing: have ``wake`` called in turn when the
         subscriber's host has a connection free (the pool's limit is shared by every
         trigger); False when waiting would not help (use ``send``)."""
-        return self._plain is not None and self.pool.when_free(self._plain, wake)
+        target = self._plain
+        return target is not None and self.pool.slots.when_free(target.key, wake)
 
     async def _send_tls(self, headers: dict[str, str], body: bytes, timeout: float) -> Outcome:
         """Through aiohttp (which brings TLS), holding one of the host's connection

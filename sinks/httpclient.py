@@ -57,10 +57,14 @@ class Target:
     """Header lines (each ending CRLF) sent with every request to this target."""
     start: bytes = field(init=False, repr=False, compare=False)
     """``POST path HTTP/1.1``, the ``Host`` line and :attr:`fixed`: made once."""
+    key: tuple[str, int] = field(init=False, repr=False, compare=False)
+    """``(host, port)``: the pool's key for its connections and slots, made once
+    (a tuple built two or three times per request otherwise)."""
 
     def __post_init__(self) -> None:
         start = b"POST %s HTTP/1.1\r\nHost: %s\r\n%s" % (self.path, self.host_header, self.fixed)
         object.__setattr__(self, "start", start)
+        object.__setattr__(self, "key", (self.host, self.port))
 
     def with_fixed(self, lines: bytes) -> Target:
         """This target with ``lines`` sent in every request (same host, same pool slots)."""
@@ -119,7 +123,7 @@ class Pool:
         return await self._post(target, request(target, head, body), timeout)
 
     async def _post(self, target: Target, data: Request, timeout: float) -> Response:
-        key = (target.host, target.port)
+        key = target.key
         loop = self.loop()
         deadline = loop.time() + timeout
         try:
@@ -153,14 +157,14 @@ class Pool:
 
     def full(self, target: Target) -> bool:
         """No connection slot for a new request to ``target``'s host now."""
-        return self.slots.full((target.host, target.port))
+        return self.slots.full(target.key)
 
     def when_free(self, target: Target, wake: Wake) -> bool:
         """After a :meth:`try_post` that sent nothing: queue ``wake`` to be called in
         turn when ``target``'s host has a connection slot (then try again); False
         when the host is not full (the request needs a new connection: use
         :meth:`post`) or the pool stopped queueing."""
-        return self.slots.when_free((target.host, target.port), wake)
+        return self.slots.when_free(target.key, wake)
 
     async def _exchange(
         self, key: tuple[str, int], conn: Connection, data: Request, deadline: float
@@ -230,7 +234,7 @@ class Pool:
         newcomer), taken out of the pool; None if there is none. The caller must hand
         it to :meth:`post_on` in the same synchronous step (the slot is counted there,
         without a second check: nothing can take it in between)."""
-        key = (target.host, target.port)
+        key = target.key
         if self.slots.full(key):
             return None
         idle = self._idle.get(key)
@@ -243,7 +247,7 @@ class Pool:
 
     def give_back(self, target: Target, conn: Connection) -> None:
         """An idle connection taken by :meth:`idle_connection` and not used."""
-        self._keep((target.host, target.port), conn)
+        self._keep(target.key, conn)
 
     def post_on(
         self, conn: Connection, target: Target, head: bytes, body: bytes, timeout: float, done: Done
@@ -251,7 +255,7 @@ class Pool:
         """The second half: send on ``conn`` (from :meth:`idle_connection`), holding
         one of the host's slots until the exchange ends, and call ``done`` with the
         response (or the exception) later, without a coroutine or a task."""
-        key = (target.host, target.port)
+        key = target.key
         self.slots.taken(key)
         data = request(target, head, body)
         deadline = self.loop().time() + timeout
