@@ -50,6 +50,10 @@ def arrival(event: Event) -> float | None:
     raw = event.attributes.get(ARRIVAL_TIME)
     if not isinstance(raw, str):
         return None
+    last = _LAST[0]
+    if raw == last[0]:  # the events of one stored batch share their arrival time
+        event.arrived = last[1]
+        return last[1]
     second, dot, fraction = raw.partition(".")
     if dot and fraction.endswith("Z") and fraction[:-1].isdigit():
         base = _epoch_second(second)
@@ -62,7 +66,13 @@ def arrival(event: Event) -> float | None:
         except ValueError:
             return None
     event.arrived = parsed
+    _LAST[0] = (raw, parsed)
     return parsed
+
+
+_LAST: list[tuple[str, float]] = [("", 0.0)]
+"""The last arrival time parsed, as text and as read (events read back from the store
+come in stored order: those of one append, a source's batch, share their time)."""
 
 
 @lru_cache(maxsize=64)
