@@ -28,7 +28,8 @@ def test_events_sharing_an_arrival_time_and_not() -> None:
     ]:
         event = read_back("".join(text))  # a distinct string, as decoded from a row
         got = arrival(event)
-        assert got is not None and abs(got - want) < 1e-6
+        assert got is not None
+        assert abs(got - want) < 1e-6
         assert event.arrived == got
 
 
