@@ -79,6 +79,14 @@ class PendingIndex:
             return []
         have, head, gone = slot.seqs, slot.head, slot.gone
         end = len(have)
+        if head < end and have[-1] - have[head] == end - head - 1:
+            # The pending seqs are one unbroken run (a trigger whose events matched
+            # only it, the common backlog): pending is within the run and not gone,
+            # with no search per seq (an ack group is checked on every commit).
+            lo, hi = have[head], have[-1]
+            if gone:
+                return [seq for seq in seqs if lo <= seq <= hi and seq not in gone]
+            return [seq for seq in seqs if lo <= seq <= hi]
         out = []
         for seq in seqs:
             i = bisect_left(have, seq, head)

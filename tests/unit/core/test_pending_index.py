@@ -29,6 +29,8 @@ def check(index: PendingIndex, model: dict[str, set[int]], after: int) -> None:
         assert index.present(trigger, range(after, after + 50)) == [
             s for s in range(after, after + 50) if s in model[trigger]
         ]
+        acks = [*range(after + 40, after - 10, -3), after, after, 0, -1]  # any order
+        assert index.present(trigger, acks) == [s for s in acks if s in model[trigger]]
     assert {t: n for t, n in index.counts().items() if n} == {
         t: len(s) for t, s in model.items() if s
     }
