@@ -45,7 +45,7 @@ from eventing import stages
 from eventing.broker.base import Delivery, Subscription
 from eventing.delivery.gate import Gate
 from eventing.delivery.limiter import AdaptiveLimit
-from eventing.delivery.policy import RetryPolicy, is_retryable, is_success
+from eventing.delivery.policy import RetryPolicy, is_retryable, is_success, shared
 from eventing.delivery.pumps import PumpRound, pump_round
 from eventing.delivery.sink import FastSend, Outcome, Sink
 from eventing.delivery.split import Route, Split
@@ -152,7 +152,7 @@ class Dispatcher:
         self.broker = broker
         self.subscription = subscription
         self.sink = sink
-        self.policy = policy
+        self.policy = shared(policy)
         self.dead_letter = dead_letter
         self.publish_reply = publish_reply
         self.metrics = metrics
@@ -661,7 +661,7 @@ class Dispatcher:
         if policy.max_in_flight != self.policy.max_in_flight:
             self.limit.resize(policy.max_in_flight)
             self._held.resize(policy.max_in_flight * 10 - self.policy.max_in_flight * 10)
-        self.policy = policy
+        self.policy = shared(policy)
         if self._parked:
             self._unpark()  # a larger limit or a new route may have room now
 

@@ -19,7 +19,10 @@ class AdaptiveLimit:
         self.maximum = max(1, maximum)
         self.limit = float(min(self.maximum, initial or self.maximum))
         self.in_use = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Made on the first wait only: most limits never have a waiter (the dispatcher
+        # parks its events instead), and with a thousand triggers an empty deque read
+        # per acquire and release is one more cold object per event.
+        self._waiters: deque[asyncio.Future[None]] | None = None
         self._floor = float("inf")
         self._recent: deque[float] = deque(maxlen=32)
         self._seen = 0
@@ -36,14 +39,17 @@ class AdaptiveLimit:
             self.in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = deque()
+        waiters.append(future)
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release()  # we were handed a slot as we were cancelled
             else:
-                self._waiters.remove(future)
+                waiters.remove(future)
             raise
 
     def resize(self, maximum: int) -> None:
@@ -54,11 +60,13 @@ class AdaptiveLimit:
 
     def release(self) -> None:
         self.in_use -= 1
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _wake(self) -> None:
-        while self._waiters and self.in_use < int(self.limit):
-            future = self._waiters.popleft()
+        waiters = self._waiters
+        while waiters and self.in_use < int(self.limit):
+            future = waiters.popleft()
             if not future.done():
                 self.in_use += 1
                 future.set_result(None)

@@ -95,6 +95,23 @@ class RetryPolicy:
         return min(delay, 3600.0)
 
 
+_SHARED: dict[RetryPolicy, RetryPolicy] = {}
+_SHARED_MAX = 4096
+
+
+def shared(policy: RetryPolicy) -> RetryPolicy:
+    """One object for every equal policy (policies are frozen values). Why: with a
+    thousand triggers of the same delivery spec, each dispatcher reads its policy for
+    every event; one shared object stays in the CPU's caches where a thousand equal
+    copies would each be a cold read. Bounded: forgotten all at once when full."""
+    found = _SHARED.get(policy)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[policy] = policy
+    return found
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """``Retry-After`` as seconds: delta-seconds or an HTTP date; None if absent/bad."""
     if not value:
