@@ -290,10 +290,16 @@ def e2e_rate(kind: str, n: int, seconds: int, workers: str) -> tuple[float, floa
 
 
 def e2e_phase(
-    kind: str, n: int, seconds: int, workers: str, every_process: bool = False
+    kind: str,
+    n: int,
+    seconds: int,
+    workers: str,
+    every_process: bool = False,
+    connections: int = 8,
 ) -> tuple[float, float, dict[str, float]]:
     """:func:`e2e_rate` with the CPU us per delivered event by process: ``main``, and
-    with ``every_process`` each ingress worker's and the subscriber's too."""
+    with ``every_process`` each ingress worker's and the subscriber's too; ``wrk``
+    keeps ``connections`` requests of 100 events outstanding."""
     return batched_phase(
         lambda work, sub_url: manifests(work, kind, n, sub_url),
         wrk_script(kind, n),
@@ -302,6 +308,7 @@ def e2e_phase(
         prefix="eventing-fanout-",
         workers=every_process,
         subscriber_cpu=every_process,
+        connections=connections,
     )
 
 
@@ -332,7 +339,12 @@ def spread(values: list[float]) -> str:
 
 
 def e2e_repeated(
-    kinds: list[str], seconds: int, workers: str, counts: list[int], repeat: int
+    kinds: list[str],
+    seconds: int,
+    workers: str,
+    counts: list[int],
+    repeat: int,
+    connections: int = 8,
 ) -> None:
     """``repeat`` rounds, each running every kind's phases in turn (1, N, ..., then the
     next kind), so the phases of a pair are minutes apart at most and drift in the
@@ -342,12 +354,15 @@ def e2e_repeated(
     count the median ratio with its spread over the rounds, for the sustained rate, for
     the main process's CPU per delivered event and for that of every process of the
     pipeline (main, ingress workers, subscriber; not wrk): on a machine with fewer cores
-    than busy processes the rate is bound by the latter."""
+    than busy processes the rate is bound by the latter. ``connections``: wrk's
+    outstanding requests (8, as the single-phase table; more make the phases bound by
+    CPU rather than by the time a batch takes through the system)."""
     kinds = [kind for kind in kinds if kind != "suffix"]
     print(
         f"\ne2e, {repeat} rounds of alternated phases: batched ingress (100/request,"
-        f" wrk -c8 -d{seconds}s) -> N triggers -> subscriber; CPU us per delivered event"
-        " of the main process, the subscriber and all (main + ingress workers + subscriber)"
+        f" wrk -c{connections} -d{seconds}s) -> N triggers -> subscriber; CPU us per"
+        " delivered event of the main process, the subscriber and all (main + ingress"
+        " workers + subscriber)"
     )
     print(
         f"{'round':>5} {'kind':<8} {'triggers':>8} {'load':>5} {'accepted/s':>11}"
@@ -360,7 +375,7 @@ def e2e_repeated(
             base: dict[str, float] = {}
             for n in counts:
                 load = os.getloadavg()[0]
-                accepted, delivered, cpu = e2e_phase(kind, n, seconds, workers, True)
+                accepted, delivered, cpu = e2e_phase(kind, n, seconds, workers, True, connections)
                 row = {
                     "rate": min(accepted, delivered),
                     "main": cpu["main"],
@@ -421,6 +436,12 @@ def main() -> int:
         help="e2e: this many rounds of alternated phases (1, N, 1, N, ...) and the"
         " median ratio with its spread (default 1: one phase per count, as before)",
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=8,
+        help="e2e with --repeat: wrk's outstanding requests of 100 events (default 8)",
+    )
     args = parser.parse_args()
     routing_table(args.kinds, args.quick)
     if not args.skip_store:
@@ -429,7 +450,14 @@ def main() -> int:
         if wrk_missing("bench: the e2e part"):
             return 2
         if args.repeat > 1:
-            e2e_repeated(args.kinds, args.seconds, args.ingress_workers, args.counts, args.repeat)
+            e2e_repeated(
+                args.kinds,
+                args.seconds,
+                args.ingress_workers,
+                args.counts,
+                args.repeat,
+                args.connections,
+            )
         else:
             e2e_table(args.kinds, args.seconds, args.ingress_workers, args.counts)
     return 0

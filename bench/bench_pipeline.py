@@ -192,8 +192,10 @@ def batched_phase(
     workers: bool = False,
     prefix: str = "eventing-bench-",
     subscriber_cpu: bool = False,
+    connections: int = 8,
 ) -> tuple[float, float, dict[str, float]]:
-    """One batched-ingress phase (``wrk -c8``, 100 events per request) through a fresh
+    """One batched-ingress phase (``wrk -c8`` unless ``connections`` says otherwise, 100
+    events per request) through a fresh
     ``eventing run`` (``extra`` arguments; ``runner`` in front of it, e.g. ``run_tree.py
     TREE``) to the ``subscriber`` of ``bench_servers.py``, manifests written by
     ``write_manifests(work, subscriber_url)``: :func:`pipeline_rate`'s (accepted ev/s,
@@ -216,7 +218,7 @@ def batched_phase(
         if subscriber_cpu:
             pids["subscriber"] = sub.pid
         ingress = f"http://127.0.0.1:{port}/default/default"
-        return pipeline_rate(ingress, admin, sub_url, script, seconds, 8, 100, pids)
+        return pipeline_rate(ingress, admin, sub_url, script, seconds, connections, 100, pids)
     finally:
         stop(system)
         stop(sub)
