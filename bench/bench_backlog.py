@@ -25,15 +25,12 @@ import time
 from pathlib import Path
 
 import uvloop
+from bench_dispatch import source_events
 
 from eventing.broker.sqlite_store import SqliteSettings, SqliteStore
-from eventing.broker.stamps import now_rfc3339, stamp
+from eventing.broker.stamps import now_rfc3339
 from eventing.broker.store import Routed
 from eventing.broker.subscription import StoreSubscription
-from eventing.events import Event
-
-SOURCE = "/apis/v1/namespaces/bench/kafkasources/k#orders"
-PAYLOAD = b'{"order": 12345, "status": "paid", "amount": 99.5}'
 
 
 def settings(path: Path, events: int) -> SqliteSettings:
@@ -45,23 +42,8 @@ async def write(path: Path, events: int) -> None:
     await store.open(["t"])
     arrival = now_rfc3339()
     for start in range(0, events, 2048):
-        batch = []
-        for i in range(start, min(events, start + 2048)):
-            partition, offset = i % 3, i // 3
-            event = Event(
-                {
-                    "specversion": "1.0",
-                    "id": f"partition:{partition}/offset:{offset}",
-                    "source": SOURCE,
-                    "type": "dev.knative.kafka.event",
-                    "subject": f"partition:{partition}#{offset}",
-                    "time": "2026-12-05T02:20:11.123Z",
-                },
-                PAYLOAD,
-            )
-            stamp(event, arrival)
-            batch.append(Routed(event, ("t",)))
-        await store.append("b", batch)
+        part = source_events(min(2048, events - start), "k", start=start, arrival=arrival)
+        await store.append("b", [Routed(event, ("t",)) for event in part])
     await store.close()
 
 

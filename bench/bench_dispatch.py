@@ -146,6 +146,15 @@ async def run(url: str, batch: list[Event]) -> tuple[float, float]:
         metrics=Metrics(),
         fast=sink,
     )
+    cpu, wall = await drive(dispatcher, done)
+    pool.close()
+    await session.close()
+    return cpu / len(batch) * 1e6, len(batch) / wall
+
+
+async def drive(dispatcher: Dispatcher, done: asyncio.Future[None]) -> tuple[float, float]:
+    """Run ``dispatcher`` until ``done``, then stop it: (CPU s, wall s) of the run."""
+    loop = asyncio.get_running_loop()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     runner = loop.create_task(dispatcher.run())
     await done
@@ -153,17 +162,18 @@ async def run(url: str, batch: list[Event]) -> tuple[float, float]:
     await dispatcher.stop(loop.time() + 5)
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
-    pool.close()
-    await session.close()
-    return cpu / len(batch) * 1e6, len(batch) / wall
+    return cpu, wall
 
 
-def source_events(n: int, prefix: str) -> list[Event]:
-    """Events as the Kafka source stores them (``PlainWrap`` + the emit's stamps)."""
+def source_events(
+    n: int, prefix: str, *, start: int = 0, arrival: str | None = None
+) -> list[Event]:
+    """Events ``start`` .. ``start + n`` of a topic as the Kafka source stores them
+    (``PlainWrap`` + the emit's stamps), stamped with ``arrival`` (default: now)."""
     source = f"/apis/v1/namespaces/bench/kafkasources/{prefix}#{prefix}-topic"
-    arrival = now_rfc3339()
+    arrival = arrival or now_rfc3339()
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         partition, offset = i % 3, i // 3
         event = Event(
             {
@@ -226,13 +236,7 @@ async def drain(url: str, count: int, prefix: str) -> tuple[float, float]:
             fast=sink,
         )
         tune_gc()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        runner = loop.create_task(dispatcher.run())
-        await done
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        await dispatcher.stop(loop.time() + 5)
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        cpu, wall = await drive(dispatcher, done)
         pool.close()
         await session.close()
         await store.close()

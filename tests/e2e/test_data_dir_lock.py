@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.process import EventingProcess, run_command
+from tests.support.process import EventingProcess, reaped, run_command
 
 pytestmark = pytest.mark.e2e
 
@@ -33,13 +33,9 @@ async def second_run(directory: Path, data_dir: Path) -> tuple[int, str]:
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    try:
+    async with reaped(proc):
         async with asyncio.timeout(60):
             out, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
 

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.support.process import EventingProcess
+from tests.support.process import EventingProcess, reaped
 from tests.support.subscriber import Answer, RecordingSubscriber
 
 pytestmark = pytest.mark.e2e
@@ -234,7 +234,7 @@ async def test_tail_shows_matches_and_why_not_as_json_lines(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    try:
+    async with reaped(tail):
         assert tail.stderr is not None
         async with asyncio.timeout(60):
             assert b"tailing" in await tail.stderr.readline()
@@ -242,10 +242,6 @@ async def test_tail_shows_matches_and_why_not_as_json_lines(
         await send(eventing.url(), "other-1", "org.other")
         async with asyncio.timeout(60):
             out, _ = await tail.communicate()
-    finally:
-        if tail.returncode is None:
-            tail.kill()
-            await tail.wait()
     assert tail.returncode == 0
     first, second = (json.loads(line) for line in out.decode().splitlines())
     assert first["event"]["id"] == "o-1"

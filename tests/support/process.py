@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +20,18 @@ _ADMIN_LINE = re.compile(r"admin API (http://[0-9.:]+)")
 
 #: Every process started by a test, so a failing test cannot leave one running.
 STARTED: list[asyncio.subprocess.Process] = []
+
+
+@contextlib.asynccontextmanager
+async def reaped(proc: asyncio.subprocess.Process) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Kill and reap ``proc`` if the block leaves while it still runs (a failed
+    assertion, a timeout), so a test leaves no child behind."""
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def alive(pid: int) -> bool:

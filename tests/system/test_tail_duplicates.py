@@ -14,6 +14,7 @@ import aiohttp
 from eventing.app.runtime import Running
 from tests.conftest import SystemFactory
 from tests.support.mesh import ce_headers, post
+from tests.support.process import reaped
 from tests.support.subscriber import RecordingSubscriber
 
 MANIFESTS = """apiVersion: eventing.knative.dev/v1
@@ -42,7 +43,7 @@ async def tail_while_posting(running: Running, *flags: str) -> list[str]:
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "NO_COLOR": "1"},
     )  # fmt: skip
-    try:
+    async with reaped(tail):
         assert tail.stderr is not None
         async with asyncio.timeout(60):
             assert b"tailing" in await tail.stderr.readline()
@@ -54,10 +55,6 @@ async def tail_while_posting(running: Running, *flags: str) -> list[str]:
                 assert status == 202  # a duplicate is answered as accepted too
         async with asyncio.timeout(60):
             out, _ = await tail.communicate()
-    finally:
-        if tail.returncode is None:
-            tail.kill()
-            await tail.wait()
     assert tail.returncode == 0
     return out.decode().splitlines()
 
